@@ -1,0 +1,44 @@
+# Two commands do everything on a fresh machine:
+#   make tune   set up, fetch Fashion-MNIST, run a 20-trial lab-mlp study, report and plot
+#   make test   set up (with torch for parity) and run the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+PIP     = $(VENV)/bin/pip
+TORCH  ?= torch==2.13.0
+
+.PHONY: tune test venv venv-test data clean bench
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) install -q "$(TORCH)"
+	$(PIP) install -q -e ".[test]"
+	touch $@
+
+venv: $(VENV)/.installed
+venv-test: $(VENV)/.installed-test
+
+# Finds Fashion-MNIST (explicit dir, $$MINIDL_DATA, cache, Debian package, torchvision
+# layout); installs the Debian package when nothing is found and apt-get is usable.
+data: venv
+	$(PY) -m minidl.data.fetch
+
+tune: data
+	$(PY) -m tuning run --space lab-mlp --n-trials 20 --study-name lab-mlp-demo
+	$(PY) -m tuning plot --study-name lab-mlp-demo --out studies/lab-mlp-demo-plots
+
+test: venv-test
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: venv-test
+	$(PY) -m benchmarks.training
+	$(PY) -m benchmarks.kernels
+	$(PY) -m benchmarks.parity
+
+clean:
+	rm -rf $(VENV) studies .pytest_cache

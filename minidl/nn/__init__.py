@@ -1,0 +1,15 @@
+"""Layers with hand-written forward and backward, named as in ``torch.nn``."""
+from .module import Module, Parameter, Sequential
+from . import init
+from .linear import Linear, Flatten
+from .activation import ReLU, LeakyReLU, Tanh, Sigmoid, ELU, GELU
+from .dropout import Dropout
+from .conv import Conv2d
+from .pooling import MaxPool2d, AvgPool2d
+from .loss import CrossEntropyLoss
+
+__all__ = [
+    "Module", "Parameter", "Sequential", "init",
+    "Linear", "Flatten", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "ELU", "GELU",
+    "Dropout", "Conv2d", "MaxPool2d", "AvgPool2d", "CrossEntropyLoss",
+]

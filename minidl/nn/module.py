@@ -1,0 +1,282 @@
+"""Module, Parameter and Sequential: the layer protocol every minidl layer follows.
+
+A layer is a ``Module``.  Calling it runs ``forward(x)``, which keeps in ``self``
+exactly what ``backward`` needs.  ``backward(dout)`` accumulates d(loss)/d(param)
+into each ``Parameter.grad`` and returns d(loss)/d(x).  There is no autodiff: the
+chain rule is written out by hand, layer by layer, and ``Sequential.backward``
+walks the layers in reverse.
+
+Names, ``state_dict`` keys and conversions (``.double()``, ``.float()``,
+``.to(dtype)``) match ``torch.nn.Module`` so models port by changing one import.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Iterator
+
+import numpy as np
+
+from .. import backend
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class Parameter:
+    """A trainable array: ``data`` and the gradient accumulated into ``grad``.
+
+    ``grad`` is ``None`` until a backward pass writes it (as in torch after
+    ``zero_grad(set_to_none=True)``, torch's default).  Optimizers skip a
+    parameter whose ``grad`` is ``None``.
+    """
+
+    __slots__ = ("data", "grad")
+
+    def __init__(self, data, grad=None):
+        self.data = data
+        self.grad = grad
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def size(self):
+        return self.data.size
+
+    def accumulate_grad(self, g) -> None:
+        """Add ``g`` to ``grad`` (a fresh copy when ``grad`` is None; never aliases ``g``)."""
+        if g.shape != self.data.shape:
+            raise ValueError(
+                f"Parameter: gradient of shape {tuple(g.shape)} does not match data "
+                f"of shape {tuple(self.data.shape)}")
+        if self.grad is None:
+            self.grad = g.astype(self.data.dtype, copy=True)
+        else:
+            self.grad += g
+
+    def __repr__(self):
+        return f"Parameter(shape={tuple(self.data.shape)}, dtype={self.data.dtype})"
+
+
+class Module:
+    """Base class of every layer and model.
+
+    Subclasses implement ``forward(x)`` and ``backward(dout)``.  Assigning a
+    ``Parameter`` or a ``Module`` to an attribute registers it, in assignment
+    order, exactly like ``torch.nn.Module``; that order gives ``state_dict``
+    keys such as ``"layers.1.weight"``.
+    """
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    # -- registration -------------------------------------------------------
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise RuntimeError(
+                f"{type(self).__name__}: call super().__init__() before assigning attributes")
+        params, modules = self._parameters, self._modules
+        params.pop(name, None)
+        modules.pop(name, None)
+        if isinstance(value, Parameter):
+            params[name] = value
+        elif isinstance(value, Module):
+            modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name):
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        object.__delattr__(self, name)
+
+    def register_parameter(self, name: str, param: Parameter | None) -> None:
+        """Register ``param`` under ``name``; ``None`` records an absent parameter (bias=False)."""
+        if param is None:
+            self._parameters.pop(name, None)
+            object.__setattr__(self, name, None)
+        else:
+            setattr(self, name, param)
+
+    # -- the protocol -------------------------------------------------------
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} must implement forward()")
+
+    def backward(self, dout):
+        raise NotImplementedError(f"{type(self).__name__} must implement backward()")
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # -- traversal ----------------------------------------------------------
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self) -> Iterator["Module"]:
+        for _, m in self.named_modules():
+            yield m
+
+    def children(self) -> Iterator["Module"]:
+        return iter(self._modules.values())
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        seen = set()
+        for mod_name, mod in self.named_modules(prefix):
+            for name, p in mod._parameters.items():
+                if id(p) in seen:
+                    continue
+                seen.add(id(p))
+                yield (f"{mod_name}.{name}" if mod_name else name), p
+
+    def parameters(self) -> Iterator[Parameter]:
+        for _, p in self.named_parameters():
+            yield p
+
+    def num_parameters(self) -> int:
+        """Total number of trainable scalars."""
+        return int(sum(p.data.size for p in self.parameters()))
+
+    # -- modes --------------------------------------------------------------
+    def train(self, mode: bool = True) -> "Module":
+        if not isinstance(mode, bool):
+            raise ValueError(f"{type(self).__name__}.train: expected a bool, got {mode!r}")
+        for m in self.modules():
+            object.__setattr__(m, "training", mode)
+        return self
+
+    def eval(self) -> "Module":
+        return self.train(False)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.parameters():
+            if set_to_none or p.grad is None:
+                p.grad = None
+            else:
+                p.grad[...] = 0
+
+    # -- dtype / device -----------------------------------------------------
+    def _convert(self, fn) -> "Module":
+        for m in self.modules():
+            for p in m._parameters.values():
+                p.data = fn(p.data)
+                if p.grad is not None:
+                    p.grad = fn(p.grad)
+            m._convert_extra(fn)
+        return self
+
+    def _convert_extra(self, fn) -> None:
+        """Hook for layers holding non-parameter arrays that must follow dtype/device."""
+
+    def to(self, target) -> "Module":
+        """``to(np.float64)`` / ``to("float32")`` casts; ``to("cpu")`` / ``to("cuda")`` moves."""
+        if isinstance(target, str) and target.split(":")[0] in ("cpu", "cuda"):
+            return self._convert(lambda a: backend.to_device(a, target))
+        try:
+            dtype = np.dtype(target)
+        except TypeError:
+            raise ValueError(
+                f"{type(self).__name__}.to: expected a float dtype (float32/float64) or "
+                f"a device ('cpu', 'cuda'), got {target!r}") from None
+        if dtype not in _FLOAT_DTYPES:
+            raise ValueError(
+                f"{type(self).__name__}.to: expected float32 or float64, got {dtype}")
+        return self._convert(lambda a: a.astype(dtype, copy=False))
+
+    def double(self) -> "Module":
+        return self.to(np.float64)
+
+    def float(self) -> "Module":
+        return self.to(np.float32)
+
+    # -- state ----------------------------------------------------------------
+    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+        """Copies of every parameter, keyed like torch (``"0.weight"``, ``"fc.bias"``)."""
+        return OrderedDict((name, backend.to_numpy(p.data).copy())
+                           for name, p in self.named_parameters())
+
+    def load_state_dict(self, state_dict, strict: bool = True) -> None:
+        """Copy arrays into the parameters, checking keys and shapes first.
+
+        Raises ValueError naming missing keys, unexpected keys and shape
+        mismatches; nothing is changed unless every check passes.
+        """
+        own = OrderedDict(self.named_parameters())
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        problems = []
+        if strict and missing:
+            problems.append(f"missing keys {missing}")
+        if strict and unexpected:
+            problems.append(f"unexpected keys {unexpected}")
+        for k, p in own.items():
+            if k in state_dict:
+                shape = tuple(np.shape(state_dict[k]))
+                if shape != tuple(p.data.shape):
+                    problems.append(f"'{k}': expected shape {tuple(p.data.shape)}, got {shape}")
+        if problems:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: " + "; ".join(problems))
+        for k, p in own.items():
+            if k in state_dict:
+                p.data = backend.asarray_like(state_dict[k], p.data).astype(p.data.dtype, copy=True)
+
+    # -- printing -------------------------------------------------------------
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self):
+        lines = []
+        for name, child in self._modules.items():
+            child_repr = repr(child).replace("\n", "\n  ")
+            lines.append(f"({name}): {child_repr}")
+        head = f"{type(self).__name__}({self.extra_repr()}"
+        if not lines:
+            return head + ")"
+        return head + "\n  " + "\n  ".join(lines) + "\n)"
+
+
+class Sequential(Module):
+    """A chain of modules: ``forward`` runs them in order, ``backward`` in reverse.
+
+    Matches ``torch.nn.Sequential``: children are named ``"0"``, ``"1"``, ...
+    """
+
+    def __init__(self, *layers: Module):
+        super().__init__()
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Module):
+                raise ValueError(
+                    f"Sequential: argument {i} must be a minidl Module, got {type(layer).__name__}")
+            setattr(self, str(i), layer)
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __getitem__(self, idx):
+        layers = list(self._modules.values())
+        if isinstance(idx, slice):
+            return Sequential(*layers[idx])
+        return layers[idx]
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def append(self, layer: Module) -> "Sequential":
+        setattr(self, str(len(self)), layer)
+        return self
+
+    def forward(self, x):
+        for layer in self._modules.values():
+            x = layer(x)
+        return x
+
+    def backward(self, dout):
+        for layer in reversed(self._modules.values()):
+            dout = layer.backward(dout)
+        return dout
