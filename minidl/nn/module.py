@@ -32,6 +32,8 @@ class Parameter:
     __slots__ = ("data", "grad")
 
     def __init__(self, data, grad=None):
+        if not hasattr(data, "shape") or not hasattr(data, "dtype"):
+            data = np.asarray(data)
         self.data = data
         self.grad = grad
 
@@ -114,10 +116,16 @@ class Module:
         return self.forward(*args, **kwargs)
 
     # -- traversal ----------------------------------------------------------
-    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
+    def named_modules(self, prefix: str = "", _seen=None) -> Iterator[tuple[str, "Module"]]:
+        """Every module in the tree (self first), each once, as in torch."""
+        if _seen is None:
+            _seen = set()
+        if id(self) in _seen:
+            return
+        _seen.add(id(self))
         yield prefix, self
         for name, child in self._modules.items():
-            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name, _seen)
 
     def modules(self) -> Iterator["Module"]:
         for _, m in self.named_modules():
@@ -163,11 +171,11 @@ class Module:
 
     # -- dtype / device -----------------------------------------------------
     def _convert(self, fn) -> "Module":
+        for p in self.parameters():  # each shared Parameter once
+            p.data = fn(p.data)
+            if p.grad is not None:
+                p.grad = fn(p.grad)
         for m in self.modules():
-            for p in m._parameters.values():
-                p.data = fn(p.data)
-                if p.grad is not None:
-                    p.grad = fn(p.grad)
             m._convert_extra(fn)
         return self
 
@@ -179,11 +187,14 @@ class Module:
         if isinstance(target, str) and target.split(":")[0] in ("cpu", "cuda"):
             return self._convert(lambda a: backend.to_device(a, target))
         try:
-            dtype = np.dtype(target)
+            # np.dtype(None) would silently mean float64
+            dtype = np.dtype(target) if target is not None else None
         except TypeError:
+            dtype = None
+        if dtype is None:
             raise ValueError(
                 f"{type(self).__name__}.to: expected a float dtype (float32/float64) or "
-                f"a device ('cpu', 'cuda'), got {target!r}") from None
+                f"a device ('cpu', 'cuda'), got {target!r}")
         if dtype not in _FLOAT_DTYPES:
             raise ValueError(
                 f"{type(self).__name__}.to: expected float32 or float64, got {dtype}")
@@ -244,31 +255,49 @@ class Module:
 class Sequential(Module):
     """A chain of modules: ``forward`` runs them in order, ``backward`` in reverse.
 
-    Matches ``torch.nn.Sequential``: children are named ``"0"``, ``"1"``, ...
+    Matches ``torch.nn.Sequential``: children are named ``"0"``, ``"1"``, ...,
+    or take the keys of a single ``OrderedDict`` argument.
+
+    NOTE: torch lets one stateless instance (say one ``ReLU()``) appear twice in
+    a chain.  A minidl layer keeps its forward input for ``backward``, so a
+    second use would overwrite the first one's cache; ``Sequential`` therefore
+    raises ValueError when the same instance is added twice.
     """
 
-    def __init__(self, *layers: Module):
+    def __init__(self, *layers):
         super().__init__()
-        for i, layer in enumerate(layers):
-            if not isinstance(layer, Module):
+        if len(layers) == 1 and isinstance(layers[0], dict):
+            items = list(layers[0].items())
+        else:
+            items = [(str(i), layer) for i, layer in enumerate(layers)]
+        for name, layer in items:
+            self._add(name, layer)
+
+    def _add(self, name: str, layer) -> None:
+        if not isinstance(layer, Module):
+            raise ValueError(
+                f"Sequential: layer {name!r} must be a minidl Module, got {type(layer).__name__}")
+        for other_name, other in self._modules.items():
+            if other is layer:
                 raise ValueError(
-                    f"Sequential: argument {i} must be a minidl Module, got {type(layer).__name__}")
-            setattr(self, str(i), layer)
+                    f"Sequential: layer {name!r} is the same object as layer {other_name!r}; "
+                    f"minidl layers cache their forward input for backward, so create a "
+                    f"separate instance for each position")
+        setattr(self, str(name), layer)
 
     def __len__(self):
         return len(self._modules)
 
     def __getitem__(self, idx):
-        layers = list(self._modules.values())
         if isinstance(idx, slice):
-            return Sequential(*layers[idx])
-        return layers[idx]
+            return Sequential(OrderedDict(list(self._modules.items())[idx]))
+        return list(self._modules.values())[idx]
 
     def __iter__(self):
         return iter(self._modules.values())
 
     def append(self, layer: Module) -> "Sequential":
-        setattr(self, str(len(self)), layer)
+        self._add(str(len(self)), layer)
         return self
 
     def forward(self, x):
@@ -280,3 +309,44 @@ class Sequential(Module):
         for layer in reversed(self._modules.values()):
             dout = layer.backward(dout)
         return dout
+
+
+# -- input checks shared by the layers ------------------------------------------
+def check_float_array(owner: str, x, what: str = "input") -> None:
+    """Raise ValueError unless ``x`` is a float32/float64 array (NumPy or CuPy)."""
+    if not (hasattr(x, "dtype") and hasattr(x, "shape") and hasattr(x, "ndim")):
+        raise ValueError(
+            f"{owner}: expected {what} to be a float32/float64 ndarray, got {type(x).__name__}")
+    if x.dtype not in _FLOAT_DTYPES:
+        raise ValueError(
+            f"{owner}: expected {what} of dtype float32 or float64, got {x.dtype}")
+
+
+def check_same_dtype(owner: str, x, param: Parameter) -> None:
+    """Raise ValueError when the input's dtype is not the parameters' dtype (as torch does)."""
+    if x.dtype != param.data.dtype:
+        hint = ".double()" if x.dtype == np.float64 else ".float()"
+        raise ValueError(
+            f"{owner}: input dtype {x.dtype} does not match parameter dtype "
+            f"{param.data.dtype}; convert the module with {hint} (or the input with "
+            f".astype({param.data.dtype.name}))")
+
+
+def check_dout(owner: str, dout, out_shape, out_dtype) -> None:
+    """Raise ValueError unless ``dout`` has the shape and dtype forward's output had."""
+    check_float_array(owner, dout, "dout")
+    if tuple(dout.shape) != tuple(out_shape):
+        raise ValueError(
+            f"{owner}.backward: expected dout of shape {tuple(out_shape)} (the forward "
+            f"output's shape), got {tuple(dout.shape)}")
+    if dout.dtype != out_dtype:
+        raise ValueError(
+            f"{owner}.backward: expected dout of dtype {out_dtype} (the forward output's "
+            f"dtype), got {dout.dtype}")
+
+
+def backward_before_forward(owner: str) -> RuntimeError:
+    """The error a layer raises when ``backward`` runs with no forward pass to differentiate."""
+    return RuntimeError(
+        f"{owner}.backward() called before forward(): run forward first, it keeps "
+        f"what backward needs")

@@ -1,0 +1,395 @@
+"""Helpers shared by the benchmark scripts: machine facts, timing, and result writers.
+
+Timing follows three rules, so that a number from a shared, noisy machine still means
+something:
+
+- **Interleave.** Candidates that are compared are run in alternation (A B C, B C A, ...),
+  round after round, so slow drift of the machine (another process starting, thermal
+  state) hits every candidate alike instead of whichever happened to run last.
+- **Blocks.** One sample is the mean over a block of calls long enough (a few ms or more)
+  for the clock's resolution and per-call jitter not to matter.
+- **Medians.** Each candidate's figure is the median over rounds, reported together with
+  the number of rounds and the spread (min, max), never a single best or mean.
+
+Writers put ``<name>.json`` (everything measured, plus the machine), ``<name>.md`` (the
+tables) and ``<name>_*.png`` (bar charts) into ``benchmarks/results/`` or ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+README = BENCH_DIR / "README.md"
+REPO_ROOT = BENCH_DIR.parent
+
+
+# -- command line -------------------------------------------------------------------------
+def base_parser(description: str) -> argparse.ArgumentParser:
+    """The options every benchmark takes: ``--quick`` and ``--out``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny run lengths and shapes: proves the script works, "
+                             "numbers mean nothing (used by the smoke test)")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR,
+                        help=f"directory for JSON/Markdown/PNG results (default {RESULTS_DIR})")
+    return parser
+
+
+def writes_official_results(args) -> bool:
+    """True when a full run writes to the committed results folder (and so to the README)."""
+    return (not args.quick) and Path(args.out).resolve() == RESULTS_DIR.resolve()
+
+
+# -- machine --------------------------------------------------------------------------------
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(module_name: str) -> str | None:
+    """A module's version when it is importable (imports it: call only where allowed)."""
+    try:
+        module = __import__(module_name)
+    except ImportError:
+        return None
+    return getattr(module, "__version__", "unknown")
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=10)
+        if out.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain",
+                                "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def busy_processes(limit: int = 8) -> list[str]:
+    """Other processes using CPU right now (``ps``), to say how loaded the machine was."""
+    try:
+        out = subprocess.run(["ps", "-eo", "pid,pcpu,comm", "--sort=-pcpu", "--no-headers"],
+                             capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    me = os.getpid()
+    rows = []
+    for line in out.splitlines():
+        parts = line.split(None, 2)
+        if len(parts) == 3 and int(parts[0]) != me and float(parts[1]) >= 5.0:
+            rows.append(f"{parts[2]} ({parts[1]}% cpu)")
+    return rows[:limit]
+
+
+def machine_info(with_torch: bool = True) -> dict:
+    """Facts about the machine and software a result was measured on."""
+    info = {
+        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "cpu": _cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "busy_processes": busy_processes(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "numpy": np.__version__,
+        "numba": _version("numba"),
+        "minidl_commit": _git_commit(),
+    }
+    if with_torch:
+        info["torch"] = _version("torch")
+    try:
+        from threadpoolctl import threadpool_info
+        info["blas"] = [{k: d.get(k) for k in ("internal_api", "version", "num_threads",
+                                                "threading_layer", "architecture")}
+                        for d in threadpool_info() if d.get("user_api") == "blas"]
+    except ImportError:
+        info["blas"] = None
+    return info
+
+
+def load_note(info_start: dict, info_end: dict | None = None) -> str:
+    """One sentence saying whether the machine was busy while the numbers were taken."""
+    cpus = info_start.get("cpus_usable") or 1
+    loads = [info_start["load_average"][0]]
+    if info_end is not None:
+        loads.append(info_end["load_average"][0])
+    peak = max(loads)
+    text = (f"1-minute load average {' -> '.join(f'{x:.2f}' for x in loads)} "
+            f"on {cpus} usable cores")
+    if peak > 0.5 * cpus:
+        text += (": **the machine was loaded by other processes while this ran, "
+                 "so absolute times are noisy** (the interleaved ratios are the robust figures)")
+    else:
+        text += ": the machine was quiet"
+    return text + "."
+
+
+def machine_markdown(info: dict) -> str:
+    blas = info.get("blas") or []
+    blas_txt = ", ".join(f"{b.get('internal_api')} {b.get('version')}" for b in blas) or "?"
+    return (f"Machine: {info['cpu']}, {info['cpus_usable']} usable cores, "
+            f"Python {info['python']}, NumPy {info['numpy']} ({blas_txt}), "
+            f"Numba {info.get('numba')}, PyTorch {info.get('torch')}, "
+            f"minidl commit {info.get('minidl_commit')}, {info['date']}.")
+
+
+# -- timing ---------------------------------------------------------------------------------
+def time_block(fn: Callable[[], object], number: int) -> float:
+    """Seconds per call, averaged over one block of ``number`` back-to-back calls."""
+    t0 = time.perf_counter()
+    for _ in range(number):
+        fn()
+    return (time.perf_counter() - t0) / number
+
+
+def calibrate(fn: Callable[[], object], target_s: float, max_number: int = 100_000) -> int:
+    """How many calls make a block last about ``target_s`` (after one warm-up call)."""
+    fn()
+    number = 1
+    while True:
+        t = time_block(fn, number) * number
+        if t >= target_s or number >= max_number:
+            break
+        grow = target_s / t if t > 0 else 10.0
+        number = min(max_number, max(number + 1, int(number * min(10.0, 1.2 * grow))))
+    return number
+
+
+def interleaved(samplers: Mapping[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+    """Run each sampler once per round, rotating the order each round.
+
+    A sampler is a zero-argument callable that measures one block and returns its seconds
+    (per call, per step, whatever the caller's unit is); returns ``{name: [samples]}``.
+    """
+    names = list(samplers)
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        k = r % len(names) if names else 0
+        for name in names[k:] + names[:k]:
+            samples[name].append(float(samplers[name]()))
+    return samples
+
+
+def summarize(samples: Sequence[float]) -> dict:
+    """Median, spread and count of a list of timings (seconds)."""
+    xs = [float(x) for x in samples if x is not None and math.isfinite(x)]
+    if not xs:
+        return {"median": None, "min": None, "max": None, "runs": 0}
+    return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "runs": len(xs)}
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+# -- formatting -----------------------------------------------------------------------------
+def fmt_time(seconds: float | None) -> str:
+    """A duration with a unit that keeps 3 significant figures (ns .. s)."""
+    if seconds is None:
+        return "—"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9)):
+        if seconds >= scale or unit == "ns":
+            v = seconds / scale
+            return f"{v:.3g} {unit}" if v < 100 else f"{v:.0f} {unit}"
+    return f"{seconds} s"
+
+
+def fmt_num(x: float | None, digits: int = 3) -> str:
+    if x is None:
+        return "—"
+    if x == 0:
+        return "0"
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    return f"{x:.{digits}g}"
+
+
+def fmt_sci(x: float | None) -> str:
+    if x is None:
+        return "—"
+    if x == 0:
+        return "0"
+    return f"{x:.2e}"
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A GitHub-flavoured Markdown table; cells are converted with ``str``."""
+    def clean(cell):
+        return str(cell).replace("|", "\\|").replace("\n", " ")
+    lines = ["| " + " | ".join(clean(h) for h in headers) + " |",
+             "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(clean(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# -- writers --------------------------------------------------------------------------------
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_json(out_dir: Path, name: str, payload: dict) -> Path:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.json"
+    path.write_text(json.dumps(_jsonable(payload), indent=2, allow_nan=False) + "\n")
+    return path
+
+
+def write_markdown(out_dir: Path, name: str, text: str) -> Path:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.md"
+    path.write_text(text.rstrip() + "\n")
+    return path
+
+
+def bar_chart(path: Path, title: str, groups: Sequence[str],
+              series: Mapping[str, Sequence[float | None]], ylabel: str,
+              log: bool = False, hline: float | None = None, hline_label: str | None = None) -> Path:
+    """Grouped bar chart: one group per entry of ``groups``, one bar per series.
+
+    Missing values (None) leave a gap. ``hline`` draws a reference line (e.g. a target ratio).
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n_series = max(1, len(series))
+    width = 0.8 / n_series
+    fig_w = max(6.0, 0.9 * len(groups) * max(1.0, n_series / 2.5) + 2)
+    fig, ax = plt.subplots(figsize=(min(fig_w, 18.0), 4.5))
+    x = np.arange(len(groups))
+    for i, (label, values) in enumerate(series.items()):
+        vals = [np.nan if v is None else float(v) for v in values]
+        ax.bar(x - 0.4 + width * (i + 0.5), vals, width, label=label)
+    if hline is not None:
+        ax.axhline(hline, color="k", linestyle="--", linewidth=1, label=hline_label)
+    ax.set_xticks(x)
+    ax.set_xticklabels(groups, rotation=25, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    if log:
+        ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def update_readme(section: str, markdown: str) -> bool:
+    """Replace the README block between ``<!-- results:SECTION:begin/end -->`` markers.
+
+    Returns False (and changes nothing) when the README or its markers are missing.
+    """
+    if not README.exists():
+        return False
+    text = README.read_text()
+    begin, end = f"<!-- results:{section}:begin -->", f"<!-- results:{section}:end -->"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+    if not pattern.search(text):
+        return False
+    new = pattern.sub(lambda _m: f"{begin}\n{markdown.strip()}\n{end}", text)
+    README.write_text(new)
+    return True
+
+
+def finish(args, name: str, payload: dict, markdown: str, readme_markdown: str | None = None) -> list[Path]:
+    """Write ``name``.json/.md into ``args.out``; refresh the README on full official runs."""
+    paths = [write_json(args.out, name, payload), write_markdown(args.out, name, markdown)]
+    if writes_official_results(args):
+        update_readme(name, readme_markdown if readme_markdown is not None else markdown)
+    for p in paths:
+        print(f"wrote {p}", file=sys.stderr)
+    return paths
+
+
+# -- the lab's models (issue 5's table), written once for minidl.nn and torch.nn alike ----
+def build_model(nn, name: str):
+    """Build model ``name`` from ``nn`` (``minidl.nn`` or ``torch.nn``: same names and args)."""
+    if name == "lab_mlp_256":
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Dropout(0.3),
+                             nn.Linear(256, 10))
+    if name == "lab_mlp_64":
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10))
+    if name == "mlp_3layer":
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(),
+                             nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(),
+                             nn.Linear(64, 10))
+    if name == "cnn_2conv":
+        return nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Flatten(), nn.Linear(3136, 128), nn.ReLU(), nn.Dropout(0.5),
+                             nn.Linear(128, 10))
+    if name == "cnn_small":
+        return nn.Sequential(nn.Conv2d(1, 16, 5, padding=2), nn.ReLU(), nn.AvgPool2d(2),
+                             nn.Flatten(), nn.Linear(3136, 10))
+    raise ValueError(f"build_model: unknown model {name!r}; expected one of {list(MODELS)}")
+
+
+# name -> (description, training batch size, target ratio for the training step, issue's
+# PyTorch ms/step reference measured on this machine with 2 threads)
+MODELS = {
+    "lab_mlp_256": ("lab MLP 784-256-10, dropout 0.3", 64, 0.5, 2.1),
+    "lab_mlp_64": ("lab MLP 784-64-10", 128, None, 1.3),
+    "mlp_3layer": ("MLP 784-256-128-64-10", 64, 0.6, 2.4),
+    "cnn_2conv": ("CNN conv3x3 1-32, pool, conv3x3 32-64, pool, FC 3136-128-10, dropout 0.5",
+                  64, 0.8, 23.7),
+    "cnn_small": ("small CNN conv5x5 1-16 pad2, avgpool2, FC 3136-10", 128, 0.8, 9.5),
+}
+INFERENCE_TARGET = 1.0
+
+
+def synthetic_fashion_mnist(n: int, seed: int = 0, dtype=np.float32):
+    """Random arrays of Fashion-MNIST's shape: x (n,1,28,28) roughly normalised, y in 0..9."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 1, 28, 28), dtype=np.float64).astype(dtype)
+    y = rng.integers(0, 10, size=n, dtype=np.int64)
+    return x, y

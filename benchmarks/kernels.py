@@ -1,0 +1,901 @@
+"""Kernel benchmark: each hot operation, five ways, timed side by side.
+
+    python -m benchmarks.kernels [--quick] [--threads 1 2] [--out DIR]
+
+Operations: im2col, col2im, conv2d forward and backward (im2col + GEMM), max and average
+pooling forward and backward, linear forward and backward, and the Adam update.
+
+Implementations (columns):
+
+- ``naive``  — plain Python loops, the teaching version written out below in this file;
+  timed on the *small* shape only (it is 10^3-10^5 times slower);
+- ``numpy``  — the vectorised NumPy twins ``minidl.kernels.<name>_reference`` (for conv:
+  ``im2col_reference`` + ``np.matmul``; for linear, plain ``@``);
+- ``numba``  — the Numba twins ``minidl.kernels.<name>_numba`` (for conv: ``im2col_numba``
+  + the same GEMM);
+- ``minidl`` — what a minidl user gets: the layer (``nn.Conv2d``, ``nn.MaxPool2d``, ...,
+  forward or backward) or ``optim.Adam.step()``, with every dispatch and check it does;
+- ``torch``  — PyTorch's CPU operator for the same computation (``F.unfold``/``F.fold``,
+  ``F.conv2d``/``aten.convolution_backward``, ``F.max_pool2d``/its ``aten`` backward, ...,
+  ``optim.Adam.step()``), when PyTorch is installed;
+- ``cupy``   — the NumPy twins run on CuPy arrays, synchronised, when a GPU is present
+  (skipped otherwise).
+
+Shapes: a small one for every column, and the lab CNN's real shapes (issue 5) for all but
+``naive``. Each timing is the median of interleaved rounds of calibrated blocks (see
+``common``). Before timing, every implementation's output is compared with the ``numpy``
+twin's (``max |diff|`` in the JSON): a benchmark of a wrong kernel is worthless.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import common
+
+IMPLS = ("naive", "numpy", "numba", "minidl", "torch", "cupy")
+
+
+# ====================================================================== naive versions
+# The teaching versions: every multiply-add written out. Square kernels, one stride,
+# padding and dilation per axis pair for readability; they follow the same conventions
+# (layouts, tie rules) as minidl.kernels, so their outputs are compared like the others.
+
+def im2col_naive(x, k, stride, pad, dil=1):
+    """x (N, C, H, W) -> cols (N, C*k*k, Ho*Wo); zero where the window reads padding."""
+    n, c, h, w = x.shape
+    ho = (h + 2 * pad - dil * (k - 1) - 1) // stride + 1
+    wo = (w + 2 * pad - dil * (k - 1) - 1) // stride + 1
+    cols = np.zeros((n, c * k * k, ho * wo), dtype=x.dtype)
+    for b in range(n):
+        for ch in range(c):
+            for i in range(k):
+                for j in range(k):
+                    row = (ch * k + i) * k + j
+                    for oh in range(ho):
+                        for ow in range(wo):
+                            ih = oh * stride - pad + i * dil
+                            iw = ow * stride - pad + j * dil
+                            if 0 <= ih < h and 0 <= iw < w:
+                                cols[b, row, oh * wo + ow] = x[b, ch, ih, iw]
+    return cols
+
+
+def col2im_naive(cols, input_shape, k, stride, pad, dil=1):
+    """The adjoint of im2col_naive: every column entry is added back to its pixel."""
+    n, c, h, w = input_shape
+    ho = (h + 2 * pad - dil * (k - 1) - 1) // stride + 1
+    wo = (w + 2 * pad - dil * (k - 1) - 1) // stride + 1
+    dx = np.zeros(input_shape, dtype=cols.dtype)
+    for b in range(n):
+        for ch in range(c):
+            for i in range(k):
+                for j in range(k):
+                    row = (ch * k + i) * k + j
+                    for oh in range(ho):
+                        for ow in range(wo):
+                            ih = oh * stride - pad + i * dil
+                            iw = ow * stride - pad + j * dil
+                            if 0 <= ih < h and 0 <= iw < w:
+                                dx[b, ch, ih, iw] += cols[b, row, oh * wo + ow]
+    return dx
+
+
+def conv2d_forward_naive(x, weight, bias, stride, pad):
+    """out[n, o, oh, ow] = bias[o] + sum_{c,i,j} weight[o, c, i, j] * x_pad[n, c, oh*s+i, ow*s+j]."""
+    n, c, h, w = x.shape
+    o_ch, _, k, _ = weight.shape
+    ho = (h + 2 * pad - k) // stride + 1
+    wo = (w + 2 * pad - k) // stride + 1
+    out = np.zeros((n, o_ch, ho, wo), dtype=x.dtype)
+    for b in range(n):
+        for o in range(o_ch):
+            for oh in range(ho):
+                for ow in range(wo):
+                    acc = bias[o]
+                    for ch in range(c):
+                        for i in range(k):
+                            for j in range(k):
+                                ih, iw = oh * stride - pad + i, ow * stride - pad + j
+                                if 0 <= ih < h and 0 <= iw < w:
+                                    acc += weight[o, ch, i, j] * x[b, ch, ih, iw]
+                    out[b, o, oh, ow] = acc
+    return out
+
+
+def conv2d_backward_naive(x, weight, dout, stride, pad):
+    """dx, dweight, dbias of the convolution above, by the chain rule, entry by entry."""
+    n, c, h, w = x.shape
+    o_ch, _, k, _ = weight.shape
+    _, _, ho, wo = dout.shape
+    dx = np.zeros_like(x)
+    dw = np.zeros_like(weight)
+    db = np.zeros(o_ch, dtype=x.dtype)
+    for b in range(n):
+        for o in range(o_ch):
+            for oh in range(ho):
+                for ow in range(wo):
+                    g = dout[b, o, oh, ow]
+                    db[o] += g
+                    for ch in range(c):
+                        for i in range(k):
+                            for j in range(k):
+                                ih, iw = oh * stride - pad + i, ow * stride - pad + j
+                                if 0 <= ih < h and 0 <= iw < w:
+                                    dw[o, ch, i, j] += g * x[b, ch, ih, iw]
+                                    dx[b, ch, ih, iw] += g * weight[o, ch, i, j]
+    return dx, dw, db
+
+
+def max_pool2d_forward_naive(x, k, stride):
+    """Window max, scanning row-major: the first maximum wins ties, NaN wins over numbers."""
+    n, c, h, w = x.shape
+    ho, wo = (h - k) // stride + 1, (w - k) // stride + 1
+    out = np.empty((n, c, ho, wo), dtype=x.dtype)
+    idx = np.empty((n, c, ho, wo), dtype=np.int64)
+    for b in range(n):
+        for ch in range(c):
+            for oh in range(ho):
+                for ow in range(wo):
+                    best, best_i = -math.inf, -1
+                    for i in range(k):
+                        for j in range(k):
+                            ih, iw = oh * stride + i, ow * stride + j
+                            v = x[b, ch, ih, iw]
+                            if best_i < 0 or v > best or math.isnan(v):
+                                best, best_i = v, ih * w + iw
+                    out[b, ch, oh, ow] = best
+                    idx[b, ch, oh, ow] = best_i
+    return out, idx
+
+
+def max_pool2d_backward_naive(dout, idx, input_shape):
+    """Each output gradient goes to the input position that won its window."""
+    n, c, h, w = input_shape
+    dx = np.zeros(input_shape, dtype=dout.dtype)
+    for b in range(n):
+        for ch in range(c):
+            for oh in range(dout.shape[2]):
+                for ow in range(dout.shape[3]):
+                    p = idx[b, ch, oh, ow]
+                    dx[b, ch, p // w, p % w] += dout[b, ch, oh, ow]
+    return dx
+
+
+def avg_pool2d_forward_naive(x, k, stride):
+    """Window mean (no padding)."""
+    n, c, h, w = x.shape
+    ho, wo = (h - k) // stride + 1, (w - k) // stride + 1
+    out = np.empty((n, c, ho, wo), dtype=x.dtype)
+    for b in range(n):
+        for ch in range(c):
+            for oh in range(ho):
+                for ow in range(wo):
+                    s = 0.0
+                    for i in range(k):
+                        for j in range(k):
+                            s += x[b, ch, oh * stride + i, ow * stride + j]
+                    out[b, ch, oh, ow] = s / (k * k)
+    return out
+
+
+def avg_pool2d_backward_naive(dout, input_shape, k, stride):
+    """Each window hands dout / (k*k) to each of its positions."""
+    dx = np.zeros(input_shape, dtype=dout.dtype)
+    n, c, ho, wo = dout.shape
+    for b in range(n):
+        for ch in range(c):
+            for oh in range(ho):
+                for ow in range(wo):
+                    g = dout[b, ch, oh, ow] / (k * k)
+                    for i in range(k):
+                        for j in range(k):
+                            dx[b, ch, oh * stride + i, ow * stride + j] += g
+    return dx
+
+
+def linear_forward_naive(x, weight, bias):
+    """y[n, o] = bias[o] + sum_i x[n, i] * weight[o, i]."""
+    n, d = x.shape
+    o_f = weight.shape[0]
+    y = np.empty((n, o_f), dtype=x.dtype)
+    for b in range(n):
+        for o in range(o_f):
+            acc = bias[o]
+            for i in range(d):
+                acc += x[b, i] * weight[o, i]
+            y[b, o] = acc
+    return y
+
+
+def linear_backward_naive(x, weight, dout):
+    """dx = dout W, dW = dout^T x, db = sum over the batch of dout."""
+    n, d = x.shape
+    o_f = weight.shape[0]
+    dx = np.zeros_like(x)
+    dw = np.zeros_like(weight)
+    db = np.zeros(o_f, dtype=x.dtype)
+    for b in range(n):
+        for o in range(o_f):
+            g = dout[b, o]
+            db[o] += g
+            for i in range(d):
+                dx[b, i] += g * weight[o, i]
+                dw[o, i] += g * x[b, i]
+    return dx, dw, db
+
+
+def adam_update_naive(params, grads, ms, vs, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
+    """One Adam step, element by element (torch's formula and order of operations)."""
+    step_size = lr / (1 - beta1 ** step)
+    bc2_sqrt = math.sqrt(1 - beta2 ** step)
+    for p, g, m, v in zip(params, grads, ms, vs):
+        pf, gf, mf, vf = p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1)
+        for i in range(pf.size):
+            mf[i] += (1 - beta1) * (gf[i] - mf[i])
+            vf[i] = beta2 * vf[i] + (1 - beta2) * gf[i] * gf[i]
+            pf[i] -= step_size * mf[i] / (math.sqrt(vf[i]) / bc2_sqrt + eps)
+
+
+# ====================================================================== cases
+@dataclass
+class Impl:
+    run: Callable[[], object]                 # the timed call
+    result: Callable[[], object] | None = None  # output to check (default: run())
+    sync: Callable[[], None] | None = None    # e.g. CuPy's device synchronise
+    ref_part: Callable[[object], object] | None = None  # part of the reference it matches
+
+
+@dataclass
+class Case:
+    op: str
+    shape: str
+    impls: dict = field(default_factory=dict)   # name -> Impl
+
+
+def _sizes(shape):
+    return "x".join(str(s) for s in shape)
+
+
+def _to_np(a):
+    if isinstance(a, (tuple, list)):
+        return [_to_np(v) for v in a]
+    if hasattr(a, "detach"):
+        return a.detach().cpu().numpy()
+    if hasattr(a, "get") and not isinstance(a, np.ndarray):
+        return a.get()
+    return np.asarray(a)
+
+
+def _flat(a):
+    out = []
+    for v in (a if isinstance(a, (tuple, list)) else [a]):
+        out += _flat(v) if isinstance(v, (tuple, list)) else [np.asarray(v)]
+    return out
+
+
+def max_abs_diff(a, b) -> float:
+    a, b = _flat(_to_np(a)), _flat(_to_np(b))
+    if len(a) != len(b):
+        return math.inf
+    worst = 0.0
+    for u, v in zip(a, b):
+        if u.shape != v.shape:
+            return math.inf
+        u64, v64 = u.astype(np.float64), v.astype(np.float64)
+        if not np.array_equal(np.isnan(u64), np.isnan(v64)):
+            return math.inf
+        ok = ~np.isnan(u64)
+        if ok.any():
+            worst = max(worst, float(np.max(np.abs(u64[ok] - v64[ok]))))
+    return worst
+
+
+class Env:
+    """The libraries a case may use: minidl (always), torch and cupy when present."""
+
+    def __init__(self, use_torch: bool, use_cupy: bool):
+        import minidl
+        from minidl import kernels as K
+        self.minidl, self.K = minidl, K
+        self.torch = None
+        if use_torch:
+            try:
+                import torch
+                self.torch = torch
+            except ImportError:
+                self.torch = None
+        self.cp = None
+        if use_cupy:
+            from minidl import backend
+            if backend.cuda_available():
+                self.cp = backend._get_cupy()
+
+    def t(self, a):
+        return self.torch.from_numpy(np.ascontiguousarray(a))
+
+    def c(self, a):
+        return self.cp.asarray(a)
+
+    def cupy_sync(self):
+        self.cp.cuda.Device().synchronize()
+
+
+def conv_shapes(quick):
+    # (label, N, C, H, W, O, k, pad, stride)
+    small = ("small", 2, 3, 8, 8, 4, 3, 1, 1)
+    model = [("CNN conv1 (64,1,28,28) 1->32 k3 p1", 64, 1, 28, 28, 32, 3, 1, 1),
+             ("CNN conv2 (64,32,14,14) 32->64 k3 p1", 64, 32, 14, 14, 64, 3, 1, 1),
+             ("small CNN (128,1,28,28) 1->16 k5 p2", 128, 1, 28, 28, 16, 5, 2, 1)]
+    if quick:
+        model = [("quick (4,8,10,10) 8->8 k3 p1", 4, 8, 10, 10, 8, 3, 1, 1)]
+    return [small] + model
+
+
+def pool_shapes(quick):
+    small = ("small", (2, 3, 8, 8), 2)
+    model = [("CNN pool1 (64,32,28,28) k2", (64, 32, 28, 28), 2),
+             ("CNN pool2 (64,64,14,14) k2", (64, 64, 14, 14), 2),
+             ("small CNN (128,16,28,28) k2", (128, 16, 28, 28), 2)]
+    if quick:
+        model = [("quick (4,8,10,10) k2", (4, 8, 10, 10), 2)]
+    return [small] + model
+
+
+def linear_shapes(quick):
+    small = ("small (8,32)->16", 8, 32, 16)
+    model = [("lab MLP fc1 (64,784)->256", 64, 784, 256),
+             ("CNN fc1 (64,3136)->128", 64, 3136, 128)]
+    if quick:
+        model = [("quick (16,64)->32", 16, 64, 32)]
+    return [small] + model
+
+
+def adam_shapes(quick):
+    small = ("small: 1 tensor of 1,000", [(1000,)])
+    model = [("CNN 2-conv params (421,642 in 8 tensors)",
+              [(32, 1, 3, 3), (32,), (64, 32, 3, 3), (64,), (128, 3136), (128,), (10, 128), (10,)]),
+             ("lab MLP params (203,530 in 4 tensors)", [(256, 784), (256,), (10, 256), (10,)])]
+    if quick:
+        model = [("quick: 2 tensors", [(64, 10), (10,)])]
+    return [small] + model
+
+
+def build_cases(env: Env, quick: bool, dtype=np.float32) -> list[Case]:
+    K, nn, torch, cp = env.K, env.minidl.nn, env.torch, env.cp
+    F = torch.nn.functional if torch else None
+    aten = torch.ops.aten if torch else None
+    rng = np.random.default_rng(0)
+    cases = []
+
+    # ---- im2col / col2im / conv forward / conv backward
+    for label, n, c, h, w, o, k, pad, s in conv_shapes(quick):
+        small = label == "small"
+        shape = f"{label}" if not small else f"small x {_sizes((n, c, h, w))} k{k} p{pad}"
+        x = rng.standard_normal((n, c, h, w)).astype(dtype)
+        wgt = (rng.standard_normal((o, c, k, k)) * 0.1).astype(dtype)
+        b = rng.standard_normal(o).astype(dtype)
+        ho = (h + 2 * pad - k) // s + 1
+        wo = (w + 2 * pad - k) // s + 1
+        cols = K.im2col_reference(x, k, s, pad)
+        dcols = rng.standard_normal(cols.shape).astype(dtype)
+        dout = rng.standard_normal((n, o, ho, wo)).astype(dtype)
+        w2 = wgt.reshape(o, -1)
+
+        case = Case("im2col", shape)
+        if small:
+            case.impls["naive"] = Impl(lambda x=x, k=k, s=s, p=pad: im2col_naive(x, k, s, p))
+        case.impls["numpy"] = Impl(lambda x=x, k=k, s=s, p=pad: K.im2col_reference(x, k, s, p))
+        case.impls["numba"] = Impl(lambda x=x, k=k, s=s, p=pad: K.im2col_numba(x, k, s, p))
+        if torch:
+            xt = env.t(x)
+            case.impls["torch"] = Impl(lambda xt=xt, k=k, s=s, p=pad:
+                                       F.unfold(xt, k, dilation=1, padding=p, stride=s))
+        if cp:
+            xc = env.c(x)
+            case.impls["cupy"] = Impl(lambda xc=xc, k=k, s=s, p=pad: K.im2col_reference(xc, k, s, p),
+                                      sync=env.cupy_sync)
+        cases.append(case)
+
+        case = Case("col2im", shape)
+        if small:
+            case.impls["naive"] = Impl(lambda d=dcols, sh=x.shape, k=k, s=s, p=pad:
+                                       col2im_naive(d, sh, k, s, p))
+        case.impls["numpy"] = Impl(lambda d=dcols, sh=x.shape, k=k, s=s, p=pad:
+                                   K.col2im_reference(d, sh, k, s, p))
+        case.impls["numba"] = Impl(lambda d=dcols, sh=x.shape, k=k, s=s, p=pad:
+                                   K.col2im_numba(d, sh, k, s, p))
+        if torch:
+            dt = env.t(dcols)
+            case.impls["torch"] = Impl(lambda dt=dt, hw=(h, w), k=k, s=s, p=pad:
+                                       F.fold(dt, hw, k, dilation=1, padding=p, stride=s))
+        if cp:
+            dc = env.c(dcols)
+            case.impls["cupy"] = Impl(lambda dc=dc, sh=x.shape, k=k, s=s, p=pad:
+                                      K.col2im_reference(dc, sh, k, s, p), sync=env.cupy_sync)
+        cases.append(case)
+
+        def conv_fwd(im2col, x, w2, b, k, s, p, n=n, o=o, ho=ho, wo=wo, xp=np):
+            cols = im2col(x, k, s, p)
+            out = xp.matmul(w2, cols)
+            out += b[:, None]
+            return out.reshape(n, o, ho, wo)
+
+        def conv_bwd(col2im, cols, w2, dout, xshape, k, s, p, xp=np):
+            d3 = dout.reshape(dout.shape[0], dout.shape[1], -1)           # (N, O, L)
+            dw = xp.tensordot(d3, cols, axes=([0, 2], [0, 2]))             # (O, C*k*k)
+            db = d3.sum(axis=(0, 2))
+            dx = col2im(xp.matmul(w2.T, d3), xshape, k, s, p)              # (N, C, H, W)
+            return dx, dw.reshape(-1), db
+
+        layer = nn.Conv2d(c, o, k, stride=s, padding=pad)
+        layer.weight.data = wgt.copy()
+        layer.bias.data = b.copy()
+
+        def layer_bwd(layer=layer, x=x, dout=dout):
+            layer.zero_grad()
+            dx = layer.backward(dout)
+            return dx, layer.weight.grad.reshape(-1), layer.bias.grad
+
+        case = Case("conv2d forward", shape)
+        if small:
+            case.impls["naive"] = Impl(lambda x=x, wgt=wgt, b=b, s=s, p=pad:
+                                       conv2d_forward_naive(x, wgt, b, s, p))
+        case.impls["numpy"] = Impl(lambda x=x, w2=w2, b=b, k=k, s=s, p=pad, f=conv_fwd:
+                                   f(K.im2col_reference, x, w2, b, k, s, p))
+        case.impls["numba"] = Impl(lambda x=x, w2=w2, b=b, k=k, s=s, p=pad, f=conv_fwd:
+                                   f(K.im2col_numba, x, w2, b, k, s, p))
+        case.impls["minidl"] = Impl(lambda layer=layer, x=x: layer(x))
+        if torch:
+            xt, wt, bt = env.t(x), env.t(wgt), env.t(b)
+            case.impls["torch"] = Impl(lambda xt=xt, wt=wt, bt=bt, s=s, p=pad:
+                                       F.conv2d(xt, wt, bt, stride=s, padding=p))
+        if cp:
+            xc, w2c, bc = env.c(x), env.c(w2), env.c(b)
+            case.impls["cupy"] = Impl(lambda xc=xc, w2c=w2c, bc=bc, k=k, s=s, p=pad, f=conv_fwd:
+                                      f(K.im2col_reference, xc, w2c, bc, k, s, p, xp=cp),
+                                      sync=env.cupy_sync)
+        cases.append(case)
+
+        case = Case("conv2d backward", shape)
+        if small:
+            case.impls["naive"] = Impl(
+                lambda x=x, wgt=wgt, dout=dout, s=s, p=pad:
+                (lambda r: (r[0], r[1].reshape(-1), r[2]))(
+                    conv2d_backward_naive(x, wgt, dout, s, p)))
+        case.impls["numpy"] = Impl(lambda cols=cols, w2=w2, dout=dout, sh=x.shape, k=k, s=s, p=pad:
+                                   conv_bwd(K.col2im_reference, cols, w2, dout, sh, k, s, p))
+        case.impls["numba"] = Impl(lambda cols=cols, w2=w2, dout=dout, sh=x.shape, k=k, s=s, p=pad:
+                                   conv_bwd(K.col2im_numba, cols, w2, dout, sh, k, s, p))
+        # the layer's backward needs its forward's cache: one forward, then time backward
+        case.impls["minidl"] = Impl(layer_bwd, result=lambda layer=layer, x=x, f=layer_bwd:
+                                    (layer(x), f())[1])
+        if torch:
+            xt, wt, dt = env.t(x), env.t(wgt), env.t(dout)
+
+            def t_bwd(xt=xt, wt=wt, dt=dt, o=o, s=s, p=pad):
+                dx, dw, db = aten.convolution_backward(dt, xt, wt, [o], [s, s], [p, p], [1, 1],
+                                                       False, [0, 0], 1, [True, True, True])
+                return dx, dw.reshape(-1), db
+            case.impls["torch"] = Impl(t_bwd)
+        if cp:
+            colsc, w2c, dc = env.c(cols), env.c(w2), env.c(dout)
+            case.impls["cupy"] = Impl(lambda colsc=colsc, w2c=w2c, dc=dc, sh=x.shape, k=k, s=s,
+                                      p=pad: conv_bwd(K.col2im_reference, colsc, w2c, dc, sh, k,
+                                                      s, p, xp=cp), sync=env.cupy_sync)
+        cases.append(case)
+
+    # ---- pooling
+    for label, xshape, k in pool_shapes(quick):
+        small = label == "small"
+        shape = label if not small else f"small x {_sizes(xshape)} k{k}"
+        # ReLU-like input: many exact zeros, so ties are exercised as in the real model
+        x = np.maximum(rng.standard_normal(xshape), 0).astype(dtype)
+        out_ref, idx = K.max_pool2d_forward_reference(x, k)
+        dout = rng.standard_normal(out_ref.shape).astype(dtype)
+        mp_layer, ap_layer = nn.MaxPool2d(k), nn.AvgPool2d(k)
+
+        def pool_layer_bwd(layer, x, dout):
+            layer(x)
+            return layer.backward(dout)
+
+        for kind in ("max", "avg"):
+            fwd_ref = getattr(K, f"{kind}_pool2d_forward_reference")
+            fwd_nb = getattr(K, f"{kind}_pool2d_forward_numba")
+            lay = mp_layer if kind == "max" else ap_layer
+            case = Case(f"{kind}_pool2d forward", shape)
+            if small:
+                naive = max_pool2d_forward_naive if kind == "max" else avg_pool2d_forward_naive
+                case.impls["naive"] = Impl(lambda x=x, k=k, f=naive: f(x, k, k))
+            case.impls["numpy"] = Impl(lambda x=x, k=k, f=fwd_ref: f(x, k))
+            case.impls["numba"] = Impl(lambda x=x, k=k, f=fwd_nb: f(x, k))
+            # the max-pool layer returns the output only (it keeps the indices itself)
+            case.impls["minidl"] = Impl(lambda x=x, lay=lay: lay(x),
+                                        ref_part=(lambda r: r[0]) if kind == "max" else None)
+            if torch:
+                xt = env.t(x)
+                if kind == "max":
+                    case.impls["torch"] = Impl(lambda xt=xt, k=k:
+                                               F.max_pool2d(xt, k, return_indices=True))
+                else:
+                    case.impls["torch"] = Impl(lambda xt=xt, k=k: F.avg_pool2d(xt, k))
+            if cp:
+                xc = env.c(x)
+                case.impls["cupy"] = Impl(lambda xc=xc, k=k, f=fwd_ref: f(xc, k),
+                                          sync=env.cupy_sync)
+            cases.append(case)
+
+            case = Case(f"{kind}_pool2d backward", shape)
+            if kind == "max":
+                if small:
+                    case.impls["naive"] = Impl(lambda d=dout, i=idx, sh=xshape:
+                                               max_pool2d_backward_naive(d, i, sh))
+                case.impls["numpy"] = Impl(lambda d=dout, i=idx, sh=xshape:
+                                           K.max_pool2d_backward_reference(d, i, sh))
+                case.impls["numba"] = Impl(lambda d=dout, i=idx, sh=xshape:
+                                           K.max_pool2d_backward_numba(d, i, sh))
+            else:
+                if small:
+                    case.impls["naive"] = Impl(lambda d=dout, sh=xshape, k=k:
+                                               avg_pool2d_backward_naive(d, sh, k, k))
+                case.impls["numpy"] = Impl(lambda d=dout, sh=xshape, k=k:
+                                           K.avg_pool2d_backward_reference(d, sh, k))
+                case.impls["numba"] = Impl(lambda d=dout, sh=xshape, k=k:
+                                           K.avg_pool2d_backward_numba(d, sh, k))
+            lay.train()
+            lay(x)
+            case.impls["minidl"] = Impl(lambda lay=lay, d=dout: lay.backward(d),
+                                        result=lambda lay=lay, x=x, d=dout, f=pool_layer_bwd: f(lay, x, d))
+            if torch:
+                xt, dt, it = env.t(x), env.t(dout), env.t(idx)
+                if kind == "max":
+                    case.impls["torch"] = Impl(
+                        lambda xt=xt, dt=dt, it=it, k=k:
+                        aten.max_pool2d_with_indices_backward(dt, xt, [k, k], [k, k], [0, 0],
+                                                              [1, 1], False, it))
+                else:
+                    case.impls["torch"] = Impl(
+                        lambda xt=xt, dt=dt, k=k:
+                        aten.avg_pool2d_backward(dt, xt, [k, k], [k, k], [0, 0], False, True,
+                                                 None))
+            if cp:
+                dc, ic = env.c(dout), env.c(idx)
+                if kind == "max":
+                    case.impls["cupy"] = Impl(lambda dc=dc, ic=ic, sh=xshape:
+                                              K.max_pool2d_backward_reference(dc, ic, sh),
+                                              sync=env.cupy_sync)
+                else:
+                    case.impls["cupy"] = Impl(lambda dc=dc, sh=xshape, k=k:
+                                              K.avg_pool2d_backward_reference(dc, sh, k),
+                                              sync=env.cupy_sync)
+            cases.append(case)
+
+    # ---- linear
+    for label, n, d, o in linear_shapes(quick):
+        small = label.startswith("small")
+        x = rng.standard_normal((n, d)).astype(dtype)
+        wgt = (rng.standard_normal((o, d)) * 0.05).astype(dtype)
+        b = rng.standard_normal(o).astype(dtype)
+        dout = rng.standard_normal((n, o)).astype(dtype)
+        layer = nn.Linear(d, o)
+        layer.weight.data, layer.bias.data = wgt.copy(), b.copy()
+
+        def np_fwd(x, w, b):
+            y = x @ w.T
+            y += b
+            return y
+
+        def np_bwd(x, w, dout):
+            return dout @ w, dout.T @ x, dout.sum(axis=0)
+
+        def layer_bwd(layer=layer, dout=dout):
+            layer.zero_grad()
+            dx = layer.backward(dout)
+            return dx, layer.weight.grad, layer.bias.grad
+
+        case = Case("linear forward", label)
+        if small:
+            case.impls["naive"] = Impl(lambda x=x, w=wgt, b=b: linear_forward_naive(x, w, b))
+        case.impls["numpy"] = Impl(lambda x=x, w=wgt, b=b: np_fwd(x, w, b))
+        case.impls["minidl"] = Impl(lambda layer=layer, x=x: layer(x))
+        if torch:
+            xt, wt, bt = env.t(x), env.t(wgt), env.t(b)
+            case.impls["torch"] = Impl(lambda xt=xt, wt=wt, bt=bt: F.linear(xt, wt, bt))
+        if cp:
+            xc, wc, bc = env.c(x), env.c(wgt), env.c(b)
+            case.impls["cupy"] = Impl(lambda xc=xc, wc=wc, bc=bc: np_fwd(xc, wc, bc),
+                                      sync=env.cupy_sync)
+        cases.append(case)
+
+        case = Case("linear backward", label)
+        if small:
+            case.impls["naive"] = Impl(lambda x=x, w=wgt, d=dout: linear_backward_naive(x, w, d))
+        case.impls["numpy"] = Impl(lambda x=x, w=wgt, d=dout: np_bwd(x, w, d))
+        case.impls["minidl"] = Impl(layer_bwd, result=lambda layer=layer, x=x, f=layer_bwd:
+                                    (layer(x), f())[1])
+        if torch:
+            xt, wt, dt = env.t(x), env.t(wgt), env.t(dout)
+            case.impls["torch"] = Impl(lambda xt=xt, wt=wt, dt=dt:
+                                       (dt.mm(wt), dt.t().mm(xt), dt.sum(0)))
+        if cp:
+            xc, wc, dc = env.c(x), env.c(wgt), env.c(dout)
+            case.impls["cupy"] = Impl(lambda xc=xc, wc=wc, dc=dc: np_bwd(xc, wc, dc),
+                                      sync=env.cupy_sync)
+        cases.append(case)
+
+    # ---- Adam update
+    for label, shapes in adam_shapes(quick):
+        small = label.startswith("small")
+        params0 = [rng.standard_normal(s).astype(dtype) for s in shapes]
+        grads = [rng.standard_normal(s).astype(dtype) for s in shapes]
+        cases.append(_adam_case(env, label, params0, grads, small))
+    return cases
+
+
+def _adam_case(env: Env, label, params0, grads, small) -> Case:
+    """Adam: every implementation does steps from its own state; checked on one fresh step."""
+    minidl, torch, cp, K = env.minidl, env.torch, env.cp, env.K
+    case = Case("adam update", label)
+
+    def fresh_numpy_state():
+        return ([p.copy() for p in params0], [np.zeros_like(p) for p in params0],
+                [np.zeros_like(p) for p in params0])
+
+    def numpy_adam(params, grads, ms, vs, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                   xp=np):
+        # the vectorised formula of minidl.optim.Adam, without the optimizer's bookkeeping
+        step_size = lr / (1 - beta1 ** step)
+        bc2_sqrt = (1 - beta2 ** step) ** 0.5
+        for p, g, m, v in zip(params, grads, ms, vs):
+            m += (1 - beta1) * (g - m)
+            v *= beta2
+            v += (1 - beta2) * g * g
+            p -= step_size * m / (xp.sqrt(v) / bc2_sqrt + eps)
+
+    def stepper(update, state):
+        counter = [0]
+
+        def run():
+            counter[0] += 1
+            update(state[0], grads_for(state), state[1], state[2], counter[0])
+        return run
+
+    def grads_for(state):
+        return state[3] if len(state) > 3 else grads
+
+    def one_step(update, make_state):
+        st = make_state()
+        update(st[0], grads_for(st), st[1], st[2], 1)
+        return st[0]
+
+    if small:
+        case.impls["naive"] = Impl(stepper(adam_update_naive, fresh_numpy_state()),
+                                   result=lambda: one_step(adam_update_naive, fresh_numpy_state))
+    case.impls["numpy"] = Impl(stepper(numpy_adam, fresh_numpy_state()),
+                               result=lambda: one_step(numpy_adam, fresh_numpy_state))
+    fused = getattr(K, "adam_update_numba", None) if K is not None else None
+    if fused is not None:
+        case.impls["numba"] = Impl(stepper(fused, fresh_numpy_state()),
+                                   result=lambda: one_step(fused, fresh_numpy_state))
+
+    def minidl_opt():
+        ps = [minidl.nn.Parameter(p.copy()) for p in params0]
+        for p, g in zip(ps, grads):
+            p.grad = g
+        return ps, minidl.optim.Adam(ps, lr=1e-3)
+    ps, opt = minidl_opt()
+
+    def minidl_result():
+        ps2, opt2 = minidl_opt()
+        opt2.step()
+        return [p.data for p in ps2]
+    case.impls["minidl"] = Impl(opt.step, result=minidl_result)
+    if torch:
+        def torch_opt():
+            tps = [torch.nn.Parameter(env.t(p.copy())) for p in params0]
+            for p, g in zip(tps, grads):
+                p.grad = env.t(g)
+            return tps, torch.optim.Adam(tps, lr=1e-3)
+        tps, topt = torch_opt()
+
+        def torch_result():
+            tps2, topt2 = torch_opt()
+            topt2.step()
+            return [p.detach() for p in tps2]
+        case.impls["torch"] = Impl(topt.step, result=torch_result)
+    if cp:
+        def cupy_state():
+            return ([cp.asarray(p) for p in params0], [cp.zeros(p.shape, p.dtype) for p in params0],
+                    [cp.zeros(p.shape, p.dtype) for p in params0], [cp.asarray(g) for g in grads])
+
+        def cupy_adam(params, grads_, ms, vs, step):
+            numpy_adam(params, grads_, ms, vs, step, xp=cp)
+        case.impls["cupy"] = Impl(stepper(cupy_adam, cupy_state()),
+                                  result=lambda: one_step(cupy_adam, cupy_state),
+                                  sync=env.cupy_sync)
+    return case
+
+
+# ====================================================================== timing
+def _sampler(impl: Impl, number: int):
+    def sample():
+        t0 = time.perf_counter()
+        for _ in range(number):
+            impl.run()
+        if impl.sync is not None:
+            impl.sync()
+        return (time.perf_counter() - t0) / number
+    return sample
+
+
+def measure_case(case: Case, rounds: int, block_s: float, naive_block_s: float) -> dict:
+    checks = {}
+    ref = None
+    if "numpy" in case.impls:
+        r = case.impls["numpy"]
+        ref = (r.result or r.run)()
+    for name, impl in case.impls.items():
+        out = (impl.result or impl.run)()
+        if impl.sync is not None:
+            impl.sync()
+        if ref is None:
+            checks[name] = None
+        else:
+            checks[name] = max_abs_diff(out, impl.ref_part(ref) if impl.ref_part else ref)
+    samplers = {}
+    numbers = {}
+    for name, impl in case.impls.items():
+        run = impl.run if impl.sync is None else (lambda impl=impl: (impl.run(), impl.sync()))
+        target = naive_block_s if name == "naive" else block_s
+        numbers[name] = calibrate_block(run, target)
+        samplers[name] = _sampler(impl, numbers[name])
+    n_rounds = {name: (max(1, min(rounds, 3)) if name == "naive" else rounds)
+                for name in samplers}
+    # naive loops are slow: they join only the first rounds
+    samples = {name: [] for name in samplers}
+    for r in range(rounds):
+        active = {n: s for n, s in samplers.items() if r < n_rounds[n]}
+        for name, vals in common.interleaved(active, 1).items():
+            samples[name] += vals
+        # rotate the order between rounds, as common.interleaved does within its rounds
+        samplers = dict(list(samplers.items())[1:] + list(samplers.items())[:1])
+    impls = {}
+    for name in IMPLS:
+        if name not in case.impls:
+            impls[name] = None
+            continue
+        st = common.summarize(samples[name])
+        st["calls_per_block"] = numbers[name]
+        st["max_abs_diff"] = checks[name]
+        impls[name] = st
+    return {"op": case.op, "shape": case.shape, "impls": impls}
+
+
+def calibrate_block(run, target_s: float) -> int:
+    return common.calibrate(run, target_s, max_number=20_000)
+
+
+# ====================================================================== report
+def _row_ratios(r):
+    med = {k: (v["median"] if v else None) for k, v in r["impls"].items()}
+    return {
+        "numba_vs_numpy": common.ratio(med["numba"], med["numpy"]),
+        "numba_vs_torch": common.ratio(med["numba"], med["torch"]),
+        "minidl_vs_torch": common.ratio(med["minidl"], med["torch"]),
+        "numpy_vs_naive": common.ratio(med["numpy"], med["naive"]),
+    }
+
+
+def render(info, info_end, rows, args, cupy_note) -> str:
+    out = ["# Kernel benchmark", "", common.machine_markdown(info), "",
+           common.load_note(info, info_end), "",
+           f"float32. Median of {args.rounds} interleaved rounds; each sample is a block of "
+           f"calls lasting ≥ {args.block_seconds * 1e3:g} ms (naive loops: one call, "
+           f"≤ 3 rounds). Columns: naive Python loops (small shape only), vectorised NumPy "
+           f"(`*_reference`), Numba (`*_numba`), the minidl layer/optimizer as a user calls "
+           f"it, PyTorch, CuPy. Ratios: time / time, below 1 means the first is faster.",
+           "", f"CuPy: {cupy_note}", ""]
+    for threads in args.threads:
+        sel = [r for r in rows if r["threads"] == threads]
+        out += [f"## {threads} thread{'s' if threads > 1 else ''}", ""]
+        table = []
+        for r in sel:
+            ratios = _row_ratios(r)
+            cells = [r["op"], r["shape"]]
+            for impl in IMPLS:
+                st = r["impls"][impl]
+                cells.append(common.fmt_time(st["median"]) if st else "—")
+            cells += [common.fmt_num(ratios["numba_vs_numpy"], 2),
+                      common.fmt_num(ratios["numba_vs_torch"], 2),
+                      common.fmt_num(ratios["minidl_vs_torch"], 2)]
+            table.append(cells)
+        out.append(common.markdown_table(
+            ["op", "shape", *IMPLS, "numba/numpy", "numba/torch", "minidl/torch"], table))
+        out.append("")
+    worst = max((st["max_abs_diff"] for r in rows for st in r["impls"].values()
+                 if st and st.get("max_abs_diff") is not None), default=None)
+    out.append(f"Every implementation's output was compared with the NumPy twin's before "
+               f"timing: largest |difference| {common.fmt_sci(worst)} (float32; per-cell "
+               f"values in kernels.json).")
+    return "\n".join(out)
+
+
+def charts(args, rows) -> list[Path]:
+    paths = []
+    for threads in args.threads:
+        sel = [r for r in rows if r["threads"] == threads and not r["shape"].startswith("small")]
+        if not sel:
+            continue
+        groups = [f"{r['op']}\n{r['shape'][:28]}" for r in sel]
+        series = {}
+        for impl in ("numpy", "numba", "minidl", "torch", "cupy"):
+            vals = [(r["impls"][impl]["median"] * 1e6 if r["impls"][impl] else None) for r in sel]
+            if any(v is not None for v in vals):
+                series[impl] = vals
+        paths.append(common.bar_chart(Path(args.out) / f"kernels_t{threads}.png",
+                                      f"Kernel times at the lab CNN's shapes, {threads} thread(s) "
+                                      f"(lower is better)", groups, series, "µs per call",
+                                      log=True))
+    return paths
+
+
+def main(argv=None) -> int:
+    parser = common.base_parser(__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, nargs="+", default=None,
+                        help="thread counts (default 1 2; --quick: 1)")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--block-seconds", type=float, default=None)
+    parser.add_argument("--no-torch", action="store_true")
+    args = parser.parse_args(argv)
+    q = args.quick
+    args.threads = args.threads or ([1] if q else [1, 2])
+    args.rounds = args.rounds or (2 if q else 7)
+    args.block_seconds = args.block_seconds or (0.002 if q else 0.03)
+    naive_block = 0.0 if q else 0.05
+
+    def log(msg):
+        print(msg, file=sys.stderr, flush=True)
+
+    t_start = time.perf_counter()
+    env = Env(use_torch=not args.no_torch, use_cupy=True)
+    cupy_note = ("present: the NumPy twins run on CuPy arrays" if env.cp is not None else
+                 "no usable GPU/CuPy on this machine, column skipped")
+    info = common.machine_info(with_torch=env.torch is not None)
+    rows = []
+    for threads in args.threads:
+        env.minidl.set_num_threads(threads)
+        if env.torch is not None:
+            env.torch.set_num_threads(threads)
+        for case in build_cases(env, q):
+            if threads != args.threads[0]:
+                case.impls.pop("naive", None)   # loops are single-threaded: timed once
+            r = measure_case(case, args.rounds, args.block_seconds, naive_block)
+            r["threads"] = threads
+            rows.append(r)
+            med = {k: v["median"] for k, v in r["impls"].items() if v}
+            log(f"t={threads} {r['op']:20s} {r['shape'][:38]:38s} " +
+                " ".join(f"{k}={common.fmt_time(v)}" for k, v in med.items()))
+    info_end = common.machine_info(with_torch=False)
+    for r in rows:
+        r["ratios"] = _row_ratios(r)
+    md = render(info, info_end, rows, args, cupy_note)
+    for p in charts(args, rows):
+        log(f"wrote {p}")
+    payload = {"machine": info, "machine_end": {"load_average": info_end["load_average"]},
+               "settings": {"threads": args.threads, "rounds": args.rounds,
+                            "block_seconds": args.block_seconds, "quick": q},
+               "cupy": {"available": env.cp is not None, "note": cupy_note},
+               "results": rows, "seconds": time.perf_counter() - t_start}
+    common.finish(args, "kernels", payload, md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,41 @@
+"""Choosing between the parallel and the serial twin of a Numba kernel.
+
+Every Numba kernel in minidl is written once, for one image, and driven by two
+loops over the batch: a ``prange`` loop (each thread owns whole images, so
+writes never race) and a plain loop.  Launching the parallel loop costs tens of
+microseconds (see ``minidl.threads``), so small calls, single-image calls and
+single-thread settings take the serial loop.
+
+This module imports Numba; it is imported only when a kernel first runs.
+"""
+from __future__ import annotations
+
+from .. import threads
+
+# Below this many elements touched, one thread finishes before a parallel
+# launch (~70 us with the workqueue layer on the development machine) would pay.
+PARALLEL_MIN_WORK = 1 << 17
+
+# None: decide by size and thread count.  "parallel" / "serial": always that
+# twin -- tests use it to prove both agree with the reference on any machine.
+force = None
+
+
+def pick(parallel, serial, n_images: int, work: int):
+    """The ``parallel`` twin when it is worth a launch, else ``serial``."""
+    if force is not None:
+        return parallel if force == "parallel" else serial
+    if n_images > 1 and work >= PARALLEL_MIN_WORK and threads.numba_threads() > 1:
+        return parallel
+    return serial
+
+
+def check_float_array(a, owner: str, name: str, ndim: int):
+    import numpy as np
+    if not isinstance(a, np.ndarray) or a.dtype not in (np.float32, np.float64):
+        raise ValueError(f"{owner}: expected {name} to be a float32 or float64 NumPy array, "
+                         f"got {type(a).__name__} of dtype {getattr(a, 'dtype', None)}")
+    if a.ndim != ndim:
+        raise ValueError(f"{owner}: expected {name} with {ndim} dimensions, "
+                         f"got shape {tuple(a.shape)}")
+    return np.ascontiguousarray(a)

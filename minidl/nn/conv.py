@@ -1,0 +1,179 @@
+"""2-D convolution, computed as im2col + one matrix product per image."""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from .. import backend, kernels
+from ..kernels.shapes import conv_output_size, pair
+from . import init
+from .module import (Module, Parameter, backward_before_forward, check_dout,
+                     check_float_array, check_same_dtype)
+
+__all__ = ["Conv2d"]
+
+
+def _positive_int(owner: str, name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{owner}: expected {name} to be a positive int, got {value!r}")
+    return int(value)
+
+
+class Conv2d(Module):
+    r"""2-D convolution (cross-correlation, as in every deep-learning library).
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    kernel_size : int or (int, int)
+        ``(kh, kw)``.
+    stride, padding, dilation : int or (int, int)
+        Step between windows, zeros added on each side, spacing of kernel taps.
+    bias : bool
+        Learn an additive bias per output channel.
+
+    Shapes
+    ------
+    x : ``(N, C_in, H, W)``  ->  y : ``(N, C_out, H_out, W_out)``, with
+    ``H_out = floor((H + 2*ph - dh*(kh-1) - 1) / sh) + 1`` (``W_out`` likewise).
+    weight : ``(C_out, C_in, kh, kw)``;  bias : ``(C_out,)``.
+
+    Forward
+    -------
+    .. math::
+        y_{n,o,p,q} = b_o + \sum_{c,i,j} W_{o,c,i,j}\,
+                      x^{pad}_{n,c,\;p s_h + i d_h,\;q s_w + j d_w}
+
+    computed as ``cols = im2col(x)`` of shape ``(N, K, L)`` with
+    ``K = C_in*kh*kw`` and ``L = H_out*W_out`` (every receptive field as a column),
+    then ``y[n] = W_mat @ cols[n] + b`` with ``W_mat = weight.reshape(C_out, K)``.
+
+    Backward
+    --------
+    With ``G = dL/dy`` reshaped to ``(N, C_out, L)``:
+
+    .. math::
+        \frac{\partial L}{\partial b_o} = \sum_{n,l} G_{n,o,l}, \qquad
+        \frac{\partial L}{\partial W_{mat}} = \sum_n G_n\, \mathrm{cols}_n^T, \qquad
+        \frac{\partial L}{\partial x} = \mathrm{col2im}\big(W_{mat}^T G_n\big)
+
+    ``col2im`` adds every column entry back onto the pixel it was copied from
+    (receptive fields overlap, so a pixel collects several terms).
+
+    Initialisation: ``weight ~ kaiming_uniform_(a=sqrt(5))`` = U(-k, k) and
+    ``bias ~ U(-k, k)``, ``k = 1/sqrt(C_in*kh*kw)``.
+
+    Matches ``torch.nn.Conv2d`` (argument names and defaults, parameter shapes,
+    state_dict keys, output size, default init distribution).
+
+    NOTE: only ``groups=1`` and zero padding given as numbers are supported
+    (no ``padding='same'``, no ``padding_mode``), and the input must be a batch
+    ``(N, C, H, W)`` (torch also takes an unbatched ``(C, H, W)``).  In training
+    mode the im2col matrix is kept for backward (trading memory for one
+    im2col); in eval mode only the input is kept and backward rebuilds it.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, bias: bool = True):
+        super().__init__()
+        self.in_channels = _positive_int("Conv2d", "in_channels", in_channels)
+        self.out_channels = _positive_int("Conv2d", "out_channels", out_channels)
+        if isinstance(padding, str):
+            raise ValueError(f"Conv2d: padding must be an int or a pair of ints, got "
+                             f"{padding!r} (string padding modes are not supported)")
+        self.kernel_size = pair(kernel_size, "kernel_size", "Conv2d")
+        self.stride = pair(stride, "stride", "Conv2d")
+        self.padding = pair(padding, "padding", "Conv2d")
+        self.dilation = pair(dilation, "dilation", "Conv2d")
+        if min(*self.kernel_size, *self.stride, *self.dilation) < 1 or min(self.padding) < 0:
+            raise ValueError(
+                f"Conv2d: expected kernel_size, stride, dilation >= 1 and padding >= 0, got "
+                f"kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"dilation={self.dilation}, padding={self.padding}")
+        if not isinstance(bias, bool):
+            raise ValueError(f"Conv2d: expected bias to be a bool, got {bias!r}")
+        kh, kw = self.kernel_size
+        self.weight = Parameter(np.empty((self.out_channels, self.in_channels, kh, kw), np.float32))
+        if bias:
+            self.bias = Parameter(np.empty(self.out_channels, np.float32))
+        else:
+            self.register_parameter("bias", None)
+        self._x = None       # last input (kept by reference, never modified)
+        self._cols = None    # its im2col matrix, kept in training mode
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """torch's default: kaiming_uniform_(a=sqrt(5)) for weight, U(+-1/sqrt(fan_in)) for bias."""
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in, _ = init.calculate_fan_in_and_fan_out(self.weight)
+            bound = 1 / math.sqrt(fan_in)
+            init.uniform_(self.bias, -bound, bound)
+
+    def output_shape(self, input_shape) -> tuple[int, int, int, int]:
+        """``(N, C_out, H_out, W_out)`` for an input of shape ``(N, C_in, H, W)``."""
+        n, _, h, w = input_shape
+        ho, wo = (conv_output_size(size, k, s, p, d) for size, k, s, p, d in zip(
+            (h, w), self.kernel_size, self.stride, self.padding, self.dilation))
+        return n, self.out_channels, ho, wo
+
+    def _geometry(self):
+        return self.kernel_size, self.stride, self.padding, self.dilation
+
+    def forward(self, x):
+        check_float_array("Conv2d", x)
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"Conv2d: expected input of shape (N, {self.in_channels}, H, W) "
+                f"(in_channels={self.in_channels}), got {tuple(x.shape)}")
+        check_same_dtype("Conv2d", x, self.weight)
+        n, c_out, ho, wo = self.output_shape(x.shape)
+        if ho < 1 or wo < 1:
+            (kh, kw), (dh, dw) = self.kernel_size, self.dilation
+            raise ValueError(
+                f"Conv2d: kernel {self.kernel_size} with dilation {self.dilation} (extent "
+                f"{(dh * (kh - 1) + 1, dw * (kw - 1) + 1)}) is larger than the input "
+                f"{tuple(x.shape[2:])} padded by {self.padding}")
+        xp = backend.xp(x)
+        cols = kernels.im2col(x, *self._geometry())                 # (N, K, L)
+        y = xp.matmul(self.weight.data.reshape(c_out, -1), cols)     # (N, C_out, L)
+        if self.bias is not None:
+            y += self.bias.data[:, None]
+        self._x = x
+        self._cols = cols if self.training else None
+        return y.reshape(n, c_out, ho, wo)
+
+    def backward(self, dout):
+        if self._x is None:
+            raise backward_before_forward("Conv2d")
+        x = self._x
+        out_shape = self.output_shape(x.shape)
+        check_dout("Conv2d", dout, out_shape, x.dtype)
+        xp = backend.xp(dout)
+        cols = self._cols if self._cols is not None else kernels.im2col(x, *self._geometry())
+        self._cols = None                                            # free it: backward is done
+        n, c_out = out_shape[:2]
+        g = dout.reshape(n, c_out, -1)                               # (N, C_out, L)
+        if self.bias is not None:
+            self.bias.accumulate_grad(g.sum(axis=(0, 2)))
+        dw = xp.matmul(g, cols.transpose(0, 2, 1)).sum(axis=0)      # (C_out, K)
+        self.weight.accumulate_grad(dw.reshape(self.weight.data.shape))
+        dcols = xp.matmul(self.weight.data.reshape(c_out, -1).T, g)  # (N, K, L)
+        return kernels.col2im(dcols, x.shape, *self._geometry())
+
+    def _convert_extra(self, fn) -> None:
+        self._x = None
+        self._cols = None
+
+    def extra_repr(self) -> str:
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+             f"stride={self.stride}")
+        if self.padding != (0, 0):
+            s += f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s

@@ -1,0 +1,70 @@
+"""Inverted dropout."""
+from __future__ import annotations
+
+import numbers
+
+from .. import backend
+from ..random import get_generator
+from .module import Module, backward_before_forward, check_dout, check_float_array
+
+__all__ = ["Dropout"]
+
+
+class Dropout(Module):
+    r"""Inverted dropout: zero each element with probability ``p`` while training.
+
+    In training mode a fresh mask :math:`m_i \sim \text{Bernoulli}(1-p)` is drawn
+    from ``minidl.random.get_generator()`` on every forward call, and
+
+    .. math::
+        y = x \odot \frac{m}{1-p}, \qquad
+        \frac{\partial L}{\partial x} = \frac{\partial L}{\partial y} \odot \frac{m}{1-p}
+
+    so :math:`\mathbb{E}[y] = x` and nothing needs rescaling at test time.
+    In eval mode (and for ``p = 0``) it is the identity: ``y = x`` and
+    ``dL/dx = dL/dy``.  ``p = 1`` gives zeros (and zero gradient).
+
+    Shapes: any ``(*)`` -> same.
+
+    Matches ``torch.nn.Dropout`` (same distribution; the random stream is
+    NumPy's, so masks differ from torch's for the same seed).  As in torch,
+    the identity cases return the input object itself.
+    """
+
+    def __init__(self, p: float = 0.5, inplace: bool = False):
+        super().__init__()
+        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p <= 1:
+            raise ValueError(f"Dropout: expected p to be a probability in [0, 1], got {p!r}")
+        if inplace is not False:
+            raise ValueError(
+                f"Dropout: expected inplace=False, got {inplace!r}; minidl layers never "
+                f"modify their input")
+        self.p = float(p)
+        self.inplace = False
+        self._noise = None      # m / (1-p) of the last training forward; None: identity
+        self._out_meta = None   # (shape, dtype) of the last output
+
+    def forward(self, x):
+        check_float_array("Dropout", x)
+        self._out_meta = (tuple(x.shape), x.dtype)
+        if not self.training or self.p == 0:
+            self._noise = None
+            return x
+        if self.p == 1:
+            noise = backend.xp(x).zeros(x.shape, dtype=x.dtype)
+        else:
+            keep = get_generator().random(x.shape) >= self.p          # P(keep) = 1 - p
+            noise = backend.asarray_like(keep, x).astype(x.dtype) / (1 - self.p)
+        self._noise = noise
+        return x * noise
+
+    def backward(self, dout):
+        if self._out_meta is None:
+            raise backward_before_forward("Dropout")
+        check_dout("Dropout", dout, *self._out_meta)
+        if self._noise is None:
+            return dout
+        return dout * self._noise
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, inplace={self.inplace}"

@@ -1,0 +1,200 @@
+"""2-D max and average pooling."""
+from __future__ import annotations
+
+import numbers
+
+from .. import kernels
+from ..kernels.pooling import pool_geometry, pool_options
+from .module import Module, backward_before_forward, check_dout, check_float_array
+
+__all__ = ["MaxPool2d", "AvgPool2d"]
+
+
+def _check_bool(owner: str, name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{owner}: expected {name} to be a bool, got {value!r}")
+    return value
+
+
+class _Pool2d(Module):
+    """Shared plumbing: argument checks, input checks and the forward/backward cache."""
+
+    def __init__(self, kernel_size, stride, padding, dilation, ceil_mode):
+        super().__init__()
+        owner = type(self).__name__
+        self.kernel_size, self.stride, self.padding, self.dilation = pool_options(
+            kernel_size, stride, padding, dilation, owner)
+        self.ceil_mode = _check_bool(owner, "ceil_mode", ceil_mode)
+        self._in_meta = None   # (input shape, dtype) of the last forward
+        self._cache = None
+
+    def _check_input(self, x) -> None:
+        owner = type(self).__name__
+        check_float_array(owner, x)
+        if x.ndim != 4:
+            raise ValueError(f"{owner}: expected input of shape (N, C, H, W), got {tuple(x.shape)}")
+        pool_geometry(x.shape[2:], self.kernel_size, self.stride, self.padding, self.dilation,
+                      self.ceil_mode, owner)
+
+    def output_shape(self, input_shape) -> tuple[int, int, int, int]:
+        """``(N, C, H_out, W_out)`` for an input of shape ``(N, C, H, W)``."""
+        n, c, h, w = input_shape
+        *_, (ho, wo) = pool_geometry((h, w), self.kernel_size, self.stride, self.padding,
+                                     self.dilation, self.ceil_mode, type(self).__name__)
+        return n, c, ho, wo
+
+    def _dout_checked(self, dout):
+        owner = type(self).__name__
+        if self._in_meta is None:
+            raise backward_before_forward(owner)
+        shape, dtype = self._in_meta
+        check_dout(owner, dout, self.output_shape(shape), dtype)
+        return shape
+
+    def _convert_extra(self, fn) -> None:
+        self._in_meta = None
+        self._cache = None
+
+
+class MaxPool2d(_Pool2d):
+    r"""2-D max pooling.
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int)
+    stride : int, (int, int) or None
+        Defaults to ``kernel_size``.
+    padding : int or (int, int)
+        Implicit -inf on each side; at most half the kernel size.
+    dilation : int or (int, int)
+        Spacing of the window taps.
+    return_indices : bool
+        Also return the argmax indices (flat ``ih*W + iw``, int64), like torch.
+    ceil_mode : bool
+        Round the output size up; a last window starting in the right padding
+        is dropped.
+
+    Shapes
+    ------
+    x : ``(N, C, H, W)`` -> y : ``(N, C, H_out, W_out)`` with
+    ``H_out = floor((H + 2*ph - dh*(kh-1) - 1)/sh) + 1`` (``ceil`` with
+    ``ceil_mode``; ``W_out`` likewise).
+
+    Forward
+    -------
+    .. math:: y_{n,c,p,q} = \max_{i,j}\; x_{n,c,\;p s_h - p_h + i d_h,\; q s_w - p_w + j d_w}
+
+    over the in-bounds taps; ``a_{n,c,p,q}`` is the tap that gives the maximum:
+    the first in row-major order on ties, the last NaN if there are NaNs (and
+    then ``y`` is NaN).
+
+    Backward
+    --------
+    .. math:: \frac{\partial L}{\partial x_{n,c,h,w}} =
+              \sum_{(p,q):\ a_{n,c,p,q} = (h,w)} \frac{\partial L}{\partial y_{n,c,p,q}}
+
+    (overlapping windows that chose the same pixel add up).
+
+    Matches ``torch.nn.MaxPool2d``, ties, NaN and the gradient's routing included.
+    NOTE: the input must be a batch ``(N, C, H, W)`` (torch also takes ``(C, H, W)``).
+    """
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1,
+                 return_indices: bool = False, ceil_mode: bool = False):
+        super().__init__(kernel_size, stride, padding, dilation, ceil_mode)
+        self.return_indices = _check_bool("MaxPool2d", "return_indices", return_indices)
+
+    def forward(self, x):
+        self._check_input(x)
+        y, indices = kernels.max_pool2d_forward(x, self.kernel_size, self.stride, self.padding,
+                                                self.dilation, self.ceil_mode)
+        self._in_meta = (tuple(x.shape), x.dtype)
+        self._cache = indices
+        return (y, indices) if self.return_indices else y
+
+    def backward(self, dout):
+        shape = self._dout_checked(dout)
+        return kernels.max_pool2d_backward(dout, self._cache, shape)
+
+    def extra_repr(self) -> str:
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
+
+
+class AvgPool2d(_Pool2d):
+    r"""2-D average pooling.
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int)
+    stride : int, (int, int) or None
+        Defaults to ``kernel_size``.
+    padding : int or (int, int)
+        Implicit zeros on each side; at most half the kernel size.
+    ceil_mode : bool
+        Round the output size up; a last window starting in the right padding
+        is dropped.
+    count_include_pad : bool
+        Whether padding positions count in the divisor.
+    divisor_override : int or None
+        If given, the divisor of every window.
+
+    Shapes
+    ------
+    x : ``(N, C, H, W)`` -> y : ``(N, C, H_out, W_out)``,
+    ``H_out = floor((H + 2*ph - kh)/sh) + 1`` (``ceil`` with ``ceil_mode``).
+
+    Forward
+    -------
+    .. math:: y_{n,c,p,q} = \frac{1}{D_{p,q}} \sum_{(h,w) \in R_{p,q}} x_{n,c,h,w}
+
+    where ``R`` is the window's in-bounds part and ``D`` its divisor: with
+    ``hstart = p*sh - ph`` and ``hend = min(hstart + kh, H + ph)`` (likewise for
+    ``w``), ``D = divisor_override`` if given, else ``(hend-hstart)*(wend-wstart)``
+    when ``count_include_pad`` (padding counts; a ``ceil_mode`` overhang beyond
+    the padding does not), else ``|R|``.
+
+    Backward
+    --------
+    .. math:: \frac{\partial L}{\partial x_{n,c,h,w}} =
+              \sum_{(p,q):\ (h,w) \in R_{p,q}} \frac{1}{D_{p,q}}
+              \frac{\partial L}{\partial y_{n,c,p,q}}
+
+    Matches ``torch.nn.AvgPool2d``, divisor rules included.
+    NOTE: the input must be a batch ``(N, C, H, W)`` (torch also takes ``(C, H, W)``).
+    """
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+                 count_include_pad: bool = True, divisor_override=None):
+        super().__init__(kernel_size, stride, padding, 1, ceil_mode)
+        self.count_include_pad = _check_bool("AvgPool2d", "count_include_pad", count_include_pad)
+        if divisor_override is not None and (
+                isinstance(divisor_override, bool)
+                or not isinstance(divisor_override, numbers.Integral) or divisor_override < 1):
+            raise ValueError(f"AvgPool2d: expected divisor_override to be None or a positive "
+                             f"int, got {divisor_override!r}")
+        self.divisor_override = None if divisor_override is None else int(divisor_override)
+
+    def _options(self):
+        return (self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                self.count_include_pad, self.divisor_override)
+
+    def forward(self, x):
+        self._check_input(x)
+        y = kernels.avg_pool2d_forward(x, *self._options())
+        self._in_meta = (tuple(x.shape), x.dtype)
+        return y
+
+    def backward(self, dout):
+        shape = self._dout_checked(dout)
+        return kernels.avg_pool2d_backward(dout, shape, *self._options())
+
+    def extra_repr(self) -> str:
+        s = f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+        if self.ceil_mode:
+            s += ", ceil_mode=True"
+        if not self.count_include_pad:
+            s += ", count_include_pad=False"
+        if self.divisor_override is not None:
+            s += f", divisor_override={self.divisor_override}"
+        return s

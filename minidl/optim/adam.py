@@ -1,0 +1,165 @@
+"""Adam (weight decay as an L2 term in the gradient) and AdamW (decoupled weight decay)."""
+from __future__ import annotations
+
+from .. import backend
+from .optimizer import Optimizer
+
+
+class Adam(Optimizer):
+    r"""Adam: steps scaled by running estimates of the gradient's first two moments.
+
+    Parameters
+    ----------
+    params : iterable of Parameter or of dict
+        Parameters to optimize, or parameter groups.
+    lr : float, default 1e-3
+        Learning rate :math:`\gamma`.
+    betas : (float, float), default (0.9, 0.999)
+        Decay rates :math:`(\beta_1, \beta_2)` of the moment estimates, each in [0, 1).
+    eps : float, default 1e-8
+        :math:`\epsilon`, added to the denominator (outside the square root).
+    weight_decay : float, default 0
+        L2 penalty :math:`\lambda`, added to the gradient (coupled: it passes
+        through the moment estimates; see :class:`AdamW` for the decoupled form).
+    amsgrad : bool, default False
+        Divide by the running maximum of :math:`\hat v` (AMSGrad).
+
+    Notes
+    -----
+    For a parameter :math:`\theta` with gradient :math:`g_t` at step
+    :math:`t = 1, 2, \ldots`, starting from :math:`m_0 = v_0 = v^{max}_0 = 0`:
+
+    .. math::
+
+        \boxed{
+        \begin{aligned}
+        g_t &\leftarrow g_t + \lambda\,\theta_{t-1} \\
+        m_t &\leftarrow \beta_1 m_{t-1} + (1-\beta_1)\, g_t \\
+        v_t &\leftarrow \beta_2 v_{t-1} + (1-\beta_2)\, g_t^2 \\
+        v^{max}_t &\leftarrow \max(v^{max}_{t-1}, v_t)
+            \quad\text{and use } v^{max}_t \text{ for } v_t \text{ below, if amsgrad} \\
+        \theta_t &\leftarrow \theta_{t-1} - \frac{\gamma}{1-\beta_1^t}\,
+            \frac{m_t}{\sqrt{v_t}\,/\sqrt{1-\beta_2^t} + \epsilon}
+        \end{aligned}}
+
+    The bias corrections are computed as torch computes them: the scalars
+    :math:`\gamma/(1-\beta_1^t)` and :math:`(1-\beta_2^t)^{1/2}` first, then
+    ``param += -step_size * m / (sqrt(v) / bc2_sqrt + eps)``.  State per
+    parameter: ``"step"`` (int), ``"exp_avg"`` (m), ``"exp_avg_sq"`` (v) and,
+    with amsgrad, ``"max_exp_avg_sq"``; arrays have the parameter's shape.
+
+    Matches ``torch.optim.Adam`` (default, single-tensor implementation).
+    """
+
+    _decoupled_weight_decay = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
+                 amsgrad=False):
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                        amsgrad=amsgrad)
+        super().__init__(params, defaults)
+
+    def _check_hyperparameters(self, group):
+        self._require_number("lr", group["lr"])
+        self._require_number("eps", group["eps"])
+        betas = group["betas"]
+        self._require(isinstance(betas, (tuple, list)) and len(betas) == 2, "betas",
+                      "a pair (beta1, beta2)", betas)
+        group["betas"] = tuple(betas)
+        for i in range(2):
+            self._require_number(f"betas[{i}]", betas[i], low=0.0, high=1.0)
+        self._require_number("weight_decay", group["weight_decay"])
+        self._require_bool("amsgrad", group["amsgrad"])
+
+    def step(self, closure=None):
+        """Update every parameter that has a gradient (in place); return ``closure()`` if given."""
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            lr = float(group["lr"])
+            beta1, beta2 = (float(b) for b in group["betas"])
+            eps = float(group["eps"])
+            weight_decay = float(group["weight_decay"])
+            amsgrad = group["amsgrad"]
+            for p in self._params_with_grad(group):
+                xp = backend.xp(p.data)
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = xp.zeros_like(p.data)
+                    state["exp_avg_sq"] = xp.zeros_like(p.data)
+                    if amsgrad:
+                        state["max_exp_avg_sq"] = xp.zeros_like(p.data)
+                state["step"] += 1
+                t = state["step"]
+
+                g = p.grad
+                if weight_decay != 0:
+                    if self._decoupled_weight_decay:
+                        p.data *= 1 - lr * weight_decay
+                    else:
+                        g = g + weight_decay * p.data
+
+                m, v = state["exp_avg"], state["exp_avg_sq"]
+                m += (1 - beta1) * (g - m)
+                v *= beta2
+                v += (1 - beta2) * g * g
+                if amsgrad:
+                    v_max = state["max_exp_avg_sq"]
+                    xp.maximum(v_max, v, out=v_max)
+                    v = v_max
+
+                step_size = lr / (1 - beta1 ** t)
+                bias_correction2_sqrt = (1 - beta2 ** t) ** 0.5
+                p.data -= step_size * m / (xp.sqrt(v) / bias_correction2_sqrt + eps)
+        return loss
+
+
+class AdamW(Adam):
+    r"""AdamW: Adam with weight decay applied to the parameter, not to the gradient.
+
+    Parameters
+    ----------
+    params : iterable of Parameter or of dict
+        Parameters to optimize, or parameter groups.
+    lr : float, default 1e-3
+        Learning rate :math:`\gamma`.
+    betas : (float, float), default (0.9, 0.999)
+        Decay rates :math:`(\beta_1, \beta_2)` of the moment estimates, each in [0, 1).
+    eps : float, default 1e-8
+        :math:`\epsilon`, added to the denominator (outside the square root).
+    weight_decay : float, default 1e-2
+        Decoupled decay :math:`\lambda`: the parameter shrinks by
+        :math:`\gamma\lambda\theta` each step, independently of the moments.
+    amsgrad : bool, default False
+        Divide by the running maximum of :math:`\hat v` (AMSGrad).
+
+    Notes
+    -----
+    For a parameter :math:`\theta` with gradient :math:`g_t` at step
+    :math:`t = 1, 2, \ldots`, starting from :math:`m_0 = v_0 = v^{max}_0 = 0`:
+
+    .. math::
+
+        \boxed{
+        \begin{aligned}
+        \theta_{t-1} &\leftarrow \theta_{t-1}\,(1 - \gamma\lambda) \\
+        m_t &\leftarrow \beta_1 m_{t-1} + (1-\beta_1)\, g_t \\
+        v_t &\leftarrow \beta_2 v_{t-1} + (1-\beta_2)\, g_t^2 \\
+        v^{max}_t &\leftarrow \max(v^{max}_{t-1}, v_t)
+            \quad\text{and use } v^{max}_t \text{ for } v_t \text{ below, if amsgrad} \\
+        \theta_t &\leftarrow \theta_{t-1} - \frac{\gamma}{1-\beta_1^t}\,
+            \frac{m_t}{\sqrt{v_t}\,/\sqrt{1-\beta_2^t} + \epsilon}
+        \end{aligned}}
+
+    The update is :class:`Adam`'s ``step`` with the decay moved out of the
+    gradient; state is the same as Adam's.
+
+    Matches ``torch.optim.AdamW`` (default, single-tensor implementation).
+    """
+
+    _decoupled_weight_decay = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
+                 amsgrad=False):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         amsgrad=amsgrad)

@@ -1,0 +1,154 @@
+"""Save and load model weights as ``.npz``; convert to and from PyTorch state_dicts.
+
+File format: one ``.npz`` archive (``numpy.savez``) holding
+
+* one array per ``state_dict`` entry, under the same key (``"layers.1.weight"``);
+* ``"__minidl_metadata__"``: a one-element string array holding a JSON object
+  ``{"format": "minidl", "version": 1, "metadata": {...}}`` with whatever
+  keyword arguments were given to :func:`save`.
+
+Nothing is pickled, and :func:`load` opens the file with
+``allow_pickle=False``, so loading a file cannot run code.  Weights go through
+``Module.load_state_dict``, which checks keys and shapes before changing
+anything.
+
+PyTorch interchange (``torch`` imported only inside the functions that need it)::
+
+    model.load_state_dict(from_torch_state_dict(torch_model.state_dict()))
+    torch_model.load_state_dict(to_torch_state_dict(model))
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections import OrderedDict
+
+import numpy as np
+
+from . import backend
+
+__all__ = ["save", "load", "read_metadata", "from_torch_state_dict", "to_torch_state_dict"]
+
+METADATA_KEY = "__minidl_metadata__"
+FORMAT_VERSION = 1
+
+
+def _json_default(value):
+    """Let NumPy scalars and arrays in metadata become JSON numbers and lists."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"object of type {type(value).__name__} is not JSON serialisable")
+
+
+def _npz_path(path) -> str:
+    path = os.fspath(path)
+    return path if path.endswith(".npz") else path + ".npz"
+
+
+def save(model, path, /, **metadata) -> str:
+    """Write ``model.state_dict()`` and ``metadata`` to ``path`` (``.npz`` appended if missing).
+
+    ``metadata`` values must be JSON-serialisable (NumPy scalars and arrays are
+    converted).  The file is written next to its destination and renamed into
+    place, so an interrupted save never leaves a half-written file.  Returns
+    the path written.
+    """
+    state = model.state_dict()
+    if METADATA_KEY in state:
+        raise ValueError(f"save: the model has a parameter named {METADATA_KEY!r}, which is reserved")
+    try:
+        header = json.dumps({"format": "minidl", "version": FORMAT_VERSION, "metadata": metadata},
+                            default=_json_default, allow_nan=True)
+    except TypeError as exc:
+        raise ValueError(f"save: metadata must be JSON-serialisable: {exc}") from None
+    path = _npz_path(path)
+    tmp = path + ".tmp"
+    arrays = {k: backend.to_numpy(v) for k, v in state.items()}
+    arrays[METADATA_KEY] = np.array([header])
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def _read(path):
+    """``(arrays, metadata)`` from a file written by :func:`save` (or any ``.npz`` of arrays)."""
+    path = os.fspath(path)
+    if not os.path.exists(path) and os.path.exists(path + ".npz"):
+        path += ".npz"
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise ValueError(f"load: {path!r} is not a readable .npz archive ({exc})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"load: {path!r} holds a single array, expected a .npz archive of weights")
+    arrays, metadata = OrderedDict(), {}
+    with archive:
+        for key in archive.files:
+            try:
+                value = archive[key]
+            except ValueError as exc:  # object arrays need pickle, which we refuse
+                raise ValueError(f"load: entry {key!r} of {path!r} cannot be read without "
+                                 f"pickle ({exc})") from None
+            if key == METADATA_KEY:
+                try:
+                    header = json.loads(str(value.reshape(-1)[0]))
+                    metadata = header["metadata"]
+                except (ValueError, KeyError, IndexError, TypeError) as exc:
+                    raise ValueError(f"load: malformed metadata in {path!r} ({exc})") from None
+            elif not np.issubdtype(value.dtype, np.floating):
+                raise ValueError(
+                    f"load: entry {key!r} of {path!r} has dtype {value.dtype}, expected floating point")
+            else:
+                arrays[key] = value
+    return arrays, metadata
+
+
+def load(model, path, /) -> dict:
+    """Load weights saved by :func:`save` into ``model``; return the saved metadata.
+
+    Raises ValueError (from ``load_state_dict``) naming missing keys, unexpected
+    keys and shape mismatches, and leaves the model unchanged in that case.
+    Arrays are cast to the model's parameter dtype.
+    """
+    arrays, metadata = _read(path)
+    model.load_state_dict(arrays)
+    return metadata
+
+
+def read_metadata(path) -> dict:
+    """The metadata stored by :func:`save`, without loading weights into a model."""
+    return _read(path)[1]
+
+
+def from_torch_state_dict(state_dict) -> "OrderedDict[str, np.ndarray]":
+    """A PyTorch ``state_dict`` (tensors) as an ``OrderedDict`` of NumPy arrays (copies).
+
+    Keys are kept: minidl layers use torch's names and shapes, so the result
+    loads with ``model.load_state_dict``.  NumPy arrays pass through as copies.
+    """
+    out = OrderedDict()
+    for key, value in state_dict.items():
+        if hasattr(value, "detach"):  # a torch.Tensor; no torch import needed
+            value = value.detach().cpu()
+            if value.is_floating_point() and str(value.dtype) not in ("torch.float32", "torch.float64"):
+                value = value.float()  # half/bfloat16 have no exact NumPy twin
+            value = value.numpy()
+        out[key] = np.array(value, copy=True)
+    return out
+
+
+def to_torch_state_dict(model) -> "OrderedDict[str, object]":
+    """``model.state_dict()`` as torch tensors, for ``torch_model.load_state_dict``."""
+    import torch  # noqa: PLC0415 - optional dependency, imported lazily
+
+    return OrderedDict((k, torch.from_numpy(np.ascontiguousarray(v)))
+                       for k, v in model.state_dict().items())

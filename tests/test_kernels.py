@@ -1,0 +1,271 @@
+"""Each Numba kernel equals its plain NumPy twin (and the twins agree with torch where
+torch has the same operation: unfold/fold, max/avg pooling).
+
+Shapes are drawn at random per case (batch 1 included, odd sizes, non-square
+kernels, strides, padding, dilation, ceil_mode); inputs include NaN, +-inf and ties.
+Both batch drivers of every Numba kernel (``prange`` and serial) are run, whatever
+the machine's thread count.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from minidl import kernels
+from minidl.kernels import _parallel
+
+DTYPES = [np.float32, np.float64]
+
+# (kernel_size, stride, padding, dilation)
+CONV_GEOMETRIES = [
+    ((3, 3), (1, 1), (1, 1), (1, 1)),
+    ((2, 3), (2, 1), (0, 2), (1, 1)),
+    ((3, 2), (2, 3), (2, 1), (2, 1)),
+    ((1, 1), (1, 1), (0, 0), (1, 1)),
+    ((4, 4), (3, 3), (3, 0), (1, 2)),
+]
+
+# (kernel_size, stride, padding, dilation, ceil_mode)
+MAX_POOL_GEOMETRIES = [
+    ((2, 2), None, (0, 0), (1, 1), False),
+    ((3, 3), (1, 1), (1, 1), (1, 1), False),
+    ((3, 2), (2, 1), (1, 0), (2, 1), True),
+    ((3, 3), (2, 2), (1, 1), (1, 1), True),
+    ((2, 3), (3, 2), (1, 1), (2, 2), True),
+]
+
+# (kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+AVG_POOL_GEOMETRIES = [
+    ((2, 2), None, (0, 0), False, True, None),
+    ((3, 3), (2, 2), (1, 1), True, True, None),
+    ((3, 3), (2, 2), (1, 1), True, False, None),
+    ((2, 3), (1, 2), (1, 1), False, False, None),
+    ((3, 2), (2, 3), (1, 0), True, True, 4),
+]
+
+
+@pytest.fixture(params=["parallel", "serial"])
+def driver(request, monkeypatch):
+    """Run the test once with each batch driver of the Numba kernels."""
+    monkeypatch.setattr(_parallel, "force", request.param)
+    return request.param
+
+
+def _random_input(rng, dtype, channels=None, min_hw=6):
+    n = int(rng.choice([1, 3]))
+    c = int(channels or rng.integers(1, 4))
+    h, w = (int(v) for v in rng.integers(min_hw, min_hw + 5, size=2))
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    return x
+
+
+def _with_specials(x, rng):
+    """Sprinkle NaN, +-inf and exact ties (zero patches) into a copy of ``x``."""
+    x = x.copy()
+    flat = x.reshape(-1)
+    picks = rng.choice(flat.size, size=max(3, flat.size // 20), replace=False)
+    flat[picks[0::3]] = np.nan
+    flat[picks[1::3]] = np.inf
+    flat[picks[2::3]] = -np.inf
+    x[:, :, :3, :4] = 0.0          # all-zero windows: ties everywhere
+    x[0, 0, -2:, -3:] = 1.5        # a patch of equal positive values
+    return x
+
+
+def _assert_close(actual, expected, dtype):
+    """Tight agreement allowing only float rounding (summation order differs)."""
+    rtol = 1e-6 if dtype == np.float32 else 1e-13
+    scale = float(np.nanmax(np.abs(expected))) if np.isfinite(expected).any() else 1.0
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale)
+
+
+# -- im2col / col2im ---------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("geometry", CONV_GEOMETRIES)
+def test_im2col_numba_equals_reference(geometry, dtype, driver, rng):
+    x = _with_specials(_random_input(rng, dtype), rng)
+    ref = kernels.im2col_reference(x, *geometry)
+    out = kernels.im2col_numba(x, *geometry)
+    assert out.dtype == dtype and out.shape == ref.shape
+    np.testing.assert_array_equal(out, ref)          # a pure copy: bit for bit, NaN included
+    np.testing.assert_array_equal(kernels.im2col(x, *geometry), ref)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("geometry", CONV_GEOMETRIES)
+def test_col2im_numba_equals_reference(geometry, dtype, driver, rng):
+    x = _random_input(rng, dtype)
+    shape = kernels.im2col_reference(x, *geometry).shape
+    cols = rng.standard_normal(shape).astype(dtype)
+    cols.reshape(-1)[::7] = np.nan
+    ref = kernels.col2im_reference(cols, x.shape, *geometry)
+    out = kernels.col2im_numba(cols, x.shape, *geometry)
+    assert out.dtype == dtype and out.shape == x.shape
+    # both add the overlapping contributions of a pixel in kernel-offset order
+    np.testing.assert_array_equal(out, ref)
+
+
+def test_col2im_accumulates_overlaps(driver):
+    # a 3x3 kernel, stride 1, padding 1 over ones: each pixel is seen by as many
+    # windows as its neighbourhood holds (4 at corners, 6 on edges, 9 inside)
+    x = np.ones((2, 1, 4, 5))
+    cols = kernels.im2col_numba(x, 3, 1, 1, 1)
+    counts = kernels.col2im_numba(np.ones_like(cols), x.shape, 3, 1, 1, 1)
+    rows = np.array([2, 3, 3, 2])
+    colc = np.array([2, 3, 3, 3, 2])
+    np.testing.assert_array_equal(counts[0, 0], rows[:, None] * colc[None, :])
+    np.testing.assert_array_equal(kernels.col2im_reference(np.ones_like(cols), x.shape, 3, 1, 1, 1),
+                                  counts)
+
+
+@pytest.mark.parametrize("geometry", CONV_GEOMETRIES)
+def test_im2col_col2im_match_torch_unfold_fold(geometry, torch, rng):
+    x = _random_input(rng, np.float64)
+    k, s, p, d = geometry
+    cols = kernels.im2col(x, *geometry)
+    expected = torch.nn.functional.unfold(torch.from_numpy(x), k, dilation=d, padding=p, stride=s)
+    np.testing.assert_array_equal(cols, expected.numpy())
+    folded = torch.nn.functional.fold(torch.from_numpy(cols), x.shape[2:], k, dilation=d,
+                                      padding=p, stride=s)
+    np.testing.assert_allclose(kernels.col2im(cols, x.shape, *geometry), folded.numpy(),
+                               rtol=1e-13, atol=1e-13)
+
+
+def test_im2col_errors():
+    x = np.zeros((1, 1, 3, 3), np.float32)
+    with pytest.raises(ValueError, match="im2col"):
+        kernels.im2col_numba(x, 4, 1, 0, 1)
+    with pytest.raises(ValueError, match="im2col"):
+        kernels.im2col_reference(x, 2, 1, 0, 3)          # dilated extent 4 > 3
+    with pytest.raises(ValueError, match="im2col"):
+        kernels.im2col_numba(np.zeros((3, 3), np.float32), 2)
+    with pytest.raises(ValueError, match="col2im"):
+        kernels.col2im_numba(np.zeros((1, 4, 5)), (1, 1, 3, 3), 2)
+    with pytest.raises(ValueError, match="float32 or float64"):
+        kernels.im2col_numba(np.zeros((1, 1, 3, 3), np.int64), 2)
+
+
+# -- max pooling ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("geometry", MAX_POOL_GEOMETRIES)
+def test_max_pool_numba_equals_reference(geometry, dtype, driver, rng):
+    x = _with_specials(_random_input(rng, dtype), rng)
+    ref, ref_idx = kernels.max_pool2d_forward_reference(x, *geometry)
+    out, idx = kernels.max_pool2d_forward_numba(x, *geometry)
+    assert out.dtype == dtype and idx.dtype == np.int64
+    np.testing.assert_array_equal(out, ref)
+    np.testing.assert_array_equal(idx, ref_idx)
+
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    dref = kernels.max_pool2d_backward_reference(dout, ref_idx, x.shape)
+    dx = kernels.max_pool2d_backward_numba(dout, idx, x.shape)
+    assert dx.dtype == dtype and dx.shape == x.shape
+    if dtype == np.float64:
+        np.testing.assert_array_equal(dx, dref)      # same summation order
+    else:
+        _assert_close(dx, dref, dtype)               # reference sums in float64
+
+
+@pytest.mark.parametrize("geometry", MAX_POOL_GEOMETRIES)
+def test_max_pool_kernels_match_torch_indices(geometry, torch, rng):
+    x = _with_specials(_random_input(rng, np.float64), rng)
+    k, s, p, d, ceil = geometry
+    t_out, t_idx = torch.nn.functional.max_pool2d(torch.from_numpy(x), k, s, p, d, ceil_mode=ceil,
+                                                  return_indices=True)
+    out, idx = kernels.max_pool2d_forward(x, *geometry)
+    np.testing.assert_array_equal(out, t_out.numpy())
+    np.testing.assert_array_equal(idx, t_idx.numpy())
+
+
+def test_max_pool_rules_by_hand():
+    x = np.array([[[[1.0, np.nan, 3.0, np.nan],
+                    [np.nan, 0.0, 0.0, 0.0],
+                    [0.0, 0.0, -np.inf, -np.inf],
+                    [0.0, 0.0, -np.inf, -np.inf]]]])
+    for fn in (kernels.max_pool2d_forward_reference, kernels.max_pool2d_forward_numba):
+        out, idx = fn(x, 2)
+        # last NaN of a window wins; first of equal maxima wins; all -inf picks the first
+        np.testing.assert_array_equal(idx[0, 0], [[4, 3], [8, 10]])
+        np.testing.assert_array_equal(out[0, 0], [[np.nan, np.nan], [0.0, -np.inf]])
+
+
+def test_max_pool_backward_rejects_bad_indices():
+    dout = np.ones((1, 1, 2, 2))
+    with pytest.raises(ValueError, match="indices"):
+        kernels.max_pool2d_backward_numba(dout, np.array([[[[0, 1], [2, 16]]]]), (1, 1, 4, 4))
+    with pytest.raises(ValueError, match="max_pool2d_backward"):
+        kernels.max_pool2d_backward_numba(dout, np.zeros((1, 1, 2, 3), np.int64), (1, 1, 4, 4))
+
+
+# -- average pooling ------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("geometry", AVG_POOL_GEOMETRIES)
+def test_avg_pool_numba_equals_reference(geometry, dtype, driver, rng):
+    x = _random_input(rng, dtype)
+    ref = kernels.avg_pool2d_forward_reference(x, *geometry)
+    out = kernels.avg_pool2d_forward_numba(x, *geometry)
+    assert out.dtype == dtype
+    np.testing.assert_array_equal(out, ref)          # same window sum order, same division
+
+    xs = _with_specials(x, rng)
+    np.testing.assert_array_equal(kernels.avg_pool2d_forward_numba(xs, *geometry),
+                                  kernels.avg_pool2d_forward_reference(xs, *geometry))
+
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    dref = kernels.avg_pool2d_backward_reference(dout, x.shape, *geometry)
+    dx = kernels.avg_pool2d_backward_numba(dout, x.shape, *geometry)
+    assert dx.dtype == dtype and dx.shape == x.shape
+    _assert_close(dx, dref, dtype)                   # overlaps summed in another order
+
+
+@pytest.mark.parametrize("geometry", AVG_POOL_GEOMETRIES)
+def test_avg_pool_kernels_match_torch(geometry, torch, rng):
+    x = _random_input(rng, np.float64)
+    expected = torch.nn.functional.avg_pool2d(torch.from_numpy(x), *geometry)
+    np.testing.assert_array_equal(kernels.avg_pool2d_forward(x, *geometry), expected.numpy())
+
+
+def test_avg_pool_divisors_by_hand():
+    # 5x5 ones, kernel 2, stride 2, padding 1, ceil_mode: windows start at -1, 1, 3;
+    # the last one would start at 5 (inside the right padding) and is dropped
+    x = np.ones((1, 1, 5, 5))
+    for fn in (kernels.avg_pool2d_forward_reference, kernels.avg_pool2d_forward_numba):
+        with_pad = fn(x, 2, 2, 1, True, True)
+        np.testing.assert_array_equal(with_pad[0, 0], [[0.25, 0.5, 0.5], [0.5, 1, 1], [0.5, 1, 1]])
+        without = fn(x, 2, 2, 1, True, False)
+        np.testing.assert_array_equal(without[0, 0], np.ones((3, 3)))
+        # kernel 3, stride 2, padding 1, ceil: windows start at -1, 1, 3 and each covers
+        # 3 rows of the padded input, so the divisor is 9 everywhere
+        np.testing.assert_array_equal(fn(x, 3, 2, 1, True, True)[0, 0, 0], [4 / 9, 6 / 9, 4 / 9])
+        # kernel 2, stride 2, no padding, ceil: the last window starts at 4 and sticks out
+        # past the input; the overhang is not padding and never counts
+        xr = np.arange(25.0).reshape(1, 1, 5, 5)
+        y = fn(xr, 2, 2, 0, True, True)
+        assert y.shape == (1, 1, 3, 3)
+        assert y[0, 0, 2, 2] == 24.0 and y[0, 0, 0, 2] == (4.0 + 9.0) / 2
+        # kernel 2, stride 3, padding 1, ceil on 6x6: windows start at -1, 2, 5; the first
+        # and last each hold one input row and one padding row: divisor 4 with padding
+        y = fn(np.ones((1, 1, 6, 6)), 2, 3, 1, True, True)
+        np.testing.assert_array_equal(y[0, 0], np.outer([1, 2, 1], [1, 2, 1]) / 4)
+
+
+def test_pool_geometry_errors():
+    x = np.zeros((1, 1, 4, 4))
+    with pytest.raises(ValueError, match="at most half"):
+        kernels.max_pool2d_forward_numba(x, 3, 1, 2)
+    with pytest.raises(ValueError, match="larger than the input"):
+        kernels.max_pool2d_forward_numba(x, 3, 1, 0, 2)
+    with pytest.raises(ValueError, match="divisor_override"):
+        kernels.avg_pool2d_forward_numba(x, 2, divisor_override=0)
+    with pytest.raises(ValueError, match="avg_pool2d_backward"):
+        kernels.avg_pool2d_backward_numba(np.zeros((1, 1, 3, 3)), x.shape, 2)
+
+
+def test_numba_twins_are_lazy_attributes():
+    import minidl.kernels as k
+    assert callable(k.im2col_numba) and callable(k.avg_pool2d_backward_numba)
+    with pytest.raises(AttributeError):
+        k.no_such_kernel_numba  # noqa: B018

@@ -1,0 +1,9 @@
+"""tuning: Optuna studies over minidl models, as in the hyperparameter-tuning lab.
+
+- ``tuning.spaces``: search spaces ``trial -> config`` (``lab-mlp``, ``mlp``, ``cnn``).
+- ``tuning.models``: ``config -> minidl.nn.Module`` (``build_model``, ``build_lab_nnet``).
+- ``tuning.objective``: the lab-shaped ``Objective(train, val, epochs, ...)``.
+- ``tuning.study``: stored study settings, samplers, pruners, creating/opening studies.
+- ``tuning.storage``: journal file by default, any Optuna storage URL.
+- ``tuning.cli``: ``python -m tuning run|best|trials|enqueue|plot|retrain``.
+"""

@@ -1,0 +1,4 @@
+"""``python -m tuning``: see ``tuning.cli``."""
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,64 @@
+"""The data a study sees: Fashion-MNIST through ``minidl.data``.
+
+- ``study_data(val_size, seed, train_size)``: the 60 000 training images split once
+  into a training part and a validation part with the study's seed; ``train_size``
+  subsamples the training part (fast demos and tests).  The validation part is the same
+  for every trial of a study.
+- ``retrain_data(train_size, seed)``: training + validation images together (all 60 000,
+  or a seeded subsample), for the final model.
+- ``test_data()``: the 10 000 test images, used once, by ``tuning retrain``.
+
+Images are normalised with the Fashion-MNIST mean and standard deviation to float32
+``(N, 1, 28, 28)``.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+
+@lru_cache(maxsize=1)
+def _splits():
+    from minidl.data import load_fashion_mnist  # noqa: PLC0415 - data is read on first use
+    return load_fashion_mnist()
+
+
+def _prepare(images, labels):
+    from minidl.data import FASHION_MNIST_MEAN, FASHION_MNIST_STD, prepare  # noqa: PLC0415
+    return prepare(images, labels, FASHION_MNIST_MEAN, FASHION_MNIST_STD)
+
+
+@lru_cache(maxsize=1)
+def _full_train():
+    s = _splits()
+    return _prepare(s.train_images, s.train_labels)
+
+
+def _subsample(dataset, size, seed, salt):
+    if size is None or size >= len(dataset):
+        return dataset
+    if size < 1:
+        raise ValueError(f"train_size must be a positive int, got {size}")
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), salt]))
+    return dataset.subset(np.sort(rng.permutation(len(dataset))[:size]))
+
+
+def study_data(val_size: int = 10_000, seed: int = 0, train_size: int | None = None):
+    """``(train, val)`` for a study: a seeded split of the training images."""
+    from minidl.data import train_val_split  # noqa: PLC0415
+    full = _full_train()
+    if not 1 <= val_size < len(full):
+        raise ValueError(f"val_size must be between 1 and {len(full) - 1}, got {val_size}")
+    train, val = train_val_split(full, val_size, int(seed))
+    return _subsample(train, train_size, seed, 1), val
+
+
+def retrain_data(train_size: int | None = None, seed: int = 0):
+    """Every training image (training + validation parts), or a seeded subsample."""
+    return _subsample(_full_train(), train_size, seed, 2)
+
+
+def test_data():
+    s = _splits()
+    return _prepare(s.test_images, s.test_labels)

@@ -1,0 +1,120 @@
+"""Model builders: plain functions ``config -> minidl.nn.Module``.
+
+``build_model(config)`` dispatches on ``config["model"]`` (``lab-mlp``, ``mlp``,
+``cnn``), the key every space in ``tuning.spaces`` sets.  ``build_lab_nnet`` is the
+lab's ``NNet`` written with minidl; its layers sit in ``.layers`` as in the lab, so its
+``state_dict`` keys (``layers.1.weight``, ...) are the lab's.
+
+Weights are drawn from minidl's generator: call ``minidl.manual_seed`` first for a
+reproducible model.
+"""
+from __future__ import annotations
+
+from math import prod
+
+from minidl import nn
+
+from .spaces import IMAGE_SHAPE, NUM_CLASSES, conv_pool_plan
+
+
+class LabNNet(nn.Module):
+    """The lab's ``NNet``: Flatten -> Linear(input, hidden) -> ReLU -> Dropout -> Linear(hidden, 10).
+
+    Input ``(N, 1, 28, 28)`` (or ``(N, input_size)``), output logits ``(N, 10)``.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, dropout_rate: float,
+                 num_classes: int = NUM_CLASSES):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(input_size, hidden_size),
+            nn.ReLU(),
+            nn.Dropout(dropout_rate),
+            nn.Linear(hidden_size, num_classes),
+        )
+
+    def forward(self, x):
+        return self.layers(x)
+
+    def backward(self, dout):
+        return self.layers.backward(dout)
+
+
+def build_lab_nnet(input_size: int, hidden_size: int, dropout_rate: float) -> LabNNet:
+    """The lab's ``NNet(input_size, hidden_size, dropout_rate)`` as a minidl module."""
+    return LabNNet(int(input_size), int(hidden_size), float(dropout_rate))
+
+
+_ACTIVATIONS = {"ReLU": nn.ReLU, "Tanh": nn.Tanh, "LeakyReLU": nn.LeakyReLU}
+_POOLS = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
+
+
+def _activation(name: str) -> nn.Module:
+    try:
+        return _ACTIVATIONS[name]()
+    except KeyError:
+        raise ValueError(f"build_model: unknown activation {name!r}; expected one of "
+                         f"{sorted(_ACTIVATIONS)}") from None
+
+
+def build_mlp(config: dict, input_shape=IMAGE_SHAPE) -> nn.Sequential:
+    """Flatten, then per hidden size ``Linear -> activation -> Dropout``, then ``Linear(10)``."""
+    hidden = list(config["hidden_sizes"])
+    if not hidden or any(int(h) < 1 for h in hidden):
+        raise ValueError(f"build_mlp: expected 1 or more hidden sizes >= 1, got {hidden}")
+    layers = [nn.Flatten()]
+    width = prod(input_shape)
+    for h in hidden:
+        layers += [nn.Linear(width, int(h)), _activation(config["activation"]),
+                   nn.Dropout(float(config["dropout_rate"]))]
+        width = int(h)
+    layers.append(nn.Linear(width, NUM_CLASSES))
+    return nn.Sequential(*layers)
+
+
+def build_cnn(config: dict, input_shape=IMAGE_SHAPE) -> nn.Sequential:
+    """Conv blocks ``Conv2d(padding k // 2) -> ReLU -> pool``, then a dense head.
+
+    The spatial size comes from ``tuning.spaces.conv_pool_plan`` (the same function the
+    space uses), so a pooling that would collapse the feature map is left out here too.
+    """
+    channels, height, width = input_shape
+    if height != width:
+        raise ValueError(f"build_cnn: expected square images, got {height}x{width}")
+    filters = [int(f) for f in config["filters"]]
+    kernels = [int(k) for k in config["kernel_sizes"]]
+    if not filters or len(filters) != len(kernels):
+        raise ValueError(f"build_cnn: expected as many filters as kernel sizes (>= 1), got "
+                         f"filters={filters} kernel_sizes={kernels}")
+    pool_kernel = int(config["pool_kernel"])
+    try:
+        pool_cls = _POOLS[config["pool_type"]]
+    except KeyError:
+        raise ValueError(f"build_cnn: unknown pool_type {config['pool_type']!r}; expected "
+                         f"one of {sorted(_POOLS)}") from None
+    pool_after, size = conv_pool_plan(height, kernels, pool_kernel)
+    layers = []
+    in_ch = channels
+    for out_ch, k, pools in zip(filters, kernels, pool_after):
+        layers += [nn.Conv2d(in_ch, out_ch, k, padding=k // 2), nn.ReLU()]
+        if pools:
+            layers.append(pool_cls(pool_kernel))
+        in_ch = out_ch
+    dropout = float(config["dropout_rate"])
+    dense = int(config["dense_size"])
+    layers += [nn.Flatten(), nn.Dropout(dropout), nn.Linear(in_ch * size * size, dense),
+               nn.ReLU(), nn.Dropout(dropout), nn.Linear(dense, NUM_CLASSES)]
+    return nn.Sequential(*layers)
+
+
+def build_model(config: dict, input_shape=IMAGE_SHAPE) -> nn.Module:
+    """The minidl network a space's ``config`` describes."""
+    kind = config.get("model")
+    if kind == "lab-mlp":
+        return build_lab_nnet(prod(input_shape), config["hidden_size"], config["dropout_rate"])
+    if kind == "mlp":
+        return build_mlp(config, input_shape)
+    if kind == "cnn":
+        return build_cnn(config, input_shape)
+    raise ValueError(f"build_model: unknown model {kind!r}; expected 'lab-mlp', 'mlp' or 'cnn'")

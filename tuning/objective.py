@@ -1,0 +1,178 @@
+"""The Optuna objective: suggest, build, train with report/prune each epoch, return.
+
+    objective = Objective(train, val, epochs=3, space="lab-mlp")
+    study = optuna.create_study(direction="minimize")
+    study.optimize(objective, n_trials=20)
+
+Shaped like the lab's ``Objective``: it holds the data, and ``__call__(trial)`` samples a
+configuration, trains a minidl model on the training set and returns the error on the
+validation set (lower is better, so the study minimises).
+
+Every epoch ``trial.report(val_error, epoch)`` and ``trial.should_prune()`` let the
+pruner stop an unpromising trial.  What happened is stored on the trial as user
+attributes: ``config``, ``n_params``, ``curve`` (per-epoch ``train_loss``, ``val_loss``,
+``val_error``, ``seconds``, ``lr``), ``seconds`` and ``stop_reason`` (``completed``,
+``pruned at epoch E``, ``diverged: ...``, ``interrupted``, ``error: ...``).
+
+A run whose training loss becomes NaN/inf ends PRUNED (so it never becomes the best
+trial) with ``stop_reason`` saying so; any other exception is recorded and re-raised, so
+Optuna marks the trial FAIL (``study.optimize(..., catch=(Exception,))`` keeps the study
+going, as ``tuning run`` does).
+"""
+from __future__ import annotations
+
+import math
+import time
+import traceback
+
+import optuna
+
+import minidl
+from minidl import nn, optim
+from minidl.train import NonFiniteLossError, fit
+
+from .models import build_model
+from .spaces import get_space
+
+
+def make_optimizer(config: dict, parameters):
+    """The minidl optimizer ``config["optimizer"]`` names, with its learning rate and decay."""
+    name = config["optimizer"]
+    lr = float(config["learn_rate"])
+    wd = float(config.get("weight_decay", 0.0))
+    if name == "Adam":
+        return optim.Adam(parameters, lr=lr, weight_decay=wd)
+    if name == "SGD":
+        return optim.SGD(parameters, lr=lr, momentum=float(config.get("momentum", 0.0)),
+                         weight_decay=wd)
+    if name == "RMSprop":
+        return optim.RMSprop(parameters, lr=lr, weight_decay=wd)
+    raise ValueError(f"make_optimizer: unknown optimizer {name!r}; expected Adam, SGD or RMSprop")
+
+
+def make_scheduler(config: dict, optimizer, epochs: int):
+    """``none``; ``step``: lr x 0.1 once, after half the epochs; ``cosine``: to 0 over the run."""
+    name = config.get("lr_schedule", "none")
+    if name == "none":
+        return None
+    if name == "step":
+        return optim.lr_scheduler.StepLR(optimizer, step_size=max(1, (epochs + 1) // 2),
+                                         gamma=0.1)
+    if name == "cosine":
+        return optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    raise ValueError(f"make_scheduler: unknown lr_schedule {name!r}; expected none, step or cosine")
+
+
+def make_augment(config: dict):
+    """Random shifts and flips of strength ``augment_strength`` (None at strength 0).
+
+    The uncovered border is filled with the normalised value of a black pixel, the
+    Fashion-MNIST background.
+    """
+    strength = float(config.get("augment_strength", 0.0))
+    if strength <= 0.0:
+        return None
+    from minidl.data import FASHION_MNIST_MEAN, FASHION_MNIST_STD, Augment  # noqa: PLC0415
+    return Augment.from_strength(strength, fill=-FASHION_MNIST_MEAN / FASHION_MNIST_STD)
+
+
+def train_config(config: dict, train, val, epochs: int, seed: int = 0, callbacks=(),
+                 device: str = "cpu", progress=False, eval_batch_size: int = 1000,
+                 on_model=None):
+    """Build the model ``config`` describes (weights seeded by ``seed``) and ``fit`` it.
+
+    ``on_model(model)``, when given, is called with the new model before training.
+    Returns ``(model, history)``.  The one training path of the package: the objective
+    and ``tuning retrain`` both call it.
+    """
+    minidl.manual_seed(int(seed))
+    model = build_model(config)
+    if device != "cpu":
+        model.to(device)
+    if on_model is not None:
+        on_model(model)
+    optimizer = make_optimizer(config, model.parameters())
+    history = fit(model, nn.CrossEntropyLoss(), optimizer, train, val, epochs=int(epochs),
+                  batch_size=int(config["batch_size"]),
+                  scheduler=make_scheduler(config, optimizer, int(epochs)),
+                  callbacks=callbacks, seed=int(seed), augment=make_augment(config),
+                  progress=progress, eval_batch_size=eval_batch_size)
+    return model, history
+
+
+class Objective:
+    """Callable objective: ``Objective(train, val, epochs, space=...)(trial) -> val_error``.
+
+    Parameters
+    ----------
+    train, val : ``minidl.data.ArrayDataset`` (x float32 ``(N, 1, 28, 28)``, y int64).
+    epochs : int, training epochs per trial (one report to the pruner per epoch).
+    space : name of a search space in ``tuning.spaces.SPACES``.
+    seed : int; trial ``t`` initialises and shuffles with ``seed + t.number``.
+    device : ``"cpu"`` or ``"cuda"`` (the model is moved there; ``fit`` moves batches).
+    progress : passed to ``minidl.train.fit`` (a per-epoch bar on stderr when True).
+    log : optional ``log(str)`` called with one line per epoch (for non-terminal output).
+    """
+
+    def __init__(self, train, val, epochs: int, space: str = "lab-mlp", seed: int = 0,
+                 device: str = "cpu", progress=False, log=None, eval_batch_size: int = 1000):
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise ValueError(f"Objective: expected epochs to be a positive int, got {epochs!r}")
+        self.train = train
+        self.val = val
+        self.epochs = epochs
+        self.space = get_space(space)
+        self.seed = int(seed)
+        self.device = device
+        self.progress = progress
+        self.log = log
+        self.eval_batch_size = eval_batch_size
+
+    def __call__(self, trial) -> float:
+        config = self.space.function(trial)
+        trial.set_user_attr("config", config)
+        curve = []
+
+        def report_epoch(epoch, record):
+            curve.append({k: float(record[k]) for k in
+                          ("epoch", "train_loss", "val_loss", "val_error", "seconds", "lr")})
+            if self.log is not None:
+                self.log(f"  trial {trial.number} epoch {epoch}/{self.epochs} "
+                         f"train_loss {record['train_loss']:.4f} val_error "
+                         f"{record['val_error']:.4f} ({record['seconds']:.1f}s)")
+            trial.report(record["val_error"], epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {epoch} "
+                                         f"(val_error {record['val_error']:.4f})")
+
+        start = time.perf_counter()
+        stop_reason = "error"
+        try:
+            _, history = train_config(
+                config, self.train, self.val, self.epochs, seed=self.seed + trial.number,
+                callbacks=[report_epoch], device=self.device, progress=self.progress,
+                eval_batch_size=self.eval_batch_size,
+                on_model=lambda m: trial.set_user_attr("n_params", m.num_parameters()))
+            stop_reason = history.stop_reason
+            value = float(history.epochs[-1]["val_error"])
+            if not math.isfinite(value):
+                stop_reason = f"diverged: validation error {value}"
+                raise optuna.TrialPruned(stop_reason)
+            return value
+        except optuna.TrialPruned as exc:
+            stop_reason = str(exc) or "pruned"
+            raise
+        except NonFiniteLossError as exc:
+            stop_reason = f"diverged: {exc}"
+            raise optuna.TrialPruned(stop_reason) from exc
+        except KeyboardInterrupt:
+            stop_reason = "interrupted"
+            raise
+        except Exception as exc:
+            stop_reason = f"error: {type(exc).__name__}: {exc}"
+            trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
+            raise
+        finally:
+            trial.set_user_attr("curve", curve)
+            trial.set_user_attr("seconds", time.perf_counter() - start)
+            trial.set_user_attr("stop_reason", stop_reason)

@@ -1,0 +1,77 @@
+"""PNG plots of a study with Optuna's matplotlib visualisations.
+
+``write_plots(study, out_dir)`` writes
+
+- ``optimization_history.png``: every trial's value and the best so far;
+- ``param_importances.png``: which hyperparameters mattered (needs 2+ complete trials);
+- ``parallel_coordinate.png``: each complete trial as a line through its parameters;
+- ``intermediate_values.png``: the per-epoch validation error of every trial, pruned
+  ones included (the learning curves the pruner judged);
+- ``slice.png``: the value against each parameter.
+
+A plot that a small study cannot support is skipped with the reason, never an error.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+PLOTS = ("optimization_history", "param_importances", "parallel_coordinate",
+         "intermediate_values", "slice")
+
+
+def _why_not(name: str, n_complete: int, has_intermediate: bool) -> str | None:
+    if name == "intermediate_values":
+        return None if has_intermediate else "no trial has reported an intermediate value yet"
+    if name == "param_importances" and n_complete < 2:
+        return f"parameter importances need at least 2 complete trials (the study has {n_complete})"
+    if n_complete < 1:
+        return "no complete trial yet"
+    return None
+
+
+def write_plots(study, out_dir) -> tuple[list, list]:
+    """Write the PNGs into ``out_dir``; return ``(written paths, skipped messages)``."""
+    import matplotlib  # noqa: PLC0415 - plotting is optional at import time
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+    from optuna.visualization import matplotlib as ovm  # noqa: PLC0415
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    trials = study.get_trials(deepcopy=False)
+    n_complete = sum(t.state == TrialState.COMPLETE for t in trials)
+    has_intermediate = any(t.intermediate_values for t in trials)
+    functions = {
+        "optimization_history": ovm.plot_optimization_history,
+        "param_importances": ovm.plot_param_importances,
+        "parallel_coordinate": ovm.plot_parallel_coordinate,
+        "intermediate_values": ovm.plot_intermediate_values,
+        "slice": ovm.plot_slice,
+    }
+    written, skipped = [], []
+    for name in PLOTS:
+        reason = _why_not(name, n_complete, has_intermediate)
+        if reason is not None:
+            skipped.append(f"{name}: skipped, {reason}")
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            try:
+                axes = functions[name](study)
+            except (ValueError, RuntimeError, ZeroDivisionError) as exc:
+                skipped.append(f"{name}: skipped, Optuna could not draw it ({exc})")
+                plt.close("all")
+                continue
+        first = axes.flat[0] if hasattr(axes, "flat") else axes
+        fig = first.figure
+        fig.suptitle(f"{study.study_name}: {name.replace('_', ' ')}", fontsize=10)
+        path = out / f"{name}.png"
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        written.append(path)
+    return written, skipped

@@ -1,0 +1,206 @@
+"""Search spaces: plain functions ``trial -> config``.
+
+Each space asks the trial for its hyperparameters with ``trial.suggest_*`` and returns
+a plain ``config`` dict (JSON-able) that ``tuning.models.build_model`` turns into a
+minidl network and ``tuning.objective`` trains.  The three spaces follow the lab:
+
+- ``lab-mlp``: exactly the lab's space (one hidden layer).
+- ``mlp``: task 1, one to three hidden layers, each with its own size.
+- ``cnn``: task 2, one to three conv blocks with conv-specific choices.
+
+Rules every space keeps, so samplers and stored studies stay consistent:
+
+- Parameter names are stable: a layer's parameter is named after its index
+  (``hidden_l0``, ``filters_l1``, ``kernel_l2``), whatever the depth of the trial.
+- A categorical parameter always has the same choice list, in the same order.
+- No configuration reaches a layer whose input has zero size: the CNN's spatial size is
+  tracked block by block (``conv_pool_plan``) and a pooling that would collapse the map
+  is skipped, recorded in the trial's user attribute ``pooling_skipped``.
+
+``SPACES[name].defaults`` holds a value for *every* parameter the space can ask for;
+the grid sampler fixes the parameters that are not on its grid to these values, and
+``enqueue`` checks parameter names against them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import optuna
+
+# The data every space is built for: Fashion-MNIST, (channels, height, width), 10 classes.
+IMAGE_SHAPE = (1, 28, 28)
+NUM_CLASSES = 10
+
+OPTIMIZERS = ["Adam", "SGD", "RMSprop"]
+BATCH_SIZES = [32, 64, 128]
+LR_SCHEDULES = ["none", "step", "cosine"]
+ACTIVATIONS = ["ReLU", "Tanh", "LeakyReLU"]
+FILTERS = [8, 16, 32, 64]
+KERNEL_SIZES = [3, 5, 7]
+POOL_TYPES = ["max", "avg"]
+POOL_KERNELS = [2, 3]
+MAX_LAYERS = 3
+
+# SGD in the ``mlp`` and ``cnn`` spaces uses heavy-ball momentum (not searched); the
+# ``lab-mlp`` space keeps the lab's plain SGD (torch's default, momentum 0).
+SGD_MOMENTUM = 0.9
+
+
+def _training_params(trial, optimizers) -> dict:
+    """Learning rate, optimizer and batch size, named as in the lab."""
+    return {
+        "learn_rate": trial.suggest_float("learn_rate", 1e-4, 1e-1, log=True),
+        "optimizer": trial.suggest_categorical("optimizer", optimizers),
+        "batch_size": trial.suggest_categorical("batch_size", BATCH_SIZES),
+    }
+
+
+def _regularisation_params(trial) -> dict:
+    return {
+        "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
+        "lr_schedule": trial.suggest_categorical("lr_schedule", LR_SCHEDULES),
+    }
+
+
+def lab_mlp(trial) -> dict:
+    """The lab's space: one hidden layer of 64..256 units, dropout, Adam or plain SGD."""
+    config = {
+        "model": "lab-mlp",
+        "hidden_size": trial.suggest_int("hidden_size", 64, 256),
+        "dropout_rate": trial.suggest_float("dropout_rate", 0.1, 0.5),
+    }
+    config.update(_training_params(trial, ["Adam", "SGD"]))
+    config.update(momentum=0.0, weight_decay=0.0, lr_schedule="none", augment_strength=0.0)
+    return config
+
+
+def mlp(trial) -> dict:
+    """Task 1: 1 to 3 hidden layers of 32..512 units each (log scale), one activation."""
+    n_layers = trial.suggest_int("n_layers", 1, MAX_LAYERS)
+    hidden = [trial.suggest_int(f"hidden_l{i}", 32, 512, log=True) for i in range(n_layers)]
+    config = {
+        "model": "mlp",
+        "hidden_sizes": hidden,
+        "activation": trial.suggest_categorical("activation", ACTIVATIONS),
+        "dropout_rate": trial.suggest_float("dropout_rate", 0.0, 0.5),
+    }
+    config.update(_training_params(trial, OPTIMIZERS))
+    config.update(_regularisation_params(trial))
+    config.update(momentum=SGD_MOMENTUM, augment_strength=0.0)
+    return config
+
+
+def conv_pool_plan(image_size: int, kernel_sizes, pool_kernel: int):
+    """Spatial size through conv blocks; which blocks can pool without collapsing the map.
+
+    Each block is a ``Conv2d(kernel k, stride 1, padding k // 2)``, whose output size
+    ``s + 2 * (k // 2) - k + 1`` is ``s`` for odd ``k`` (never smaller than ``s``),
+    followed by a pooling of kernel and stride ``pool_kernel`` (output
+    ``s // pool_kernel``).  A pooling whose output would be smaller than 1 is skipped.
+
+    Returns
+    -------
+    (pool_after, final_size): ``pool_after[i]`` is True when block ``i`` pools;
+    ``final_size`` is the height (= width) of the last block's output, always >= 1.
+    """
+    size = int(image_size)
+    if size < 1:
+        raise ValueError(f"conv_pool_plan: expected an image size >= 1, got {image_size}")
+    pool_after = []
+    for k in kernel_sizes:
+        size = size + 2 * (k // 2) - k + 1
+        pooled = size // pool_kernel
+        pool_after.append(pooled >= 1)
+        if pooled >= 1:
+            size = pooled
+    return pool_after, size
+
+
+def cnn(trial, image_size: int = IMAGE_SHAPE[1]) -> dict:
+    """Task 2: 1 to 3 conv blocks (filters and kernel size per block), pooling, dense head.
+
+    Block ``i``: ``Conv2d(filters_l{i}, kernel_l{i}, padding kernel // 2) -> ReLU ->
+    {Max,Avg}Pool2d(pool_kernel)``; then ``Flatten -> Dropout -> Linear(dense_size) ->
+    ReLU -> Dropout -> Linear(10)``.  A pooling that would shrink the map below 1x1 is
+    left out (``pooling_skipped`` user attribute lists the blocks).
+    """
+    n_conv = trial.suggest_int("n_conv", 1, MAX_LAYERS)
+    filters = [trial.suggest_categorical(f"filters_l{i}", FILTERS) for i in range(n_conv)]
+    kernels = [trial.suggest_categorical(f"kernel_l{i}", KERNEL_SIZES) for i in range(n_conv)]
+    pool_type = trial.suggest_categorical("pool_type", POOL_TYPES)
+    pool_kernel = trial.suggest_categorical("pool_kernel", POOL_KERNELS)
+    pool_after, _ = conv_pool_plan(image_size, kernels, pool_kernel)
+    skipped = [i for i, pools in enumerate(pool_after) if not pools]
+    if skipped:
+        trial.set_user_attr("pooling_skipped", skipped)
+    config = {
+        "model": "cnn",
+        "filters": filters,
+        "kernel_sizes": kernels,
+        "pool_type": pool_type,
+        "pool_kernel": pool_kernel,
+        "dense_size": trial.suggest_int("dense_size", 32, 256, log=True),
+        "dropout_rate": trial.suggest_float("dropout_rate", 0.0, 0.5),
+    }
+    config.update(_training_params(trial, OPTIMIZERS))
+    config.update(_regularisation_params(trial))
+    config.update(momentum=SGD_MOMENTUM,
+                  augment_strength=trial.suggest_float("augment_strength", 0.0, 1.0))
+    return config
+
+
+@dataclass(frozen=True)
+class Space:
+    """A named search space: its ``trial -> config`` function and a default per parameter."""
+
+    name: str
+    function: Callable
+    defaults: dict
+    description: str
+
+    @property
+    def param_names(self) -> list:
+        """Every parameter the space can ask for, in the order it asks."""
+        return list(self.defaults)
+
+
+_TRAINING_DEFAULTS = {"learn_rate": 1e-3, "optimizer": "Adam", "batch_size": 64}
+_REGULARISATION_DEFAULTS = {"weight_decay": 1e-5, "lr_schedule": "none"}
+
+SPACES = {
+    "lab-mlp": Space(
+        "lab-mlp", lab_mlp,
+        {"hidden_size": 128, "dropout_rate": 0.2, **_TRAINING_DEFAULTS},
+        "the lab's MLP: one hidden layer (64..256), dropout, Adam/SGD"),
+    "mlp": Space(
+        "mlp", mlp,
+        {"n_layers": 2, "hidden_l0": 256, "hidden_l1": 128, "hidden_l2": 64,
+         "activation": "ReLU", "dropout_rate": 0.2, **_TRAINING_DEFAULTS,
+         **_REGULARISATION_DEFAULTS},
+        "task 1: 1-3 hidden layers with their own sizes, activation, schedule"),
+    "cnn": Space(
+        "cnn", cnn,
+        {"n_conv": 2, "filters_l0": 32, "filters_l1": 64, "filters_l2": 64,
+         "kernel_l0": 3, "kernel_l1": 3, "kernel_l2": 3, "pool_type": "max",
+         "pool_kernel": 2, "dense_size": 128, "dropout_rate": 0.25, **_TRAINING_DEFAULTS,
+         **_REGULARISATION_DEFAULTS, "augment_strength": 0.0},
+        "task 2: 1-3 conv blocks (filters, kernel 3/5/7), max/avg pooling 2/3, dense head"),
+}
+
+# The lab's grid: every other parameter is fixed to the space's default.
+LAB_GRID = {"learn_rate": [0.01, 0.001, 0.0001], "batch_size": [32, 64, 128]}
+
+
+def get_space(name: str) -> Space:
+    """The space called ``name``; ValueError listing the known names otherwise."""
+    try:
+        return SPACES[name]
+    except KeyError:
+        raise ValueError(f"unknown search space {name!r}; expected one of "
+                         f"{', '.join(sorted(SPACES))}") from None
+
+
+def config_from_params(space_name: str, params: dict) -> dict:
+    """The config a trial with these ``params`` produced (e.g. ``study.best_params``)."""
+    return get_space(space_name).function(optuna.trial.FixedTrial(dict(params)))
