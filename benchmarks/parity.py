@@ -348,7 +348,7 @@ def _run_case(rows, errors, section, label, fn, *a):
         rows.append(r)
 
 
-def render(info, rows, errors) -> str:
+def render(info, rows, errors, steps) -> str:
     out = ["# Parity with PyTorch", "", common.machine_markdown(info), "",
            "max abs = largest |minidl − torch| over every compared array; max rel = that "
            "divided by the largest |torch value| of the same array. Tolerance: float64 "
@@ -356,7 +356,7 @@ def render(info, rows, errors) -> str:
            "match exactly.", ""]
     sections = [("layers", "Layers: forward, input gradient, parameter gradients"),
                 ("loss", "Loss"),
-                ("optimizers", "Optimizers: parameters after 100 steps"),
+                ("optimizers", f"Optimizers: parameters after {steps} steps"),
                 ("schedulers", "Learning-rate schedulers"),
                 ("training", "A full short training run (same init, same batches)")]
     for key, title in sections:
@@ -436,7 +436,7 @@ def main(argv=None) -> int:
                       3 if q else 30, 16 if q else 32, 300)
     if not q:
         _run_case(rows, errors, "schedulers", "all schedulers", scheduler_parity, torch, minidl, 30)
-    md = render(info, rows, errors)
+    md = render(info, rows, errors, steps)
     payload = {"machine": info, "tolerance": TOL, "results": rows, "errors": errors,
                "seconds": time.perf_counter() - t0}
     common.finish(args, "parity", payload, md)
