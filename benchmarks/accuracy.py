@@ -95,8 +95,14 @@ def run_minidl(name: str, train, val, test, epochs: int, seed: int) -> dict:
     model = build_minidl(name)
     opt = optim.Adam(model.parameters(), lr=LR)
     t0 = time.perf_counter()
+    def log_epoch(epoch, r):   # fit's bar shows on a terminal; a log file gets one line
+        print(f"minidl {name} epoch {epoch}/{epochs}: val_acc {r['val_accuracy']:.4f} "
+              f"({r['seconds']:.1f}s)", file=sys.stderr)
+
+    tty = sys.stderr.isatty()
     hist = fit(model, nn.CrossEntropyLoss(), opt, train, val, epochs=epochs,
-               batch_size=BATCH_SIZE, seed=seed)
+               batch_size=BATCH_SIZE, seed=seed, progress=tty,
+               callbacks=[] if tty else [log_epoch])
     train_seconds = time.perf_counter() - t0
     t1 = time.perf_counter()
     test_scores = evaluate(model, test)

@@ -106,17 +106,20 @@ def _median_runs(runs: list[dict]) -> dict:
 
 def measure(quick: bool = False, with_torch: bool = True, log=print) -> dict:
     """First-ever compile, then warm-cache starts (median), for minidl and optionally torch."""
-    repeats = 2 if quick else 5
+    repeats = 1 if quick else 5
+    first = None
     with tempfile.TemporaryDirectory(prefix="minidl-numba-cache-") as tmp:
-        # --quick keeps Numba's default cache, so the smoke test does not pay a full
-        # compile; its "first" process is then not a first-ever compile
-        cache = None if quick else tmp
-        first = run_once("minidl", cache)
-        log(f"coldstart minidl first-ever compile: {first['wall_s']:.2f} s "
-            f"(first step {first['first_step_s']:.2f} s)")
+        if quick:
+            # the smoke test neither pays a full compile nor needs one: Numba's default
+            # cache, one process, and no first-ever compile figure
+            cache = None
+        else:
+            cache = tmp
+            first = run_once("minidl", cache)
+            log(f"coldstart minidl first-ever compile: {first['wall_s']:.2f} s "
+                f"(first step {first['first_step_s']:.2f} s)")
         warm_runs = [run_once("minidl", cache) for _ in range(repeats)]
     result = {"target_s": TARGET_S, "model": "cnn_2conv", "batch": 64,
-              "fresh_cache": not quick,
               "minidl_first_compile": first, "minidl_warm": _median_runs(warm_runs),
               "minidl_warm_runs": warm_runs}
     w = result["minidl_warm"]
@@ -135,12 +138,13 @@ def render_section(cold: dict) -> str:
         return [label, common.fmt_time(r["wall_s"]), common.fmt_time(r["import_s"]),
                 common.fmt_time(r["build_s"]), common.fmt_time(r["first_step_s"]),
                 common.fmt_time(r["second_step_s"]), runs]
-    first_label = ("minidl, first-ever compile (empty Numba cache)" if cold.get("fresh_cache")
-                   else "minidl, first process (--quick: default cache, maybe warm)")
-    rows = [row(first_label,
-                cold["minidl_first_compile"], 1),
-            row("minidl, warm Numba cache (median)", cold["minidl_warm"],
-                cold["minidl_warm"]["runs"])]
+    rows = []
+    if cold["minidl_first_compile"] is not None:
+        rows.append(row("minidl, first-ever compile (empty Numba cache)",
+                        cold["minidl_first_compile"], 1))
+    rows.append(row("minidl, warm Numba cache (median)" if cold["minidl_first_compile"]
+                    else "minidl, Numba's default cache (--quick)", cold["minidl_warm"],
+                    cold["minidl_warm"]["runs"]))
     if "torch" in cold:
         rows.append(row("PyTorch (median)", cold["torch"], cold["torch"]["runs"]))
     w = cold["minidl_warm"]["wall_s"]

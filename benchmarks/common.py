@@ -67,13 +67,13 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _version(module_name: str) -> str | None:
-    """A module's version when it is importable (imports it: call only where allowed)."""
+def _version(dist_name: str) -> str | None:
+    """An installed distribution's version, read from its metadata (nothing is imported)."""
+    from importlib import metadata
     try:
-        module = __import__(module_name)
-    except ImportError:
+        return metadata.version(dist_name)
+    except metadata.PackageNotFoundError:
         return None
-    return getattr(module, "__version__", "unknown")
 
 
 def _git_commit() -> str | None:

@@ -2,8 +2,10 @@
 
     python -m benchmarks.kernels [--quick] [--threads 1 2] [--out DIR]
 
-Operations: im2col, col2im, conv2d forward and backward (im2col + GEMM), max and average
-pooling forward and backward, linear forward and backward, and the Adam update.
+Operations: im2col, col2im, conv2d forward and backward (im2col + GEMM; backward from the
+forward's columns, the GEMMs of ``nn.Conv2d.backward``), max and average pooling forward
+and backward, linear forward and backward, the Adam update, and each layer's forward +
+backward as the training step runs it.
 
 Implementations (columns):
 
@@ -13,8 +15,10 @@ Implementations (columns):
   ``im2col_reference`` + ``np.matmul``; for linear, plain ``@``);
 - ``numba``  — the Numba twins ``minidl.kernels.<name>_numba`` (for conv: ``im2col_numba``
   + the same GEMM);
-- ``minidl`` — what a minidl user gets: the layer (``nn.Conv2d``, ``nn.MaxPool2d``, ...,
-  forward or backward) or ``optim.Adam.step()``, with every dispatch and check it does;
+- ``minidl`` — what a minidl user gets, with every dispatch and check it does: the layer's
+  forward (``nn.Conv2d``, ``nn.MaxPool2d``, ...), ``optim.Adam.step()``, and the rows
+  "<Layer> layer fwd+bwd": the layer's forward then backward (a layer frees its cache in
+  backward, so backward alone is not timed) against ``torch.nn`` with autograd;
 - ``torch``  — PyTorch's CPU operator for the same computation (``F.unfold``/``F.fold``,
   ``F.conv2d``/``aten.convolution_backward``, ``F.max_pool2d``/its ``aten`` backward, ...,
   ``optim.Adam.step()``), when PyTorch is installed;
@@ -257,6 +261,7 @@ class Case:
     op: str
     shape: str
     impls: dict = field(default_factory=dict)   # name -> Impl
+    reference: str = "numpy"                    # whose output the others are checked against
 
 
 def _sizes(shape):
@@ -280,21 +285,28 @@ def _flat(a):
     return out
 
 
-def max_abs_diff(a, b) -> float:
+def output_diff(a, b) -> tuple[float, float]:
+    """(max |a - b|, max over arrays of that / max |b|) over all arrays of two outputs.
+
+    NaN positions must agree (else both are inf), as must the number and shapes of arrays.
+    """
     a, b = _flat(_to_np(a)), _flat(_to_np(b))
     if len(a) != len(b):
-        return math.inf
-    worst = 0.0
+        return math.inf, math.inf
+    worst_abs = worst_rel = 0.0
     for u, v in zip(a, b):
         if u.shape != v.shape:
-            return math.inf
+            return math.inf, math.inf
         u64, v64 = u.astype(np.float64), v.astype(np.float64)
         if not np.array_equal(np.isnan(u64), np.isnan(v64)):
-            return math.inf
+            return math.inf, math.inf
         ok = ~np.isnan(u64)
         if ok.any():
-            worst = max(worst, float(np.max(np.abs(u64[ok] - v64[ok]))))
-    return worst
+            d = float(np.max(np.abs(u64[ok] - v64[ok])))
+            scale = float(np.max(np.abs(v64[ok])))
+            worst_abs = max(worst_abs, d)
+            worst_rel = max(worst_rel, d / scale if scale > 0 else (0.0 if d == 0 else math.inf))
+    return worst_abs, worst_rel
 
 
 class Env:
@@ -334,7 +346,7 @@ def conv_shapes(quick):
              ("CNN conv2 (64,32,14,14) 32->64 k3 p1", 64, 32, 14, 14, 64, 3, 1, 1),
              ("small CNN (128,1,28,28) 1->16 k5 p2", 128, 1, 28, 28, 16, 5, 2, 1)]
     if quick:
-        model = [("quick (4,8,10,10) 8->8 k3 p1", 4, 8, 10, 10, 8, 3, 1, 1)]
+        model = []
     return [small] + model
 
 
@@ -344,7 +356,7 @@ def pool_shapes(quick):
              ("CNN pool2 (64,64,14,14) k2", (64, 64, 14, 14), 2),
              ("small CNN (128,16,28,28) k2", (128, 16, 28, 28), 2)]
     if quick:
-        model = [("quick (4,8,10,10) k2", (4, 8, 10, 10), 2)]
+        model = []
     return [small] + model
 
 
@@ -353,7 +365,7 @@ def linear_shapes(quick):
     model = [("lab MLP fc1 (64,784)->256", 64, 784, 256),
              ("CNN fc1 (64,3136)->128", 64, 3136, 128)]
     if quick:
-        model = [("quick (16,64)->32", 16, 64, 32)]
+        model = []
     return [small] + model
 
 
@@ -363,7 +375,7 @@ def adam_shapes(quick):
               [(32, 1, 3, 3), (32,), (64, 32, 3, 3), (64,), (128, 3136), (128,), (10, 128), (10,)]),
              ("lab MLP params (203,530 in 4 tensors)", [(256, 784), (256,), (10, 256), (10,)])]
     if quick:
-        model = [("quick: 2 tensors", [(64, 10), (10,)])]
+        model = []
     return [small] + model
 
 
@@ -428,20 +440,16 @@ def build_cases(env: Env, quick: bool, dtype=np.float32) -> list[Case]:
             return out.reshape(n, o, ho, wo)
 
         def conv_bwd(col2im, cols, w2, dout, xshape, k, s, p, xp=np):
+            # the GEMMs of nn.Conv2d.backward, with the forward's cols: only col2im varies
             d3 = dout.reshape(dout.shape[0], dout.shape[1], -1)           # (N, O, L)
-            dw = xp.tensordot(d3, cols, axes=([0, 2], [0, 2]))             # (O, C*k*k)
             db = d3.sum(axis=(0, 2))
+            dw = xp.matmul(d3, cols.transpose(0, 2, 1)).sum(axis=0)       # (O, C*k*k)
             dx = col2im(xp.matmul(w2.T, d3), xshape, k, s, p)              # (N, C, H, W)
             return dx, dw.reshape(-1), db
 
         layer = nn.Conv2d(c, o, k, stride=s, padding=pad)
         layer.weight.data = wgt.copy()
         layer.bias.data = b.copy()
-
-        def layer_bwd(layer=layer, x=x, dout=dout):
-            layer.zero_grad()
-            dx = layer.backward(dout)
-            return dx, layer.weight.grad.reshape(-1), layer.bias.grad
 
         case = Case("conv2d forward", shape)
         if small:
@@ -473,9 +481,6 @@ def build_cases(env: Env, quick: bool, dtype=np.float32) -> list[Case]:
                                    conv_bwd(K.col2im_reference, cols, w2, dout, sh, k, s, p))
         case.impls["numba"] = Impl(lambda cols=cols, w2=w2, dout=dout, sh=x.shape, k=k, s=s, p=pad:
                                    conv_bwd(K.col2im_numba, cols, w2, dout, sh, k, s, p))
-        # the layer's backward needs its forward's cache: one forward, then time backward
-        case.impls["minidl"] = Impl(layer_bwd, result=lambda layer=layer, x=x, f=layer_bwd:
-                                    (layer(x), f())[1])
         if torch:
             xt, wt, dt = env.t(x), env.t(wgt), env.t(dout)
 
@@ -490,6 +495,13 @@ def build_cases(env: Env, quick: bool, dtype=np.float32) -> list[Case]:
                                       p=pad: conv_bwd(K.col2im_reference, colsc, w2c, dc, sh, k,
                                                       s, p, xp=cp), sync=env.cupy_sync)
         cases.append(case)
+        tl = None
+        if torch:
+            tl = torch.nn.Conv2d(c, o, k, stride=s, padding=pad)
+            with torch.no_grad():
+                tl.weight.copy_(env.t(wgt))
+                tl.bias.copy_(env.t(b))
+        cases.append(_layer_case(env, "Conv2d layer fwd+bwd", shape, layer, tl, x, dout))
 
     # ---- pooling
     for label, xshape, k in pool_shapes(quick):
@@ -500,10 +512,6 @@ def build_cases(env: Env, quick: bool, dtype=np.float32) -> list[Case]:
         out_ref, idx = K.max_pool2d_forward_reference(x, k)
         dout = rng.standard_normal(out_ref.shape).astype(dtype)
         mp_layer, ap_layer = nn.MaxPool2d(k), nn.AvgPool2d(k)
-
-        def pool_layer_bwd(layer, x, dout):
-            layer(x)
-            return layer.backward(dout)
 
         for kind in ("max", "avg"):
             fwd_ref = getattr(K, f"{kind}_pool2d_forward_reference")
@@ -548,10 +556,6 @@ def build_cases(env: Env, quick: bool, dtype=np.float32) -> list[Case]:
                                            K.avg_pool2d_backward_reference(d, sh, k))
                 case.impls["numba"] = Impl(lambda d=dout, sh=xshape, k=k:
                                            K.avg_pool2d_backward_numba(d, sh, k))
-            lay.train()
-            lay(x)
-            case.impls["minidl"] = Impl(lambda lay=lay, d=dout: lay.backward(d),
-                                        result=lambda lay=lay, x=x, d=dout, f=pool_layer_bwd: f(lay, x, d))
             if torch:
                 xt, dt, it = env.t(x), env.t(dout), env.t(idx)
                 if kind == "max":
@@ -575,6 +579,11 @@ def build_cases(env: Env, quick: bool, dtype=np.float32) -> list[Case]:
                                               K.avg_pool2d_backward_reference(dc, sh, k),
                                               sync=env.cupy_sync)
             cases.append(case)
+            tl = None
+            if torch:
+                tl = torch.nn.MaxPool2d(k) if kind == "max" else torch.nn.AvgPool2d(k)
+            cases.append(_layer_case(env, f"{type(lay).__name__} layer fwd+bwd", shape,
+                                     lay, tl, x, dout))
 
     # ---- linear
     for label, n, d, o in linear_shapes(quick):
@@ -594,11 +603,6 @@ def build_cases(env: Env, quick: bool, dtype=np.float32) -> list[Case]:
         def np_bwd(x, w, dout):
             return dout @ w, dout.T @ x, dout.sum(axis=0)
 
-        def layer_bwd(layer=layer, dout=dout):
-            layer.zero_grad()
-            dx = layer.backward(dout)
-            return dx, layer.weight.grad, layer.bias.grad
-
         case = Case("linear forward", label)
         if small:
             case.impls["naive"] = Impl(lambda x=x, w=wgt, b=b: linear_forward_naive(x, w, b))
@@ -617,8 +621,6 @@ def build_cases(env: Env, quick: bool, dtype=np.float32) -> list[Case]:
         if small:
             case.impls["naive"] = Impl(lambda x=x, w=wgt, d=dout: linear_backward_naive(x, w, d))
         case.impls["numpy"] = Impl(lambda x=x, w=wgt, d=dout: np_bwd(x, w, d))
-        case.impls["minidl"] = Impl(layer_bwd, result=lambda layer=layer, x=x, f=layer_bwd:
-                                    (layer(x), f())[1])
         if torch:
             xt, wt, dt = env.t(x), env.t(wgt), env.t(dout)
             case.impls["torch"] = Impl(lambda xt=xt, wt=wt, dt=dt:
@@ -628,6 +630,13 @@ def build_cases(env: Env, quick: bool, dtype=np.float32) -> list[Case]:
             case.impls["cupy"] = Impl(lambda xc=xc, wc=wc, dc=dc: np_bwd(xc, wc, dc),
                                       sync=env.cupy_sync)
         cases.append(case)
+        tl = None
+        if torch:
+            tl = torch.nn.Linear(d, o)
+            with torch.no_grad():
+                tl.weight.copy_(env.t(wgt))
+                tl.bias.copy_(env.t(b))
+        cases.append(_layer_case(env, "Linear layer fwd+bwd", label, layer, tl, x, dout))
 
     # ---- Adam update
     for label, shapes in adam_shapes(quick):
@@ -638,10 +647,38 @@ def build_cases(env: Env, quick: bool, dtype=np.float32) -> list[Case]:
     return cases
 
 
+def _layer_case(env: Env, op, shape, layer, torch_layer, x, dout) -> Case:
+    """A layer as a user runs it in training: forward, then backward; minidl vs torch.nn.
+
+    Returns (output, input gradient, parameter gradients) for the check against minidl.
+    """
+    case = Case(op, shape, reference="minidl")
+    layer.train()
+
+    def run_minidl():
+        layer.zero_grad()
+        y = layer(x)
+        dx = layer.backward(dout)
+        return [y, dx] + [p.grad for p in layer.parameters()]
+    case.impls["minidl"] = Impl(run_minidl)
+    if torch_layer is not None:
+        torch = env.torch
+        xt, dt = env.t(x), env.t(dout)
+
+        def run_torch():
+            torch_layer.zero_grad(set_to_none=True)
+            xr = xt.detach().requires_grad_(True)
+            y = torch_layer(xr)
+            y.backward(dt)
+            return [y.detach(), xr.grad] + [p.grad for p in torch_layer.parameters()]
+        case.impls["torch"] = Impl(run_torch)
+    return case
+
+
 def _adam_case(env: Env, label, params0, grads, small) -> Case:
     """Adam: every implementation does steps from its own state; checked on one fresh step."""
     minidl, torch, cp, K = env.minidl, env.torch, env.cp, env.K
-    case = Case("adam update", label)
+    case = Case("adam update", label, reference="numpy")
 
     def fresh_numpy_state():
         return ([p.copy() for p in params0], [np.zeros_like(p) for p in params0],
@@ -737,17 +774,17 @@ def _sampler(impl: Impl, number: int):
 def measure_case(case: Case, rounds: int, block_s: float, naive_block_s: float) -> dict:
     checks = {}
     ref = None
-    if "numpy" in case.impls:
-        r = case.impls["numpy"]
+    if case.reference in case.impls:
+        r = case.impls[case.reference]
         ref = (r.result or r.run)()
     for name, impl in case.impls.items():
         out = (impl.result or impl.run)()
         if impl.sync is not None:
             impl.sync()
         if ref is None:
-            checks[name] = None
+            checks[name] = (None, None)
         else:
-            checks[name] = max_abs_diff(out, impl.ref_part(ref) if impl.ref_part else ref)
+            checks[name] = output_diff(out, impl.ref_part(ref) if impl.ref_part else ref)
     samplers = {}
     numbers = {}
     for name, impl in case.impls.items():
@@ -772,7 +809,7 @@ def measure_case(case: Case, rounds: int, block_s: float, naive_block_s: float) 
             continue
         st = common.summarize(samples[name])
         st["calls_per_block"] = numbers[name]
-        st["max_abs_diff"] = checks[name]
+        st["max_abs_diff"], st["max_rel_diff"] = checks[name]
         impls[name] = st
     return {"op": case.op, "shape": case.shape, "impls": impls}
 
@@ -799,7 +836,9 @@ def render(info, info_end, rows, args, cupy_note) -> str:
            f"calls lasting ≥ {args.block_seconds * 1e3:g} ms (naive loops: one call, "
            f"≤ 3 rounds). Columns: naive Python loops (small shape only), vectorised NumPy "
            f"(`*_reference`), Numba (`*_numba`), the minidl layer/optimizer as a user calls "
-           f"it, PyTorch, CuPy. Ratios: time / time, below 1 means the first is faster.",
+           f"it (forward rows, *layer fwd+bwd* rows against torch.nn + autograd, Adam.step), "
+           f"PyTorch, CuPy. conv2d via im2col + the layer's GEMMs, so numpy vs numba isolates "
+           f"im2col/col2im. Ratios: time / time, below 1 means the first is faster.",
            "", f"CuPy: {cupy_note}", ""]
     for threads in args.threads:
         sel = [r for r in rows if r["threads"] == threads]
@@ -818,18 +857,21 @@ def render(info, info_end, rows, args, cupy_note) -> str:
         out.append(common.markdown_table(
             ["op", "shape", *IMPLS, "numba/numpy", "numba/torch", "minidl/torch"], table))
         out.append("")
-    worst = max((st["max_abs_diff"] for r in rows for st in r["impls"].values()
-                 if st and st.get("max_abs_diff") is not None), default=None)
-    out.append(f"Every implementation's output was compared with the NumPy twin's before "
-               f"timing: largest |difference| {common.fmt_sci(worst)} (float32; per-cell "
-               f"values in kernels.json).")
+    worst = max((st["max_rel_diff"] for r in rows for st in r["impls"].values()
+                 if st and st.get("max_rel_diff") is not None), default=None)
+    out.append(f"Every implementation's output was compared before timing with the NumPy "
+               f"twin's (the minidl layer's in *layer fwd+bwd* rows): largest difference "
+               f"{common.fmt_sci(worst)} relative to the largest output value (float32; "
+               f"max abs and rel per cell in kernels.json).")
     return "\n".join(out)
 
 
 def charts(args, rows) -> list[Path]:
     paths = []
     for threads in args.threads:
-        sel = [r for r in rows if r["threads"] == threads and not r["shape"].startswith("small")]
+        sel = [r for r in rows if r["threads"] == threads]
+        # the real shapes; --quick has only the small one
+        sel = [r for r in sel if not r["shape"].startswith("small")] or sel
         if not sel:
             continue
         groups = [f"{r['op']}\n{r['shape'][:28]}" for r in sel]
@@ -855,7 +897,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     q = args.quick
     args.threads = args.threads or ([1] if q else [1, 2])
-    args.rounds = args.rounds or (2 if q else 7)
+    args.rounds = args.rounds or (2 if q else 5)
     args.block_seconds = args.block_seconds or (0.002 if q else 0.03)
     naive_block = 0.0 if q else 0.05
 

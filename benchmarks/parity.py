@@ -390,6 +390,13 @@ def render(info, rows, errors, steps) -> str:
             row.append(next(iter(per.values()))["compared"])
             table.append(row)
         out += [common.markdown_table(headers, table), ""]
+        if key == "training":
+            out += ["In float32 a training run is not held to the single-operation tolerance: "
+                    "Adam divides by sqrt(v) + eps, so for a gradient entry of the size of eps "
+                    "(1e-8) a rounding difference of ~1e-8 relative to the largest gradient "
+                    "(the float32 level of the layer rows above) moves that entry's update by "
+                    "up to ~1e-3 of lr. The float64 column is the parity evidence for the run.",
+                    ""]
     if errors:
         out += ["## Cases that could not run", "",
                 common.markdown_table(["section", "case", "error"],

@@ -45,6 +45,9 @@ from .common import MODELS, INFERENCE_TARGET
 
 INFER_N = 10_000
 INFER_BATCH = 1000
+# images in the peak-memory run: a full epoch where it is quick; the peak is reached in the
+# first steps and a leak would show as growth within a few hundred steps
+MEMORY_IMAGES = {"cnn_small": 60_000, "cnn_2conv": 12_800}
 
 
 # ===================================================================== worker processes
@@ -63,10 +66,10 @@ class _Runner:
             raise ValueError(f"training: unknown framework {framework!r}")
 
     def setup(self, model_name: str, threads: int, n_train: int, infer_n: int = INFER_N,
-              seed: int = 0) -> dict:
+              infer_batch: int = INFER_BATCH, seed: int = 0) -> dict:
         lib = self.lib
         self.batch = MODELS[model_name][1]
-        self.infer_n = infer_n
+        self.infer_n, self.infer_batch = infer_n, infer_batch
         x, y = common.synthetic_fashion_mnist(n_train, seed=seed)
         xi, yi = common.synthetic_fashion_mnist(infer_n, seed=seed + 1)
         if self.framework == "minidl":
@@ -92,7 +95,7 @@ class _Runner:
         self.last_loss = float("nan")
         # warm-up: Numba loads its cache / oneDNN picks kernels; buffers reach full size
         self.train(3)
-        self.infer(1)
+        self.infer(1, n=infer_batch)
         return {"threads": actual,
                 "parameters": int(sum(int(np.prod(p.shape)) for p in self.model.parameters()))}
 
@@ -133,25 +136,27 @@ class _Runner:
             raise RuntimeError(f"{self.framework}: non-finite training loss {loss}")
         return dt / steps
 
-    def infer(self, passes: int) -> float:
+    def infer(self, passes: int, n: int | None = None) -> float:
         """Seconds for one pass over the inference images (10k) in batches of 1000."""
         model = self.model
+        n = self.infer_n if n is None else n
+        nb = self.infer_batch
         model.eval()
         if self.framework == "minidl":
             t0 = time.perf_counter()
             for _ in range(passes):
-                for i in range(0, self.infer_n, INFER_BATCH):
-                    out = model(self.xi[i:i + INFER_BATCH])
+                for i in range(0, n, nb):
+                    out = model(self.xi[i:i + nb])
             dt = time.perf_counter() - t0
         else:
             torch = self.lib
             t0 = time.perf_counter()
             with torch.inference_mode():
                 for _ in range(passes):
-                    for i in range(0, self.infer_n, INFER_BATCH):
-                        out = model(self.xi[i:i + INFER_BATCH])
+                    for i in range(0, n, nb):
+                        out = model(self.xi[i:i + nb])
             dt = time.perf_counter() - t0
-        if out.shape != (INFER_BATCH, 10):
+        if tuple(out.shape) != (min(nb, n), 10):
             raise RuntimeError(f"{self.framework}: inference output shape {tuple(out.shape)}")
         model.train()
         return dt / passes
@@ -355,7 +360,8 @@ def run_speed(args, workers: dict, log) -> tuple[list[dict], list[dict]]:
     for threads in args.threads:
         for name in args.models:
             desc, batch, target, ref_ms = MODELS[name]
-            setup = {fw: workers[fw].call("setup", name, threads, args.n_train, args.infer_n)
+            setup = {fw: workers[fw].call("setup", name, threads, args.n_train, args.infer_n,
+                                          args.infer_batch)
                      for fw in frameworks}
             # a block per framework lasts about block_seconds: calibrate from a short probe
             probe = {fw: workers[fw].call("train", 3) for fw in frameworks}
@@ -385,7 +391,7 @@ def run_speed(args, workers: dict, log) -> tuple[list[dict], list[dict]]:
                 args.infer_rounds)
             istats = {fw: common.summarize(isamples[fw]) for fw in frameworks}
             irow = {"model": name, "threads": threads, "target": INFERENCE_TARGET,
-                    "images": args.infer_n, "batch": INFER_BATCH}
+                    "images": args.infer_n, "batch": args.infer_batch}
             for fw in frameworks:
                 irow[fw] = istats[fw]
                 irow[fw]["samples"] = isamples[fw]
@@ -400,8 +406,8 @@ def run_speed(args, workers: dict, log) -> tuple[list[dict], list[dict]]:
 
             # profile the minidl step where a target is missed, while it is set up
             if row["met"] is False:
-                row["profile"] = workers["minidl"].call("profile", "train",
-                                                        max(steps["minidl"], 5))
+                row["profile"] = workers["minidl"].call(
+                    "profile", "train", 1 if args.quick else max(steps["minidl"], 5))
             if irow["met"] is False:
                 irow["profile"] = workers["minidl"].call("profile", "infer", 1)
     return train_rows, infer_rows
@@ -435,7 +441,8 @@ def render(args, info, info_end, train_rows, infer_rows, mem_rows, cold) -> tupl
         ["model", "batch", "threads", "minidl ms/step", "torch ms/step", "minidl img/s",
          "torch img/s", "ratio", "target", "runs×steps (minidl / torch)",
          "issue's torch ms (2 thr)"], rows))
-    out += ["", f"## Inference over {args.infer_n:,} images (batch {INFER_BATCH}, eval mode)", ""]
+    out += ["", f"## Inference over {args.infer_n:,} images (batch {args.infer_batch}, "
+                f"eval mode)", ""]
     rows = []
     for r in infer_rows:
         t = r.get("torch", {})
@@ -447,12 +454,14 @@ def render(args, info, info_end, train_rows, infer_rows, mem_rows, cold) -> tupl
         ["model", "threads", "minidl ms/pass", "torch ms/pass", "minidl img/s", "torch img/s",
          "ratio", "target", "runs"], rows))
     if mem_rows:
-        out += ["", "## Peak memory of one training epoch (batch 128)", "",
+        out += ["", "## Peak memory of CNN training at batch 128", "",
                 "Each framework in a fresh process. *Epoch growth* is the peak resident set "
                 "during the epoch minus the resident set just before it (after imports, data, "
                 "model, optimizer and one warm-up step on 2 images); *process peak* is the "
-                "whole process's maximum RSS, interpreter and libraries included. Data: "
-                "the epoch's synthetic images are in memory in both.", ""]
+                "whole process's maximum RSS, interpreter and libraries included. The "
+                "run's synthetic images are in memory in both (part of the baseline). "
+                "*images*: a full epoch (60,000) where it is quick, else 100 steps: the "
+                "peak is reached in the first steps and a leak would show as growth.", ""]
         rows = []
         for m in mem_rows:
             rows.append([m["model"], m["framework"], m["threads"], m["images"],
@@ -481,7 +490,14 @@ def render(args, info, info_end, train_rows, infer_rows, mem_rows, cold) -> tupl
     elif has_torch:
         out += ["", "All measured targets were met in this run."]
     md = "\n".join(out)
-    return md, md
+    # the README gets the tables and charts; the profiles stay in results/training.md
+    cut = md.find("\n## Missed targets")
+    readme = md if cut < 0 else (md[:cut] + "\n\nMissed targets and the cProfile of each "
+                                 "missed minidl step: [results/training.md](results/training.md).")
+    readme += ("\n\n![training step](results/training_step.png)\n"
+               "![ratios](results/training_ratio.png)")
+    readme = readme.replace("# Training and inference speed: minidl vs PyTorch\n\n", "", 1)
+    return md, readme
 
 
 def charts(args, train_rows, infer_rows) -> list[Path]:
@@ -525,7 +541,8 @@ def main(argv=None) -> int:
     parser.add_argument("--memory-models", nargs="*", default=None,
                         help="CNNs whose epoch peak memory is measured (default both)")
     parser.add_argument("--memory-images", type=int, default=None,
-                        help="images in the memory epoch (default 60000)")
+                        help="images in the memory run (default: a full epoch of 60000 for "
+                             "cnn_small, 12800 = 100 steps for the slower cnn_2conv)")
     parser.add_argument("--no-coldstart", action="store_true")
     parser.add_argument("--no-torch", action="store_true", help="measure minidl alone")
     # internal: the fresh-process memory measurement
@@ -547,10 +564,11 @@ def main(argv=None) -> int:
     args.infer_rounds = args.infer_rounds or (2 if q else 5)
     args.block_seconds = args.block_seconds or (0.02 if q else 0.4)
     args.n_train = args.n_train or (2048 if q else 60_000)
-    args.infer_n = 2000 if q else INFER_N
+    args.infer_n = 500 if q else INFER_N
+    args.infer_batch = 250 if q else INFER_BATCH
     if args.memory_models is None:
         args.memory_models = ["cnn_small"] if q else ["cnn_2conv", "cnn_small"]
-    args.memory_images = args.memory_images or (512 if q else 60_000)
+
 
     def log(msg):
         print(msg, file=sys.stderr, flush=True)
@@ -579,7 +597,8 @@ def main(argv=None) -> int:
     for name in args.memory_models:
         per_fw = {}
         for fw in (["minidl", "torch"] if use_torch else ["minidl"]):
-            per_fw[fw] = measure_memory(fw, name, 128, mem_threads, args.memory_images)
+            n_img = args.memory_images or (256 if q else MEMORY_IMAGES[name])
+            per_fw[fw] = measure_memory(fw, name, 128, mem_threads, n_img)
             log(f"memory {name:12s} {fw:6s} growth {per_fw[fw]['epoch_growth_mb']} MB, "
                 f"process peak {per_fw[fw]['process_peak_mb']:.0f} MB")
         if "torch" in per_fw:

@@ -52,17 +52,21 @@ def test_kernels_quick(tmp_path, torch):
     ops = {r["op"] for r in data["results"]}
     for op in ("im2col", "col2im", "conv2d forward", "conv2d backward",
                "max_pool2d forward", "max_pool2d backward", "avg_pool2d forward",
-               "avg_pool2d backward", "linear forward", "linear backward", "adam update"):
+               "avg_pool2d backward", "linear forward", "linear backward", "adam update",
+               "Conv2d layer fwd+bwd", "MaxPool2d layer fwd+bwd", "AvgPool2d layer fwd+bwd",
+               "Linear layer fwd+bwd"):
         assert op in ops, f"kernels benchmark lacks {op!r}; has {sorted(ops)}"
     for r in data["results"]:
         for impl in ("numpy", "numba", "torch"):
             cell = r["impls"].get(impl)
             if cell is not None and cell.get("median") is not None:
                 assert _finite_positive(cell["median"]), (r["op"], impl, cell)
-        # every implementation computed the same result as the NumPy reference
-        for impl, cell in r["impls"].items():
-            if cell is not None and cell.get("max_abs_diff") is not None:
-                assert cell["max_abs_diff"] <= 1e-3, (r["op"], impl, cell["max_abs_diff"])
+        # every implementation computed the same result as the reference of its row
+        checked = [impl for impl, cell in r["impls"].items()
+                   if cell is not None and cell.get("max_rel_diff") is not None]
+        assert len(checked) >= 2, (r["op"], checked)
+        for impl in checked:
+            assert r["impls"][impl]["max_rel_diff"] <= 1e-5, (r["op"], impl, r["impls"][impl])
     assert data["cupy"]["available"] in (True, False)
     assert (tmp_path / "kernels.md").read_text().count("|") > 20
     assert list(tmp_path.glob("kernels*.png")), "no chart written"

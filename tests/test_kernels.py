@@ -14,8 +14,6 @@ import pytest
 from minidl import kernels
 from minidl.kernels import _parallel
 
-DTYPES = [np.float32, np.float64]
-
 # (kernel_size, stride, padding, dilation)
 CONV_GEOMETRIES = [
     ((3, 3), (1, 1), (1, 1), (1, 1)),
@@ -41,12 +39,27 @@ AVG_POOL_GEOMETRIES = [
     ((3, 3), (2, 2), (1, 1), True, False, None),
     ((2, 3), (1, 2), (1, 1), False, False, None),
     ((3, 2), (2, 3), (1, 0), True, True, 4),
+    ((2, 2), (2, 2), (0, 0), True, False, None),      # 2x2 path off: ceil adds a clipped window
+    ((2, 2), (2, 2), (0, 0), False, True, 3),
 ]
 
 
-@pytest.fixture(params=["parallel", "serial"])
+# (batch driver, dtype): the serial driver in both dtypes, the prange driver in the
+# training dtype only -- its body is the same per-image function, and each parallel
+# compilation costs seconds of test time.
+VARIANTS = [("serial", np.float32), ("serial", np.float64), ("parallel", np.float32)]
+
+
+@pytest.fixture(params=VARIANTS, ids=[f"{d}-{t.__name__}" for d, t in VARIANTS])
+def dtype(request, monkeypatch):
+    """The dtype to test in; the chosen batch driver is forced for the test's duration."""
+    driver, dtype = request.param
+    monkeypatch.setattr(_parallel, "force", driver)
+    return dtype
+
+
+@pytest.fixture(params=["serial", "parallel"])
 def driver(request, monkeypatch):
-    """Run the test once with each batch driver of the Numba kernels."""
     monkeypatch.setattr(_parallel, "force", request.param)
     return request.param
 
@@ -81,9 +94,8 @@ def _assert_close(actual, expected, dtype):
 
 # -- im2col / col2im ---------------------------------------------------------------
 
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("geometry", CONV_GEOMETRIES)
-def test_im2col_numba_equals_reference(geometry, dtype, driver, rng):
+def test_im2col_numba_equals_reference(geometry, dtype, rng):
     x = _with_specials(_random_input(rng, dtype), rng)
     ref = kernels.im2col_reference(x, *geometry)
     out = kernels.im2col_numba(x, *geometry)
@@ -92,9 +104,8 @@ def test_im2col_numba_equals_reference(geometry, dtype, driver, rng):
     np.testing.assert_array_equal(kernels.im2col(x, *geometry), ref)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("geometry", CONV_GEOMETRIES)
-def test_col2im_numba_equals_reference(geometry, dtype, driver, rng):
+def test_col2im_numba_equals_reference(geometry, dtype, rng):
     x = _random_input(rng, dtype)
     shape = kernels.im2col_reference(x, *geometry).shape
     cols = rng.standard_normal(shape).astype(dtype)
@@ -109,7 +120,7 @@ def test_col2im_numba_equals_reference(geometry, dtype, driver, rng):
 def test_col2im_accumulates_overlaps(driver):
     # a 3x3 kernel, stride 1, padding 1 over ones: each pixel is seen by as many
     # windows as its neighbourhood holds (4 at corners, 6 on edges, 9 inside)
-    x = np.ones((2, 1, 4, 5))
+    x = np.ones((2, 1, 4, 5), np.float32)
     cols = kernels.im2col_numba(x, 3, 1, 1, 1)
     counts = kernels.col2im_numba(np.ones_like(cols), x.shape, 3, 1, 1, 1)
     rows = np.array([2, 3, 3, 2])
@@ -148,9 +159,8 @@ def test_im2col_errors():
 
 # -- max pooling ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("geometry", MAX_POOL_GEOMETRIES)
-def test_max_pool_numba_equals_reference(geometry, dtype, driver, rng):
+def test_max_pool_numba_equals_reference(geometry, dtype, rng):
     x = _with_specials(_random_input(rng, dtype), rng)
     ref, ref_idx = kernels.max_pool2d_forward_reference(x, *geometry)
     out, idx = kernels.max_pool2d_forward_numba(x, *geometry)
@@ -166,6 +176,20 @@ def test_max_pool_numba_equals_reference(geometry, dtype, driver, rng):
         np.testing.assert_array_equal(dx, dref)      # same summation order
     else:
         _assert_close(dx, dref, dtype)               # reference sums in float64
+
+
+@pytest.mark.parametrize("geometry", MAX_POOL_GEOMETRIES + [((2, 2), (2, 2), (0, 0), (1, 1), True)])
+def test_max_pool_numba_without_nan_equals_reference(geometry, dtype, rng):
+    # NaN-free images take the fast paths (2x2 written out; interior windows without
+    # bounds tests); ties and -inf must still resolve as in the exact scan
+    x = _random_input(rng, dtype, min_hw=7)
+    x[:, :, :3, :4] = 0.0
+    x[:, :, 4, :] = -np.inf
+    x[:, :, 5:7, 1:3] = 2.0
+    ref, ref_idx = kernels.max_pool2d_forward_reference(x, *geometry)
+    out, idx = kernels.max_pool2d_forward_numba(x, *geometry)
+    np.testing.assert_array_equal(out, ref)
+    np.testing.assert_array_equal(idx, ref_idx)
 
 
 @pytest.mark.parametrize("geometry", MAX_POOL_GEOMETRIES)
@@ -201,9 +225,8 @@ def test_max_pool_backward_rejects_bad_indices():
 
 # -- average pooling ------------------------------------------------------------------
 
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("geometry", AVG_POOL_GEOMETRIES)
-def test_avg_pool_numba_equals_reference(geometry, dtype, driver, rng):
+def test_avg_pool_numba_equals_reference(geometry, dtype, rng):
     x = _random_input(rng, dtype)
     ref = kernels.avg_pool2d_forward_reference(x, *geometry)
     out = kernels.avg_pool2d_forward_numba(x, *geometry)
@@ -211,8 +234,9 @@ def test_avg_pool_numba_equals_reference(geometry, dtype, driver, rng):
     np.testing.assert_array_equal(out, ref)          # same window sum order, same division
 
     xs = _with_specials(x, rng)
-    np.testing.assert_array_equal(kernels.avg_pool2d_forward_numba(xs, *geometry),
-                                  kernels.avg_pool2d_forward_reference(xs, *geometry))
+    with np.errstate(invalid="ignore"):              # inf + (-inf) in a window: NaN, no warning
+        ref_specials = kernels.avg_pool2d_forward_reference(xs, *geometry)
+    np.testing.assert_array_equal(kernels.avg_pool2d_forward_numba(xs, *geometry), ref_specials)
 
     dout = rng.standard_normal(out.shape).astype(dtype)
     dref = kernels.avg_pool2d_backward_reference(dout, x.shape, *geometry)
@@ -269,3 +293,51 @@ def test_numba_twins_are_lazy_attributes():
     assert callable(k.im2col_numba) and callable(k.avg_pool2d_backward_numba)
     with pytest.raises(AttributeError):
         k.no_such_kernel_numba  # noqa: B018
+
+
+# -- thread setting ---------------------------------------------------------------------
+
+def test_set_num_threads_governs_blas():
+    import minidl
+    from threadpoolctl import threadpool_info
+    before = minidl.get_num_threads()
+    try:
+        minidl.set_num_threads(1)
+        assert minidl.get_num_threads() == 1
+        assert all(lib["num_threads"] == 1 for lib in threadpool_info() if lib["user_api"] == "blas")
+    finally:
+        minidl.set_num_threads(before)
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="set_num_threads"):
+            minidl.set_num_threads(bad)
+
+
+def test_thread_environment_in_a_fresh_process():
+    # MINIDL_NUM_THREADS is read at import, BLAS follows it, numba is not imported
+    # until a kernel runs, and then it uses the workqueue layer with that many threads
+    import os
+    import subprocess
+    import sys
+    code = (
+        "import sys, numpy as np, minidl\n"
+        "from threadpoolctl import threadpool_info\n"
+        "assert 'numba' not in sys.modules\n"
+        "blas = {lib['num_threads'] for lib in threadpool_info() if lib['user_api'] == 'blas'}\n"
+        "from minidl.kernels import _parallel\n"
+        "_parallel.force = 'parallel'\n"
+        "minidl.kernels.max_pool2d_forward(np.ones((4, 2, 6, 6), np.float32), 2)\n"
+        "import numba\n"
+        "print(minidl.get_num_threads(), sorted(blas), numba.get_num_threads(),"
+        " numba.threading_layer())\n")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    env.update(MINIDL_NUM_THREADS="2", NUMBA_NUM_THREADS="2", OMP_NUM_THREADS="1")
+    from pathlib import Path
+    root = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120, cwd=root)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["2", "[2]", "2", "workqueue"]
+    env["MINIDL_NUM_THREADS"] = "zero"
+    out = subprocess.run([sys.executable, "-c", "import minidl"], env=env, capture_output=True,
+                         text=True, timeout=120, cwd=root)
+    assert out.returncode != 0 and "MINIDL_NUM_THREADS must be a positive integer" in out.stderr

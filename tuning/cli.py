@@ -91,13 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--space", choices=sorted(SPACES),
                    help="search space: " + "; ".join(f"{s.name}: {s.description}"
                                                      for s in SPACES.values()))
-    g.add_argument("--epochs", type=_positive_int, help="training epochs per trial (default 3)")
+    g.add_argument("--epochs", type=_positive_int, metavar="E", help="training epochs per trial (default: "
+                   "lab-mlp and mlp 6, cnn 3)")
     g.add_argument("--train-size", type=_train_size, metavar="N|all",
-                   help="subsample the training part to N images (default: lab-mlp/mlp "
-                   "12000, cnn 6000; 'all' = 50000)")
-    g.add_argument("--val-size", type=_positive_int,
+                   help="subsample the training part to N images (default: lab-mlp and mlp "
+                   "all (50000 with the default --val-size), cnn 10000)")
+    g.add_argument("--val-size", type=_positive_int, metavar="N",
                    help="validation images split off the training set (default 10000)")
-    g.add_argument("--seed", type=_non_negative_int, help="data split, sampler and training "
+    g.add_argument("--seed", type=_non_negative_int, metavar="S", help="data split, sampler and training "
                    "seed (default 0)")
     g.add_argument("--sampler", choices=SAMPLERS, help="default tpe (multivariate); ga is "
                    "NSGA-II, cmaes is CMA-ES, qmc is scrambled Sobol")
@@ -107,16 +108,22 @@ def build_parser() -> argparse.ArgumentParser:
                    "the lab's grid learn_rate {0.01, 0.001, 0.0001} x batch_size {32, 64, 128}")
 
     running = argparse.ArgumentParser(add_help=False)
-    running.add_argument("--threads", type=_positive_int,
+    running.add_argument("--threads", type=_positive_int, metavar="N",
                          help="BLAS and Numba threads (default: minidl's default)")
     running.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     running.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
 
-    run = sub.add_parser("run", parents=[where, settings, running],
-                         help="create or continue a study and run trials")
-    run.add_argument("--n-trials", type=_positive_int, help="run N more trials in this session")
-    run.add_argument("--total", type=_positive_int,
-                     help="stop when the study has this many complete+pruned trials in all")
+    run = sub.add_parser(
+        "run", parents=[where, settings, running], help="create or continue a study and run trials",
+        description="Create the study (or continue it, with the settings stored in it) and run "
+        "trials, printing one line per finished trial and the best trial at the end. "
+        "--n-trials N runs N more trials in this session (pruned and failed ones count); "
+        "--total T runs until the study holds T complete+pruned trials, whoever ran them. "
+        "Ctrl-C marks the running trial FAIL and exits with status 130; run again to continue.")
+    run.add_argument("--n-trials", type=_positive_int, metavar="N",
+                     help="run N more trials in this session")
+    run.add_argument("--total", type=_positive_int, metavar="T",
+                     help="stop when the study has T complete+pruned trials in all")
     run.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
                      help="start no new trial after this many seconds")
     run.set_defaults(handler=cmd_run)

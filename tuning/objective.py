@@ -25,6 +25,7 @@ import math
 import time
 import traceback
 
+import numpy as np
 import optuna
 
 import minidl
@@ -92,11 +93,14 @@ def train_config(config: dict, train, val, epochs: int, seed: int = 0, callbacks
     if on_model is not None:
         on_model(model)
     optimizer = make_optimizer(config, model.parameters())
-    history = fit(model, nn.CrossEntropyLoss(), optimizer, train, val, epochs=int(epochs),
-                  batch_size=int(config["batch_size"]),
-                  scheduler=make_scheduler(config, optimizer, int(epochs)),
-                  callbacks=callbacks, seed=int(seed), augment=make_augment(config),
-                  progress=progress, eval_batch_size=eval_batch_size)
+    # A diverging run overflows before its loss turns NaN; fit raises NonFiniteLossError
+    # for it, so NumPy's overflow warnings would only repeat that, once per layer.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        history = fit(model, nn.CrossEntropyLoss(), optimizer, train, val, epochs=int(epochs),
+                      batch_size=int(config["batch_size"]),
+                      scheduler=make_scheduler(config, optimizer, int(epochs)),
+                      callbacks=callbacks, seed=int(seed), augment=make_augment(config),
+                      progress=progress, eval_batch_size=eval_batch_size)
     return model, history
 
 

@@ -28,8 +28,8 @@ PRUNERS = ("median", "hyperband", "none")
 
 # Defaults of a new study (chosen so that `make tune`, 20 lab-mlp trials, ends in about
 # 5 minutes on 2 cores); every one is a command-line option.
-DEFAULT_EPOCHS = 3
-DEFAULT_TRAIN_SIZE = {"lab-mlp": 12_000, "mlp": 12_000, "cnn": 6_000}
+DEFAULT_EPOCHS = {"lab-mlp": 6, "mlp": 6, "cnn": 3}
+DEFAULT_TRAIN_SIZE = {"lab-mlp": None, "mlp": None, "cnn": 10_000}  # None: all 50 000
 DEFAULT_VAL_SIZE = 10_000
 DEFAULT_SEED = 0
 DEFAULT_SAMPLER = "tpe"
@@ -47,7 +47,7 @@ class StudySettings:
     """
 
     space: str
-    epochs: int = DEFAULT_EPOCHS
+    epochs: int = 3
     train_size: int | None = None
     val_size: int = DEFAULT_VAL_SIZE
     seed: int = DEFAULT_SEED
@@ -108,7 +108,7 @@ class StudySettings:
         elif options.get("grid_file") is not None:
             raise TuningError("--grid-file needs --sampler grid")
         return cls(space=space,
-                   epochs=_given(options, "epochs", DEFAULT_EPOCHS),
+                   epochs=_given(options, "epochs", DEFAULT_EPOCHS[space]),
                    train_size=train_size,
                    val_size=_given(options, "val_size", DEFAULT_VAL_SIZE),
                    seed=_given(options, "seed", DEFAULT_SEED),

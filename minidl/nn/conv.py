@@ -14,6 +14,10 @@ from .module import (Module, Parameter, backward_before_forward, check_dout,
 
 __all__ = ["Conv2d"]
 
+# In eval mode the batch is convolved in chunks whose im2col matrix stays under
+# this size, so inference over large batches does not hold a huge matrix at once.
+EVAL_COLS_BYTES = 32 * 2**20
+
 
 def _positive_int(owner: str, name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
@@ -72,7 +76,9 @@ class Conv2d(Module):
     (no ``padding='same'``, no ``padding_mode``), and the input must be a batch
     ``(N, C, H, W)`` (torch also takes an unbatched ``(C, H, W)``).  In training
     mode the im2col matrix is kept for backward (trading memory for one
-    im2col); in eval mode only the input is kept and backward rebuilds it.
+    im2col); in eval mode only the input is kept (backward rebuilds the
+    matrix) and large batches are convolved in chunks of images whose matrix
+    stays under ``EVAL_COLS_BYTES``, bounding inference memory.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
@@ -136,14 +142,29 @@ class Conv2d(Module):
                 f"Conv2d: kernel {self.kernel_size} with dilation {self.dilation} (extent "
                 f"{(dh * (kh - 1) + 1, dw * (kw - 1) + 1)}) is larger than the input "
                 f"{tuple(x.shape[2:])} padded by {self.padding}")
+        self._x = x
+        self._cols = None
+        if self.training:
+            y, self._cols = self._convolve(x)
+            return y.reshape(n, c_out, ho, wo)
+        per_image = x.itemsize * self.in_channels * self.kernel_size[0] * self.kernel_size[1] \
+            * ho * wo
+        step = max(1, EVAL_COLS_BYTES // per_image)
+        if step >= n:
+            return self._convolve(x)[0].reshape(n, c_out, ho, wo)
+        y = backend.xp(x).empty((n, c_out, ho * wo), dtype=x.dtype)
+        for start in range(0, n, step):
+            y[start:start + step] = self._convolve(x[start:start + step])[0]
+        return y.reshape(n, c_out, ho, wo)
+
+    def _convolve(self, x):
+        """``(y (N, C_out, L), cols (N, K, L))`` for a checked input batch."""
         xp = backend.xp(x)
-        cols = kernels.im2col(x, *self._geometry())                 # (N, K, L)
-        y = xp.matmul(self.weight.data.reshape(c_out, -1), cols)     # (N, C_out, L)
+        cols = kernels.im2col(x, *self._geometry())                  # (N, K, L)
+        y = xp.matmul(self.weight.data.reshape(self.out_channels, -1), cols)
         if self.bias is not None:
             y += self.bias.data[:, None]
-        self._x = x
-        self._cols = cols if self.training else None
-        return y.reshape(n, c_out, ho, wo)
+        return y, cols
 
     def backward(self, dout):
         if self._x is None:

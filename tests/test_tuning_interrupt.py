@@ -1,0 +1,74 @@
+"""Ctrl-C (SIGINT) in the middle of a trial of ``python -m tuning run``, then resuming."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+REPO = Path(__file__).resolve().parents[1]
+RUN = [sys.executable, "-m", "tuning", "run", "--study-name", "s", "--total", "3"]
+SETTINGS = ["--space", "lab-mlp", "--epochs", "6", "--train-size", "6000",
+            "--val-size", "1000", "--pruner", "none"]
+
+
+def _env():
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env.setdefault("NUMBA_NUM_THREADS", "1")
+    return env
+
+
+def _load(tmp_path):
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "studies" / "s.log")))
+    return optuna.load_study(study_name="s", storage=storage)
+
+
+def test_sigint_mid_trial_then_resume(tmp_path, fashion_mnist):
+    proc = subprocess.Popen(RUN + SETTINGS, cwd=tmp_path, env=_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # Per-epoch progress goes to stderr when it is not a terminal: wait until the second
+    # trial has finished its first epoch, so the interrupt lands inside that trial.
+    seen = []
+    deadline = time.monotonic() + 60
+    try:
+        for line in proc.stderr:
+            seen.append(line)
+            if line.startswith("  trial 1 epoch 1/6"):
+                proc.send_signal(signal.SIGINT)
+                break
+            assert time.monotonic() < deadline, "".join(seen)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, "".join(seen) + err
+    assert "interrupted: trial 1 was marked FAIL" in err
+    assert "continue with: python -m tuning run --study-name s --total 3" in err
+    assert "trial   0  COMPLETE" in out
+
+    study = _load(tmp_path)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL]
+    first = study.trials[0]
+    interrupted = study.trials[1]
+    assert interrupted.user_attrs["stop_reason"] == "interrupted"
+    assert len(interrupted.user_attrs["curve"]) >= 1
+
+    # Resume: the same command completes the study up to 3 finished trials.
+    done = subprocess.run(RUN, cwd=tmp_path, env=_env(), text=True, capture_output=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    study = _load(tmp_path)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL,
+                                               TrialState.COMPLETE, TrialState.COMPLETE]
+    kept = study.trials[0]
+    assert (kept.value, kept.params, kept.user_attrs) == (first.value, first.params,
+                                                          first.user_attrs)
+    assert [t.number for t in study.trials] == [0, 1, 2, 3]
+    assert "Best value (validation error):" in done.stdout

@@ -1,0 +1,130 @@
+"""The Objective on real Fashion-MNIST subsets: FixedTrial per space, pruning, divergence."""
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from minidl.data import FASHION_MNIST_MEAN, FASHION_MNIST_STD, prepare
+from tuning import objective as objective_module
+from tuning import spaces
+from tuning.models import build_model
+from tuning.objective import Objective
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+# Small configurations: the objective's behaviour is the same at any size.
+SMALL = {
+    "lab-mlp": {"hidden_size": 64, "dropout_rate": 0.1, "learn_rate": 3e-3,
+                "optimizer": "Adam", "batch_size": 32},
+    "mlp": {"n_layers": 2, "hidden_l0": 64, "hidden_l1": 32, "activation": "LeakyReLU",
+            "dropout_rate": 0.1, "learn_rate": 3e-3, "optimizer": "RMSprop", "batch_size": 32,
+            "weight_decay": 1e-5, "lr_schedule": "cosine"},
+    "cnn": {"n_conv": 1, "filters_l0": 8, "kernel_l0": 3, "pool_type": "max",
+            "pool_kernel": 2, "dense_size": 32, "dropout_rate": 0.1, "learn_rate": 0.05,
+            "optimizer": "SGD", "batch_size": 32, "weight_decay": 1e-5, "lr_schedule": "step",
+            "augment_strength": 0.5},
+}
+
+
+@pytest.fixture(scope="module")
+def small_data(fashion_mnist):
+    tx, ty = fashion_mnist.train_images, fashion_mnist.train_labels
+    train = prepare(tx[:600], ty[:600], FASHION_MNIST_MEAN, FASHION_MNIST_STD)
+    val = prepare(tx[600:900], ty[600:900], FASHION_MNIST_MEAN, FASHION_MNIST_STD)
+    return train, val
+
+
+@pytest.mark.parametrize("space", sorted(SMALL))
+def test_objective_with_fixed_trial(space, small_data):
+    train, val = small_data
+    epochs = 2
+    trial = optuna.trial.FixedTrial(SMALL[space], number=4)
+    value = Objective(train, val, epochs=epochs, space=space, seed=1)(trial)
+    attrs = trial.user_attrs
+    assert attrs["stop_reason"] == "completed"
+    assert [r["epoch"] for r in attrs["curve"]] == [1, 2]
+    assert value == attrs["curve"][-1]["val_error"]
+    assert 0.0 <= value < 0.6  # 10 classes: chance is 0.9; two epochs on 600 images learn
+    assert attrs["n_params"] == build_model(attrs["config"]).num_parameters()
+    assert attrs["seconds"] > 0
+    if space == "mlp":  # cosine schedule: the second epoch runs at a lower rate
+        assert attrs["curve"][1]["lr"] < attrs["curve"][0]["lr"]
+    # Same trial number and seed: the same value, bit for bit.
+    again = Objective(train, val, epochs=epochs, space=space, seed=1)(
+        optuna.trial.FixedTrial(SMALL[space], number=4))
+    assert again == value
+
+
+def test_huge_learning_rate_ends_pruned_with_reason(small_data):
+    train, val = small_data
+    trial = optuna.trial.FixedTrial({**SMALL["lab-mlp"], "optimizer": "SGD",
+                                     "learn_rate": 1e6})
+    with pytest.raises(optuna.TrialPruned, match="diverged"):
+        Objective(train, val, epochs=2, space="lab-mlp")(trial)
+    assert trial.user_attrs["stop_reason"].startswith("diverged: non-finite training loss")
+    assert trial.user_attrs["curve"] == []
+
+
+class _PruneAfterFirstReport(optuna.pruners.BasePruner):
+    def prune(self, study, trial):
+        return len(trial.intermediate_values) >= 1
+
+
+def test_reports_every_epoch_and_obeys_the_pruner(small_data):
+    train, val = small_data
+    study = optuna.create_study(pruner=_PruneAfterFirstReport())
+    study.enqueue_trial(SMALL["lab-mlp"])
+    study.optimize(Objective(train, val, epochs=3, space="lab-mlp"), n_trials=1)
+    t = study.trials[0]
+    assert t.state == TrialState.PRUNED
+    assert list(t.intermediate_values) == [1]
+    assert t.user_attrs["stop_reason"].startswith("pruned at epoch 1")
+    assert len(t.user_attrs["curve"]) == 1
+
+    study = optuna.create_study(pruner=optuna.pruners.NopPruner())
+    study.enqueue_trial(SMALL["lab-mlp"])
+    study.optimize(Objective(train, val, epochs=3, space="lab-mlp"), n_trials=1)
+    t = study.trials[0]
+    assert t.state == TrialState.COMPLETE
+    assert list(t.intermediate_values) == [1, 2, 3]
+    assert t.intermediate_values[3] == t.value
+
+
+def test_other_exceptions_are_recorded_and_the_study_goes_on(small_data, monkeypatch):
+    train, val = small_data
+    calls = []
+    real_build = objective_module.build_model
+
+    def flaky_build(config):
+        calls.append(config)
+        if len(calls) == 1:
+            raise RuntimeError("out of memory (simulated)")
+        return real_build(config)
+
+    monkeypatch.setattr(objective_module, "build_model", flaky_build)
+    study = optuna.create_study()
+    study.enqueue_trial(SMALL["lab-mlp"])
+    study.enqueue_trial(SMALL["lab-mlp"])
+    study.optimize(Objective(train, val, epochs=1, space="lab-mlp"), n_trials=2,
+                   catch=(Exception,))
+    failed, ok = study.trials
+    assert failed.state == TrialState.FAIL
+    assert failed.user_attrs["stop_reason"] == "error: RuntimeError: out of memory (simulated)"
+    assert "RuntimeError" in failed.user_attrs["traceback"]
+    assert ok.state == TrialState.COMPLETE and math.isfinite(ok.value)
+    assert study.best_trial.number == 1
+
+
+def test_objective_rejects_bad_arguments(small_data):
+    train, val = small_data
+    with pytest.raises(ValueError, match="epochs"):
+        Objective(train, val, epochs=0)
+    with pytest.raises(ValueError, match="unknown search space 'rnn'"):
+        Objective(train, val, epochs=1, space="rnn")
+
+
+def test_every_space_is_covered():
+    assert sorted(SMALL) == sorted(spaces.SPACES)

@@ -1,0 +1,378 @@
+"""Worker processes sharing one study: the trial budget, dead workers, the worker loop.
+
+Many processes, on one machine or many, can run trials of the same study: each opens
+the shared storage, asks Optuna for a trial, trains it and tells the result.  Three
+things need care beyond ``study.optimize``; this module does them.
+
+The trial budget (``max_trials``)
+    A worker stops when the study holds ``max_trials`` *finished* trials (COMPLETE or
+    PRUNED, the count ``tuning run --total`` uses; FAIL trials do not count, so a crashed
+    trial is made up for), and the study never holds more than that, whatever the number
+    of workers.  Counting before ``ask`` is not enough (two workers can both see one
+    missing trial and both start one), so every trial *claims* its place right after it
+    is created, before any training, with ``claim``: it may run only if the trials that
+    are already finished (COMPLETE/PRUNED) plus the RUNNING and WAITING trials with a
+    smaller number are fewer than ``max_trials``.  Why this is exact: trial numbers are
+    given in the order trials are created (the journal's log order; a row lock in the
+    RDB storage), and a trial that ends COMPLETE/PRUNED was RUNNING or WAITING from its
+    creation on.  Take the finished trial with the largest number among those that
+    claimed successfully: every other one was created before it, so its claim counted
+    them all, and the claim passed only if they were fewer than ``max_trials``.  A trial
+    that loses its claim (a near-simultaneous start by another worker at the end of the
+    study) is marked FAIL with ``stop_reason`` "not started: ..." before anything was
+    trained, and enqueued parameters it carried are queued again.  Before asking, a
+    worker waits (polling) while finished + RUNNING trials already reach the budget:
+    one of those RUNNING trials may still fail (its worker dies) and leave room.  The
+    guarantee holds among processes that claim (``worker``, ``run --workers``); a plain
+    ``tuning run`` on the same study does not claim.
+
+Dead workers
+    Every trial records who runs it in the user attribute ``worker``: host name, boot id,
+    PID namespace, PID and process start time, worker rank, and the trial's own number
+    (so the attribute copied into a retried trial is not mistaken for its owner).  A
+    RUNNING trial's worker is known dead when it ran on this very machine (same host,
+    boot id and PID namespace) and its PID is gone, a zombie, or now belongs to a
+    process started at another time.  On another machine nothing can be known from
+    here: ``fail_stale(..., older_than=S)`` then treats a RUNNING trial started more
+    than S seconds ago as dead.  A dead worker's trial is marked FAIL and queued again
+    with the same parameters by Optuna's ``RetryHeartbeatStaleTrialCallback`` (the
+    retry carries the system attribute ``failed_trial``), at most ``MAX_RETRIES`` times.
+    On RDB storages (PostgreSQL, MySQL) the workers also run Optuna's heartbeat, which
+    finds dead workers on any machine (see ``tuning.distributed``).
+
+The worker loop (``run_worker``)
+    Claim, train, tell, repeat.  Between trials it fails the trials of dead workers: with
+    a heartbeat (RDB storages), Optuna's stale-trial check, which sees every machine;
+    otherwise the trials of dead workers on its own machine, so local workers on a
+    journal file clean up after a killed sibling by themselves.  Ctrl-C (or SIGTERM, see
+    ``tuning.distributed``) marks the trial in progress FAIL and queues its parameters
+    again.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import socket
+import time
+import warnings
+import zlib
+
+import optuna
+from optuna.trial import TrialState
+
+from . import report
+
+WORKER_ATTR = "worker"
+NOT_STARTED = "not started: "
+# A trial whose worker died is queued again at most this many times (then the study goes
+# on without it): a configuration that kills its worker (out of memory) must not loop.
+MAX_RETRIES = 2
+FINISHED_OK = report.FINISHED_OK
+
+
+# -- who runs a trial ------------------------------------------------------------------
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """``(state, start time in clock ticks after boot)`` of a Linux process, or None."""
+    text = _read_text(f"/proc/{int(pid)}/stat")
+    if not text:
+        return None
+    fields = text.rsplit(")", 1)[-1].split()  # after "pid (comm)": field 3 onwards
+    return fields[0], fields[19]
+
+
+def machine_identity() -> dict:
+    """What tells this machine (and PID namespace) apart from others sharing a study."""
+    try:
+        pidns = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        pidns = None
+    return {"host": socket.gethostname(),
+            "boot": _read_text("/proc/sys/kernel/random/boot_id"),
+            "pidns": pidns}
+
+
+def worker_identity(rank: int | None = None) -> dict:
+    """The ``worker`` user attribute of the trials this process runs (without ``trial``)."""
+    pid = os.getpid()
+    stat = _proc_stat(pid)
+    return {**machine_identity(), "pid": pid, "start": stat[1] if stat else None,
+            "rank": rank}
+
+
+def worker_label(ident: dict | None) -> str:
+    if not isinstance(ident, dict):
+        return "?"
+    if ident.get("rank") is not None:
+        return f"w{ident['rank']}"
+    return f"{ident.get('host')}:{ident.get('pid')}"
+
+
+def worker_seed_salt(ident: dict) -> int:
+    """The worker's part of its sampler seed: its rank, else a hash of host and PID."""
+    if ident.get("rank") is not None:
+        return int(ident["rank"])
+    return zlib.crc32(f"{ident['host']}:{ident['pid']}".encode())
+
+
+def owner_status(trial) -> tuple[str, str]:
+    """``("alive" | "dead" | "unknown", why)`` for the worker of a RUNNING trial."""
+    ident = trial.user_attrs.get(WORKER_ATTR)
+    if not isinstance(ident, dict) or ident.get("trial") != trial.number:
+        return "unknown", "no worker recorded yet"
+    here = machine_identity()
+    where = f"{ident.get('host')} pid {ident.get('pid')}"
+    if any(ident.get(k) != here[k] for k in ("host", "boot", "pidns")):
+        return "unknown", f"worker {where} is on another machine"
+    stat = _proc_stat(ident["pid"])
+    if stat is None:
+        if here["boot"] is None:  # no /proc: fall back to signal 0
+            try:
+                os.kill(int(ident["pid"]), 0)
+            except ProcessLookupError:
+                return "dead", f"worker {where} is gone"
+            except PermissionError:
+                pass
+            return "alive", f"worker {where} is running"
+        return "dead", f"worker {where} is gone"
+    if stat[0] in ("Z", "X"):
+        return "dead", f"worker {where} is gone (zombie)"
+    if ident.get("start") is not None and stat[1] != ident["start"]:
+        return "dead", f"worker {where} is gone (the pid now belongs to another process)"
+    return "alive", f"worker {where} is running"
+
+
+# -- failing and retrying --------------------------------------------------------------
+
+def retry_callback():
+    """Optuna's callback that queues a dead worker's trial again (used by the heartbeat too)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
+
+
+def fail_and_retry(study, trial, reason: str) -> bool:
+    """Mark a RUNNING trial FAIL (``stop_reason`` = ``reason``) and queue it again.
+
+    Returns False when the trial finished meanwhile (or another process failed it
+    first): nothing is changed then, so two cleaners never queue a trial twice.
+    """
+    storage = study._storage
+    try:
+        storage.set_trial_user_attr(trial._trial_id, "stop_reason", reason)
+        if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+            return False
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry_callback()(study, storage.get_trial(trial._trial_id))
+    return True
+
+
+def fail_stale(study, older_than: float | None = None, dry_run: bool = False) -> list:
+    """Fail the RUNNING trials of dead workers and queue their parameters again.
+
+    Dead: a worker on this machine whose process is gone (``owner_status``), or, with
+    ``older_than`` (seconds), any RUNNING trial started longer ago whose worker is not
+    seen alive on this machine.  Returns ``[(trial, action, why)]`` for every RUNNING
+    trial, ``action`` in ``"failed"``, ``"would fail"`` (dry run), ``"kept"``, and
+    ``"finished"`` (it ended while we looked).
+    """
+    now = datetime.datetime.now()
+    out = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        status, why = owner_status(trial)
+        stale = status == "dead"
+        if not stale and status != "alive" and older_than is not None \
+                and trial.datetime_start is not None:
+            age = (now - trial.datetime_start).total_seconds()
+            if age > older_than:
+                stale, why = True, f"{why}; running for {age:.0f}s (over {older_than:g}s)"
+        if not stale:
+            out.append((trial, "kept", why))
+        elif dry_run:
+            out.append((trial, "would fail", why))
+        elif fail_and_retry(study, trial, f"worker died: {why}"):
+            out.append((trial, "failed", why))
+        else:
+            out.append((trial, "finished", why))
+    return out
+
+
+def has_heartbeat(study) -> bool:
+    """Does the study's storage run Optuna's heartbeat (RDB storage opened with one)?"""
+    interval = getattr(study._storage, "get_heartbeat_interval", None)
+    return interval is not None and interval() is not None
+
+
+def fail_stale_heartbeat(study) -> None:
+    """Optuna's heartbeat check (a no-op unless the storage runs a heartbeat)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def requeue(study, frozen) -> bool:
+    """Queue a trial's fixed parameters again (a trial that lost its claim); True if any."""
+    fixed = frozen.system_attrs.get("fixed_params")
+    if not frozen.params and not fixed:
+        return False
+    user_attrs = {k: v for k, v in frozen.user_attrs.items()
+                  if k not in (WORKER_ATTR, "stop_reason")}
+    study.add_trial(optuna.trial.create_trial(
+        state=TrialState.WAITING, params=frozen.params, distributions=frozen.distributions,
+        user_attrs=user_attrs, system_attrs=frozen.system_attrs))
+    return True
+
+
+# -- the budget -----------------------------------------------------------------------
+
+def claim(study, trial, max_trials: int) -> tuple[bool, str]:
+    """May ``trial`` (just created, nothing trained) run without exceeding ``max_trials``?
+
+    See the module docstring for why counting the finished trials plus the RUNNING and
+    WAITING trials *numbered before this one* keeps the study at or under the budget.
+    """
+    finished = ahead = 0
+    for t in study.get_trials(deepcopy=False):
+        if t.number == trial.number:
+            continue
+        if t.state in FINISHED_OK:
+            finished += 1
+        elif t.state in (TrialState.RUNNING, TrialState.WAITING) and t.number < trial.number:
+            ahead += 1
+    if finished + ahead < max_trials:
+        return True, ""
+    return False, (f"the study reached --max-trials {max_trials} ({finished} finished, "
+                   f"{ahead} running or queued before trial {trial.number})")
+
+
+class _Unclaimed(Exception):
+    """Raised inside the objective when a trial lost its claim (it becomes FAIL)."""
+
+
+def budget_state(study) -> tuple[int, int]:
+    """``(finished, running)`` trials of the study."""
+    finished = running = 0
+    for t in study.get_trials(deepcopy=False):
+        if t.state in FINISHED_OK:
+            finished += 1
+        elif t.state == TrialState.RUNNING:
+            running += 1
+    return finished, running
+
+
+# -- the loop ----------------------------------------------------------------------
+
+class WorkerInterrupted(Exception):
+    """Ctrl-C/SIGTERM stopped a worker; ``trial`` is the number of the trial it failed."""
+
+    def __init__(self, trial):
+        super().__init__(trial)
+        self.trial = trial
+
+
+def run_worker(study, objective, *, max_trials: int | None = None,
+               timeout: float | None = None, identity: dict | None = None,
+               poll: float = 1.0, on_trial=None, log=None, on_wait=None) -> dict:
+    """Run trials of ``study`` with ``objective`` until the budget or time is spent.
+
+    ``max_trials``: stop when the study holds that many finished (COMPLETE/PRUNED) trials
+    (None: no budget).  ``timeout`` (seconds): start no trial after that.  ``identity``:
+    this worker's ``worker`` attribute (``worker_identity``).  ``on_trial(frozen)`` is
+    called for every trial this worker ends; ``log(text)`` with what it does to other
+    trials (failing a dead worker's trial, re-queueing); ``on_wait(text)`` when it waits
+    for running trials at the end of the budget.
+    Returns ``{"trials": [numbers ended here], "finished": n, "stop": why}``.  Raises
+    ``WorkerInterrupted`` on KeyboardInterrupt, after failing and re-queueing its trial.
+    """
+    identity = identity or worker_identity()
+    log = log or (lambda _text: None)
+    on_wait = on_wait or (lambda _text: None)
+    mine = []
+    current = {}
+
+    def gated(trial):
+        current["id"] = trial._trial_id
+        current["number"] = trial.number
+        trial.set_user_attr(WORKER_ATTR, {**identity, "trial": trial.number})
+        if max_trials is not None:
+            ok, why = claim(study, trial, max_trials)
+            if not ok:
+                current["unclaimed"] = True
+                trial.set_user_attr("stop_reason", NOT_STARTED + why)
+                raise _Unclaimed(why)
+        return objective(trial)
+
+    def ended(_study, frozen):
+        if not current.get("unclaimed"):
+            mine.append(frozen.number)
+        if on_trial is not None:
+            on_trial(frozen)
+
+    try:
+        stop = _loop(study, gated, ended, current, max_trials, timeout, poll, log, on_wait)
+    except KeyboardInterrupt:
+        if "id" in current and not current.get("unclaimed"):
+            frozen = study._storage.get_trial(current["id"])
+            if frozen.state == TrialState.FAIL:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    retry_callback()(study, frozen)
+        raise WorkerInterrupted(current.get("number")) from None
+    finished, _ = budget_state(study)
+    return {"trials": mine, "finished": finished, "stop": stop}
+
+
+def _loop(study, gated, ended, current, max_trials, timeout, poll, log, on_wait) -> str:
+    """``run_worker``'s loop; returns why it stopped."""
+    started = time.monotonic()
+    waiting_logged = False
+    heartbeat = has_heartbeat(study)
+    while True:
+        if timeout is not None and time.monotonic() - started >= timeout:
+            return f"timeout ({timeout:g}s)"
+        if heartbeat:
+            fail_stale_heartbeat(study)
+        else:
+            for trial, action, why in fail_stale(study):
+                if action == "failed":
+                    log(f"trial {trial.number} failed: {why}; queued again")
+        if max_trials is not None:
+            finished, running = budget_state(study)
+            if finished >= max_trials:
+                return f"the study has {finished} finished trials (--max-trials {max_trials})"
+            if finished + running >= max_trials:
+                if not waiting_logged:
+                    on_wait(f"waiting: {finished} finished + {running} running trials reach "
+                        f"--max-trials {max_trials}")
+                    waiting_logged = True
+                time.sleep(poll)
+                continue
+        waiting_logged = False
+        current.clear()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.optimize(gated, n_trials=1, catch=(Exception,), callbacks=[ended])
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Another process declared this worker dead (missed heartbeats) and failed
+            # its trial; the trial was queued again there, so this result is dropped.
+            log(f"trial {current.get('number')} was failed by another process (its worker "
+                f"looked dead); its result is dropped and its retry runs instead")
+            current.clear()
+            continue
+        if current.get("unclaimed"):
+            frozen = study._storage.get_trial(current["id"])
+            if requeue(study, frozen):
+                log(f"trial {frozen.number} lost its claim; its parameters are queued again")
+        current.clear()
