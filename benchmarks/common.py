@@ -183,18 +183,26 @@ def calibrate(fn: Callable[[], object], target_s: float, max_number: int = 100_0
     return number
 
 
-def interleaved(samplers: Mapping[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+def interleaved(samplers: Mapping[str, Callable[[], float]], rounds: int,
+                budget_s: float | None = None, min_rounds: int = 3) -> dict[str, list[float]]:
     """Run each sampler once per round, rotating the order each round.
 
     A sampler is a zero-argument callable that measures one block and returns its seconds
     (per call, per step, whatever the caller's unit is); returns ``{name: [samples]}``.
+    With ``budget_s``, rounds stop early once that much wall time has passed and at least
+    ``min_rounds`` are done (a loaded machine then costs fewer rounds, not hours); every
+    candidate always gets the same number of rounds, and the caller reports the count.
     """
     names = list(samplers)
     samples: dict[str, list[float]] = {n: [] for n in names}
+    t0 = time.perf_counter()
     for r in range(rounds):
         k = r % len(names) if names else 0
         for name in names[k:] + names[:k]:
             samples[name].append(float(samplers[name]()))
+        if (budget_s is not None and r + 1 >= min_rounds
+                and time.perf_counter() - t0 > budget_s):
+            break
     return samples
 
 
@@ -289,7 +297,8 @@ def write_markdown(out_dir: Path, name: str, text: str) -> Path:
 
 def bar_chart(path: Path, title: str, groups: Sequence[str],
               series: Mapping[str, Sequence[float | None]], ylabel: str,
-              log: bool = False, hline: float | None = None, hline_label: str | None = None) -> Path:
+              log: bool = False, hline: float | None = None,
+              hline_label: str | None = None) -> Path:
     """Grouped bar chart: one group per entry of ``groups``, one bar per series.
 
     Missing values (None) leave a gap. ``hline`` draws a reference line (e.g. a target ratio).
@@ -336,16 +345,23 @@ def update_readme(section: str, markdown: str) -> bool:
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
     if not pattern.search(text):
         return False
-    new = pattern.sub(lambda _m: f"{begin}\n{markdown.strip()}\n{end}", text)
+    # the README's result sections are level-3 headings: nest the report's headings below
+    body = re.sub(r"(?m)^(#{1,4}) ", lambda m: "#" * (len(m.group(1)) + 2) + " ",
+                  markdown.strip())
+    new = pattern.sub(lambda _m: f"{begin}\n{body}\n{end}", text)
     README.write_text(new)
     return True
 
 
-def finish(args, name: str, payload: dict, markdown: str, readme_markdown: str | None = None) -> list[Path]:
+def finish(args, name: str, payload: dict, markdown: str,
+           readme_markdown: str | None = None) -> list[Path]:
     """Write ``name``.json/.md into ``args.out``; refresh the README on full official runs."""
     paths = [write_json(args.out, name, payload), write_markdown(args.out, name, markdown)]
     if writes_official_results(args):
-        update_readme(name, readme_markdown if readme_markdown is not None else markdown)
+        if readme_markdown is None:
+            # the README has its own headings: drop the report's title line
+            readme_markdown = re.sub(r"\A# [^\n]*\n+", "", markdown)
+        update_readme(name, readme_markdown)
     for p in paths:
         print(f"wrote {p}", file=sys.stderr)
     return paths

@@ -92,7 +92,7 @@ def col2im_naive(cols, input_shape, k, stride, pad, dil=1):
 
 
 def conv2d_forward_naive(x, weight, bias, stride, pad):
-    """out[n, o, oh, ow] = bias[o] + sum_{c,i,j} weight[o, c, i, j] * x_pad[n, c, oh*s+i, ow*s+j]."""
+    """out[n, o, oh, ow] = bias[o] + sum_{c,i,j} weight[o,c,i,j] * x_pad[n, c, oh*s+i, ow*s+j]."""
     n, c, h, w = x.shape
     o_ch, _, k, _ = weight.shape
     ho = (h + 2 * pad - k) // stride + 1
@@ -379,12 +379,66 @@ def adam_shapes(quick):
     return [small] + model
 
 
+# minidl's im2col has used two column layouts: (N, K, L) per image, as torch's unfold,
+# and (K, N*L), one matrix for the batch. The benchmark follows whichever the kernels use.
+def cols_layout(K) -> str:
+    probe = K.im2col_reference(np.zeros((2, 1, 3, 3), np.float32), 1)
+    return "NKL" if probe.ndim == 3 else "KNL"
+
+
+def nkl_to_layout(a, layout, xp=np):
+    """(N, K, L) columns in ``layout``."""
+    if layout == "NKL":
+        return a
+    n, k, length = a.shape
+    return xp.ascontiguousarray(a.transpose(1, 0, 2)).reshape(k, n * length)
+
+
+def layout_to_nkl(cols, layout, n, xp=np):
+    """Columns in ``layout`` as (N, K, L)."""
+    if layout == "NKL":
+        return cols
+    k, nl = cols.shape
+    return xp.ascontiguousarray(cols.reshape(k, n, nl // n).transpose(1, 0, 2))
+
+
+def conv_forward_gemm(im2col, layout, x, w2, b, k, s, p, ho, wo, xp=np):
+    """Convolution as ``im2col`` + one GEMM + bias, in the layer's formulation."""
+    n, o = x.shape[0], w2.shape[0]
+    cols = im2col(x, k, s, p)
+    if layout == "NKL":
+        y = xp.matmul(w2, cols)                                   # (N, O, L)
+        y += b[:, None]
+    else:
+        y_mat = (w2 @ cols).reshape(o, n, -1).transpose(1, 0, 2)  # (N, O, L) view
+        y = xp.empty(y_mat.shape, dtype=x.dtype)
+        xp.add(y_mat, b[:, None], out=y)
+    return y.reshape(n, o, ho, wo)
+
+
+def conv_backward_gemm(col2im, layout, cols, w2, dout, xshape, k, s, p, xp=np):
+    """(dx, dweight flat, dbias) from the forward's columns: the layer's GEMMs + ``col2im``."""
+    n, o = dout.shape[:2]
+    if layout == "NKL":
+        g = dout.reshape(n, o, -1)                                    # (N, O, L)
+        db = g.sum(axis=(0, 2))
+        dw = xp.matmul(g, cols.transpose(0, 2, 1)).sum(axis=0)        # (O, K)
+        dcols = xp.matmul(w2.T, g)                                    # (N, K, L)
+    else:
+        g = xp.ascontiguousarray(dout.reshape(n, o, -1).transpose(1, 0, 2)).reshape(o, -1)
+        db = g.sum(axis=1)
+        dw = g @ cols.T                                               # (O, K)
+        dcols = w2.T @ g                                              # (K, N*L)
+    return col2im(dcols, xshape, k, s, p), dw.reshape(-1), db
+
+
 def build_cases(env: Env, quick: bool, dtype=np.float32) -> list[Case]:
     K, nn, torch, cp = env.K, env.minidl.nn, env.torch, env.cp
     F = torch.nn.functional if torch else None
     aten = torch.ops.aten if torch else None
     rng = np.random.default_rng(0)
     cases = []
+    layout = cols_layout(K)
 
     # ---- im2col / col2im / conv forward / conv backward
     for label, n, c, h, w, o, k, pad, s in conv_shapes(quick):
@@ -402,29 +456,34 @@ def build_cases(env: Env, quick: bool, dtype=np.float32) -> list[Case]:
 
         case = Case("im2col", shape)
         if small:
-            case.impls["naive"] = Impl(lambda x=x, k=k, s=s, p=pad: im2col_naive(x, k, s, p))
+            case.impls["naive"] = Impl(lambda x=x, k=k, s=s, p=pad:
+                                       nkl_to_layout(im2col_naive(x, k, s, p), layout))
         case.impls["numpy"] = Impl(lambda x=x, k=k, s=s, p=pad: K.im2col_reference(x, k, s, p))
         case.impls["numba"] = Impl(lambda x=x, k=k, s=s, p=pad: K.im2col_numba(x, k, s, p))
         if torch:
             xt = env.t(x)
-            case.impls["torch"] = Impl(lambda xt=xt, k=k, s=s, p=pad:
-                                       F.unfold(xt, k, dilation=1, padding=p, stride=s))
+            unfold = (lambda xt=xt, k=k, s=s, p=pad:
+                      F.unfold(xt, k, dilation=1, padding=p, stride=s))
+            # timed in torch's own (N, K, L) layout; checked in minidl's
+            case.impls["torch"] = Impl(unfold, result=lambda f=unfold:
+                                       nkl_to_layout(f().numpy(), layout))
         if cp:
             xc = env.c(x)
-            case.impls["cupy"] = Impl(lambda xc=xc, k=k, s=s, p=pad: K.im2col_reference(xc, k, s, p),
+            case.impls["cupy"] = Impl(lambda xc=xc, k=k, s=s, p=pad:
+                                      K.im2col_reference(xc, k, s, p),
                                       sync=env.cupy_sync)
         cases.append(case)
 
         case = Case("col2im", shape)
         if small:
             case.impls["naive"] = Impl(lambda d=dcols, sh=x.shape, k=k, s=s, p=pad:
-                                       col2im_naive(d, sh, k, s, p))
+                                       col2im_naive(layout_to_nkl(d, layout, sh[0]), sh, k, s, p))
         case.impls["numpy"] = Impl(lambda d=dcols, sh=x.shape, k=k, s=s, p=pad:
                                    K.col2im_reference(d, sh, k, s, p))
         case.impls["numba"] = Impl(lambda d=dcols, sh=x.shape, k=k, s=s, p=pad:
                                    K.col2im_numba(d, sh, k, s, p))
         if torch:
-            dt = env.t(dcols)
+            dt = env.t(layout_to_nkl(dcols, layout, n))
             case.impls["torch"] = Impl(lambda dt=dt, hw=(h, w), k=k, s=s, p=pad:
                                        F.fold(dt, hw, k, dilation=1, padding=p, stride=s))
         if cp:
@@ -433,19 +492,11 @@ def build_cases(env: Env, quick: bool, dtype=np.float32) -> list[Case]:
                                       K.col2im_reference(dc, sh, k, s, p), sync=env.cupy_sync)
         cases.append(case)
 
-        def conv_fwd(im2col, x, w2, b, k, s, p, n=n, o=o, ho=ho, wo=wo, xp=np):
-            cols = im2col(x, k, s, p)
-            out = xp.matmul(w2, cols)
-            out += b[:, None]
-            return out.reshape(n, o, ho, wo)
+        def conv_fwd(im2col, x, w2, b, k, s, p, ho=ho, wo=wo, xp=np):
+            return conv_forward_gemm(im2col, layout, x, w2, b, k, s, p, ho, wo, xp)
 
         def conv_bwd(col2im, cols, w2, dout, xshape, k, s, p, xp=np):
-            # the GEMMs of nn.Conv2d.backward, with the forward's cols: only col2im varies
-            d3 = dout.reshape(dout.shape[0], dout.shape[1], -1)           # (N, O, L)
-            db = d3.sum(axis=(0, 2))
-            dw = xp.matmul(d3, cols.transpose(0, 2, 1)).sum(axis=0)       # (O, C*k*k)
-            dx = col2im(xp.matmul(w2.T, d3), xshape, k, s, p)              # (N, C, H, W)
-            return dx, dw.reshape(-1), db
+            return conv_backward_gemm(col2im, layout, cols, w2, dout, xshape, k, s, p, xp)
 
         layer = nn.Conv2d(c, o, k, stride=s, padding=pad)
         layer.weight.data = wgt.copy()
@@ -662,7 +713,6 @@ def _layer_case(env: Env, op, shape, layer, torch_layer, x, dout) -> Case:
         return [y, dx] + [p.grad for p in layer.parameters()]
     case.impls["minidl"] = Impl(run_minidl)
     if torch_layer is not None:
-        torch = env.torch
         xt, dt = env.t(x), env.t(dout)
 
         def run_torch():
@@ -677,7 +727,7 @@ def _layer_case(env: Env, op, shape, layer, torch_layer, x, dout) -> Case:
 
 def _adam_case(env: Env, label, params0, grads, small) -> Case:
     """Adam: every implementation does steps from its own state; checked on one fresh step."""
-    minidl, torch, cp, K = env.minidl, env.torch, env.cp, env.K
+    minidl, torch, cp = env.minidl, env.torch, env.cp
     case = Case("adam update", label, reference="numpy")
 
     def fresh_numpy_state():
@@ -716,10 +766,8 @@ def _adam_case(env: Env, label, params0, grads, small) -> Case:
                                    result=lambda: one_step(adam_update_naive, fresh_numpy_state))
     case.impls["numpy"] = Impl(stepper(numpy_adam, fresh_numpy_state()),
                                result=lambda: one_step(numpy_adam, fresh_numpy_state))
-    fused = getattr(K, "adam_update_numba", None) if K is not None else None
-    if fused is not None:
-        case.impls["numba"] = Impl(stepper(fused, fresh_numpy_state()),
-                                   result=lambda: one_step(fused, fresh_numpy_state))
+    # no "numba" cell: minidl has no separate Numba Adam kernel to call here; whatever
+    # optim.Adam.step uses (NumPy or a fused kernel) is timed in the "minidl" cell
 
     def minidl_opt():
         ps = [minidl.nn.Parameter(p.copy()) for p in params0]
@@ -867,23 +915,31 @@ def render(info, info_end, rows, args, cupy_note) -> str:
 
 
 def charts(args, rows) -> list[Path]:
+    """One chart per thread count and family (convolution; pooling, linear and Adam)."""
+    def is_conv(op):
+        return "conv" in op.lower() or "col" in op
     paths = []
     for threads in args.threads:
         sel = [r for r in rows if r["threads"] == threads]
         # the real shapes; --quick has only the small one
         sel = [r for r in sel if not r["shape"].startswith("small")] or sel
-        if not sel:
-            continue
-        groups = [f"{r['op']}\n{r['shape'][:28]}" for r in sel]
-        series = {}
-        for impl in ("numpy", "numba", "minidl", "torch", "cupy"):
-            vals = [(r["impls"][impl]["median"] * 1e6 if r["impls"][impl] else None) for r in sel]
-            if any(v is not None for v in vals):
-                series[impl] = vals
-        paths.append(common.bar_chart(Path(args.out) / f"kernels_t{threads}.png",
-                                      f"Kernel times at the lab CNN's shapes, {threads} thread(s) "
-                                      f"(lower is better)", groups, series, "µs per call",
-                                      log=True))
+        for family, title, keep in (("conv", "im2col, col2im, convolution", is_conv),
+                                    ("other", "pooling, linear, Adam",
+                                     lambda op: not is_conv(op))):
+            part = [r for r in sel if keep(r["op"])]
+            if not part:
+                continue
+            groups = [f"{r['op']}\n{r['shape'][:30]}" for r in part]
+            series = {}
+            for impl in ("numpy", "numba", "minidl", "torch", "cupy"):
+                vals = [(r["impls"][impl]["median"] * 1e6 if r["impls"][impl] else None)
+                        for r in part]
+                if any(v is not None for v in vals):
+                    series[impl] = vals
+            paths.append(common.bar_chart(
+                Path(args.out) / f"kernels_t{threads}_{family}.png",
+                f"{title}: time per call, {threads} thread(s) (lower is better)",
+                groups, series, "µs per call", log=True))
     return paths
 
 
@@ -927,14 +983,17 @@ def main(argv=None) -> int:
     for r in rows:
         r["ratios"] = _row_ratios(r)
     md = render(info, info_end, rows, args, cupy_note)
-    for p in charts(args, rows):
+    chart_paths = charts(args, rows)
+    for p in chart_paths:
         log(f"wrote {p}")
+    readme_md = (md.split("\n", 2)[2] + "\n\n"
+                 + "\n".join(f"![{p.stem}](results/{p.name})" for p in chart_paths))
     payload = {"machine": info, "machine_end": {"load_average": info_end["load_average"]},
                "settings": {"threads": args.threads, "rounds": args.rounds,
                             "block_seconds": args.block_seconds, "quick": q},
                "cupy": {"available": env.cp is not None, "note": cupy_note},
                "results": rows, "seconds": time.perf_counter() - t_start}
-    common.finish(args, "kernels", payload, md)
+    common.finish(args, "kernels", payload, md, readme_md)
     print(md)
     return 0
 

@@ -84,32 +84,39 @@ def _copy_weights(torch, m_model, t_model):
 # ============================================================== layers
 def layer_cases(quick: bool):
     """(name, builder(nn), input shape, input kind); the builder works for both frameworks."""
+    img = (4, 3, 5, 6)
     cases = [
         ("Linear(7,5)", lambda nn: nn.Linear(7, 5), (4, 7), "randn"),
         ("Linear(7,5,bias=False)", lambda nn: nn.Linear(7, 5, bias=False), (4, 7), "randn"),
         ("Flatten()", lambda nn: nn.Flatten(), (3, 2, 4, 5), "randn"),
         ("Flatten(0,1)", lambda nn: nn.Flatten(0, 1), (3, 2, 4), "randn"),
-        ("ReLU() with zeros", lambda nn: nn.ReLU(), (4, 3, 5, 6), "ties"),
-        ("LeakyReLU(0.1)", lambda nn: nn.LeakyReLU(0.1), (4, 3, 5, 6), "randn"),
-        ("Tanh()", lambda nn: nn.Tanh(), (4, 3, 5, 6), "randn"),
-        ("Sigmoid()", lambda nn: nn.Sigmoid(), (4, 3, 5, 6), "randn"),
-        ("ELU(0.7)", lambda nn: nn.ELU(0.7), (4, 3, 5, 6), "randn"),
-        ("GELU()", lambda nn: nn.GELU(), (4, 3, 5, 6), "randn"),
-        ("GELU('tanh')", lambda nn: nn.GELU(approximate="tanh"), (4, 3, 5, 6), "randn"),
+        ("ReLU() with zeros", lambda nn: nn.ReLU(), img, "ties"),
+        ("LeakyReLU(0.1)", lambda nn: nn.LeakyReLU(0.1), img, "randn"),
+        ("Tanh()", lambda nn: nn.Tanh(), img, "randn"),
+        ("Sigmoid()", lambda nn: nn.Sigmoid(), img, "randn"),
+        ("ELU(0.7)", lambda nn: nn.ELU(0.7), img, "randn"),
+        ("GELU()", lambda nn: nn.GELU(), img, "randn"),
+        ("GELU('tanh')", lambda nn: nn.GELU(approximate="tanh"), img, "randn"),
         ("Dropout(0.3) eval", lambda nn: nn.Dropout(0.3), (4, 30), "randn"),
         ("Dropout(0.3) train, same mask", lambda nn: nn.Dropout(0.3), (4, 30), "randn"),
-        ("Conv2d(3,4,3,padding=1)", lambda nn: nn.Conv2d(3, 4, 3, padding=1), (2, 3, 7, 6), "randn"),
+        ("Conv2d(3,4,3,padding=1)", lambda nn: nn.Conv2d(3, 4, 3, padding=1),
+         (2, 3, 7, 6), "randn"),
         ("Conv2d(2,3,(3,2),stride=2,padding=(1,0))",
          lambda nn: nn.Conv2d(2, 3, (3, 2), stride=2, padding=(1, 0)), (2, 2, 9, 8), "randn"),
         ("Conv2d(2,3,3,dilation=2,bias=False)",
          lambda nn: nn.Conv2d(2, 3, 3, dilation=2, bias=False), (1, 2, 9, 9), "randn"),
-        ("Conv2d(1,16,5,padding=2)", lambda nn: nn.Conv2d(1, 16, 5, padding=2), (2, 1, 28, 28), "randn"),
-        ("Conv2d(32,64,3,padding=1)", lambda nn: nn.Conv2d(32, 64, 3, padding=1), (2, 32, 14, 14), "randn"),
+        ("Conv2d(1,16,5,padding=2)", lambda nn: nn.Conv2d(1, 16, 5, padding=2),
+         (2, 1, 28, 28), "randn"),
+        ("Conv2d(32,64,3,padding=1)", lambda nn: nn.Conv2d(32, 64, 3, padding=1),
+         (2, 32, 14, 14), "randn"),
         ("MaxPool2d(2)", lambda nn: nn.MaxPool2d(2), (2, 3, 8, 8), "randn"),
         ("MaxPool2d(2) ties after ReLU", lambda nn: nn.MaxPool2d(2), (2, 3, 8, 8), "ties"),
-        ("MaxPool2d(3,2,1) overlapping, ties", lambda nn: nn.MaxPool2d(3, 2, 1), (2, 3, 9, 9), "ties"),
-        ("MaxPool2d(3,2,ceil_mode=True)", lambda nn: nn.MaxPool2d(3, 2, ceil_mode=True), (2, 2, 8, 8), "randn"),
-        ("MaxPool2d(2,dilation=2)", lambda nn: nn.MaxPool2d(2, dilation=2), (1, 2, 9, 9), "randn"),
+        ("MaxPool2d(3,2,1) overlapping, ties", lambda nn: nn.MaxPool2d(3, 2, 1),
+         (2, 3, 9, 9), "ties"),
+        ("MaxPool2d(3,2,ceil_mode=True)", lambda nn: nn.MaxPool2d(3, 2, ceil_mode=True),
+         (2, 2, 8, 8), "randn"),
+        ("MaxPool2d(2,dilation=2)", lambda nn: nn.MaxPool2d(2, dilation=2),
+         (1, 2, 9, 9), "randn"),
         ("MaxPool2d(2) with NaN", lambda nn: nn.MaxPool2d(2), (2, 3, 8, 8), "nan"),
         ("AvgPool2d(2)", lambda nn: nn.AvgPool2d(2), (2, 3, 8, 8), "randn"),
         ("AvgPool2d(3,2,1)", lambda nn: nn.AvgPool2d(3, 2, 1), (2, 3, 9, 9), "randn"),
@@ -119,8 +126,8 @@ def layer_cases(quick: bool):
          lambda nn: nn.AvgPool2d(3, 2, 1, ceil_mode=True), (2, 2, 8, 8), "randn"),
     ]
     if quick:
-        keep = {"Linear(7,5)", "ReLU() with zeros", "Conv2d(3,4,3,padding=1)", "MaxPool2d(2) ties after ReLU",
-                "AvgPool2d(2)", "Dropout(0.3) train, same mask"}
+        keep = {"Linear(7,5)", "ReLU() with zeros", "Conv2d(3,4,3,padding=1)",
+                "MaxPool2d(2) ties after ReLU", "AvgPool2d(2)", "Dropout(0.3) train, same mask"}
         cases = [c for c in cases if c[0] in keep]
     return cases
 
@@ -428,21 +435,22 @@ def main(argv=None) -> int:
     errors: list[dict] = []
     for dtype in DTYPES:
         for i, (name, builder, shape, kind) in enumerate(layer_cases(q)):
-            _run_case(rows, errors, "layers", f"{name} {dtype}", layer_parity, torch, minidl, name, builder,
-                      shape, kind, dtype, 100 + i)
+            _run_case(rows, errors, "layers", f"{name} {dtype}", layer_parity,
+                      torch, minidl, name, builder, shape, kind, dtype, 100 + i)
         for smoothing in (0.0, 0.1):
             _run_case(rows, errors, "loss", f"CrossEntropyLoss({smoothing}) {dtype}",
                       loss_parity, torch, minidl, smoothing, dtype, 7)
         for i, (name, cls, kw) in enumerate(optimizer_cases(q)):
-            _run_case(rows, errors, "optimizers", f"{name} {dtype}", optimizer_parity, torch, minidl, name, cls,
-                      kw, dtype, steps, 200 + i)
+            _run_case(rows, errors, "optimizers", f"{name} {dtype}", optimizer_parity,
+                      torch, minidl, name, cls, kw, dtype, steps, 200 + i)
         models = ["MLP 784-64-10"] if q else ["MLP 784-64-10", "CNN (2 conv, maxpool)",
                                               "small CNN (conv5x5, avgpool)"]
         for name in models:
-            _run_case(rows, errors, "training", f"{name} {dtype}", training_parity, torch, minidl, name, dtype,
-                      3 if q else 30, 16 if q else 32, 300)
+            _run_case(rows, errors, "training", f"{name} {dtype}", training_parity,
+                      torch, minidl, name, dtype, 3 if q else 30, 16 if q else 32, 300)
     if not q:
-        _run_case(rows, errors, "schedulers", "all schedulers", scheduler_parity, torch, minidl, 30)
+        _run_case(rows, errors, "schedulers", "all schedulers", scheduler_parity,
+                  torch, minidl, 30)
     md = render(info, rows, errors, steps)
     payload = {"machine": info, "tolerance": TOL, "results": rows, "errors": errors,
                "seconds": time.perf_counter() - t0}

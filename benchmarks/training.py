@@ -25,6 +25,7 @@ Where a target is missed, the report gives the gap and a cProfile of the minidl 
 """
 from __future__ import annotations
 
+import argparse
 import cProfile
 import io
 import json
@@ -369,7 +370,7 @@ def run_speed(args, workers: dict, log) -> tuple[list[dict], list[dict]]:
                      for fw in frameworks}
             samples = common.interleaved(
                 {fw: (lambda fw=fw: workers[fw].call("train", steps[fw])) for fw in frameworks},
-                args.rounds)
+                args.rounds, budget_s=args.budget_seconds)
             stats = {fw: common.summarize(samples[fw]) for fw in frameworks}
             row = {"model": name, "description": desc, "batch": batch, "threads": threads,
                    "target": target, "issue_torch_ms": ref_ms,
@@ -380,7 +381,8 @@ def run_speed(args, workers: dict, log) -> tuple[list[dict], list[dict]]:
                 row[fw]["img_per_s"] = batch / stats[fw]["median"]
             row["ratio"] = common.ratio(stats["minidl"]["median"],
                                         stats.get("torch", {}).get("median"))
-            row["met"] = None if (row["ratio"] is None or target is None) else row["ratio"] <= target
+            row["met"] = (None if row["ratio"] is None or target is None
+                          else row["ratio"] <= target)
             train_rows.append(row)
             log(f"train  {name:12s} t={threads} " + "  ".join(
                 f"{fw} {stats[fw]['median'] * 1e3:7.2f} ms" for fw in frameworks)
@@ -388,7 +390,7 @@ def run_speed(args, workers: dict, log) -> tuple[list[dict], list[dict]]:
 
             isamples = common.interleaved(
                 {fw: (lambda fw=fw: workers[fw].call("infer", 1)) for fw in frameworks},
-                args.infer_rounds)
+                args.infer_rounds, budget_s=args.budget_seconds)
             istats = {fw: common.summarize(isamples[fw]) for fw in frameworks}
             irow = {"model": name, "threads": threads, "target": INFERENCE_TARGET,
                     "images": args.infer_n, "batch": args.infer_batch}
@@ -423,8 +425,10 @@ def render(args, info, info_end, train_rows, infer_rows, mem_rows, cold) -> tupl
            common.machine_markdown(info), "", common.load_note(info, info_end), "",
            f"Synthetic float32 data of Fashion-MNIST's shape; Adam, cross-entropy; batches "
            f"sliced from in-memory arrays. Each framework in its own process; blocks of "
-           f"~{args.block_seconds:g} s alternated between the two, median of "
-           f"{args.rounds} rounds (training) and {args.infer_rounds} rounds (inference). "
+           f"~{args.block_seconds:g} s alternated between the two, median of up to "
+           f"{args.rounds} rounds (training) and {args.infer_rounds} rounds (inference), at "
+           f"least 3 (fewer than the maximum when one measurement passed "
+           f"{args.budget_seconds} s: the *runs* columns give the counts). "
            f"Ratio = minidl time / PyTorch time (lower is better for minidl).", ""]
     out += ["## Training step", ""]
     rows = []
@@ -536,6 +540,9 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=None, help="interleaved training rounds")
     parser.add_argument("--infer-rounds", type=int, default=None)
     parser.add_argument("--block-seconds", type=float, default=None)
+    parser.add_argument("--budget-seconds", type=float, default=None,
+                        help="after this long on one measurement, stop adding rounds once 3 "
+                             "are done (default 25; a loaded machine gets fewer rounds)")
     parser.add_argument("--n-train", type=int, default=None,
                         help="synthetic training images kept in memory")
     parser.add_argument("--memory-models", nargs="*", default=None,
@@ -546,10 +553,10 @@ def main(argv=None) -> int:
     parser.add_argument("--no-coldstart", action="store_true")
     parser.add_argument("--no-torch", action="store_true", help="measure minidl alone")
     # internal: the fresh-process memory measurement
-    parser.add_argument("--memory-worker", choices=["minidl", "torch"], help=argparse_hidden())
-    parser.add_argument("--memory-model", help=argparse_hidden())
-    parser.add_argument("--memory-batch", type=int, help=argparse_hidden())
-    parser.add_argument("--memory-threads", type=int, help=argparse_hidden())
+    parser.add_argument("--memory-worker", choices=["minidl", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--memory-model", help=argparse.SUPPRESS)
+    parser.add_argument("--memory-batch", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--memory-threads", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.memory_worker:
@@ -563,6 +570,7 @@ def main(argv=None) -> int:
     args.rounds = args.rounds or (2 if q else 7)
     args.infer_rounds = args.infer_rounds or (2 if q else 5)
     args.block_seconds = args.block_seconds or (0.02 if q else 0.4)
+    args.budget_seconds = args.budget_seconds or (None if q else 25.0)
     args.n_train = args.n_train or (2048 if q else 60_000)
     args.infer_n = 500 if q else INFER_N
     args.infer_batch = 250 if q else INFER_BATCH
@@ -627,11 +635,6 @@ def main(argv=None) -> int:
     common.finish(args, "training", payload, md, readme_md)
     print(md)
     return 0
-
-
-def argparse_hidden():
-    import argparse
-    return argparse.SUPPRESS
 
 
 if __name__ == "__main__":

@@ -104,9 +104,10 @@ def test_im2col_numba_equals_reference(geometry, dtype, rng):
     np.testing.assert_array_equal(kernels.im2col(x, *geometry), ref)
 
 
+@pytest.mark.parametrize("channels", [1, 3])             # one channel: parallel over images
 @pytest.mark.parametrize("geometry", CONV_GEOMETRIES)
-def test_col2im_numba_equals_reference(geometry, dtype, rng):
-    x = _random_input(rng, dtype)
+def test_col2im_numba_equals_reference(geometry, channels, dtype, rng):
+    x = _random_input(rng, dtype, channels=channels)
     shape = kernels.im2col_reference(x, *geometry).shape
     cols = rng.standard_normal(shape).astype(dtype)
     cols.reshape(-1)[::7] = np.nan
@@ -115,6 +116,7 @@ def test_col2im_numba_equals_reference(geometry, dtype, rng):
     assert out.dtype == dtype and out.shape == x.shape
     # both add the overlapping contributions of a pixel in kernel-offset order
     np.testing.assert_array_equal(out, ref)
+    np.testing.assert_array_equal(kernels.col2im(cols, x.shape, *geometry), ref)
 
 
 def test_col2im_accumulates_overlaps(driver):
@@ -135,9 +137,12 @@ def test_im2col_col2im_match_torch_unfold_fold(geometry, torch, rng):
     x = _random_input(rng, np.float64)
     k, s, p, d = geometry
     cols = kernels.im2col(x, *geometry)
-    expected = torch.nn.functional.unfold(torch.from_numpy(x), k, dilation=d, padding=p, stride=s)
-    np.testing.assert_array_equal(cols, expected.numpy())
-    folded = torch.nn.functional.fold(torch.from_numpy(cols), x.shape[2:], k, dilation=d,
+    unfolded = torch.nn.functional.unfold(torch.from_numpy(x), k, dilation=d, padding=p,
+                                          stride=s).numpy()                      # (N, K, L)
+    n, big_k, big_l = unfolded.shape
+    np.testing.assert_array_equal(cols, unfolded.transpose(1, 0, 2).reshape(big_k, n * big_l))
+    per_image = np.ascontiguousarray(cols.reshape(big_k, n, big_l).transpose(1, 0, 2))
+    folded = torch.nn.functional.fold(torch.from_numpy(per_image), x.shape[2:], k, dilation=d,
                                       padding=p, stride=s)
     np.testing.assert_allclose(kernels.col2im(cols, x.shape, *geometry), folded.numpy(),
                                rtol=1e-13, atol=1e-13)
@@ -152,7 +157,7 @@ def test_im2col_errors():
     with pytest.raises(ValueError, match="im2col"):
         kernels.im2col_numba(np.zeros((3, 3), np.float32), 2)
     with pytest.raises(ValueError, match="col2im"):
-        kernels.col2im_numba(np.zeros((1, 4, 5)), (1, 1, 3, 3), 2)
+        kernels.col2im_numba(np.zeros((4, 5)), (1, 1, 3, 3), 2)
     with pytest.raises(ValueError, match="float32 or float64"):
         kernels.im2col_numba(np.zeros((1, 1, 3, 3), np.int64), 2)
 

@@ -121,6 +121,7 @@ def test_cnn_study_with_enqueued_small_configs(cli):
     assert all(t.user_attrs["config"]["filters"] == [8] for t in study.trials)
 
 
+@pytest.mark.filterwarnings("ignore:Fixed parameter learn_rate with value 10000.0 is out of range")
 def test_enqueued_diverging_config_is_pruned_and_the_study_goes_on(cli):
     status, _, err = cli("enqueue", "--space", "lab-mlp", "--study-name", "nan",
                          "--params", '{"learn_rate": 10000.0, "optimizer": "SGD"}', *TINY)

@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = [sys.executable, "-m", "tuning", "run", "--study-name", "s", "--total", "3"]
-SETTINGS = ["--space", "lab-mlp", "--epochs", "6", "--train-size", "6000",
+SETTINGS = ["--space", "lab-mlp", "--epochs", "6", "--train-size", "12000",
             "--val-size", "1000", "--pruner", "none"]
 
 

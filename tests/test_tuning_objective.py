@@ -62,7 +62,8 @@ def test_huge_learning_rate_ends_pruned_with_reason(small_data):
     train, val = small_data
     trial = optuna.trial.FixedTrial({**SMALL["lab-mlp"], "optimizer": "SGD",
                                      "learn_rate": 1e6})
-    with pytest.raises(optuna.TrialPruned, match="diverged"):
+    with pytest.raises(optuna.TrialPruned, match="diverged"), \
+            pytest.warns(UserWarning, match="learn_rate.*out of the range"):
         Objective(train, val, epochs=2, space="lab-mlp")(trial)
     assert trial.user_attrs["stop_reason"].startswith("diverged: non-finite training loss")
     assert trial.user_attrs["curve"] == []

@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="search space: " + "; ".join(f"{s.name}: {s.description}"
                                                      for s in SPACES.values()))
     g.add_argument("--epochs", type=_positive_int, metavar="E", help="training epochs per trial (default: "
-                   "lab-mlp and mlp 6, cnn 3)")
+                   "lab-mlp and mlp 10, cnn 3)")
     g.add_argument("--train-size", type=_train_size, metavar="N|all",
                    help="subsample the training part to N images (default: lab-mlp and mlp "
                    "all (50000 with the default --val-size), cnn 10000)")

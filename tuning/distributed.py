@@ -127,8 +127,11 @@ def load_any_study(storage, study_name: str):
 
 def default_threads(n_workers: int) -> int:
     """A worker's share of the cores this process may use, when ``n_workers`` share them."""
-    from minidl.threads import _available_cpus  # noqa: PLC0415 - cheap, no numba import
-    return max(1, _available_cpus() // max(1, int(n_workers)))
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, int(n_workers)))
 
 
 # -- argument parsing -------------------------------------------------------------------

@@ -33,6 +33,16 @@ def _why_not(name: str, n_complete: int, has_intermediate: bool) -> str | None:
     return None
 
 
+def _name_the_value(ax) -> None:
+    """Say what Optuna's generic "Objective Value" / "Step" are in this package."""
+    for get, set_ in ((ax.get_xlabel, ax.set_xlabel), (ax.get_ylabel, ax.set_ylabel)):
+        label = get()
+        if label in ("Objective Value", "Intermediate Value"):
+            set_("validation error")
+        elif label == "Step":
+            set_("epoch")
+
+
 def write_plots(study, out_dir) -> tuple[list, list]:
     """Write the PNGs into ``out_dir``; return ``(written paths, skipped messages)``."""
     import matplotlib  # noqa: PLC0415 - plotting is optional at import time
@@ -67,8 +77,9 @@ def write_plots(study, out_dir) -> tuple[list, list]:
                 skipped.append(f"{name}: skipped, Optuna could not draw it ({exc})")
                 plt.close("all")
                 continue
-        first = axes.flat[0] if hasattr(axes, "flat") else axes
-        fig = first.figure
+        for ax in (axes.flat if hasattr(axes, "flat") else [axes]):
+            _name_the_value(ax)
+        fig = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
         fig.suptitle(f"{study.study_name}: {name.replace('_', ' ')}", fontsize=10)
         path = out / f"{name}.png"
         fig.savefig(path, dpi=100, bbox_inches="tight")

@@ -1,8 +1,15 @@
 """Numba twins of ``im2col_reference`` / ``col2im_reference`` (see ``im2col.py``).
 
-Per image, for each (channel, kernel offset) the valid output range along each
-axis is computed once, so the innermost loop is a branch-free strided copy
-(``im2col``) or accumulation (``col2im``) along one output row.
+``cols`` is (C*kh*kw, N*L).  For one row ``k = (c, i, j)`` and one image, the
+valid output range along each axis is computed once, so the innermost loop is
+a branch-free strided copy (im2col) or accumulation (col2im) along an output row.
+
+Parallel units, each owning what it writes (no two threads touch one element):
+
+* im2col: rows ``k`` of ``cols``, each filled for every image in order (a long
+  sequential write; the channel's planes it reads stay in cache).
+* col2im: channels ``c`` of the result when there are at least two (they read
+  their ``kh*kw`` rows sequentially), else images (one-channel inputs).
 """
 from __future__ import annotations
 
@@ -23,96 +30,108 @@ def _valid_range(n_out, stride, offset, size):
 
 
 @njit(cache=True)
-def _im2col_image(x, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, cols):
-    """x (C, H, W) -> cols (C*kh*kw, ho*wo) for one image."""
-    n_chan, h, w = x.shape
-    for c in range(n_chan):
-        for i in range(kh):
-            oh_lo, oh_hi = _valid_range(ho, sh, i * dh - ph, h)
-            for j in range(kw):
-                ow_lo, ow_hi = _valid_range(wo, sw, j * dw - pw, w)
-                row = (c * kh + i) * kw + j
-                for oh in range(ho):
-                    base = oh * wo
-                    if oh < oh_lo or oh >= oh_hi:
-                        for ow in range(wo):
-                            cols[row, base + ow] = 0
-                        continue
-                    ih = oh * sh + i * dh - ph
-                    for ow in range(ow_lo):
-                        cols[row, base + ow] = 0
-                    iw0 = j * dw - pw
-                    for ow in range(ow_lo, ow_hi):
-                        cols[row, base + ow] = x[c, ih, ow * sw + iw0]
-                    for ow in range(ow_hi, wo):
-                        cols[row, base + ow] = 0
+def _im2col_row(x, k, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, row):
+    """Fill ``row`` (N*L,) = row ``k`` of cols, image after image."""
+    n_img, _, h, w = x.shape
+    c, i, j = k // (kh * kw), (k // kw) % kh, k % kw
+    oh_lo, oh_hi = _valid_range(ho, sh, i * dh - ph, h)
+    ow_lo, ow_hi = _valid_range(wo, sw, j * dw - pw, w)
+    iw0 = j * dw - pw
+    size = ho * wo
+    for n in range(n_img):
+        seg = n * size
+        for q in range(seg, seg + oh_lo * wo):
+            row[q] = 0
+        for oh in range(oh_lo, oh_hi):
+            base = seg + oh * wo
+            ih = oh * sh + i * dh - ph
+            for ow in range(ow_lo):
+                row[base + ow] = 0
+            for ow in range(ow_lo, ow_hi):
+                row[base + ow] = x[n, c, ih, ow * sw + iw0]
+            for ow in range(ow_hi, wo):
+                row[base + ow] = 0
+        for q in range(seg + oh_hi * wo, seg + size):
+            row[q] = 0
 
 
 @njit(cache=True)
-def _col2im_image(cols, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, dx):
-    """cols (C*kh*kw, ho*wo) -> dx (C, H, W) for one image, accumulating overlaps."""
-    n_chan, h, w = dx.shape
-    dx[...] = 0
-    for c in range(n_chan):
-        for i in range(kh):
-            oh_lo, oh_hi = _valid_range(ho, sh, i * dh - ph, h)
-            for j in range(kw):
-                ow_lo, ow_hi = _valid_range(wo, sw, j * dw - pw, w)
-                row = (c * kh + i) * kw + j
-                iw0 = j * dw - pw
-                for oh in range(oh_lo, oh_hi):
-                    ih = oh * sh + i * dh - ph
-                    base = oh * wo
-                    for ow in range(ow_lo, ow_hi):
-                        dx[c, ih, ow * sw + iw0] += cols[row, base + ow]
+def _col2im_plane(cols, n, c, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, dx):
+    """dx[n, c] = sum of the entries of rows (c, i, j) belonging to image ``n``."""
+    h, w = dx.shape[2], dx.shape[3]
+    size = ho * wo
+    dx[n, c] = 0
+    for i in range(kh):
+        oh_lo, oh_hi = _valid_range(ho, sh, i * dh - ph, h)
+        for j in range(kw):
+            ow_lo, ow_hi = _valid_range(wo, sw, j * dw - pw, w)
+            row = cols[(c * kh + i) * kw + j]
+            iw0 = j * dw - pw
+            for oh in range(oh_lo, oh_hi):
+                ih = oh * sh + i * dh - ph
+                base = n * size + oh * wo
+                for ow in range(ow_lo, ow_hi):
+                    dx[n, c, ih, ow * sw + iw0] += row[base + ow]
 
 
 @njit(parallel=True, cache=True)
 def _im2col_parallel(x, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, cols):
-    for n in prange(x.shape[0]):
-        _im2col_image(x[n], kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, cols[n])
+    for k in prange(cols.shape[0]):
+        _im2col_row(x, k, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, cols[k])
 
 
 @njit(cache=True)
 def _im2col_serial(x, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, cols):
-    for n in range(x.shape[0]):
-        _im2col_image(x[n], kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, cols[n])
+    for k in range(cols.shape[0]):
+        _im2col_row(x, k, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, cols[k])
 
 
 @njit(parallel=True, cache=True)
-def _col2im_parallel(cols, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, dx):
+def _col2im_parallel_channels(cols, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, dx):
+    for c in prange(dx.shape[1]):
+        for n in range(dx.shape[0]):
+            _col2im_plane(cols, n, c, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, dx)
+
+
+@njit(parallel=True, cache=True)
+def _col2im_parallel_images(cols, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, dx):
     for n in prange(dx.shape[0]):
-        _col2im_image(cols[n], kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, dx[n])
+        for c in range(dx.shape[1]):
+            _col2im_plane(cols, n, c, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, dx)
 
 
 @njit(cache=True)
 def _col2im_serial(cols, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, dx):
-    for n in range(dx.shape[0]):
-        _col2im_image(cols[n], kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, dx[n])
+    for c in range(dx.shape[1]):
+        for n in range(dx.shape[0]):
+            _col2im_plane(cols, n, c, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, dx)
 
 
 def im2col_numba(x, kernel_size, stride=1, padding=0, dilation=1):
-    """Numba im2col: (N, C, H, W) -> (N, C*kh*kw, H_out*W_out); equals ``im2col_reference``."""
+    """Numba im2col: (N, C, H, W) -> (C*kh*kw, N*H_out*W_out); equals ``im2col_reference``."""
     x = check_float_array(x, "im2col", "x", 4)
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw), (dh, dw), ho, wo = _out_hw(
         h, w, kernel_size, stride, padding, dilation)
-    cols = np.empty((n, c * kh * kw, ho * wo), dtype=x.dtype)
-    run = pick(_im2col_parallel, _im2col_serial, n, cols.size)
+    cols = np.empty((c * kh * kw, n * ho * wo), dtype=x.dtype)
+    run = pick(_im2col_parallel, _im2col_serial, cols.shape[0], cols.size)
     run(x, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, cols)
     return cols
 
 
 def col2im_numba(cols, input_shape, kernel_size, stride=1, padding=0, dilation=1):
-    """Numba col2im: (N, C*kh*kw, H_out*W_out) -> (N, C, H, W); equals ``col2im_reference``."""
-    cols = check_float_array(cols, "col2im", "cols", 3)
+    """Numba col2im: (C*kh*kw, N*H_out*W_out) -> (N, C, H, W); equals ``col2im_reference``."""
+    cols = check_float_array(cols, "col2im", "cols", 2)
     n, c, h, w = (int(v) for v in input_shape)
     (kh, kw), (sh, sw), (ph, pw), (dh, dw), ho, wo = _out_hw(
         h, w, kernel_size, stride, padding, dilation)
-    if cols.shape != (n, c * kh * kw, ho * wo):
-        raise ValueError(f"col2im: expected cols of shape {(n, c * kh * kw, ho * wo)} for "
+    if cols.shape != (c * kh * kw, n * ho * wo):
+        raise ValueError(f"col2im: expected cols of shape {(c * kh * kw, n * ho * wo)} for "
                          f"input {(n, c, h, w)}, got {tuple(cols.shape)}")
     dx = np.empty((n, c, h, w), dtype=cols.dtype)
-    run = pick(_col2im_parallel, _col2im_serial, n, cols.size)
+    if c >= 2:
+        run = pick(_col2im_parallel_channels, _col2im_serial, c, cols.size)
+    else:
+        run = pick(_col2im_parallel_images, _col2im_serial, n, cols.size)
     run(cols, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, dx)
     return dx

@@ -1,10 +1,11 @@
 """Choosing between the parallel and the serial twin of a Numba kernel.
 
-Every Numba kernel in minidl is written once, for one image, and driven by two
-loops over the batch: a ``prange`` loop (each thread owns whole images, so
-writes never race) and a plain loop.  Launching the parallel loop costs tens of
-microseconds (see ``minidl.threads``), so small calls, single-image calls and
-single-thread settings take the serial loop.
+Every Numba kernel in minidl is written once, for one unit of work that owns
+the memory it writes (an image, a channel, a row of the im2col matrix), and
+driven by two loops over the units: a ``prange`` loop (so writes never race)
+and a plain loop.  Launching the parallel loop costs tens of microseconds (see
+``minidl.threads``), so small calls, single-unit calls and single-thread
+settings take the serial loop.
 
 This module imports Numba; it is imported only when a kernel first runs.
 """
@@ -21,11 +22,15 @@ PARALLEL_MIN_WORK = 1 << 17
 force = None
 
 
-def pick(parallel, serial, n_images: int, work: int):
-    """The ``parallel`` twin when it is worth a launch, else ``serial``."""
+def pick(parallel, serial, units: int, work: int):
+    """The ``parallel`` twin when it is worth a launch, else ``serial``.
+
+    ``units``: how many independent pieces the parallel loop runs over;
+    ``work``: about how many elements the call touches.
+    """
     if force is not None:
         return parallel if force == "parallel" else serial
-    if n_images > 1 and work >= PARALLEL_MIN_WORK and threads.numba_threads() > 1:
+    if units > 1 and work >= PARALLEL_MIN_WORK and threads.numba_threads() > 1:
         return parallel
     return serial
 

@@ -50,18 +50,20 @@ class Conv2d(Module):
         y_{n,o,p,q} = b_o + \sum_{c,i,j} W_{o,c,i,j}\,
                       x^{pad}_{n,c,\;p s_h + i d_h,\;q s_w + j d_w}
 
-    computed as ``cols = im2col(x)`` of shape ``(N, K, L)`` with
-    ``K = C_in*kh*kw`` and ``L = H_out*W_out`` (every receptive field as a column),
-    then ``y[n] = W_mat @ cols[n] + b`` with ``W_mat = weight.reshape(C_out, K)``.
+    computed as ``cols = im2col(x)`` of shape ``(K, N*L)`` with ``K = C_in*kh*kw``
+    and ``L = H_out*W_out`` (every receptive field of every image as a column),
+    then one matrix product ``Y = W_mat @ cols`` of shape ``(C_out, N*L)`` with
+    ``W_mat = weight.reshape(C_out, K)``, regrouped as ``(N, C_out, H_out, W_out)``
+    plus ``b``.
 
     Backward
     --------
-    With ``G = dL/dy`` reshaped to ``(N, C_out, L)``:
+    With ``G = dL/dy`` regrouped as ``(C_out, N*L)`` (the layout of ``Y``):
 
     .. math::
-        \frac{\partial L}{\partial b_o} = \sum_{n,l} G_{n,o,l}, \qquad
-        \frac{\partial L}{\partial W_{mat}} = \sum_n G_n\, \mathrm{cols}_n^T, \qquad
-        \frac{\partial L}{\partial x} = \mathrm{col2im}\big(W_{mat}^T G_n\big)
+        \frac{\partial L}{\partial b_o} = \sum_{m} G_{o,m}, \qquad
+        \frac{\partial L}{\partial W_{mat}} = G\, \mathrm{cols}^T, \qquad
+        \frac{\partial L}{\partial x} = \mathrm{col2im}\big(W_{mat}^T G\big)
 
     ``col2im`` adds every column entry back onto the pixel it was copied from
     (receptive fields overlap, so a pixel collects several terms).
@@ -158,12 +160,17 @@ class Conv2d(Module):
         return y.reshape(n, c_out, ho, wo)
 
     def _convolve(self, x):
-        """``(y (N, C_out, L), cols (N, K, L))`` for a checked input batch."""
+        """``(y (N, C_out, L), cols (K, N*L))`` for a checked input batch."""
         xp = backend.xp(x)
-        cols = kernels.im2col(x, *self._geometry())                  # (N, K, L)
-        y = xp.matmul(self.weight.data.reshape(self.out_channels, -1), cols)
-        if self.bias is not None:
-            y += self.bias.data[:, None]
+        n, c_out = x.shape[0], self.out_channels
+        cols = kernels.im2col(x, *self._geometry())                       # (K, N*L)
+        y_mat = self.weight.data.reshape(c_out, -1) @ cols                # (C_out, N*L)
+        y_mat = y_mat.reshape(c_out, n, -1).transpose(1, 0, 2)           # (N, C_out, L) view
+        y = xp.empty(y_mat.shape, dtype=x.dtype)
+        if self.bias is None:
+            y[...] = y_mat
+        else:
+            xp.add(y_mat, self.bias.data[:, None], out=y)                 # regroup + bias, one pass
         return y, cols
 
     def backward(self, dout):
@@ -176,12 +183,13 @@ class Conv2d(Module):
         cols = self._cols if self._cols is not None else kernels.im2col(x, *self._geometry())
         self._cols = None                                            # free it: backward is done
         n, c_out = out_shape[:2]
-        g = dout.reshape(n, c_out, -1)                               # (N, C_out, L)
+        g = xp.ascontiguousarray(dout.reshape(n, c_out, -1).transpose(1, 0, 2))
+        g = g.reshape(c_out, -1)                                     # (C_out, N*L), like Y
         if self.bias is not None:
-            self.bias.accumulate_grad(g.sum(axis=(0, 2)))
-        dw = xp.matmul(g, cols.transpose(0, 2, 1)).sum(axis=0)      # (C_out, K)
-        self.weight.accumulate_grad(dw.reshape(self.weight.data.shape))
-        dcols = xp.matmul(self.weight.data.reshape(c_out, -1).T, g)  # (N, K, L)
+            self.bias.accumulate_grad(g.sum(axis=1))
+        w_mat = self.weight.data.reshape(c_out, -1)                  # (C_out, K)
+        self.weight.accumulate_grad((g @ cols.T).reshape(self.weight.data.shape))
+        dcols = w_mat.T @ g                                          # (K, N*L)
         return kernels.col2im(dcols, x.shape, *self._geometry())
 
     def _convert_extra(self, fn) -> None:
