@@ -4,13 +4,15 @@
 threadpoolctl) and the Numba kernels together; ``get_num_threads()`` reads it back.
 The environment variable ``MINIDL_NUM_THREADS`` sets it when minidl is imported.
 
-Default: ``MINIDL_NUM_THREADS`` if set, otherwise the number of CPUs this process
-may run on, capped by ``OMP_NUM_THREADS`` / ``OPENBLAS_NUM_THREADS`` when those are
-set (they are the usual way to keep several worker processes from oversubscribing
-a machine; a tuning run with several workers on one machine should give each
-``MINIDL_NUM_THREADS = cores // workers``).  BLAS and Numba never run at the same
-time (a layer calls one, then the other), so one count serves both without
-oversubscription.
+Default: ``MINIDL_NUM_THREADS`` if set (then BLAS is limited to it at import),
+otherwise what OpenBLAS itself starts with -- ``OPENBLAS_NUM_THREADS``, else
+``OMP_NUM_THREADS``, else the number of CPUs this process may run on -- so that
+importing minidl changes no thread pool it did not have to (PyTorch's MKL, if
+loaded, is left alone).  Those variables are the usual way to keep several worker
+processes from oversubscribing a machine; a tuning run with several workers on
+one machine should give each ``MINIDL_NUM_THREADS = cores // workers``.  BLAS and
+Numba never run at the same time (a layer calls one, then the other), so one
+count serves both without oversubscription.
 
 Numba's threading layer
 -----------------------
@@ -24,8 +26,8 @@ policy cannot be guaranteed: PyTorch loads its own ``libgomp.so.1`` (with the sa
 soname) before minidl when imported first.  Small kernels, and every kernel when one
 thread is asked for, run a serial (non-``prange``) twin, so they pay no launch cost.
 
-Importing this module is cheap (about 5 ms, for threadpoolctl): it neither imports
-Numba nor compiles anything; Numba learns the setting when the first kernel runs.
+Importing this module is cheap: it neither imports Numba nor compiles anything;
+Numba learns the setting when the first kernel runs.
 """
 from __future__ import annotations
 
@@ -58,12 +60,11 @@ def default_num_threads() -> int:
     text = os.environ.get(ENV_VAR)
     if text:
         return _parse_count(ENV_VAR, text)
-    n = _available_cpus()
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):   # OpenBLAS's own precedence
         text = os.environ.get(var, "").split(",")[0].strip()
         if text.isdigit() and int(text) >= 1:
-            n = min(n, int(text))
-    return n
+            return int(text)
+    return _available_cpus()
 
 
 def _select_threading_layer() -> None:
@@ -91,7 +92,8 @@ def _limit_blas(n: int) -> None:
 def set_num_threads(n: int) -> None:
     """Use ``n`` threads for BLAS and for Numba kernels from now on.
 
-    Numba's part is capped at ``numba.config.NUMBA_NUM_THREADS`` (fixed when Numba
+    Every BLAS library loaded in the process is limited (threadpoolctl's
+    ``user_api="blas"``, PyTorch's MKL included).  Numba's part is capped at ``numba.config.NUMBA_NUM_THREADS`` (fixed when Numba
     starts; by default the CPU count).  Raises ValueError unless ``n`` is an int >= 1.
     """
     global _num_threads
@@ -122,6 +124,5 @@ def numba_threads() -> int:
     return n
 
 
-# BLAS may have read other variables (OPENBLAS_NUM_THREADS, ...) when it loaded;
-# align it so that get_num_threads() tells the truth (about 5 ms).
-_limit_blas(_num_threads)
+if os.environ.get(ENV_VAR):
+    _limit_blas(_num_threads)      # about 5 ms (threadpoolctl)

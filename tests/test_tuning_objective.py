@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from minidl.data import FASHION_MNIST_MEAN, FASHION_MNIST_STD, prepare
+from minidl.data import FASHION_MNIST_MEAN, FASHION_MNIST_STD, ArrayDataset, prepare
 from tuning import objective as objective_module
 from tuning import spaces
 from tuning.models import build_model
@@ -67,6 +68,17 @@ def test_huge_learning_rate_ends_pruned_with_reason(small_data):
         Objective(train, val, epochs=2, space="lab-mlp")(trial)
     assert trial.user_attrs["stop_reason"].startswith("diverged: non-finite training loss")
     assert trial.user_attrs["curve"] == []
+
+
+def test_non_finite_validation_loss_ends_pruned(small_data):
+    train, val = small_data
+    x = val.x.copy()
+    x[0] = np.inf  # a finite training run whose validation pass blows up
+    bad_val = ArrayDataset(x, val.y)
+    trial = optuna.trial.FixedTrial(SMALL["lab-mlp"])
+    with pytest.raises(optuna.TrialPruned, match="diverged: validation loss"):
+        Objective(train, bad_val, epochs=2, space="lab-mlp")(trial)
+    assert trial.user_attrs["stop_reason"] == "diverged: validation loss nan at epoch 1"
 
 
 class _PruneAfterFirstReport(optuna.pruners.BasePruner):

@@ -7,6 +7,9 @@
     python -m tuning plot --study-name lab-mlp-demo --out studies/lab-mlp-demo-plots
     python -m tuning retrain --study-name lab-mlp-demo --out studies/lab-mlp-demo-model
 
+Scaling out (``tuning.distributed``): ``create``, ``worker``, ``fail-stale``,
+``grpc-proxy`` and ``run --workers K``.
+
 A study lives in ``./studies/<study-name>.log`` (an Optuna journal file) unless
 ``--storage`` names another file or an Optuna URL.  ``run`` on an existing study
 continues it with the settings stored in it: ``--n-trials N`` runs N more trials in this
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import warnings
@@ -25,7 +29,7 @@ import warnings
 import optuna
 from optuna.trial import TrialState
 
-from . import report
+from . import distributed, report
 from .spaces import SPACES, get_space
 from .storage import TuningError, describe, open_storage
 from .study import PRUNERS, SAMPLERS, grid_size, make_objective, open_study
@@ -157,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     retrain.add_argument("--train-size", type=_positive_int,
                          help="subsample the 60000 training images (default: all)")
     retrain.set_defaults(handler=cmd_retrain)
+
+    # Scaling out (issue 6): `run --workers K`, `create`, `worker`, `fail-stale`, `grpc-proxy`.
+    distributed.add_run_options(run)
+    distributed.add_commands(sub, where, settings, running)
     return parser
 
 
@@ -200,6 +208,8 @@ def _resume_command(args, name) -> str:
 # -- commands -----------------------------------------------------------------------------
 
 def cmd_run(args) -> int:
+    if args.workers is not None:
+        return distributed.run_local_workers(args)
     name = _new_study_name(args)
     _apply_threads(args)
     storage = open_storage(args.storage, name)
@@ -242,7 +252,7 @@ def cmd_run(args) -> int:
 
     if n_trials != 0:
         tty = sys.stderr.isatty() and not args.quiet
-        log = None if (args.quiet or tty) else _err
+        log = None if args.quiet else _err
         t0 = time.perf_counter()
         objective = make_objective(settings, device=args.device, progress=tty, log=log)
         print(f"data: {len(objective.train)} training / {len(objective.val)} validation "
@@ -385,4 +395,8 @@ def main(argv=None) -> int:
         return EXIT_INTERRUPTED
     except FileNotFoundError as exc:  # minidl.data.DataNotFoundError says how to get the data
         _err(f"tuning {args.command}: error: {exc}")
+        return 1
+    except BrokenPipeError:  # `tuning trials | head`: the reader left; say nothing more
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         return 1

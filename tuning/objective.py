@@ -33,6 +33,7 @@ from minidl import nn, optim
 from minidl.train import NonFiniteLossError, fit
 
 from .models import build_model
+from .report import format_params
 from .spaces import get_space
 
 
@@ -115,7 +116,8 @@ class Objective:
     seed : int; trial ``t`` initialises and shuffles with ``seed + t.number``.
     device : ``"cpu"`` or ``"cuda"`` (the model is moved there; ``fit`` moves batches).
     progress : passed to ``minidl.train.fit`` (a per-epoch bar on stderr when True).
-    log : optional ``log(str)`` called with one line per epoch (for non-terminal output).
+    log : optional ``log(str)``, called with a line when a trial starts and, unless
+        ``progress`` draws fit's bar, one line per epoch.
     """
 
     def __init__(self, train, val, epochs: int, space: str = "lab-mlp", seed: int = 0,
@@ -135,15 +137,20 @@ class Objective:
     def __call__(self, trial) -> float:
         config = self.space.function(trial)
         trial.set_user_attr("config", config)
+        if self.log is not None:
+            self.log(f"  trial {trial.number} started: {format_params(trial.params)}")
         curve = []
 
         def report_epoch(epoch, record):
             curve.append({k: float(record[k]) for k in
                           ("epoch", "train_loss", "val_loss", "val_error", "seconds", "lr")})
-            if self.log is not None:
+            if self.log is not None and not self.progress:
                 self.log(f"  trial {trial.number} epoch {epoch}/{self.epochs} "
                          f"train_loss {record['train_loss']:.4f} val_error "
                          f"{record['val_error']:.4f} ({record['seconds']:.1f}s)")
+            if not math.isfinite(record["val_loss"]):  # finite training loss, exploded weights
+                raise optuna.TrialPruned(f"diverged: validation loss {record['val_loss']} "
+                                         f"at epoch {epoch}")
             trial.report(record["val_error"], epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch} "
@@ -158,11 +165,7 @@ class Objective:
                 eval_batch_size=self.eval_batch_size,
                 on_model=lambda m: trial.set_user_attr("n_params", m.num_parameters()))
             stop_reason = history.stop_reason
-            value = float(history.epochs[-1]["val_error"])
-            if not math.isfinite(value):
-                stop_reason = f"diverged: validation error {value}"
-                raise optuna.TrialPruned(stop_reason)
-            return value
+            return float(history.epochs[-1]["val_error"])
         except optuna.TrialPruned as exc:
             stop_reason = str(exc) or "pruned"
             raise

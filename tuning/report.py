@@ -126,14 +126,16 @@ def trial_rows(study, settings) -> tuple[list, list]:
 def trials_table(study, settings) -> str:
     columns, rows = trial_rows(study, settings)
 
-    def cell(v):
+    def cell(v, column):
         if v is None:
             return "-"
+        if column == "seconds":
+            return f"{v:.1f}"
         if isinstance(v, float):
             return f"{v:.4f}" if abs(v) >= 1e-3 or v == 0 else f"{v:.3g}"
         return str(v)
 
-    text = [[cell(v) for v in row] for row in rows]
+    text = [[cell(v, c) for v, c in zip(row, columns)] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in text]) for i, c in enumerate(columns)]
     out = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
     out += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in text]

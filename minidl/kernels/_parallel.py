@@ -7,9 +7,11 @@ and a plain loop.  Launching the parallel loop costs tens of microseconds (see
 ``minidl.threads``), so small calls, single-unit calls and single-thread
 settings take the serial loop.
 
-This module imports Numba; it is imported only when a kernel first runs.
+Used by the Numba kernel modules, which are imported when a kernel first runs.
 """
 from __future__ import annotations
+
+import numpy as np
 
 from .. import threads
 
@@ -36,7 +38,7 @@ def pick(parallel, serial, units: int, work: int):
 
 
 def check_float_array(a, owner: str, name: str, ndim: int):
-    import numpy as np
+    """``a`` as a C-contiguous float32/float64 array of ``ndim`` dimensions, or ValueError."""
     if not isinstance(a, np.ndarray) or a.dtype not in (np.float32, np.float64):
         raise ValueError(f"{owner}: expected {name} to be a float32 or float64 NumPy array, "
                          f"got {type(a).__name__} of dtype {getattr(a, 'dtype', None)}")

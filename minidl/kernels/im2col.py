@@ -59,13 +59,14 @@ def im2col_reference(x, kernel_size, stride=1, padding=0, dilation=1):
     (kh, kw), (sh, sw), (ph, pw), (dh, dw), ho, wo = _out_hw(
         h, w, kernel_size, stride, padding, dilation)
     x_pad = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    cols = xp.empty((c, kh, kw, n, ho, wo), dtype=x.dtype)
+    cols = xp.empty((c * kh * kw, n * ho * wo), dtype=x.dtype)
+    cols6 = cols.reshape(c, kh, kw, n, ho, wo)
     for i in range(kh):
         for j in range(kw):
             top, left = i * dh, j * dw
             window = x_pad[:, :, top:top + sh * (ho - 1) + 1:sh, left:left + sw * (wo - 1) + 1:sw]
-            cols[:, i, j] = window.transpose(1, 0, 2, 3)          # (C, N, H_out, W_out)
-    return cols.reshape(c * kh * kw, n * ho * wo)
+            cols6[:, i, j] = window.transpose(1, 0, 2, 3)         # (C, N, H_out, W_out)
+    return cols
 
 
 def col2im_reference(cols, input_shape, kernel_size, stride=1, padding=0, dilation=1):

@@ -181,15 +181,17 @@ class Conv2d(Module):
         check_dout("Conv2d", dout, out_shape, x.dtype)
         xp = backend.xp(dout)
         cols = self._cols if self._cols is not None else kernels.im2col(x, *self._geometry())
-        self._cols = None                                            # free it: backward is done
-        n, c_out = out_shape[:2]
-        g = xp.ascontiguousarray(dout.reshape(n, c_out, -1).transpose(1, 0, 2))
-        g = g.reshape(c_out, -1)                                     # (C_out, N*L), like Y
+        self._cols = None                                            # backward consumes it
+        n, c_out, ho, wo = out_shape
+        g = xp.empty((c_out, n * ho * wo), dtype=dout.dtype)
+        xp.copyto(g.reshape(c_out, n, -1), dout.reshape(n, c_out, -1).transpose(1, 0, 2))
         if self.bias is not None:
-            self.bias.accumulate_grad(g.sum(axis=1))
+            self.bias.accumulate_grad(g.sum(axis=1))                 # G is (C_out, N*L), like Y
         w_mat = self.weight.data.reshape(c_out, -1)                  # (C_out, K)
         self.weight.accumulate_grad((g @ cols.T).reshape(self.weight.data.shape))
-        dcols = w_mat.T @ g                                          # (K, N*L)
+        # cols (made by this layer, never handed out) is no longer needed: dL/dcols
+        # takes its memory instead of a second matrix of the same size
+        dcols = xp.matmul(w_mat.T, g, out=cols)                      # (K, N*L)
         return kernels.col2im(dcols, x.shape, *self._geometry())
 
     def _convert_extra(self, fn) -> None:
