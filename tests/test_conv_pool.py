@@ -112,11 +112,14 @@ def test_conv2d_gradients_accumulate_and_eval_mode_backward(rng):
     conv(x)
     dx_train = conv.backward(dout)
     w_grad = conv.weight.grad.copy()
+    # backward reuses the im2col matrix's memory; a second backward must rebuild it
+    np.testing.assert_array_equal(conv.backward(dout), dx_train)
+    np.testing.assert_allclose(conv.weight.grad, 2 * w_grad, rtol=1e-14)
     conv.eval()                           # eval keeps no im2col matrix; backward rebuilds it
     conv(x)
     dx_eval = conv.backward(dout)
     np.testing.assert_array_equal(dx_eval, dx_train)
-    np.testing.assert_allclose(conv.weight.grad, 2 * w_grad, rtol=1e-14)
+    np.testing.assert_allclose(conv.weight.grad, 3 * w_grad, rtol=1e-14)
 
 
 def test_conv2d_eval_chunks_large_batches(monkeypatch, rng):

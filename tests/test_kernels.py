@@ -346,3 +346,19 @@ def test_thread_environment_in_a_fresh_process():
     out = subprocess.run([sys.executable, "-c", "import minidl"], env=env, capture_output=True,
                          text=True, timeout=120, cwd=root)
     assert out.returncode != 0 and "MINIDL_NUM_THREADS must be a positive integer" in out.stderr
+
+
+def test_default_thread_count_rule(monkeypatch):
+    from minidl import threads
+    for var in ("MINIDL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    assert threads.default_num_threads() == threads._available_cpus()
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert threads.default_num_threads() == 3
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "5")          # OpenBLAS's own precedence
+    assert threads.default_num_threads() == 5
+    monkeypatch.setenv("MINIDL_NUM_THREADS", "2")
+    assert threads.default_num_threads() == 2
+    monkeypatch.setenv("MINIDL_NUM_THREADS", "-1")
+    with pytest.raises(ValueError, match="MINIDL_NUM_THREADS must be a positive integer"):
+        threads.default_num_threads()

@@ -348,7 +348,7 @@ def cmd_enqueue(args) -> int:
                               f"{', '.join(missing)}")
     study.enqueue_trial(params, user_attrs={"enqueued": True})
     print(f"enqueued in study {name!r} ({describe(args.storage, name)}): "
-          f"{report.format_params(params)}; the next `run` evaluates it first")
+          f"{report.format_params(params)}; the next trial started on this study evaluates it")
     return 0
 
 

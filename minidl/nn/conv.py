@@ -1,4 +1,4 @@
-"""2-D convolution, computed as im2col + one matrix product per image."""
+"""2-D convolution, computed as im2col + one matrix product for the whole batch."""
 from __future__ import annotations
 
 import math
@@ -78,9 +78,11 @@ class Conv2d(Module):
     (no ``padding='same'``, no ``padding_mode``), and the input must be a batch
     ``(N, C, H, W)`` (torch also takes an unbatched ``(C, H, W)``).  In training
     mode the im2col matrix is kept for backward (trading memory for one
-    im2col); in eval mode only the input is kept (backward rebuilds the
-    matrix) and large batches are convolved in chunks of images whose matrix
-    stays under ``EVAL_COLS_BYTES``, bounding inference memory.
+    im2col), and backward writes ``W_mat^T G`` into its memory once ``dW`` is
+    done (one large allocation less per step); in eval mode only the input is
+    kept (backward rebuilds the matrix) and large batches are convolved in
+    chunks of images whose matrix stays under ``EVAL_COLS_BYTES``, bounding
+    inference memory.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
