@@ -146,6 +146,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
 def _non_negative_float(text: str) -> float:
     try:
         value = float(text)
@@ -179,7 +189,7 @@ def add_commands(sub, where, settings, running) -> None:
                         "grid study: its grid size)")
     worker.add_argument("--timeout", type=_non_negative_float, metavar="SECONDS",
                         help="start no new trial after this many seconds")
-    worker.add_argument("--rank", type=int, metavar="R",
+    worker.add_argument("--rank", type=_non_negative_int, metavar="R",
                         help="this worker's number (seeds its sampler; default: a hash of "
                         "host and PID)")
     worker.add_argument("--heartbeat", type=_positive_int, default=HEARTBEAT_INTERVAL,

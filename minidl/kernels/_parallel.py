@@ -46,3 +46,11 @@ def check_float_array(a, owner: str, name: str, ndim: int):
         raise ValueError(f"{owner}: expected {name} with {ndim} dimensions, "
                          f"got shape {tuple(a.shape)}")
     return np.ascontiguousarray(a)
+
+
+def check_contiguous_float(a, owner: str, name: str):
+    """``a`` as a C-contiguous float32/float64 NumPy array of any shape, or ValueError."""
+    if not isinstance(a, np.ndarray) or a.dtype not in (np.float32, np.float64):
+        raise ValueError(f"{owner}: expected {name} to be a float32 or float64 NumPy array, "
+                         f"got {type(a).__name__} of dtype {getattr(a, 'dtype', None)}")
+    return np.ascontiguousarray(a)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import numbers
 
-from .. import backend
+from .. import backend, kernels
 from .module import Module, backward_before_forward, check_dout, check_float_array
 
 __all__ = ["ReLU", "LeakyReLU", "Tanh", "Sigmoid", "ELU", "GELU"]
@@ -66,7 +66,11 @@ class ReLU(_Activation):
         \frac{\partial L}{\partial x} = \frac{\partial L}{\partial y}\,[\,y > 0\,]
 
     The gradient at ``x = 0`` is 0.  Like torch, the mask is "not ``y <= 0``",
-    so a NaN input passes its gradient through (and NaN propagates forward).
+    so a NaN input passes its gradient through (and NaN propagates forward), and
+    where ``y <= 0`` the gradient is exactly 0 even if ``dout`` is inf or NaN
+    there (a select, as torch's ``threshold_backward``, not ``dout * mask``).
+    Backward reads the output ``y`` (kept by reference; no mask is stored).
+    Kernels: ``minidl.kernels.relu_forward`` / ``relu_backward`` (one Numba pass each).
 
     Shapes: any ``(*)`` -> same.  Matches ``torch.nn.ReLU``.
     """
@@ -76,11 +80,11 @@ class ReLU(_Activation):
         _no_inplace("ReLU", inplace)
 
     def _forward(self, x):
-        y = backend.xp(x).maximum(x, 0)          # NaN stays NaN
-        return y, ~(y <= 0)                      # boolean mask, True where the gradient passes
+        y = kernels.relu_forward(x)              # NaN stays NaN
+        return y, y
 
-    def _backward(self, dout, passes):
-        return dout * passes
+    def _backward(self, dout, y):
+        return kernels.relu_backward(dout, y)
 
 
 class LeakyReLU(_Activation):

@@ -49,14 +49,20 @@ class Parameter:
     def size(self):
         return self.data.size
 
-    def accumulate_grad(self, g) -> None:
-        """Add ``g`` to ``grad`` (a fresh copy when ``grad`` is None; never aliases ``g``)."""
-        if g.shape != self.data.shape:
+    def accumulate_grad(self, g, owned: bool = False) -> None:
+        """Add ``g`` to ``grad`` (a fresh copy when ``grad`` is None; never aliases ``g``).
+
+        ``owned=True`` is for a layer handing over an array it has just computed and
+        holds no other reference to: when ``grad`` is None (the usual case after
+        ``zero_grad()``) that array becomes ``grad`` without a copy.
+        """
+        data = self.data
+        if g.shape != data.shape:
             raise ValueError(
                 f"Parameter: gradient of shape {tuple(g.shape)} does not match data "
-                f"of shape {tuple(self.data.shape)}")
+                f"of shape {tuple(data.shape)}")
         if self.grad is None:
-            self.grad = g.astype(self.data.dtype, copy=True)
+            self.grad = g if owned and g.dtype == data.dtype else g.astype(data.dtype, copy=True)
         else:
             self.grad += g
 
@@ -71,6 +77,19 @@ class Module:
     ``Parameter`` or a ``Module`` to an attribute registers it, in assignment
     order, exactly like ``torch.nn.Module``; that order gives ``state_dict``
     keys such as ``"layers.1.weight"``.
+
+    ``needs_input_grad`` (default True): set it to False when nobody will use the
+    gradient with respect to this module's input -- a model's input is data, and
+    torch does not compute the gradient of a tensor that does not require one.
+    ``backward`` then still accumulates every parameter gradient (unchanged) but
+    may skip computing dL/dx and return None.  ``Linear`` and ``Conv2d`` skip it
+    (for the first layer of a network that is a matrix product, and for a
+    convolution also the ``col2im``); ``Sequential`` hands the setting to its first
+    layer that has parameters and stops its backward walk there (layers before it
+    have nothing to learn).  Other modules ignore it and return dL/dx as usual.
+    ``minidl.train.fit`` sets it to False on the model while it trains.  A
+    container whose ``backward`` returns its child's input gradient may pass the
+    setting on by overriding ``_needs_input_grad_changed(value)``.
     """
 
     def __init__(self):
@@ -106,6 +125,22 @@ class Module:
             setattr(self, name, param)
 
     # -- the protocol -------------------------------------------------------
+    @property
+    def needs_input_grad(self) -> bool:
+        """Whether ``backward`` must return dL/dx (see the class docstring)."""
+        return self.__dict__.get("_needs_input_grad", True)
+
+    @needs_input_grad.setter
+    def needs_input_grad(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise ValueError(
+                f"{type(self).__name__}.needs_input_grad: expected a bool, got {value!r}")
+        object.__setattr__(self, "_needs_input_grad", value)
+        self._needs_input_grad_changed(value)
+
+    def _needs_input_grad_changed(self, value: bool) -> None:
+        """Hook for containers that hand ``needs_input_grad`` on to a child."""
+
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} must implement forward()")
 
@@ -266,6 +301,7 @@ class Sequential(Module):
 
     def __init__(self, *layers):
         super().__init__()
+        object.__setattr__(self, "_input_grad_layer", None)
         if len(layers) == 1 and isinstance(layers[0], dict):
             items = list(layers[0].items())
         else:
@@ -284,6 +320,27 @@ class Sequential(Module):
                     f"minidl layers cache their forward input for backward, so create a "
                     f"separate instance for each position")
         setattr(self, str(name), layer)
+        if not self.needs_input_grad:
+            self._needs_input_grad_changed(False)
+
+    def _first_layer_with_parameters(self):
+        for layer in self._modules.values():
+            if next(iter(layer.parameters()), None) is not None:
+                return layer
+        return None
+
+    def _needs_input_grad_changed(self, value: bool) -> None:
+        """False: the first layer with parameters need not compute its input gradient
+        either; True: give it back the setting it had before."""
+        previous = self._input_grad_layer
+        if previous is not None:
+            previous.needs_input_grad = True
+            object.__setattr__(self, "_input_grad_layer", None)
+        if not value:
+            first = self._first_layer_with_parameters()
+            if first is not None and first.needs_input_grad:
+                first.needs_input_grad = False
+                object.__setattr__(self, "_input_grad_layer", first)
 
     def __len__(self):
         return len(self._modules)
@@ -306,9 +363,21 @@ class Sequential(Module):
         return x
 
     def backward(self, dout):
+        """Run each layer's backward in reverse order; return dL/dx, or None when
+        ``needs_input_grad`` is False (the walk then stops at the first layer that
+        has parameters)."""
+        if self.needs_input_grad:
+            for layer in reversed(self._modules.values()):
+                dout = layer.backward(dout)
+            return dout
+        first = self._first_layer_with_parameters()
+        if first is None:
+            return None
         for layer in reversed(self._modules.values()):
             dout = layer.backward(dout)
-        return dout
+            if layer is first:
+                return None
+        return None
 
 
 # -- input checks shared by the layers ------------------------------------------
