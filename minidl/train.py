@@ -313,6 +313,8 @@ def fit(model, loss_fn, optimizer, train, val, epochs: int, batch_size: int,
         backward pass and optimizer step, so the parameters are those after the previous
         step; no record is added for that epoch and no callback runs for it.
 
+    While training, ``model.needs_input_grad`` is False (the gradient with respect to
+    the data is not computed; see ``minidl.nn.Module``); it is restored afterwards.
     Each submodule's train/eval mode from before the call is restored when ``fit``
     returns or raises (KeyboardInterrupt included; the progress line is finished first).
     """
@@ -346,7 +348,11 @@ def fit(model, loss_fn, optimizer, train, val, epochs: int, batch_size: int,
     history = History()
     best_val, bad_epochs = math.inf, 0
     saved_modes = _modes(model)
+    # the gradient w.r.t. the input batch is never used: let the model skip it
+    saved_needs_input_grad = model.needs_input_grad if hasattr(model, "needs_input_grad") else None
     try:
+        if saved_needs_input_grad is not None:
+            model.needs_input_grad = False
         for epoch in range(1, epochs + 1):
             t_epoch = time.perf_counter()
             lr = float(optimizer.param_groups[0]["lr"])
@@ -405,6 +411,8 @@ def fit(model, loss_fn, optimizer, train, val, epochs: int, batch_size: int,
     finally:
         bar.close()
         _restore_modes(saved_modes)
+        if saved_needs_input_grad is not None:
+            model.needs_input_grad = saved_needs_input_grad
     return history
 
 

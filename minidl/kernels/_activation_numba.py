@@ -1,17 +1,19 @@
 """Numba twins of the ReLU references in ``activation.py``: one pass each.
 
 ``zero`` is passed in the arrays' dtype (a literal ``0`` would type the result as
-float64 for float32 arrays).  Parallel units: chunks of ``CHUNK`` consecutive
-elements of the flat arrays.
+float64 for float32 arrays).
+
+Serial only: one thread streams a ReLU over 1.6M float32 (the lab CNN's first
+activation at batch 64) in ~0.13 ms on the 2-core development machine; a
+``prange`` launch took ~1 ms whenever the other core was busy, and was not faster
+on a quiet machine.
 """
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from ._parallel import check_contiguous_float, pick
-
-CHUNK = 1 << 15
+from ._parallel import check_contiguous_float
 
 
 @njit(cache=True)
@@ -27,27 +29,13 @@ def _relu_backward_range(dout, y, dx, zero, lo, hi):
         dx[i] = zero if y[i] <= 0 else dout[i]
 
 
-@njit(parallel=True, cache=True)
-def _relu_parallel(x, y, zero):
-    n = x.size
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        _relu_range(x, y, zero, c * CHUNK, min(n, (c + 1) * CHUNK))
-
-
 @njit(cache=True)
-def _relu_serial(x, y, zero):
+def _relu_all(x, y, zero):
     _relu_range(x, y, zero, 0, x.size)
 
 
-@njit(parallel=True, cache=True)
-def _relu_backward_parallel(dout, y, dx, zero):
-    n = dout.size
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        _relu_backward_range(dout, y, dx, zero, c * CHUNK, min(n, (c + 1) * CHUNK))
-
-
 @njit(cache=True)
-def _relu_backward_serial(dout, y, dx, zero):
+def _relu_backward_all(dout, y, dx, zero):
     _relu_backward_range(dout, y, dx, zero, 0, dout.size)
 
 
@@ -55,8 +43,7 @@ def relu_forward_numba(x):
     """Numba ReLU forward (any shape, float32/float64); equals ``relu_forward_reference``."""
     x = check_contiguous_float(x, "relu_forward", "x")
     y = np.empty_like(x)
-    run = pick(_relu_parallel, _relu_serial, -(-x.size // CHUNK), 2 * x.size)
-    run(x.reshape(-1), y.reshape(-1), x.dtype.type(0))
+    _relu_all(x.reshape(-1), y.reshape(-1), x.dtype.type(0))
     return y
 
 
@@ -68,7 +55,5 @@ def relu_backward_numba(dout, y):
         raise ValueError(f"relu_backward: expected dout and y of one shape and dtype, got "
                          f"{tuple(dout.shape)} {dout.dtype} and {tuple(y.shape)} {y.dtype}")
     dx = np.empty_like(dout)
-    run = pick(_relu_backward_parallel, _relu_backward_serial, -(-dout.size // CHUNK),
-               3 * dout.size)
-    run(dout.reshape(-1), y.reshape(-1), dx.reshape(-1), dout.dtype.type(0))
+    _relu_backward_all(dout.reshape(-1), y.reshape(-1), dx.reshape(-1), dout.dtype.type(0))
     return dx

@@ -26,7 +26,7 @@ CPU would store.  float64 moments are never flushed (their subnormal range,
 below 2.2e-308, is not reached in practice, and float64 runs match torch to 1e-10).
 
 Twins: ``adam_update_reference`` (NumPy, also CuPy) and ``adam_update_numba``
-(one fused loop; parallel over chunks of the flat arrays when large);
+(one fused, vectorised loop);
 ``adam_update`` dispatches (Numba for C-contiguous NumPy arrays of one dtype).
 """
 from __future__ import annotations

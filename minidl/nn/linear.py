@@ -48,6 +48,9 @@ class Linear(Module):
     Initialisation: ``weight ~ kaiming_uniform_(a=sqrt(5))`` = U(-k, k) and
     ``bias ~ U(-k, k)`` with ``k = 1/sqrt(in_features)``.
 
+    With ``needs_input_grad = False`` (see ``Module``) backward skips the product
+    ``dL/dy W`` and returns None.
+
     Matches ``torch.nn.Linear`` (names, shapes, state_dict keys, default init).
     The input's dtype must equal the parameters' dtype (float32 unless the
     module was converted with ``.double()``), as in torch.
@@ -84,20 +87,23 @@ class Linear(Module):
         check_same_dtype("Linear", x, self.weight)
         y = x @ self.weight.data.T
         if self.bias is not None:
-            y = y + self.bias.data
+            y += self.bias.data              # y is the product's fresh array: no copy
         self._x = x
         return y
 
     def backward(self, dout):
+        """Accumulate dL/dW and dL/db; return dL/dx (None when ``needs_input_grad`` is False)."""
         if self._x is None:
             raise backward_before_forward("Linear")
         x = self._x
         check_dout("Linear", dout, x.shape[:-1] + (self.out_features,), x.dtype)
         x2 = x.reshape(-1, self.in_features)
         d2 = dout.reshape(-1, self.out_features)
-        self.weight.accumulate_grad(d2.T @ x2)
+        self.weight.accumulate_grad(d2.T @ x2, owned=True)
         if self.bias is not None:
-            self.bias.accumulate_grad(d2.sum(axis=0))
+            self.bias.accumulate_grad(d2.sum(axis=0), owned=True)
+        if not self.needs_input_grad:
+            return None
         return dout @ self.weight.data
 
     def extra_repr(self) -> str:
