@@ -1,0 +1,295 @@
+"""Numba twin of ``matmul_reference`` for float32 (see ``gemm.py`` for when it is used).
+
+Two register-blocked micro-kernels, written as LLVM vector code through Numba
+intrinsics (Numba's own loop vectoriser keeps partial results in memory, which
+caps a product at about half the speed):
+
+* ``_nn_tile``: ``C[8 rows, 32 columns] = A_pack @ B`` for ``C = A B`` with ``B``
+  row-major.  ``A`` is first packed (``_pack_a``) into blocks of 8 rows stored
+  k-major, so that at each ``k`` the kernel loads two 16-lane vectors of ``B``'s
+  row ``k``, broadcasts the 8 values of ``A``'s column ``k`` and does 16 fused
+  multiply-adds into 16 vector accumulators that stay in registers for the whole
+  ``k`` loop.  Then the tile is stored once.
+* ``_nt_tile``: 16 dot products ``A[i+r] . Bt[j+s]`` (``r, s < 4``) for ``C = A Bt^T``
+  with both operands' rows contiguous along the contraction: per 16-element chunk
+  of ``k`` it loads 4 + 4 vectors and does 16 fused multiply-adds into 16 vectors
+  of partial sums, which are stored for the caller to add up lane by lane (in a
+  fixed order).  Long contractions are split into blocks of ``NT_BLOCK``
+  elements, so the rows stay in cache across tiles.
+
+Edges: ``A``'s packing pads missing rows with zeros and a last partial block of
+``B`` columns is copied into a zero-padded panel (``_nn``); ``_nt`` shifts an edge
+tile back inside the matrix (recomputing a few values) and adds the remaining
+``k % 16`` products with a scalar loop.  Fused multiply-add rounds once where
+``x*y + z`` rounds twice, and the partial sums run in another order than BLAS's:
+results agree with ``numpy.matmul`` to float32 rounding.
+
+Parallel units: blocks of ``NN_BLOCK`` output columns (``_nn``), tiles of 4 output
+rows (``_nt``); each owns the part of ``C`` it writes.
+"""
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from ._parallel import pick
+
+LANES = 16              # float32 lanes of a 512-bit vector
+NN_ROWS = 8             # rows of a C tile in _nn_tile
+NN_VECTORS = 2          # 16-lane vectors per row of a C tile in _nn_tile
+NN_COLS = NN_VECTORS * LANES
+NN_BLOCK = 512          # columns of B (and C) per block: K x 512 floats stay in L2
+NT_ROWS = 4             # rows of A per _nt_tile
+NT_COLS = 4             # rows of Bt per _nt_tile
+NT_BLOCK = 64 * LANES   # contraction elements per pass of _nt
+
+
+def _vector_helpers(builder):
+    f32 = ir.FloatType()
+    vty = ir.VectorType(f32, LANES)
+    fma_name = f"llvm.fma.v{LANES}f32"
+    fma = builder.module.globals.get(fma_name)
+    if fma is None:
+        fma = ir.Function(builder.module, ir.FunctionType(vty, [vty, vty, vty]), fma_name)
+    return vty, fma
+
+
+def _load_vector(builder, base_ptr, index, vty):
+    ptr = builder.bitcast(builder.gep(base_ptr, [index]), vty.as_pointer())
+    return builder.load(ptr, align=4)
+
+
+def _store_vector(builder, value, base_ptr, index, vty):
+    ptr = builder.bitcast(builder.gep(base_ptr, [index]), vty.as_pointer())
+    builder.store(value, ptr, align=4)
+
+
+def _broadcast(builder, scalar, vty):
+    i32 = ir.IntType(32)
+    first = builder.insert_element(ir.Constant(vty, ir.Undefined), scalar, ir.Constant(i32, 0))
+    return builder.shuffle_vector(first, ir.Constant(vty, ir.Undefined),
+                                  ir.Constant(ir.VectorType(i32, LANES), [0] * LANES))
+
+
+@intrinsic
+def _nn_tile(typingctx, a_pack, b, c, a_off, b_off, ldb, c_off, ldc, k_len):
+    """``c[c_off + r*ldc + q] = sum_k a_pack[a_off + k*8 + r] * b[b_off + k*ldb + q]``
+    for ``r < 8, q < 32`` (flat float32 arrays; no bounds checks: callers keep every
+    index inside)."""
+    sig = types.void(a_pack, b, c, types.intp, types.intp, types.intp, types.intp,
+                     types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):
+        a_arr, b_arr, c_arr, a_off, b_off, ldb, c_off, ldc, k_len = args
+        a_ptr = context.make_array(signature.args[0])(context, builder, a_arr).data
+        b_ptr = context.make_array(signature.args[1])(context, builder, b_arr).data
+        c_ptr = context.make_array(signature.args[2])(context, builder, c_arr).data
+        vty, fma = _vector_helpers(builder)
+        i64 = ir.IntType(64)
+        accs = [[cgutils.alloca_once_value(builder, ir.Constant(vty, [0.0] * LANES))
+                 for _ in range(NN_VECTORS)] for _ in range(NN_ROWS)]
+        with cgutils.for_range(builder, k_len) as loop:
+            k = loop.index
+            b_row = builder.add(b_off, builder.mul(k, ldb))
+            b_vecs = [_load_vector(builder, b_ptr, builder.add(b_row, ir.Constant(i64, v * LANES)),
+                                   vty) for v in range(NN_VECTORS)]
+            a_col = builder.add(a_off, builder.mul(k, ir.Constant(i64, NN_ROWS)))
+            for r in range(NN_ROWS):
+                a_val = builder.load(builder.gep(a_ptr, [builder.add(a_col, ir.Constant(i64, r))]))
+                a_vec = _broadcast(builder, a_val, vty)
+                for v in range(NN_VECTORS):
+                    acc = builder.load(accs[r][v])
+                    builder.store(builder.call(fma, [a_vec, b_vecs[v], acc]), accs[r][v])
+        for r in range(NN_ROWS):
+            row = builder.add(c_off, builder.mul(ir.Constant(i64, r), ldc))
+            for v in range(NN_VECTORS):
+                _store_vector(builder, builder.load(accs[r][v]), c_ptr,
+                              builder.add(row, ir.Constant(i64, v * LANES)), vty)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _nt_tile(typingctx, a, bt, out, a_off, lda, b_off, ldb, n_chunks):
+    """``out[(r*4 + s)*16 + l] = sum_t a[a_off + r*lda + 16t + l] * bt[b_off + s*ldb + 16t + l]``
+    for ``r, s < 4``, ``l < 16``, ``t < n_chunks``: 16 dot products' lane-wise partial sums."""
+    sig = types.void(a, bt, out, types.intp, types.intp, types.intp, types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):
+        a_arr, b_arr, out_arr, a_off, lda, b_off, ldb, n_chunks = args
+        a_ptr = context.make_array(signature.args[0])(context, builder, a_arr).data
+        b_ptr = context.make_array(signature.args[1])(context, builder, b_arr).data
+        o_ptr = context.make_array(signature.args[2])(context, builder, out_arr).data
+        vty, fma = _vector_helpers(builder)
+        i64 = ir.IntType(64)
+        accs = [[cgutils.alloca_once_value(builder, ir.Constant(vty, [0.0] * LANES))
+                 for _ in range(NT_COLS)] for _ in range(NT_ROWS)]
+        a_rows = [builder.add(a_off, builder.mul(ir.Constant(i64, r), lda)) for r in range(NT_ROWS)]
+        b_rows = [builder.add(b_off, builder.mul(ir.Constant(i64, s), ldb)) for s in range(NT_COLS)]
+        with cgutils.for_range(builder, n_chunks) as loop:
+            shift = builder.mul(loop.index, ir.Constant(i64, LANES))
+            a_vecs = [_load_vector(builder, a_ptr, builder.add(row, shift), vty) for row in a_rows]
+            b_vecs = [_load_vector(builder, b_ptr, builder.add(row, shift), vty) for row in b_rows]
+            for r in range(NT_ROWS):
+                for s in range(NT_COLS):
+                    acc = builder.load(accs[r][s])
+                    builder.store(builder.call(fma, [a_vecs[r], b_vecs[s], acc]), accs[r][s])
+        for r in range(NT_ROWS):
+            for s in range(NT_COLS):
+                _store_vector(builder, builder.load(accs[r][s]), o_ptr,
+                              ir.Constant(i64, (r * NT_COLS + s) * LANES), vty)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+# -- C = A B ------------------------------------------------------------------------------
+
+@njit(cache=True)
+def _pack_a(a):
+    """``a`` (M, K), any strides -> blocks of 8 rows, k-major: ``[block][k][r]`` (zero rows pad)."""
+    m, k = a.shape
+    blocks = (m + NN_ROWS - 1) // NN_ROWS
+    packed = np.zeros(blocks * k * NN_ROWS, np.float32)
+    for blk in range(blocks):
+        rows = min(NN_ROWS, m - blk * NN_ROWS)
+        base = blk * k * NN_ROWS
+        for r in range(rows):
+            for kk in range(k):
+                packed[base + kk * NN_ROWS + r] = a[blk * NN_ROWS + r, kk]
+    return packed
+
+
+@njit(cache=True)
+def _nn_columns(packed, m, k, b, c, j_lo, j_hi):
+    """Columns ``[j_lo, j_hi)`` of ``c = A b`` for every row (``A`` as packed)."""
+    n = b.shape[1]
+    b_flat = b.reshape(-1)
+    c_flat = c.reshape(-1)
+    scratch = np.empty(NN_ROWS * NN_COLS, np.float32)
+    blocks = (m + NN_ROWS - 1) // NN_ROWS
+    full_hi = j_lo + (j_hi - j_lo) // NN_COLS * NN_COLS
+    for blk in range(blocks):
+        rows = min(NN_ROWS, m - blk * NN_ROWS)
+        i0 = blk * NN_ROWS
+        for j in range(j_lo, full_hi, NN_COLS):
+            if rows == NN_ROWS:
+                _nn_tile(packed, b_flat, c_flat, blk * k * NN_ROWS, j, n, i0 * n + j, n, k)
+            else:
+                _nn_tile(packed, b_flat, scratch, blk * k * NN_ROWS, j, n, 0, NN_COLS, k)
+                for r in range(rows):
+                    for q in range(NN_COLS):
+                        c[i0 + r, j + q] = scratch[r * NN_COLS + q]
+    width = j_hi - full_hi
+    if width > 0:      # last partial panel: a zero-padded copy of those columns of b
+        panel = np.zeros(k * NN_COLS, np.float32)
+        for kk in range(k):
+            for q in range(width):
+                panel[kk * NN_COLS + q] = b[kk, full_hi + q]
+        for blk in range(blocks):
+            rows = min(NN_ROWS, m - blk * NN_ROWS)
+            _nn_tile(packed, panel, scratch, blk * k * NN_ROWS, 0, NN_COLS, 0, NN_COLS, k)
+            for r in range(rows):
+                for q in range(width):
+                    c[blk * NN_ROWS + r, full_hi + q] = scratch[r * NN_COLS + q]
+
+
+@njit(parallel=True, cache=True)
+def _nn_parallel(a, b, c):
+    m, k = a.shape
+    n = b.shape[1]
+    packed = _pack_a(a)
+    for blk in prange((n + NN_BLOCK - 1) // NN_BLOCK):
+        _nn_columns(packed, m, k, b, c, blk * NN_BLOCK, min(n, (blk + 1) * NN_BLOCK))
+
+
+@njit(cache=True)
+def _nn_serial(a, b, c):
+    m, k = a.shape
+    n = b.shape[1]
+    packed = _pack_a(a)
+    for j0 in range(0, n, NN_BLOCK):
+        _nn_columns(packed, m, k, b, c, j0, min(n, j0 + NN_BLOCK))
+
+
+# -- C = A Bt^T ---------------------------------------------------------------------------
+
+@njit(cache=True)
+def _nt_rows(a, bt, c, i_lo, i_hi):
+    """Rows ``[i_lo, i_hi)`` of ``c = a bt^T`` (``a`` has at least 4 rows, ``bt`` too)."""
+    m, k = a.shape
+    n = bt.shape[0]
+    a_flat = a.reshape(-1)
+    b_flat = bt.reshape(-1)
+    partial = np.empty(NT_ROWS * NT_COLS * LANES, np.float32)
+    chunks = k // LANES
+    for i in range(i_lo, i_hi):
+        for j in range(n):
+            c[i, j] = 0
+    for t0 in range(0, chunks, NT_BLOCK // LANES):
+        n_chunks = min(NT_BLOCK // LANES, chunks - t0)
+        for i in range(i_lo, i_hi, NT_ROWS):
+            i0 = min(i, m - NT_ROWS)          # an edge tile is shifted back inside
+            for j in range(0, n, NT_COLS):
+                j0 = min(j, n - NT_COLS)
+                _nt_tile(a_flat, b_flat, partial, i0 * k + t0 * LANES, k, j0 * k + t0 * LANES,
+                         k, n_chunks)
+                for r in range(NT_ROWS):
+                    if i0 + r < i or i0 + r >= i_hi:
+                        continue
+                    for s in range(NT_COLS):
+                        if j0 + s < j:
+                            continue
+                        base = (r * NT_COLS + s) * LANES
+                        total = partial[base]
+                        for lane in range(1, LANES):
+                            total += partial[base + lane]
+                        c[i0 + r, j0 + s] += total
+    for kk in range(chunks * LANES, k):    # the last k % 16 products
+        for i in range(i_lo, i_hi):
+            for j in range(n):
+                c[i, j] += a[i, kk] * bt[j, kk]
+
+
+@njit(parallel=True, cache=True)
+def _nt_parallel(a, bt, c):
+    m = a.shape[0]
+    for t in prange((m + NT_ROWS - 1) // NT_ROWS):
+        _nt_rows(a, bt, c, t * NT_ROWS, min(m, (t + 1) * NT_ROWS))
+
+
+@njit(cache=True)
+def _nt_serial(a, bt, c):
+    _nt_rows(a, bt, c, 0, a.shape[0])
+
+
+def matmul_numba(a, b, out=None):
+    """``a @ b`` for float32 matrices (``b`` C-contiguous, or ``b.T`` and ``a`` C-contiguous;
+    for ``b.T``, both have at least 4 rows); equals ``numpy.matmul`` to float32 rounding."""
+    if a.dtype != np.float32 or b.dtype != np.float32 or a.ndim != 2 or b.ndim != 2 \
+            or a.shape[1] != b.shape[0]:
+        raise ValueError(f"matmul_numba: expected float32 matrices (M, K) and (K, N), got "
+                         f"{a.dtype} {tuple(a.shape)} and {b.dtype} {tuple(b.shape)}")
+    m, k = a.shape
+    n = b.shape[1]
+    c = np.empty((m, n), np.float32) if out is None else out
+    if c.shape != (m, n) or c.dtype != np.float32 or not c.flags.c_contiguous:
+        raise ValueError(f"matmul_numba: expected out to be a C-contiguous float32 array of "
+                         f"shape {(m, n)}, got {c.dtype} {tuple(c.shape)}")
+    work = m * n * k
+    if b.flags.c_contiguous:
+        run = pick(_nn_parallel, _nn_serial, -(-n // NN_BLOCK), work // 64)
+        run(a, b, c)
+    elif b.T.flags.c_contiguous and a.flags.c_contiguous:
+        if m < NT_ROWS or n < NT_COLS:
+            raise ValueError(f"matmul_numba: a @ b.T needs at least {NT_ROWS} rows in a and "
+                             f"{NT_COLS} in b.T, got shapes {tuple(a.shape)} and {tuple(b.shape)}")
+        run = pick(_nt_parallel, _nt_serial, -(-m // NT_ROWS), work // 64)
+        run(a, b.T, c)
+    else:
+        raise ValueError("matmul_numba: expected b C-contiguous, or b.T and a C-contiguous")
+    return c
