@@ -31,6 +31,11 @@ def _get_cupy():
     return _cupy
 
 
+def require_cuda():
+    """Return the CuPy module, or raise RuntimeError saying what is missing."""
+    return _get_cupy()
+
+
 def cuda_available() -> bool:
     try:
         _get_cupy()

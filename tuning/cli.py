@@ -191,9 +191,16 @@ def _err(text: str) -> None:
 
 
 def _apply_threads(args) -> None:
+    """Apply --threads, and refuse --device cuda up front when CuPy or a GPU is missing."""
     if getattr(args, "threads", None):
         import minidl  # noqa: PLC0415
         minidl.set_num_threads(args.threads)
+    if getattr(args, "device", "cpu") == "cuda":
+        from minidl import backend  # noqa: PLC0415
+        try:
+            backend.require_cuda()
+        except RuntimeError as exc:
+            raise TuningError(f"--device cuda: {exc}") from None
 
 
 def _resume_command(args, name) -> str:

@@ -1,5 +1,5 @@
-"""Hot kernels: im2col/col2im, direct (stride-1) convolution, 2-D max/average pooling and
-ReLU (forward and backward), the Adam update.
+"""Hot kernels: matrix products, im2col/col2im, direct (stride-1) convolution, 2-D
+max/average pooling and ReLU (forward and backward), the Adam update.
 
 Each kernel comes three ways:
 
@@ -25,6 +25,7 @@ from .activation import (relu_backward, relu_backward_reference, relu_forward,
 from .adam import adam_update, adam_update_reference
 from .conv_direct import (conv2d_direct_forward, conv2d_direct_forward_reference,
                           direct_output_hw)
+from .gemm import matmul, matmul_reference
 from .im2col import col2im, col2im_reference, im2col, im2col_reference
 from .pooling import (avg_pool2d_backward, avg_pool2d_backward_reference, avg_pool2d_forward,
                       avg_pool2d_forward_reference, max_pool2d_backward,
@@ -42,16 +43,18 @@ _NUMBA_TWINS = {
     "avg_pool2d_backward_numba": "._pooling_numba",
     "adam_update_numba": "._adam_numba",
     "conv2d_direct_forward_numba": "._conv_direct_numba",
+    "matmul_numba": "._gemm_numba",
     "relu_forward_numba": "._activation_numba",
     "relu_backward_numba": "._activation_numba",
 }
 
 KERNELS = ("im2col", "col2im", "max_pool2d_forward", "max_pool2d_backward",
            "avg_pool2d_forward", "avg_pool2d_backward", "conv2d_direct_forward", "relu_forward", "relu_backward",
-           "adam_update")
+           "adam_update", "matmul")
 
 __all__ = [*KERNELS, *(f"{k}_reference" for k in KERNELS), *_NUMBA_TWINS,
-           "conv_output_size", "direct_output_hw", "pool_output_size", "pool_geometry", "pool_options", "pair"]
+           "conv_output_size", "direct_output_hw", "pool_output_size", "pool_geometry",
+           "pool_options", "pair"]
 
 
 def __getattr__(name):

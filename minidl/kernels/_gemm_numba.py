@@ -10,11 +10,11 @@ caps a product at about half the speed):
   row ``k``, broadcasts the 8 values of ``A``'s column ``k`` and does 16 fused
   multiply-adds into 16 vector accumulators that stay in registers for the whole
   ``k`` loop.  Then the tile is stored once.
-* ``_nt_tile``: 16 dot products ``A[i+r] . Bt[j+s]`` (``r, s < 4``) for ``C = A Bt^T``
-  with both operands' rows contiguous along the contraction: per 16-element chunk
-  of ``k`` it loads 4 + 4 vectors and does 16 fused multiply-adds into 16 vectors
-  of partial sums, which are stored for the caller to add up lane by lane (in a
-  fixed order).  Long contractions are split into blocks of ``NT_BLOCK``
+* ``_nt_tile``: 24 dot products ``A[i+r] . Bt[j+s]`` (``r < 6, s < 4``) for
+  ``C = A Bt^T`` with both operands' rows contiguous along the contraction: per
+  16-element chunk of ``k`` it loads 6 + 4 vectors and does 24 fused multiply-adds
+  into 24 vectors of partial sums, whose lanes are then added up by a fixed
+  shuffle-and-add tree.  Long contractions are split into blocks of ``NT_BLOCK``
   elements, so the rows stay in cache across tiles.
 
 Edges: ``A``'s packing pads missing rows with zeros and a last partial block of
@@ -24,7 +24,7 @@ tile back inside the matrix (recomputing a few values) and adds the remaining
 ``x*y + z`` rounds twice, and the partial sums run in another order than BLAS's:
 results agree with ``numpy.matmul`` to float32 rounding.
 
-Parallel units: blocks of ``NN_BLOCK`` output columns (``_nn``), tiles of 4 output
+Parallel units: blocks of ``NN_BLOCK`` output columns (``_nn``), tiles of 6 output
 rows (``_nt``); each owns the part of ``C`` it writes.
 """
 from __future__ import annotations
@@ -36,15 +36,14 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._parallel import pick
+from .gemm import NT_COLS, NT_ROWS      # rows of A and of Bt per _nt_tile
 
 LANES = 16              # float32 lanes of a 512-bit vector
 NN_ROWS = 8             # rows of a C tile in _nn_tile
 NN_VECTORS = 2          # 16-lane vectors per row of a C tile in _nn_tile
 NN_COLS = NN_VECTORS * LANES
 NN_BLOCK = 512          # columns of B (and C) per block: K x 512 floats stay in L2
-NT_ROWS = 4             # rows of A per _nt_tile
-NT_COLS = 4             # rows of Bt per _nt_tile
-NT_BLOCK = 64 * LANES   # contraction elements per pass of _nt
+NT_BLOCK = 32 * LANES   # contraction elements per pass of _nt (512: best of 256..4096)
 
 
 def _vector_helpers(builder):
@@ -113,10 +112,33 @@ def _nn_tile(typingctx, a_pack, b, c, a_off, b_off, ldb, c_off, ldc, k_len):
     return sig, codegen
 
 
+def _sum_lanes(builder, vectors):
+    """16 vectors of 16 lanes -> one vector whose lane ``t`` is the sum of ``vectors[t]``.
+
+    Four rounds; each adds the two halves of every lane group of a pair of vectors
+    (16 -> 8 -> 4 -> 2 -> 1 lanes per input), a fixed order of additions.
+    """
+    i32 = ir.IntType(32)
+    width = LANES
+    while len(vectors) > 1:
+        half = width // 2
+        low, high = [], []
+        for group in range(0, 2 * LANES, width):      # lane groups of the pair (a, b)
+            low += list(range(group, group + half))
+            high += list(range(group + half, group + width))
+        low_mask = ir.Constant(ir.VectorType(i32, LANES), low)
+        high_mask = ir.Constant(ir.VectorType(i32, LANES), high)
+        vectors = [builder.fadd(builder.shuffle_vector(a, b, low_mask),
+                                builder.shuffle_vector(a, b, high_mask))
+                   for a, b in zip(vectors[0::2], vectors[1::2])]
+        width = half
+    return vectors[0]
+
+
 @intrinsic
 def _nt_tile(typingctx, a, bt, out, a_off, lda, b_off, ldb, n_chunks):
-    """``out[(r*4 + s)*16 + l] = sum_t a[a_off + r*lda + 16t + l] * bt[b_off + s*ldb + 16t + l]``
-    for ``r, s < 4``, ``l < 16``, ``t < n_chunks``: 16 dot products' lane-wise partial sums."""
+    """``out[r*4 + s] = sum_{k < 16*n_chunks} a[a_off + r*lda + k] * bt[b_off + s*ldb + k]``
+    for ``r < 6, s < 4``: 24 dot products (lane-wise partial sums, then ``_sum_lanes``)."""
     sig = types.void(a, bt, out, types.intp, types.intp, types.intp, types.intp, types.intp)
 
     def codegen(context, builder, signature, args):
@@ -138,10 +160,12 @@ def _nt_tile(typingctx, a, bt, out, a_off, lda, b_off, ldb, n_chunks):
                 for s in range(NT_COLS):
                     acc = builder.load(accs[r][s])
                     builder.store(builder.call(fma, [a_vecs[r], b_vecs[s], acc]), accs[r][s])
-        for r in range(NT_ROWS):
-            for s in range(NT_COLS):
-                _store_vector(builder, builder.load(accs[r][s]), o_ptr,
-                              ir.Constant(i64, (r * NT_COLS + s) * LANES), vty)
+        vectors = [builder.load(accs[r][s]) for r in range(NT_ROWS) for s in range(NT_COLS)]
+        zero = ir.Constant(vty, [0.0] * LANES)
+        for start in range(0, len(vectors), LANES):     # 16 sums per stored vector
+            group = vectors[start:start + LANES]
+            group += [zero] * (LANES - len(group))
+            _store_vector(builder, _sum_lanes(builder, group), o_ptr, ir.Constant(i64, start), vty)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -220,12 +244,12 @@ def _nn_serial(a, b, c):
 
 @njit(cache=True)
 def _nt_rows(a, bt, c, i_lo, i_hi):
-    """Rows ``[i_lo, i_hi)`` of ``c = a bt^T`` (``a`` has at least 4 rows, ``bt`` too)."""
+    """Rows ``[i_lo, i_hi)`` of ``c = a bt^T`` (``a`` has at least 6 rows, ``bt`` 4)."""
     m, k = a.shape
     n = bt.shape[0]
     a_flat = a.reshape(-1)
     b_flat = bt.reshape(-1)
-    partial = np.empty(NT_ROWS * NT_COLS * LANES, np.float32)
+    partial = np.empty(-(-NT_ROWS * NT_COLS // LANES) * LANES, np.float32)
     chunks = k // LANES
     for i in range(i_lo, i_hi):
         for j in range(n):
@@ -244,11 +268,7 @@ def _nt_rows(a, bt, c, i_lo, i_hi):
                     for s in range(NT_COLS):
                         if j0 + s < j:
                             continue
-                        base = (r * NT_COLS + s) * LANES
-                        total = partial[base]
-                        for lane in range(1, LANES):
-                            total += partial[base + lane]
-                        c[i0 + r, j0 + s] += total
+                        c[i0 + r, j0 + s] += partial[r * NT_COLS + s]
     for kk in range(chunks * LANES, k):    # the last k % 16 products
         for i in range(i_lo, i_hi):
             for j in range(n):
@@ -268,8 +288,8 @@ def _nt_serial(a, bt, c):
 
 
 def matmul_numba(a, b, out=None):
-    """``a @ b`` for float32 matrices (``b`` C-contiguous, or ``b.T`` and ``a`` C-contiguous;
-    for ``b.T``, both have at least 4 rows); equals ``numpy.matmul`` to float32 rounding."""
+    """``a @ b`` for float32 matrices (``b`` C-contiguous, or ``b.T`` and ``a`` C-contiguous
+    with at least 6 and 4 rows); equals ``numpy.matmul`` to float32 rounding."""
     if a.dtype != np.float32 or b.dtype != np.float32 or a.ndim != 2 or b.ndim != 2 \
             or a.shape[1] != b.shape[0]:
         raise ValueError(f"matmul_numba: expected float32 matrices (M, K) and (K, N), got "

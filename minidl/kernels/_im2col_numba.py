@@ -30,6 +30,47 @@ def _valid_range(n_out, stride, offset, size):
 
 
 @njit(cache=True)
+def _im2col_row_same_width(x, c, ih0, iw0, oh_lo, oh_hi, ow_lo, ow_hi, wo, row):
+    """``_im2col_row`` for stride 1 with ``W_out == W`` ("same" width, the usual padding).
+
+    Then output pixel ``(oh, ow)`` reads input pixel ``(oh + ih0, ow + iw0)``: in the
+    flattened planes, a constant shift ``ih0*W + iw0``.  So the valid rows are one
+    long contiguous copy (vectorised), after which the few entries that the shift
+    wrapped onto the neighbouring row (columns outside ``[ow_lo, ow_hi)``) and the
+    rows outside ``[oh_lo, oh_hi)`` are set to zero.
+    """
+    n_img = x.shape[0]
+    size = row.shape[0] // n_img
+    shift = ih0 * wo + iw0
+    first = oh_lo * wo + ow_lo                  # [first, last): source inside the plane
+    last = (oh_hi - 1) * wo + ow_hi
+    for n in range(n_img):
+        seg = n * size
+        plane = x[n, c].reshape(-1)
+        out = row[seg:seg + size]
+        for q in range(first):
+            out[q] = 0
+        if last > first:
+            dst = out[first:last]
+            src = plane[first + shift:last + shift]
+            count = last - first
+            t = 0
+            while t + 16 <= count:              # 16-float blocks: one vector move each
+                for u in range(16):
+                    dst[t + u] = src[t + u]
+                t += 16
+            for u in range(t, count):
+                dst[u] = src[u]
+        for q in range(max(first, last), size):
+            out[q] = 0
+        for oh in range(oh_lo, oh_hi):
+            for ow in range(ow_lo):
+                out[oh * wo + ow] = 0
+            for ow in range(ow_hi, wo):
+                out[oh * wo + ow] = 0
+
+
+@njit(cache=True)
 def _im2col_row(x, k, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, row):
     """Fill ``row`` (N*L,) = row ``k`` of cols, image after image."""
     n_img, _, h, w = x.shape
@@ -38,6 +79,9 @@ def _im2col_row(x, k, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, row):
     ow_lo, ow_hi = _valid_range(wo, sw, j * dw - pw, w)
     iw0 = j * dw - pw
     size = ho * wo
+    if sh == 1 and sw == 1 and wo == w:
+        _im2col_row_same_width(x, c, i * dh - ph, iw0, oh_lo, oh_hi, ow_lo, ow_hi, wo, row)
+        return
     for n in range(n_img):
         seg = n * size
         for q in range(seg, seg + oh_lo * wo):
@@ -47,8 +91,14 @@ def _im2col_row(x, k, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, row):
             ih = oh * sh + i * dh - ph
             for ow in range(ow_lo):
                 row[base + ow] = 0
-            for ow in range(ow_lo, ow_hi):
-                row[base + ow] = x[n, c, ih, ow * sw + iw0]
+            if sw == 1:     # a contiguous run: slices let the compiler vectorise the copy
+                dst = row[base + ow_lo:base + ow_hi]
+                src = x[n, c, ih, ow_lo + iw0:ow_hi + iw0]
+                for t in range(ow_hi - ow_lo):
+                    dst[t] = src[t]
+            else:
+                for ow in range(ow_lo, ow_hi):
+                    row[base + ow] = x[n, c, ih, ow * sw + iw0]
             for ow in range(ow_hi, wo):
                 row[base + ow] = 0
         for q in range(seg + oh_hi * wo, seg + size):
@@ -70,8 +120,14 @@ def _col2im_plane(cols, n, c, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, dx):
             for oh in range(oh_lo, oh_hi):
                 ih = oh * sh + i * dh - ph
                 base = n * size + oh * wo
-                for ow in range(ow_lo, ow_hi):
-                    dx[n, c, ih, ow * sw + iw0] += row[base + ow]
+                if sw == 1:     # contiguous runs, as in im2col
+                    dst = dx[n, c, ih, ow_lo + iw0:ow_hi + iw0]
+                    src = row[base + ow_lo:base + ow_hi]
+                    for t in range(ow_hi - ow_lo):
+                        dst[t] += src[t]
+                else:
+                    for ow in range(ow_lo, ow_hi):
+                        dx[n, c, ih, ow * sw + iw0] += row[base + ow]
 
 
 @njit(parallel=True, cache=True)

@@ -17,7 +17,7 @@ It is used only where it is known to pay:
 * a CPU with AVX-512 and Numba compiling for this host (``NUMBA_CPU_NAME`` unset);
 * ``b`` C-contiguous (``C = A B``: any ``a`` layout, it is packed) or ``b`` the
   transpose of a C-contiguous matrix with ``a`` C-contiguous (``C = A B^T``, dot
-  products over contiguous rows);
+  products over contiguous rows; at least 6 rows in ``a`` and 4 in ``b.T``);
 * at least ``MIN_FLOPS`` multiply-adds (below that, call overheads dominate).
 
 Everything else goes to ``numpy.matmul``, the reference twin.  Results agree
@@ -28,8 +28,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import backend
+
 # Products smaller than this (M*N*K multiply-adds) stay with NumPy.
 MIN_FLOPS = 1 << 16
+
+# Tile of the a @ b.T kernel: rows of a and of b.T per tile (each needs at least that many).
+NT_ROWS, NT_COLS = 6, 4
 
 # Global switch (tests and benchmarks compare the two paths with it).
 enabled = True
@@ -54,15 +59,17 @@ def host_supported() -> bool:
 
 
 def matmul_reference(a, b, out=None):
-    """``a @ b`` by NumPy (its BLAS)."""
-    return np.matmul(a, b, out=out)
+    """``a @ b`` by NumPy's BLAS (CuPy's for CuPy arrays)."""
+    return backend.xp(a).matmul(a, b, out=out)
 
 
 def _layout(a, b) -> str | None:
-    """``"nn"`` (b C-contiguous), ``"nt"`` (b transposed C-contiguous, a C-contiguous) or None."""
+    """``"nn"`` (b C-contiguous), ``"nt"`` (b transposed C-contiguous, a C-contiguous, with
+    at least ``NT_ROWS`` and ``NT_COLS`` rows) or None."""
     if b.flags.c_contiguous:
         return "nn"
-    if b.T.flags.c_contiguous and a.flags.c_contiguous:
+    if b.T.flags.c_contiguous and a.flags.c_contiguous and a.shape[0] >= NT_ROWS \
+            and b.shape[1] >= NT_COLS:
         return "nt"
     return None
 
@@ -84,4 +91,4 @@ def matmul(a, b, out=None):
     if numba_applies(a, b, out):
         from ._gemm_numba import matmul_numba
         return matmul_numba(a, b, out)
-    return np.matmul(a, b, out=out)
+    return matmul_reference(a, b, out)

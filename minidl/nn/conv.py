@@ -188,7 +188,7 @@ class Conv2d(Module):
         xp = backend.xp(x)
         n, c_out = x.shape[0], self.out_channels
         cols = kernels.im2col(x, *self._geometry())                       # (K, N*L)
-        y_mat = self.weight.data.reshape(c_out, -1) @ cols                # (C_out, N*L)
+        y_mat = kernels.matmul(self.weight.data.reshape(c_out, -1), cols)  # (C_out, N*L)
         y_mat = y_mat.reshape(c_out, n, -1).transpose(1, 0, 2)           # (N, C_out, L) view
         y = xp.empty(y_mat.shape, dtype=x.dtype)
         if self.bias is None:
@@ -212,12 +212,13 @@ class Conv2d(Module):
         if self.bias is not None:
             self.bias.accumulate_grad(g.sum(axis=1), owned=True)     # G is (C_out, N*L), like Y
         w_mat = self.weight.data.reshape(c_out, -1)                  # (C_out, K)
-        self.weight.accumulate_grad((g @ cols.T).reshape(self.weight.data.shape), owned=True)
+        self.weight.accumulate_grad(kernels.matmul(g, cols.T).reshape(self.weight.data.shape),
+                                    owned=True)
         if not self.needs_input_grad:
             return None
         # cols (made by this layer, never handed out) is no longer needed: dL/dcols
         # takes its memory instead of a second matrix of the same size
-        dcols = xp.matmul(w_mat.T, g, out=cols)                      # (K, N*L)
+        dcols = kernels.matmul(w_mat.T, g, out=cols)                 # (K, N*L)
         return kernels.col2im(dcols, x.shape, *self._geometry())
 
     def _convert_extra(self, fn) -> None:

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 
+from .. import kernels
 from . import init
 from .module import (Module, Parameter, backward_before_forward, check_dout,
                      check_float_array, check_same_dtype)
@@ -48,8 +49,9 @@ class Linear(Module):
     Initialisation: ``weight ~ kaiming_uniform_(a=sqrt(5))`` = U(-k, k) and
     ``bias ~ U(-k, k)`` with ``k = 1/sqrt(in_features)``.
 
-    With ``needs_input_grad = False`` (see ``Module``) backward skips the product
-    ``dL/dy W`` and returns None.
+    The products run through ``minidl.kernels.matmul`` (a Numba GEMM for float32
+    where it applies, else NumPy's BLAS).  With ``needs_input_grad = False`` (see
+    ``Module``) backward skips the product ``dL/dy W`` and returns None.
 
     Matches ``torch.nn.Linear`` (names, shapes, state_dict keys, default init).
     The input's dtype must equal the parameters' dtype (float32 unless the
@@ -85,11 +87,11 @@ class Linear(Module):
                 f"Linear: expected input of shape (*, {self.in_features}) "
                 f"(in_features={self.in_features}), got {tuple(x.shape)}")
         check_same_dtype("Linear", x, self.weight)
-        y = x @ self.weight.data.T
+        y = kernels.matmul(x.reshape(-1, self.in_features), self.weight.data.T)
         if self.bias is not None:
             y += self.bias.data              # y is the product's fresh array: no copy
         self._x = x
-        return y
+        return y.reshape(x.shape[:-1] + (self.out_features,))
 
     def backward(self, dout):
         """Accumulate dL/dW and dL/db; return dL/dx (None when ``needs_input_grad`` is False)."""
@@ -99,12 +101,12 @@ class Linear(Module):
         check_dout("Linear", dout, x.shape[:-1] + (self.out_features,), x.dtype)
         x2 = x.reshape(-1, self.in_features)
         d2 = dout.reshape(-1, self.out_features)
-        self.weight.accumulate_grad(d2.T @ x2, owned=True)
+        self.weight.accumulate_grad(kernels.matmul(d2.T, x2), owned=True)
         if self.bias is not None:
             self.bias.accumulate_grad(d2.sum(axis=0), owned=True)
         if not self.needs_input_grad:
             return None
-        return dout @ self.weight.data
+        return kernels.matmul(d2, self.weight.data).reshape(x.shape)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
