@@ -146,7 +146,10 @@ def load_note(info_start: dict, info_end: dict | None = None) -> str:
             f"on {cpus} usable cores")
     if peak > 0.5 * cpus:
         text += (": **the machine was loaded by other processes while this ran, "
-                 "so absolute times are noisy** (the interleaved ratios are the robust figures)")
+                 "so absolute times are noisy** (the interleaved ratios are the robust "
+                 "figures). Multi-thread timings suffer most: a parallel region waits for "
+                 "its slowest thread, and with other processes on the cores that can be a "
+                 "scheduler time slice (milliseconds) per operation, for either framework")
     else:
         text += ": the machine was quiet"
     return text + "."
@@ -218,6 +221,65 @@ def ratio(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or b == 0:
         return None
     return a / b
+
+
+# -- worker processes ---------------------------------------------------------------------
+def _serve(conn, factory, args) -> None:
+    """Worker process body: build ``factory(*args)``, then run the methods the parent asks."""
+    import traceback
+    try:
+        obj = factory(*args)
+    except Exception as exc:  # reported to the parent, which raises it
+        conn.send(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+        return
+    conn.send(("ok", None))
+    while True:
+        cmd, cmd_args = conn.recv()
+        if cmd == "quit":
+            return
+        try:
+            conn.send(("ok", getattr(obj, cmd)(*cmd_args)))
+        except Exception as exc:
+            conn.send(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+
+
+class Worker:
+    """An object built by ``factory(*args)`` in its own spawned process, driven over a pipe.
+
+    Used to give each framework a process of its own: neither then pays for the other's
+    thread pools (PyTorch's OpenMP threads spin after each operation; Numba's and
+    OpenBLAS's have their own), and minidl runs without torch loaded. ``call(name, *a)``
+    runs ``obj.name(*a)`` there and returns its (picklable) result; while one worker
+    runs, the others wait on their pipes without using the CPU.
+    """
+
+    def __init__(self, factory, *args, name: str = "worker"):
+        import multiprocessing as mp
+        ctx = mp.get_context("spawn")
+        self.name = name
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_serve, args=(child, factory, args), daemon=True)
+        self.proc.start()
+        status, msg = self.conn.recv()
+        if status != "ok":
+            self.close()
+            raise RuntimeError(f"{name} failed to start: {msg}")
+
+    def call(self, cmd: str, *args):
+        self.conn.send((cmd, args))
+        status, result = self.conn.recv()
+        if status != "ok":
+            raise RuntimeError(f"{self.name}, {cmd}{args}: {result}")
+        return result
+
+    def close(self) -> None:
+        try:
+            self.conn.send(("quit", ()))
+        except (OSError, BrokenPipeError):
+            pass
+        self.proc.join(timeout=30)
+        if self.proc.is_alive():
+            self.proc.terminate()
 
 
 # -- formatting -----------------------------------------------------------------------------

@@ -21,7 +21,8 @@ Implementations (columns):
   backward, so backward alone is not timed) against ``torch.nn`` with autograd;
 - ``torch``  — PyTorch's CPU operator for the same computation (``F.unfold``/``F.fold``,
   ``F.conv2d``/``aten.convolution_backward``, ``F.max_pool2d``/its ``aten`` backward, ...,
-  ``optim.Adam.step()``), when PyTorch is installed;
+  ``optim.Adam.step()``), when PyTorch is installed; it runs in a worker process of its
+  own (see ``TorchKernels``), its blocks alternating with the others';
 - ``cupy``   — the NumPy twins run on CuPy arrays, synchronised, when a GPU is present
   (skipped otherwise).
 
@@ -254,6 +255,7 @@ class Impl:
     result: Callable[[], object] | None = None  # output to check (default: run())
     sync: Callable[[], None] | None = None    # e.g. CuPy's device synchronise
     ref_part: Callable[[object], object] | None = None  # part of the reference it matches
+    remote: tuple | None = None               # (TorchKernels worker, case index): runs there
 
 
 @dataclass
@@ -826,6 +828,10 @@ def measure_case(case: Case, rounds: int, block_s: float, naive_block_s: float) 
         r = case.impls[case.reference]
         ref = (r.result or r.run)()
     for name, impl in case.impls.items():
+        if impl.remote is not None:
+            worker, index = impl.remote
+            checks[name] = tuple(worker.call("check", index))
+            continue
         out = (impl.result or impl.run)()
         if impl.sync is not None:
             impl.sync()
@@ -836,8 +842,13 @@ def measure_case(case: Case, rounds: int, block_s: float, naive_block_s: float) 
     samplers = {}
     numbers = {}
     for name, impl in case.impls.items():
-        run = impl.run if impl.sync is None else (lambda impl=impl: (impl.run(), impl.sync()))
         target = naive_block_s if name == "naive" else block_s
+        if impl.remote is not None:
+            worker, index = impl.remote
+            numbers[name] = worker.call("calibrate", index, target)
+            samplers[name] = (lambda w=worker, i=index, k=numbers[name]: w.call("sample", i, k))
+            continue
+        run = impl.run if impl.sync is None else (lambda impl=impl: (impl.run(), impl.sync()))
         numbers[name] = calibrate_block(run, target)
         samplers[name] = _sampler(impl, numbers[name])
     n_rounds = {name: (max(1, min(rounds, 3)) if name == "naive" else rounds)
@@ -864,6 +875,48 @@ def measure_case(case: Case, rounds: int, block_s: float, naive_block_s: float) 
 
 def calibrate_block(run, target_s: float) -> int:
     return common.calibrate(run, target_s, max_number=20_000)
+
+
+class TorchKernels:
+    """The PyTorch cells of the benchmark, in a process of their own (``common.Worker``).
+
+    PyTorch's OpenMP threads spin after every operation; in the same process as Numba's
+    and OpenBLAS's threads they steal the cores the next minidl call needs (and the other
+    way round), which on this 2-core machine made 2-thread timings meaningless. Here
+    each side runs alone while the other waits on its pipe. The case list is built the
+    same way (same seed) on both sides; the check against the row's reference output is
+    computed here, next to torch's output.
+    """
+
+    def __init__(self, quick: bool):
+        self.env = Env(use_torch=True, use_cupy=False)
+        if self.env.torch is None:
+            raise RuntimeError("PyTorch is not importable")
+        self.cases = build_cases(self.env, quick)
+
+    def names(self) -> list[tuple[str, str]]:
+        return [(c.op, c.shape) for c in self.cases]
+
+    def has_torch(self) -> list[bool]:
+        return ["torch" in c.impls for c in self.cases]
+
+    def set_threads(self, n: int) -> int:
+        self.env.torch.set_num_threads(n)
+        self.env.minidl.set_num_threads(n)
+        return self.env.torch.get_num_threads()
+
+    def check(self, index: int) -> tuple[float, float]:
+        case = self.cases[index]
+        r = case.impls[case.reference]
+        ref = (r.result or r.run)()
+        t = case.impls["torch"]
+        return output_diff((t.result or t.run)(), t.ref_part(ref) if t.ref_part else ref)
+
+    def calibrate(self, index: int, target_s: float) -> int:
+        return calibrate_block(self.cases[index].impls["torch"].run, target_s)
+
+    def sample(self, index: int, number: int) -> float:
+        return _sampler(self.cases[index].impls["torch"], number)()
 
 
 # ====================================================================== report
@@ -961,24 +1014,42 @@ def main(argv=None) -> int:
         print(msg, file=sys.stderr, flush=True)
 
     t_start = time.perf_counter()
-    env = Env(use_torch=not args.no_torch, use_cupy=True)
+    env = Env(use_torch=False, use_cupy=True)   # torch runs in its own process
     cupy_note = ("present: the NumPy twins run on CuPy arrays" if env.cp is not None else
                  "no usable GPU/CuPy on this machine, column skipped")
-    info = common.machine_info(with_torch=env.torch is not None)
+    worker = None
+    if not args.no_torch:
+        from .training import torch_available
+        if torch_available():
+            worker = common.Worker(TorchKernels, q, name="torch kernel worker")
+        else:
+            log("PyTorch is not installed: no torch column")
+    info = common.machine_info(with_torch=worker is not None)
     rows = []
-    for threads in args.threads:
-        env.minidl.set_num_threads(threads)
-        if env.torch is not None:
-            env.torch.set_num_threads(threads)
-        for case in build_cases(env, q):
-            if threads != args.threads[0]:
-                case.impls.pop("naive", None)   # loops are single-threaded: timed once
-            r = measure_case(case, args.rounds, args.block_seconds, naive_block)
-            r["threads"] = threads
-            rows.append(r)
-            med = {k: v["median"] for k, v in r["impls"].items() if v}
-            log(f"t={threads} {r['op']:20s} {r['shape'][:38]:38s} " +
-                " ".join(f"{k}={common.fmt_time(v)}" for k, v in med.items()))
+    try:
+        for threads in args.threads:
+            env.minidl.set_num_threads(threads)
+            cases = build_cases(env, q)
+            if worker is not None:
+                worker.call("set_threads", threads)
+                names = worker.call("names")
+                if names != [(c.op, c.shape) for c in cases]:
+                    raise RuntimeError("kernels: the torch worker built different cases")
+                for i, (case, has) in enumerate(zip(cases, worker.call("has_torch"))):
+                    if has:
+                        case.impls["torch"] = Impl(run=None, remote=(worker, i))
+            for case in cases:
+                if threads != args.threads[0]:
+                    case.impls.pop("naive", None)   # loops are single-threaded: timed once
+                r = measure_case(case, args.rounds, args.block_seconds, naive_block)
+                r["threads"] = threads
+                rows.append(r)
+                med = {k: v["median"] for k, v in r["impls"].items() if v}
+                log(f"t={threads} {r['op']:20s} {r['shape'][:38]:38s} " +
+                    " ".join(f"{k}={common.fmt_time(v)}" for k, v in med.items()))
+    finally:
+        if worker is not None:
+            worker.close()
     info_end = common.machine_info(with_torch=False)
     for r in rows:
         r["ratios"] = _row_ratios(r)

@@ -30,7 +30,6 @@ import cProfile
 import io
 import json
 import math
-import multiprocessing as mp
 import os
 import pstats
 import resource
@@ -183,54 +182,9 @@ class _Runner:
         return "\n".join(keep)
 
 
-def _worker_main(framework: str, conn) -> None:
-    try:
-        runner = _Runner(framework)
-        conn.send(("ok", None))
-    except Exception as exc:  # reported to the parent, which decides
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
-        return
-    while True:
-        cmd, args = conn.recv()
-        if cmd == "quit":
-            return
-        try:
-            result = getattr(runner, cmd)(*args)
-            conn.send(("ok", result))
-        except Exception as exc:
-            import traceback
-            conn.send(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
-
-
-class Worker:
-    """A framework living in its own spawned process."""
-
-    def __init__(self, framework: str):
-        ctx = mp.get_context("spawn")
-        self.framework = framework
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(framework, child), daemon=True)
-        self.proc.start()
-        status, msg = self.conn.recv()
-        if status != "ok":
-            self.close()
-            raise RuntimeError(f"{framework} worker failed to start: {msg}")
-
-    def call(self, cmd: str, *args):
-        self.conn.send((cmd, args))
-        status, result = self.conn.recv()
-        if status != "ok":
-            raise RuntimeError(f"{self.framework} worker, {cmd}{args}: {result}")
-        return result
-
-    def close(self):
-        try:
-            self.conn.send(("quit", ()))
-        except (OSError, BrokenPipeError):
-            pass
-        self.proc.join(timeout=30)
-        if self.proc.is_alive():
-            self.proc.terminate()
+def Worker(framework: str) -> common.Worker:
+    """A ``_Runner`` for ``framework`` in its own spawned process."""
+    return common.Worker(_Runner, framework, name=f"{framework} worker")
 
 
 def torch_available() -> bool:

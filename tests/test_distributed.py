@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from conftest import require_or_skip
 from tuning import workers
-from tuning.storage import open_storage
+from tuning.storage import JournalFileLock, open_storage
 
 REPO = Path(__file__).parents[1]
 TINY = ["--space", "lab-mlp", "--epochs", "1", "--train-size", "600", "--val-size", "500",
@@ -210,6 +210,118 @@ def test_fail_stale_on_a_journal_study_with_a_killed_worker(tmp_path, fashion_mn
     assert trials[retry.number].state == TrialState.COMPLETE
     assert trials[retry.number].params == running.params
     assert_lineage_complete(study, done + 2)
+
+
+# A worker SIGKILLed inside a journal append: it holds the journal's lock and has written
+# half a record.  (Runs in tmp_path with the default, relative, journal path.)
+KILLED_INSIDE_AN_APPEND = """
+import os, signal
+import optuna
+from tuning import workers
+from tuning.storage import open_storage
+storage = open_storage(None, "k")
+study = optuna.load_study(study_name="k", storage=storage)
+trial = study.ask()
+trial.suggest_float("x", 0.0, 1.0)
+trial.set_user_attr(workers.WORKER_ATTR, {**workers.worker_identity(), "trial": trial.number})
+backend = storage._backend
+backend._lock.acquire()
+with open(backend._file_path, "ab") as f:
+    f.write(b'{"op_code":8,"worker_id":"w","trial_id":0,"user_attr":{"n_par')
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _in_thread(fn, timeout):
+    """Run ``fn()`` in a daemon thread; its result, or fail if it has not ended in time."""
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("value", fn()), daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), f"still blocked after {timeout}s"
+    return result["value"]
+
+
+def test_fail_stale_after_a_worker_killed_inside_a_journal_write(tmp_path):
+    log = tmp_path / "studies" / "k.log"
+    optuna.create_study(storage=open_storage(str(log), "k"), study_name="k")
+    victim = subprocess.run([sys.executable, "-c", KILLED_INSIDE_AN_APPEND], cwd=tmp_path,
+                            env=_env(), capture_output=True, text=True, timeout=60)
+    assert victim.returncode == -signal.SIGKILL, victim.stderr
+    assert os.path.lexists(f"{log}.lock") and not log.read_bytes().endswith(b"\n")
+
+    # The lock is known to be stale at once (not after a grace period, nor never), and
+    # the half record is dropped rather than glued to the next one.
+    study = load(open_storage(str(log), "k"), "k")
+    results = _in_thread(lambda: workers.fail_stale(study), timeout=20)
+    [(trial, action, why)] = results
+    assert action == "failed" and "is gone" in why
+    assert not os.path.lexists(f"{log}.lock")
+    journal = log.read_bytes()
+    assert journal.endswith(b"\n") and b'"n_par' not in journal
+    fresh = load(open_storage(str(log), "k"), "k")   # the journal reads from the start
+    trials = fresh.get_trials(deepcopy=False)
+    assert trials[trial.number].state == TrialState.FAIL
+    (retry,) = [t for t in trials if t.state == TrialState.WAITING]
+    assert retry.system_attrs["failed_trial"] == trial.number
+    assert retry.params == trial.params
+    again = fresh.ask()                              # and the study goes on
+    assert again.number == retry.number and again.params == trial.params
+
+
+def test_a_torn_last_record_is_cut_before_the_next_append(tmp_path):
+    path = tmp_path / "t.log"
+    study = optuna.create_study(storage=open_storage(str(path), "t"), study_name="t")
+    x = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    study.tell(study.ask(x), 0.5)
+    with open(path, "ab") as f:
+        f.write(b'{"op_code":4,"worker_id":"dead","study_id":0,"datetime_st')
+    assert len(load(open_storage(str(path), "t"), "t").get_trials()) == 1
+    study.tell(study.ask(x), 0.25)
+    fresh = load(open_storage(str(path), "t"), "t")
+    assert [(t.number, t.value) for t in fresh.get_trials()] == [(0, 0.5), (1, 0.25)]
+    assert path.read_bytes().endswith(b"\n") and b'"dead"' not in path.read_bytes()
+
+
+def test_journal_lock_waits_for_live_writers_and_breaks_dead_ones(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = "studies/l.log"   # relative, as by default
+    os.mkdir("studies")
+    optuna.create_study(storage=open_storage(path, "l"), study_name="l")
+    lock_file = path + ".lock"
+
+    def write_in_thread():
+        done = threading.Event()
+
+        def write():
+            load(open_storage(path, "l"), "l").set_user_attr("n", 1)
+            done.set()
+        threading.Thread(target=write, daemon=True).start()
+        return done
+
+    # A live writer of ours holds it: the others wait.
+    holder = JournalFileLock(path)
+    holder.acquire()
+    done = write_in_thread()
+    assert not done.wait(0.5)
+    holder.release()
+    assert done.wait(20)
+
+    # Plain Optuna's lock (a symlink to the relative path, which does not resolve from
+    # the link's folder) is respected while it may be in use ...
+    from optuna.storages.journal import JournalFileSymlinkLock
+    assert JournalFileSymlinkLock(path).acquire()
+    assert os.path.islink(lock_file) and not os.path.exists(lock_file)
+    done = write_in_thread()
+    assert not done.wait(0.5)
+    os.unlink(lock_file)          # its writer releases it
+    assert done.wait(20)
+    # ... and removed once older than the grace period (its writer died holding it).
+    assert JournalFileSymlinkLock(path).acquire()
+    old = time.time() - 60
+    os.utime(lock_file, (old, old), follow_symlinks=False)
+    assert write_in_thread().wait(20)
+    assert not os.path.lexists(lock_file)
 
 
 def _dead_pid():

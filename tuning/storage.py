@@ -3,18 +3,26 @@
 ``--storage`` takes either
 
 - a file path (or nothing: ``./studies/<study-name>.log``): an Optuna journal file
-  (``JournalStorage(JournalFileBackend(path))``).  It is append-only, survives a killed
-  process, can be resumed, and is safe for several processes on one machine;
+  (``JournalStorage(JournalFile(path))``, see ``JournalFile``).  It is append-only,
+  survives a killed process, can be resumed, and is safe for several processes on one
+  machine;
 - an Optuna URL: ``sqlite:///path.db``, ``postgresql://...``, ``mysql://...`` (RDB
   storage), ``redis://...`` (journal on Redis) or ``grpc://host:port`` (Optuna's gRPC
   storage proxy).
 """
 from __future__ import annotations
 
+import errno
+import json
 import os
+import socket
+import stat
+import time
+import uuid
 from pathlib import Path
 
 import optuna
+from optuna.storages.journal import JournalFileBackend
 
 DEFAULT_DIR = Path("studies")
 _RDB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "oracle", "mssql")
@@ -66,8 +74,7 @@ def open_storage(spec: str | None, study_name: str | None, must_exist: bool = Fa
                                              f"here)" if spec is None else ""))
     if not must_exist:
         path.parent.mkdir(parents=True, exist_ok=True)
-    from optuna.storages.journal import JournalFileBackend  # noqa: PLC0415
-    return optuna.storages.JournalStorage(JournalFileBackend(os.fspath(path)))
+    return optuna.storages.JournalStorage(JournalFile(os.fspath(path)))
 
 
 def _open_url(url: str, heartbeat_interval):
@@ -92,3 +99,188 @@ def _open_url(url: str, heartbeat_interval):
 
 def study_names(storage) -> list:
     return list(optuna.get_all_study_names(storage))
+
+
+# -- the journal file and its lock --------------------------------------------------------
+
+LOCK_SUFFIX = ".lock"  # Optuna's name for a journal's lock file, so plain Optuna agrees
+LOCK_MARKER = "tuning journal lock"
+
+
+class JournalFileLock:
+    """A journal file's writer lock that a killed writer cannot leave behind.
+
+    A writer first takes an exclusive ``flock`` on the journal file itself, which the
+    kernel drops when the process dies, whatever killed it; then, for processes that lock
+    the Optuna way (plain Optuna's ``JournalFileSymlinkLock``/``JournalFileOpenLock``),
+    it creates Optuna's lock file ``<journal>.lock`` exclusively, holding
+    ``LOCK_MARKER`` and its host and PID.  Since every process of ours creates that file
+    only while it holds the ``flock``, a marked lock file found by a process holding the
+    ``flock`` was left by a writer that died (SIGKILL, power cut) inside its append: it
+    is removed at once.
+
+    Any other lock file (plain Optuna's, or one from before this lock; Optuna's symlink
+    lock points at a relative path that does not resolve, so Optuna's own 30 s grace
+    period never ends for it) is taken as held until it has been ``grace_period`` seconds
+    old or unchanged, then removed, as Optuna does.  Where ``flock`` does not work (some
+    network or FUSE file systems) marked lock files are treated the same way.
+    """
+
+    def __init__(self, journal_path: str, grace_period: float = 30.0) -> None:
+        self._journal = os.path.abspath(journal_path)
+        self._path = self._journal + LOCK_SUFFIX
+        self.grace_period = grace_period
+        self._flock_fd = None
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    def acquire(self) -> bool:
+        fd = self._flock()
+        try:
+            self._create_lock_file(holds_flock=fd is not None)
+        except BaseException:
+            if fd is not None:
+                os.close(fd)
+            raise
+        self._flock_fd = fd
+        return True
+
+    def release(self) -> None:
+        fd, self._flock_fd = self._flock_fd, None
+        try:
+            _remove(self._path, missing_ok=True)  # missing: broken by another after a grace
+        finally:
+            if fd is not None:
+                os.close(fd)  # drops the flock
+
+    def _flock(self):
+        """An fd of the journal holding an exclusive flock, or None where flock fails."""
+        try:
+            import fcntl  # noqa: PLC0415 - not on Windows
+        except ImportError:
+            return None
+        fd = os.open(self._journal, os.O_RDONLY | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                return None
+            raise
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _create_lock_file(self, holds_flock: bool) -> None:
+        sleep = 0.001
+        watched, since = None, time.monotonic()
+        while True:
+            try:
+                fd = os.open(self._path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            except FileExistsError:
+                try:
+                    st = os.lstat(self._path)
+                except FileNotFoundError:
+                    continue  # released meanwhile
+                if holds_flock and self._is_marked(st):
+                    _remove(self._path, missing_ok=True)  # its writer died mid-append
+                    continue
+                # Someone else's lock: held until old enough, or unchanged long enough.
+                key = (st.st_ino, st.st_mtime_ns)
+                if key != watched:
+                    watched, since = key, time.monotonic()
+                if self.grace_period is not None and (
+                        time.time() - st.st_mtime > self.grace_period
+                        or time.monotonic() - since > self.grace_period):
+                    _remove(self._path, missing_ok=True)
+                    continue
+                time.sleep(sleep)
+                sleep = min(2 * sleep, 0.05)
+                continue
+            try:
+                os.write(fd, json.dumps({"lock": LOCK_MARKER, "host": socket.gethostname(),
+                                         "pid": os.getpid()}).encode())
+            except BaseException:
+                os.close(fd)
+                _remove(self._path, missing_ok=True)
+                raise
+            os.close(fd)
+            return
+
+    def _is_marked(self, st) -> bool:
+        """Is the lock file (``st`` from lstat) one that this class wrote?"""
+        if not stat.S_ISREG(st.st_mode) or st.st_size > 4096:
+            return False
+        try:
+            with open(self._path, "rb") as f:
+                owner = json.loads(f.read())
+        except (OSError, ValueError):
+            return False
+        return isinstance(owner, dict) and owner.get("lock") == LOCK_MARKER
+
+
+def _remove(path: str, missing_ok: bool = False) -> None:
+    """Remove a lock file by renaming it away first (never half a lock, as Optuna does)."""
+    doomed = f"{path}.{uuid.uuid4().hex}.rename"
+    try:
+        os.rename(path, doomed)
+    except FileNotFoundError:
+        if missing_ok:
+            return
+        raise
+    os.unlink(doomed)
+
+
+class JournalFile(JournalFileBackend):
+    """Optuna's journal file backend with ``JournalFileLock`` and a torn-append repair.
+
+    A writer killed inside ``write`` can leave a partial last line.  Optuna's reader skips
+    it while it is last, but the next append would be glued onto it and the journal would
+    no longer read (``JSONDecodeError``).  So every append, under the lock (no live writer
+    is then in the middle of one), first cuts such a tail back to the last complete line:
+    what the dead writer never finished, no reader has ever seen.
+    """
+
+    def __init__(self, file_path: str, grace_period: float = 30.0) -> None:
+        super().__init__(file_path, lock_obj=JournalFileLock(file_path, grace_period))
+
+    def append_logs(self, logs: list) -> None:
+        data = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs)
+        self._lock.acquire()
+        try:
+            _cut_partial_last_line(self._file_path)
+            with open(self._file_path, "ab") as f:
+                f.write(data.encode("utf-8"))
+                f.flush()
+                os.fsync(f.fileno())
+        finally:
+            self._lock.release()
+
+
+def _cut_partial_last_line(path: str, chunk: int = 1 << 16) -> bool:
+    """Truncate ``path`` after its last newline if it ends without one; True if it did."""
+    with open(path, "rb+") as f:
+        end = f.seek(0, os.SEEK_END)
+        if end == 0:
+            return False
+        f.seek(end - 1)
+        if f.read(1) == b"\n":
+            return False
+        pos = end
+        while pos > 0:
+            start = max(0, pos - chunk)
+            f.seek(start)
+            block = f.read(pos - start)
+            newline = block.rfind(b"\n")
+            if newline >= 0:
+                f.truncate(start + newline + 1)
+                break
+            pos = start
+        else:
+            f.truncate(0)
+        f.flush()
+        os.fsync(f.fileno())
+        return True

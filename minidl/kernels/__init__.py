@@ -1,20 +1,22 @@
-"""Hot kernels: matrix products, im2col/col2im, direct (stride-1) convolution, 2-D
-max/average pooling and ReLU (forward and backward), the Adam update.
+"""Hot kernels: matrix products, im2col/col2im, stride-1 ("direct") convolution forward and
+gradients, 2-D max/average pooling and ReLU (forward and backward), the Adam update.
 
 Each kernel comes three ways:
 
 * ``<name>_reference`` -- plain, vectorised NumPy, written to be read (it also
-  runs on CuPy arrays);
-* ``<name>_numba`` -- the same computation as a Numba loop, parallel over the
-  images of a batch (``cache=True``; no ``fastmath``, which would break NaN
-  handling);
-* ``<name>`` -- what the layers call: the Numba twin for NumPy arrays, the
-  reference for other array types.
+  runs on CuPy arrays; ``matmul_reference`` is NumPy's BLAS);
+* ``<name>_numba`` -- the same computation compiled by Numba (``cache=True``; no
+  ``fastmath``, which would break NaN handling): plain loops, parallel over the
+  images of a batch where that pays; the matrix products and the convolutions built
+  on them use register-blocked micro-kernels written as LLVM vector code
+  (``_gemm_numba.py``, float32 on AVX-512 CPUs);
+* ``<name>`` -- what the layers call: the Numba twin for NumPy arrays where it
+  applies (see each module), the reference otherwise.
 
-``tests/test_kernels.py`` proves each pair agrees.  The Numba twins live in
-modules that import Numba; they are loaded on first use (accessing
-``minidl.kernels.im2col_numba`` or calling a dispatcher), so ``import minidl``
-neither imports Numba nor compiles anything.
+``tests/test_kernels.py`` and ``tests/test_fast_paths.py`` prove each pair agrees.
+The Numba twins live in modules that import Numba; they are loaded on first use
+(accessing ``minidl.kernels.im2col_numba`` or calling a dispatcher), so
+``import minidl`` neither imports Numba nor compiles anything.
 """
 from __future__ import annotations
 
@@ -24,7 +26,9 @@ from .activation import (relu_backward, relu_backward_reference, relu_forward,
                          relu_forward_reference)
 from .adam import adam_update, adam_update_reference
 from .conv_direct import (conv2d_direct_forward, conv2d_direct_forward_reference,
-                          direct_output_hw)
+                          conv2d_direct_input_grad, conv2d_direct_input_grad_reference,
+                          conv2d_direct_weight_grad, conv2d_direct_weight_grad_reference,
+                          direct_output_hw, implicit_gemm_applies)
 from .gemm import matmul, matmul_reference
 from .im2col import col2im, col2im_reference, im2col, im2col_reference
 from .pooling import (avg_pool2d_backward, avg_pool2d_backward_reference, avg_pool2d_forward,
@@ -43,18 +47,21 @@ _NUMBA_TWINS = {
     "avg_pool2d_backward_numba": "._pooling_numba",
     "adam_update_numba": "._adam_numba",
     "conv2d_direct_forward_numba": "._conv_direct_numba",
+    "conv2d_direct_weight_grad_numba": "._conv_direct_numba",
+    "conv2d_direct_input_grad_numba": "._conv_direct_numba",
     "matmul_numba": "._gemm_numba",
     "relu_forward_numba": "._activation_numba",
     "relu_backward_numba": "._activation_numba",
 }
 
 KERNELS = ("im2col", "col2im", "max_pool2d_forward", "max_pool2d_backward",
-           "avg_pool2d_forward", "avg_pool2d_backward", "conv2d_direct_forward", "relu_forward", "relu_backward",
-           "adam_update", "matmul")
+           "avg_pool2d_forward", "avg_pool2d_backward", "conv2d_direct_forward",
+           "conv2d_direct_weight_grad", "conv2d_direct_input_grad", "relu_forward",
+           "relu_backward", "adam_update", "matmul")
 
 __all__ = [*KERNELS, *(f"{k}_reference" for k in KERNELS), *_NUMBA_TWINS,
-           "conv_output_size", "direct_output_hw", "pool_output_size", "pool_geometry",
-           "pool_options", "pair"]
+           "conv_output_size", "direct_output_hw", "implicit_gemm_applies", "pool_output_size",
+           "pool_geometry", "pool_options", "pair"]
 
 
 def __getattr__(name):

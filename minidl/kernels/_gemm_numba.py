@@ -73,6 +73,35 @@ def _broadcast(builder, scalar, vty):
                                   ir.Constant(ir.VectorType(i32, LANES), [0] * LANES))
 
 
+def _array_ptr(context, builder, ty, value):
+    return context.make_array(ty)(context, builder, value).data
+
+
+def _emit_nn_tile(builder, a_ptr, a_off, k_len, b_ptr, b_row, store):
+    """IR of the 8 x 32 tile ``sum_k A_pack[a_off + 8k + r] * B[b_row(k) + q]``: 16 vector
+    accumulators in registers over the ``k`` loop, then ``store(r, v, vector)`` for each
+    row ``r`` and 16-lane half ``v`` of the tile."""
+    vty, fma = _vector_helpers(builder)
+    i64 = ir.IntType(64)
+    accs = [[cgutils.alloca_once_value(builder, ir.Constant(vty, [0.0] * LANES))
+             for _ in range(NN_VECTORS)] for _ in range(NN_ROWS)]
+    with cgutils.for_range(builder, k_len) as loop:
+        k = loop.index
+        row = b_row(k)
+        b_vecs = [_load_vector(builder, b_ptr, builder.add(row, ir.Constant(i64, v * LANES)), vty)
+                  for v in range(NN_VECTORS)]
+        a_col = builder.add(a_off, builder.mul(k, ir.Constant(i64, NN_ROWS)))
+        for r in range(NN_ROWS):
+            a_val = builder.load(builder.gep(a_ptr, [builder.add(a_col, ir.Constant(i64, r))]))
+            a_vec = _broadcast(builder, a_val, vty)
+            for v in range(NN_VECTORS):
+                acc = builder.load(accs[r][v])
+                builder.store(builder.call(fma, [a_vec, b_vecs[v], acc]), accs[r][v])
+    for r in range(NN_ROWS):
+        for v in range(NN_VECTORS):
+            store(r, v, builder.load(accs[r][v]))
+
+
 @intrinsic
 def _nn_tile(typingctx, a_pack, b, c, a_off, b_off, ldb, c_off, ldc, k_len):
     """``c[c_off + r*ldc + q] = sum_k a_pack[a_off + k*8 + r] * b[b_off + k*ldb + q]``
@@ -83,30 +112,78 @@ def _nn_tile(typingctx, a_pack, b, c, a_off, b_off, ldb, c_off, ldc, k_len):
 
     def codegen(context, builder, signature, args):
         a_arr, b_arr, c_arr, a_off, b_off, ldb, c_off, ldc, k_len = args
-        a_ptr = context.make_array(signature.args[0])(context, builder, a_arr).data
-        b_ptr = context.make_array(signature.args[1])(context, builder, b_arr).data
-        c_ptr = context.make_array(signature.args[2])(context, builder, c_arr).data
-        vty, fma = _vector_helpers(builder)
+        a_ptr, b_ptr, c_ptr = (_array_ptr(context, builder, t, v)
+                               for t, v in zip(signature.args[:3], args[:3]))
+        vty, _ = _vector_helpers(builder)
         i64 = ir.IntType(64)
-        accs = [[cgutils.alloca_once_value(builder, ir.Constant(vty, [0.0] * LANES))
-                 for _ in range(NN_VECTORS)] for _ in range(NN_ROWS)]
-        with cgutils.for_range(builder, k_len) as loop:
-            k = loop.index
-            b_row = builder.add(b_off, builder.mul(k, ldb))
-            b_vecs = [_load_vector(builder, b_ptr, builder.add(b_row, ir.Constant(i64, v * LANES)),
-                                   vty) for v in range(NN_VECTORS)]
-            a_col = builder.add(a_off, builder.mul(k, ir.Constant(i64, NN_ROWS)))
-            for r in range(NN_ROWS):
-                a_val = builder.load(builder.gep(a_ptr, [builder.add(a_col, ir.Constant(i64, r))]))
-                a_vec = _broadcast(builder, a_val, vty)
-                for v in range(NN_VECTORS):
-                    acc = builder.load(accs[r][v])
-                    builder.store(builder.call(fma, [a_vec, b_vecs[v], acc]), accs[r][v])
-        for r in range(NN_ROWS):
-            row = builder.add(c_off, builder.mul(ir.Constant(i64, r), ldc))
-            for v in range(NN_VECTORS):
-                _store_vector(builder, builder.load(accs[r][v]), c_ptr,
-                              builder.add(row, ir.Constant(i64, v * LANES)), vty)
+
+        def b_row(k):
+            return builder.add(b_off, builder.mul(k, ldb))
+
+        def store(r, v, vec):
+            index = builder.add(builder.add(c_off, builder.mul(ir.Constant(i64, r), ldc)),
+                                ir.Constant(i64, v * LANES))
+            _store_vector(builder, vec, c_ptr, index, vty)
+
+        _emit_nn_tile(builder, a_ptr, a_off, k_len, b_ptr, b_row, store)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _nn_tile_gather(typingctx, a_pack, b, b_rows, c, a_off, b_off, c_off, ldc, k_len):
+    """``_nn_tile`` with row ``k`` of ``b`` starting at ``b_off + b_rows[k]`` (any offsets:
+    an implicit im2col matrix whose rows are shifted windows of one padded image)."""
+    sig = types.void(a_pack, b, b_rows, c, types.intp, types.intp, types.intp, types.intp,
+                     types.intp)
+
+    def codegen(context, builder, signature, args):
+        a_arr, b_arr, rows_arr, c_arr, a_off, b_off, c_off, ldc, k_len = args
+        a_ptr, b_ptr, rows_ptr, c_ptr = (_array_ptr(context, builder, t, v)
+                                         for t, v in zip(signature.args[:4], args[:4]))
+        vty, _ = _vector_helpers(builder)
+        i64 = ir.IntType(64)
+
+        def b_row(k):
+            return builder.add(b_off, builder.load(builder.gep(rows_ptr, [k])))
+
+        def store(r, v, vec):
+            index = builder.add(builder.add(c_off, builder.mul(ir.Constant(i64, r), ldc)),
+                                ir.Constant(i64, v * LANES))
+            _store_vector(builder, vec, c_ptr, index, vty)
+
+        _emit_nn_tile(builder, a_ptr, a_off, k_len, b_ptr, b_row, store)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _nn_tile_scatter_add(typingctx, a_pack, b, c, c_rows, a_off, b_off, ldb, c_off, k_len):
+    """``_nn_tile`` whose row ``r`` is *added* to ``c[c_off + c_rows[r] + q]`` (``q < 32``),
+    row after row (rows may overlap: each addition sees the previous ones) -- col2im
+    fused into the product."""
+    sig = types.void(a_pack, b, c, c_rows, types.intp, types.intp, types.intp, types.intp,
+                     types.intp)
+
+    def codegen(context, builder, signature, args):
+        a_arr, b_arr, c_arr, rows_arr, a_off, b_off, ldb, c_off, k_len = args
+        a_ptr, b_ptr, c_ptr, rows_ptr = (_array_ptr(context, builder, t, v)
+                                         for t, v in zip(signature.args[:4], args[:4]))
+        vty, _ = _vector_helpers(builder)
+        i64 = ir.IntType(64)
+
+        def b_row(k):
+            return builder.add(b_off, builder.mul(k, ldb))
+
+        def store(r, v, vec):
+            row = builder.load(builder.gep(rows_ptr, [ir.Constant(i64, r)]))
+            index = builder.add(builder.add(c_off, row), ir.Constant(i64, v * LANES))
+            old = _load_vector(builder, c_ptr, index, vty)
+            _store_vector(builder, builder.fadd(old, vec), c_ptr, index, vty)
+
+        _emit_nn_tile(builder, a_ptr, a_off, k_len, b_ptr, b_row, store)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -135,6 +212,37 @@ def _sum_lanes(builder, vectors):
     return vectors[0]
 
 
+def _emit_nt_tile(builder, a_ptr, a_rows, b_ptr, b_rows, n_reps, a_step, b_step, n_chunks,
+                  o_ptr):
+    """IR of 24 dot products: for ``rep < n_reps``, ``t < n_chunks``, lanes ``l < 16``:
+    ``sum a[a_rows[r] + rep*a_step + 16t + l] * b[b_rows[s] + rep*b_step + 16t + l]``
+    (``r < 6, s < 4``), partial sums in 24 vector registers, then their lanes added up
+    (``_sum_lanes``) and stored to ``o_ptr[r*4 + s]``."""
+    vty, fma = _vector_helpers(builder)
+    i64 = ir.IntType(64)
+    accs = [[cgutils.alloca_once_value(builder, ir.Constant(vty, [0.0] * LANES))
+             for _ in range(NT_COLS)] for _ in range(NT_ROWS)]
+    with cgutils.for_range(builder, n_reps) as outer:
+        a_shift = builder.mul(outer.index, a_step)
+        b_shift = builder.mul(outer.index, b_step)
+        a_base = [builder.add(row, a_shift) for row in a_rows]
+        b_base = [builder.add(row, b_shift) for row in b_rows]
+        with cgutils.for_range(builder, n_chunks) as loop:
+            shift = builder.mul(loop.index, ir.Constant(i64, LANES))
+            a_vecs = [_load_vector(builder, a_ptr, builder.add(row, shift), vty) for row in a_base]
+            b_vecs = [_load_vector(builder, b_ptr, builder.add(row, shift), vty) for row in b_base]
+            for r in range(NT_ROWS):
+                for s in range(NT_COLS):
+                    acc = builder.load(accs[r][s])
+                    builder.store(builder.call(fma, [a_vecs[r], b_vecs[s], acc]), accs[r][s])
+    vectors = [builder.load(accs[r][s]) for r in range(NT_ROWS) for s in range(NT_COLS)]
+    zero = ir.Constant(vty, [0.0] * LANES)
+    for start in range(0, len(vectors), LANES):     # 16 sums per stored vector
+        group = vectors[start:start + LANES]
+        group += [zero] * (LANES - len(group))
+        _store_vector(builder, _sum_lanes(builder, group), o_ptr, ir.Constant(i64, start), vty)
+
+
 @intrinsic
 def _nt_tile(typingctx, a, bt, out, a_off, lda, b_off, ldb, n_chunks):
     """``out[r*4 + s] = sum_{k < 16*n_chunks} a[a_off + r*lda + k] * bt[b_off + s*ldb + k]``
@@ -143,29 +251,41 @@ def _nt_tile(typingctx, a, bt, out, a_off, lda, b_off, ldb, n_chunks):
 
     def codegen(context, builder, signature, args):
         a_arr, b_arr, out_arr, a_off, lda, b_off, ldb, n_chunks = args
-        a_ptr = context.make_array(signature.args[0])(context, builder, a_arr).data
-        b_ptr = context.make_array(signature.args[1])(context, builder, b_arr).data
-        o_ptr = context.make_array(signature.args[2])(context, builder, out_arr).data
-        vty, fma = _vector_helpers(builder)
+        a_ptr, b_ptr, o_ptr = (_array_ptr(context, builder, t, v)
+                               for t, v in zip(signature.args[:3], args[:3]))
         i64 = ir.IntType(64)
-        accs = [[cgutils.alloca_once_value(builder, ir.Constant(vty, [0.0] * LANES))
-                 for _ in range(NT_COLS)] for _ in range(NT_ROWS)]
-        a_rows = [builder.add(a_off, builder.mul(ir.Constant(i64, r), lda)) for r in range(NT_ROWS)]
-        b_rows = [builder.add(b_off, builder.mul(ir.Constant(i64, s), ldb)) for s in range(NT_COLS)]
-        with cgutils.for_range(builder, n_chunks) as loop:
-            shift = builder.mul(loop.index, ir.Constant(i64, LANES))
-            a_vecs = [_load_vector(builder, a_ptr, builder.add(row, shift), vty) for row in a_rows]
-            b_vecs = [_load_vector(builder, b_ptr, builder.add(row, shift), vty) for row in b_rows]
-            for r in range(NT_ROWS):
-                for s in range(NT_COLS):
-                    acc = builder.load(accs[r][s])
-                    builder.store(builder.call(fma, [a_vecs[r], b_vecs[s], acc]), accs[r][s])
-        vectors = [builder.load(accs[r][s]) for r in range(NT_ROWS) for s in range(NT_COLS)]
-        zero = ir.Constant(vty, [0.0] * LANES)
-        for start in range(0, len(vectors), LANES):     # 16 sums per stored vector
-            group = vectors[start:start + LANES]
-            group += [zero] * (LANES - len(group))
-            _store_vector(builder, _sum_lanes(builder, group), o_ptr, ir.Constant(i64, start), vty)
+        a_rows = [builder.add(a_off, builder.mul(ir.Constant(i64, r), lda))
+                  for r in range(NT_ROWS)]
+        b_rows = [builder.add(b_off, builder.mul(ir.Constant(i64, s), ldb))
+                  for s in range(NT_COLS)]
+        one, zero = ir.Constant(i64, 1), ir.Constant(i64, 0)
+        _emit_nt_tile(builder, a_ptr, a_rows, b_ptr, b_rows, one, zero, zero, n_chunks, o_ptr)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _nt_tile_gather(typingctx, a, bt, bt_rows, out, a_off, lda, a_step, b_off, b_step, n_reps,
+                    n_chunks):
+    """``_nt_tile`` summed over ``n_reps`` repetitions (images): in repetition ``p``, row
+    ``r`` of ``a`` starts at ``a_off + p*a_step + r*lda`` and row ``s`` of ``bt`` at
+    ``b_off + p*b_step + bt_rows[s]`` (shifted windows of a padded image)."""
+    sig = types.void(a, bt, bt_rows, out, types.intp, types.intp, types.intp, types.intp,
+                     types.intp, types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):
+        (a_arr, b_arr, rows_arr, out_arr, a_off, lda, a_step, b_off, b_step, n_reps,
+         n_chunks) = args
+        a_ptr, b_ptr, rows_ptr, o_ptr = (_array_ptr(context, builder, t, v)
+                                         for t, v in zip(signature.args[:4], args[:4]))
+        i64 = ir.IntType(64)
+        a_rows = [builder.add(a_off, builder.mul(ir.Constant(i64, r), lda))
+                  for r in range(NT_ROWS)]
+        b_rows = [builder.add(b_off, builder.load(builder.gep(rows_ptr, [ir.Constant(i64, s)])))
+                  for s in range(NT_COLS)]
+        _emit_nt_tile(builder, a_ptr, a_rows, b_ptr, b_rows, n_reps, a_step, b_step, n_chunks,
+                      o_ptr)
         return context.get_dummy_value()
 
     return sig, codegen

@@ -19,6 +19,11 @@ from numba import njit, prange
 from ._parallel import check_float_array, pick
 from .im2col import _out_hw
 
+# Rows at least this wide take the "same width" copy (_im2col_row_same_width).  Measured
+# on the development machine: 1.35x faster than per-row copies for 28-wide rows (the lab
+# CNNs' first layer), 1.2x slower for 14-wide rows (their second layer).
+SAME_WIDTH_MIN = 16
+
 
 @njit(cache=True)
 def _valid_range(n_out, stride, offset, size):
@@ -53,14 +58,8 @@ def _im2col_row_same_width(x, c, ih0, iw0, oh_lo, oh_hi, ow_lo, ow_hi, wo, row):
         if last > first:
             dst = out[first:last]
             src = plane[first + shift:last + shift]
-            count = last - first
-            t = 0
-            while t + 16 <= count:              # 16-float blocks: one vector move each
-                for u in range(16):
-                    dst[t + u] = src[t + u]
-                t += 16
-            for u in range(t, count):
-                dst[u] = src[u]
+            for t in range(last - first):
+                dst[t] = src[t]
         for q in range(max(first, last), size):
             out[q] = 0
         for oh in range(oh_lo, oh_hi):
@@ -68,6 +67,30 @@ def _im2col_row_same_width(x, c, ih0, iw0, oh_lo, oh_hi, ow_lo, ow_hi, wo, row):
                 out[oh * wo + ow] = 0
             for ow in range(ow_hi, wo):
                 out[oh * wo + ow] = 0
+
+
+@njit(cache=True)
+def _im2col_row_contiguous(x, c, sh, ih0, iw0, oh_lo, oh_hi, ow_lo, ow_hi, ho, wo, row):
+    """``_im2col_row`` for horizontal stride 1: each output row reads a contiguous run
+    of an input row (copied through slices, which the compiler vectorises)."""
+    n_img = x.shape[0]
+    size = ho * wo
+    for n in range(n_img):
+        seg = n * size
+        for q in range(seg, seg + oh_lo * wo):
+            row[q] = 0
+        for oh in range(oh_lo, oh_hi):
+            base = seg + oh * wo
+            for ow in range(ow_lo):
+                row[base + ow] = 0
+            dst = row[base + ow_lo:base + ow_hi]
+            src = x[n, c, oh * sh + ih0, ow_lo + iw0:ow_hi + iw0]
+            for t in range(ow_hi - ow_lo):
+                dst[t] = src[t]
+            for ow in range(ow_hi, wo):
+                row[base + ow] = 0
+        for q in range(seg + oh_hi * wo, seg + size):
+            row[q] = 0
 
 
 @njit(cache=True)
@@ -79,8 +102,12 @@ def _im2col_row(x, k, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, row):
     ow_lo, ow_hi = _valid_range(wo, sw, j * dw - pw, w)
     iw0 = j * dw - pw
     size = ho * wo
-    if sh == 1 and sw == 1 and wo == w:
+    if sh == 1 and sw == 1 and wo == w and wo >= SAME_WIDTH_MIN:
         _im2col_row_same_width(x, c, i * dh - ph, iw0, oh_lo, oh_hi, ow_lo, ow_hi, wo, row)
+        return
+    if sw == 1:
+        _im2col_row_contiguous(x, c, sh, i * dh - ph, iw0, oh_lo, oh_hi, ow_lo, ow_hi, ho, wo,
+                               row)
         return
     for n in range(n_img):
         seg = n * size
@@ -91,14 +118,8 @@ def _im2col_row(x, k, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, row):
             ih = oh * sh + i * dh - ph
             for ow in range(ow_lo):
                 row[base + ow] = 0
-            if sw == 1:     # a contiguous run: slices let the compiler vectorise the copy
-                dst = row[base + ow_lo:base + ow_hi]
-                src = x[n, c, ih, ow_lo + iw0:ow_hi + iw0]
-                for t in range(ow_hi - ow_lo):
-                    dst[t] = src[t]
-            else:
-                for ow in range(ow_lo, ow_hi):
-                    row[base + ow] = x[n, c, ih, ow * sw + iw0]
+            for ow in range(ow_lo, ow_hi):
+                row[base + ow] = x[n, c, ih, ow * sw + iw0]
             for ow in range(ow_hi, wo):
                 row[base + ow] = 0
         for q in range(seg + oh_hi * wo, seg + size):

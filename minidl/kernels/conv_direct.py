@@ -1,23 +1,28 @@
-"""Direct 2-D convolution forward (stride 1): for thin layers where im2col's GEMM is poor.
+"""Stride-1 2-D convolution computed without an im2col matrix: forward and both gradients.
 
-    y[n, o, p, q] = b[o] + sum_{c, i, j} W[o, c, i, j] * x_pad[n, c, p + i*dh, q + j*dw]
+    y[n, o, p, q]  = b[o] + sum_{c, i, j} W[o, c, i, j] * x_pad[n, c, p + i*dh, q + j*dw]
+    dW[o, c, i, j] = sum_{n, p, q} dy[n, o, p, q] * x_pad[n, c, p + i*dh, q + j*dw]
+    dx_pad[n, c, p + i*dh, q + j*dw] += sum_o W[o, c, i, j] * dy[n, o, p, q]
 
-with ``x_pad`` the input zero-padded by ``(ph, pw)``; output size
-``H_out = H + 2*ph - dh*(kh-1)`` (``W_out`` likewise).  Only stride 1.
+with ``x_pad`` the input zero-padded by ``(ph, pw)`` (``dx`` is ``dx_pad`` with the
+padding cut off); output size ``H_out = H + 2*ph - dh*(kh-1)`` (``W_out`` likewise).
+Only stride 1.  These are the products of ``Conv2d``'s docstring (``W_mat @ cols``,
+``G cols^T`` and ``col2im(W_mat^T G)``) with the im2col matrix never written.
 
-Why: for a first layer with one input channel, im2col + GEMM multiplies a
-``(C_out, kh*kw)`` matrix by a ``(kh*kw, N*L)`` one -- a product with a tiny inner
-dimension (9 or 25) that runs at memory speed, after im2col has written
-``kh*kw`` copies of the input and before a transposing copy to NCHW.  The direct
-loop reads each padded image (a few KB, cache-resident) and writes the output
-once, in NCHW, with the bias: about 4x faster for the lab CNNs' first layers
-(64 x 1x28x28 -> 32 channels 3x3, and 128 -> 16 channels 5x5).
+Why: im2col writes ``C*kh*kw`` copies of the input (14 MB for the lab CNN's second
+layer at batch 64), the products read them back, and col2im adds a same-sized matrix
+back into the image: on the development machine these copies cost as much as the
+products themselves.  For a first layer with one input channel the products are also
+thin (inner dimension 9 or 25), so im2col + GEMM runs at memory speed.
 
-Twins: ``conv2d_direct_forward_reference`` (NumPy, vectorised over batch and
-channels, one step per kernel tap; also CuPy) and ``conv2d_direct_forward_numba``
-(per image and output channel, see ``_conv_direct_numba.py``);
-``conv2d_direct_forward`` dispatches (Numba for NumPy arrays).  The two sum the
-same products in a different association, so they agree to rounding, not bits.
+Twins: ``*_reference`` (NumPy, vectorised over batch and channels, one step per kernel
+tap; also CuPy) and ``*_numba`` (``_conv_direct_numba.py``): for float32 where the AVX-512
+micro-kernels apply (``implicit_gemm_applies``), an *implicit GEMM* -- the micro-kernels
+read shifted windows of the padded image in place of im2col rows, and add their input
+gradient tiles straight into a padded image; otherwise (forward only) a vectorised
+loop over taps.  The dispatchers (``conv2d_direct_forward`` / ``_weight_grad`` /
+``_input_grad``) take the Numba twin where it applies, else the reference.  The twins
+sum the same products in other orders, so they agree to rounding, not bits.
 """
 from __future__ import annotations
 
@@ -72,9 +77,92 @@ def conv2d_direct_forward_reference(x, weight, bias, padding=0, dilation=1):
     return y
 
 
+def _check_grad_shapes(input_shape, dout_shape, weight_shape, padding, dilation, owner):
+    (ph, pw), (dh, dw) = pair(padding, "padding", owner), pair(dilation, "dilation", owner)
+    n, c, h, w = (int(v) for v in input_shape)
+    o, c_w, kh, kw = (int(v) for v in weight_shape)
+    ho, wo = direct_output_hw((h, w), (kh, kw), (ph, pw), (dh, dw))
+    if c_w != c or tuple(dout_shape) != (n, o, ho, wo):
+        raise ValueError(f"{owner}: expected weight (O, {c}, kh, kw) and dout {(n, o, ho, wo)} "
+                         f"for input {(n, c, h, w)}, got weight {tuple(weight_shape)} and "
+                         f"dout {tuple(dout_shape)}")
+    return (ph, pw), (dh, dw), (ho, wo)
+
+
+def conv2d_direct_weight_grad_reference(x, dout, weight_shape, padding=0, dilation=1):
+    """Plain NumPy dL/dW of a stride-1 convolution: (O, C, kh, kw).
+
+    ``dW[o, c, i, j] = sum_{n, p, q} dout[n, o, p, q] * x_pad[n, c, p + i*dh, q + j*dw]``:
+    for each tap, the shifted window of the padded input against ``dout``.
+    """
+    xp = backend.xp(x)
+    (ph, pw), (dh, dw), (ho, wo) = _check_grad_shapes(x.shape, dout.shape, weight_shape, padding,
+                                                      dilation, "conv2d_direct_weight_grad")
+    kh, kw = weight_shape[2:]
+    x_pad = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    dw_ = xp.empty(tuple(weight_shape), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            window = x_pad[:, :, i * dh:i * dh + ho, j * dw:j * dw + wo]
+            dw_[:, :, i, j] = xp.einsum("nohw,nchw->oc", dout, window)
+    return dw_
+
+
+def conv2d_direct_input_grad_reference(dout, weight, input_shape, padding=0, dilation=1):
+    """Plain NumPy dL/dx of a stride-1 convolution: (N, C, H, W).
+
+    Each tap hands ``W[:, :, i, j]^T dout`` back to the window it read (a transposed
+    convolution): added into a padded buffer, whose padding is cut off at the end.
+    """
+    xp = backend.xp(dout)
+    (ph, pw), (dh, dw), (ho, wo) = _check_grad_shapes(input_shape, dout.shape, weight.shape,
+                                                      padding, dilation,
+                                                      "conv2d_direct_input_grad")
+    n, c, h, w = input_shape
+    kh, kw = weight.shape[2:]
+    dx_pad = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=dout.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            dx_pad[:, :, i * dh:i * dh + ho, j * dw:j * dw + wo] += xp.einsum(
+                "oc,nohw->nchw", weight[:, :, i, j], dout)
+    return dx_pad[:, :, ph:ph + h, pw:pw + w].copy()
+
+
+def implicit_gemm_applies(a, weight_shape, weight_dtype=np.float32) -> bool:
+    """Whether the Numba twins take the implicit-GEMM kernels (``_conv_direct_numba.py``)
+    for data ``a`` (the input or dout) and a weight of ``weight_shape``: float32 NumPy
+    arrays, the AVX-512 micro-kernels available (``gemm.host_supported``, ``gemm.enabled``),
+    at least ``NT_ROWS`` output channels and ``NT_COLS`` kernel taps (the weight-gradient
+    tile)."""
+    from . import gemm
+    o, c, kh, kw = weight_shape
+    return (type(a) is np.ndarray and a.dtype == np.float32
+            and np.dtype(weight_dtype) == np.float32 and gemm.enabled
+            and o >= gemm.NT_ROWS and c * kh * kw >= gemm.NT_COLS and gemm.host_supported())
+
+
 def conv2d_direct_forward(x, weight, bias, padding=0, dilation=1):
     """Stride-1 convolution forward on the fastest path."""
     if isinstance(x, np.ndarray):
         from ._conv_direct_numba import conv2d_direct_forward_numba
         return conv2d_direct_forward_numba(x, weight, bias, padding, dilation)
     return conv2d_direct_forward_reference(x, weight, bias, padding, dilation)
+
+
+def conv2d_direct_weight_grad(x, dout, weight_shape, padding=0, dilation=1):
+    """dL/dW of a stride-1 convolution on the fastest path (the implicit GEMM where it
+    applies, else the reference)."""
+    if (implicit_gemm_applies(x, weight_shape) and type(dout) is np.ndarray
+            and dout.dtype == np.float32):
+        from ._conv_direct_numba import conv2d_direct_weight_grad_numba
+        return conv2d_direct_weight_grad_numba(x, dout, weight_shape, padding, dilation)
+    return conv2d_direct_weight_grad_reference(x, dout, weight_shape, padding, dilation)
+
+
+def conv2d_direct_input_grad(dout, weight, input_shape, padding=0, dilation=1):
+    """dL/dx of a stride-1 convolution on the fastest path (the implicit GEMM where it
+    applies, else the reference)."""
+    if implicit_gemm_applies(dout, weight.shape, weight.dtype) and type(weight) is np.ndarray:
+        from ._conv_direct_numba import conv2d_direct_input_grad_numba
+        return conv2d_direct_input_grad_numba(dout, weight, input_shape, padding, dilation)
+    return conv2d_direct_input_grad_reference(dout, weight, input_shape, padding, dilation)

@@ -6,7 +6,7 @@ import numbers
 
 import numpy as np
 
-from .. import backend, kernels
+from .. import backend, kernels, memory
 from ..kernels.shapes import conv_output_size, pair
 from . import init
 from .module import (Module, Parameter, backward_before_forward, check_dout,
@@ -87,10 +87,17 @@ class Conv2d(Module):
     done (one large allocation less per step); in eval mode only the input is
     kept (backward rebuilds the matrix) and large batches are convolved in
     chunks of images whose matrix stays under ``EVAL_COLS_BYTES``, bounding
-    inference memory.  A layer with one input channel and stride 1 computes its
-    forward as a direct convolution instead (``minidl.kernels.conv2d_direct_forward``:
-    the product above has an inner dimension of only ``kh*kw`` there), with the same
-    result to rounding; in training mode it still keeps ``cols`` for backward.
+    inference memory.
+
+    Faster routes, same results to float32 rounding.  In float32 with stride 1, on a
+    CPU where minidl's AVX-512 GEMM applies (``minidl.kernels.implicit_gemm_applies``),
+    forward, dL/dW and dL/dx are an *implicit GEMM*
+    (``minidl.kernels.conv2d_direct_forward`` / ``_weight_grad`` / ``_input_grad``):
+    the products above read the zero-padded input in place instead of an im2col
+    matrix, and col2im is fused into ``W_mat^T G``; only the input is kept for
+    backward.  Otherwise a layer with one input channel and stride 1 computes its
+    forward as a direct convolution loop (the product above has an inner dimension
+    of only ``kh*kw`` there) and keeps ``cols`` for backward.
     With ``needs_input_grad = False`` (see ``Module``; ``fit``
     sets it for a network's first layer) backward skips ``W_mat^T G`` and
     ``col2im`` and returns None.
@@ -123,6 +130,7 @@ class Conv2d(Module):
             self.register_parameter("bias", None)
         self._x = None       # last input (kept by reference, never modified)
         self._cols = None    # its im2col matrix, kept in training mode
+        self._implicit = False   # whether the last forward took the implicit GEMM
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -144,6 +152,8 @@ class Conv2d(Module):
         return self.kernel_size, self.stride, self.padding, self.dilation
 
     def forward(self, x):
+        if not memory.done:
+            memory.tune_malloc()
         check_float_array("Conv2d", x)
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
@@ -159,10 +169,14 @@ class Conv2d(Module):
                 f"{tuple(x.shape[2:])} padded by {self.padding}")
         self._x = x
         self._cols = None
+        self._implicit = self._implicit_gemm(x)
+        bias = None if self.bias is None else self.bias.data
+        if self._implicit:      # no im2col matrix, forward or backward
+            return kernels.conv2d_direct_forward(x, self.weight.data, bias, self.padding,
+                                                 self.dilation)
         if self._direct(x):
             if self.training:   # backward's dL/dW = G cols^T needs the im2col matrix
                 self._cols = kernels.im2col(x, *self._geometry())
-            bias = None if self.bias is None else self.bias.data
             return kernels.conv2d_direct_forward(x, self.weight.data, bias, self.padding,
                                                  self.dilation)
         if self.training:
@@ -177,6 +191,11 @@ class Conv2d(Module):
         for start in range(0, n, step):
             y[start:start + step] = self._convolve(x[start:start + step])[0]
         return y.reshape(n, c_out, ho, wo)
+
+    def _implicit_gemm(self, x) -> bool:
+        """Whether forward and backward take the implicit-GEMM kernels (see the docstring)."""
+        return self.stride == (1, 1) and kernels.implicit_gemm_applies(
+            x, self.weight.data.shape, self.weight.data.dtype)
 
     def _direct(self, x) -> bool:
         """Whether forward takes the direct convolution (thin layers, see the docstring)."""
@@ -203,6 +222,8 @@ class Conv2d(Module):
         x = self._x
         out_shape = self.output_shape(x.shape)
         check_dout("Conv2d", dout, out_shape, x.dtype)
+        if self._implicit:
+            return self._implicit_backward(x, dout)
         xp = backend.xp(dout)
         cols = self._cols if self._cols is not None else kernels.im2col(x, *self._geometry())
         self._cols = None                                            # backward consumes it
@@ -220,6 +241,16 @@ class Conv2d(Module):
         # takes its memory instead of a second matrix of the same size
         dcols = kernels.matmul(w_mat.T, g, out=cols)                 # (K, N*L)
         return kernels.col2im(dcols, x.shape, *self._geometry())
+
+    def _implicit_backward(self, x, dout):
+        if self.bias is not None:
+            self.bias.accumulate_grad(dout.sum(axis=(0, 2, 3)), owned=True)
+        self.weight.accumulate_grad(kernels.conv2d_direct_weight_grad(
+            x, dout, self.weight.data.shape, self.padding, self.dilation), owned=True)
+        if not self.needs_input_grad:
+            return None
+        return kernels.conv2d_direct_input_grad(dout, self.weight.data, x.shape, self.padding,
+                                                self.dilation)
 
     def _convert_extra(self, fn) -> None:
         self._x = None
