@@ -5,7 +5,8 @@
 Operations: im2col, col2im, conv2d forward and backward (im2col + GEMM; backward from the
 forward's columns, the GEMMs of ``nn.Conv2d.backward``), max and average pooling forward
 and backward, linear forward and backward, the Adam update, and each layer's forward +
-backward as the training step runs it.
+backward as the training step runs it. At the real shapes, also the stride-1 convolution
+without im2col (``conv2d_direct_*`` twins: forward; weight + input gradient).
 
 Implementations (columns):
 
@@ -264,6 +265,7 @@ class Case:
     shape: str
     impls: dict = field(default_factory=dict)   # name -> Impl
     reference: str = "numpy"                    # whose output the others are checked against
+    notes: list = field(default_factory=list)   # why a cell is missing, for the report
 
 
 def _sizes(shape):
@@ -548,6 +550,8 @@ def build_cases(env: Env, quick: bool, dtype=np.float32) -> list[Case]:
                                       p=pad: conv_bwd(K.col2im_reference, colsc, w2c, dc, sh, k,
                                                       s, p, xp=cp), sync=env.cupy_sync)
         cases.append(case)
+        if s == 1 and not small:
+            cases += _direct_conv_cases(env, shape, x, wgt, b, dout, k, pad)
         tl = None
         if torch:
             tl = torch.nn.Conv2d(c, o, k, stride=s, padding=pad)
@@ -700,6 +704,54 @@ def build_cases(env: Env, quick: bool, dtype=np.float32) -> list[Case]:
     return cases
 
 
+def _direct_conv_cases(env: Env, shape, x, wgt, b, dout, k, pad) -> list[Case]:
+    """Stride-1 convolution without im2col: ``minidl.kernels.conv2d_direct_*`` twins.
+
+    A Numba twin that refuses a shape (it raises ValueError saying why) leaves its cell
+    empty, with the reason in the row's notes.
+    """
+    K, torch, cp = env.K, env.torch, env.cp
+    F = torch.nn.functional if torch else None
+    fwd = Case("conv2d direct forward", shape)
+    fwd.impls["numpy"] = Impl(lambda: K.conv2d_direct_forward_reference(x, wgt, b, pad))
+    fwd.impls["numba"] = Impl(lambda: K.conv2d_direct_forward_numba(x, wgt, b, pad))
+    bwd = Case("conv2d direct backward", shape)
+
+    def backward(weight_grad, input_grad, xp=np, x=x, wgt=wgt, dout=dout):
+        dw = weight_grad(x, dout, wgt.shape, pad)
+        dx = input_grad(dout, wgt, x.shape, pad)
+        return dx, dw.reshape(-1), dout.sum(axis=(0, 2, 3))
+    bwd.impls["numpy"] = Impl(lambda: backward(K.conv2d_direct_weight_grad_reference,
+                                               K.conv2d_direct_input_grad_reference))
+    bwd.impls["numba"] = Impl(lambda: backward(K.conv2d_direct_weight_grad_numba,
+                                               K.conv2d_direct_input_grad_numba))
+    if torch:
+        xt, wt, bt, dt = env.t(x), env.t(wgt), env.t(b), env.t(dout)
+        o = wgt.shape[0]
+        fwd.impls["torch"] = Impl(lambda: F.conv2d(xt, wt, bt, padding=pad))
+
+        def t_bwd():
+            dx, dw, db = torch.ops.aten.convolution_backward(
+                dt, xt, wt, [o], [1, 1], [pad, pad], [1, 1], False, [0, 0], 1,
+                [True, True, True])
+            return dx, dw.reshape(-1), db
+        bwd.impls["torch"] = Impl(t_bwd)
+    if cp:
+        xc, wc, bc, dc = env.c(x), env.c(wgt), env.c(b), env.c(dout)
+        fwd.impls["cupy"] = Impl(lambda: K.conv2d_direct_forward_reference(xc, wc, bc, pad),
+                                 sync=env.cupy_sync)
+        bwd.impls["cupy"] = Impl(lambda: backward(K.conv2d_direct_weight_grad_reference,
+                                                  K.conv2d_direct_input_grad_reference,
+                                                  x=xc, wgt=wc, dout=dc), sync=env.cupy_sync)
+    for case in (fwd, bwd):
+        try:
+            case.impls["numba"].run()
+        except ValueError as exc:
+            del case.impls["numba"]
+            case.notes.append(f"numba: {exc}")
+    return [fwd, bwd]
+
+
 def _layer_case(env: Env, op, shape, layer, torch_layer, x, dout) -> Case:
     """A layer as a user runs it in training: forward, then backward; minidl vs torch.nn.
 
@@ -729,23 +781,24 @@ def _layer_case(env: Env, op, shape, layer, torch_layer, x, dout) -> Case:
 
 def _adam_case(env: Env, label, params0, grads, small) -> Case:
     """Adam: every implementation does steps from its own state; checked on one fresh step."""
-    minidl, torch, cp = env.minidl, env.torch, env.cp
+    minidl, torch, cp, K = env.minidl, env.torch, env.cp, env.K
     case = Case("adam update", label, reference="numpy")
 
     def fresh_numpy_state():
         return ([p.copy() for p in params0], [np.zeros_like(p) for p in params0],
                 [np.zeros_like(p) for p in params0])
 
-    def numpy_adam(params, grads, ms, vs, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
-                   xp=np):
-        # the vectorised formula of minidl.optim.Adam, without the optimizer's bookkeeping
-        step_size = lr / (1 - beta1 ** step)
-        bc2_sqrt = (1 - beta2 ** step) ** 0.5
-        for p, g, m, v in zip(params, grads, ms, vs):
-            m += (1 - beta1) * (g - m)
-            v *= beta2
-            v += (1 - beta2) * g * g
-            p -= step_size * m / (xp.sqrt(v) / bc2_sqrt + eps)
+    def twin_adam(kernel):
+        """One Adam step over every tensor with a ``minidl.kernels.adam_update*`` twin."""
+        def update(params, grads_, ms, vs, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
+            step_size = lr / (1 - beta1 ** step)
+            bc2_sqrt = (1 - beta2 ** step) ** 0.5
+            for p, g, m, v in zip(params, grads_, ms, vs):
+                kernel(p, g, m, v, None, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                       weight_decay=0.0, decoupled=False, step_size=step_size,
+                       bias_correction2_sqrt=bc2_sqrt)
+        return update
+    numpy_adam = twin_adam(K.adam_update_reference)
 
     def stepper(update, state):
         counter = [0]
@@ -768,8 +821,9 @@ def _adam_case(env: Env, label, params0, grads, small) -> Case:
                                    result=lambda: one_step(adam_update_naive, fresh_numpy_state))
     case.impls["numpy"] = Impl(stepper(numpy_adam, fresh_numpy_state()),
                                result=lambda: one_step(numpy_adam, fresh_numpy_state))
-    # no "numba" cell: minidl has no separate Numba Adam kernel to call here; whatever
-    # optim.Adam.step uses (NumPy or a fused kernel) is timed in the "minidl" cell
+    numba_adam = twin_adam(K.adam_update_numba)
+    case.impls["numba"] = Impl(stepper(numba_adam, fresh_numpy_state()),
+                               result=lambda: one_step(numba_adam, fresh_numpy_state))
 
     def minidl_opt():
         ps = [minidl.nn.Parameter(p.copy()) for p in params0]
@@ -802,7 +856,7 @@ def _adam_case(env: Env, label, params0, grads, small) -> Case:
                     [cp.zeros(p.shape, p.dtype) for p in params0], [cp.asarray(g) for g in grads])
 
         def cupy_adam(params, grads_, ms, vs, step):
-            numpy_adam(params, grads_, ms, vs, step, xp=cp)
+            numpy_adam(params, grads_, ms, vs, step)   # the reference runs on CuPy arrays
         case.impls["cupy"] = Impl(stepper(cupy_adam, cupy_state()),
                                   result=lambda: one_step(cupy_adam, cupy_state),
                                   sync=env.cupy_sync)
@@ -870,7 +924,7 @@ def measure_case(case: Case, rounds: int, block_s: float, naive_block_s: float) 
         st["calls_per_block"] = numbers[name]
         st["max_abs_diff"], st["max_rel_diff"] = checks[name]
         impls[name] = st
-    return {"op": case.op, "shape": case.shape, "impls": impls}
+    return {"op": case.op, "shape": case.shape, "impls": impls, "notes": case.notes}
 
 
 def calibrate_block(run, target_s: float) -> int:
@@ -958,6 +1012,9 @@ def render(info, info_end, rows, args, cupy_note) -> str:
         out.append(common.markdown_table(
             ["op", "shape", *IMPLS, "numba/numpy", "numba/torch", "minidl/torch"], table))
         out.append("")
+    notes = sorted({f"{r['op']}, {r['shape']}: {n}" for r in rows for n in r.get("notes", [])})
+    if notes:
+        out += ["Empty cells:", ""] + [f"- {n}" for n in notes] + [""]
     worst = max((st["max_rel_diff"] for r in rows for st in r["impls"].values()
                  if st and st.get("max_rel_diff") is not None), default=None)
     out.append(f"Every implementation's output was compared before timing with the NumPy "

@@ -10,8 +10,8 @@ What is measured (issue 5), for each model of ``common.MODELS`` and each thread 
   compared with the issue's target.
 - **inference**: eval mode, one pass over 10,000 images in batches of 1000 (torch under
   ``inference_mode``); ratio target <= 1.0 for every model.
-- **peak memory** of one CNN training epoch at batch 128, each framework in a fresh
-  process (see ``memory_worker``).
+- **peak memory** of CNN training at batch 128 (a full epoch of the small CNN, 100 steps of
+  the 2-conv CNN), each framework in a fresh process (see ``memory_worker``).
 - **cold start**: see ``benchmarks.coldstart`` (run from here too unless ``--no-coldstart``).
 
 Fairness. Each framework runs in its own worker process (spawned once), so neither pays for
@@ -306,7 +306,9 @@ def _verdict(r: float | None, target: float | None) -> str:
         return "(no target)"
     if r <= target:
         return f"met (≤ {target})"
-    return f"**missed** by {r / target - 1:.0%} (needs {1 - target / r:.0%} less time)"
+    over, cut = r / target - 1, 1 - target / r
+    fmt = ".2%" if over < 0.01 else ".1%" if over < 0.1 else ".0%"
+    return f"**missed** by {over:{fmt}} (needs {cut:{fmt}} less time)"
 
 
 def run_speed(args, workers: dict, log) -> tuple[list[dict], list[dict]]:
@@ -438,7 +440,7 @@ def render(args, info, info_end, train_rows, infer_rows, mem_rows, cold) -> tupl
         out += ["", "## Missed targets and where minidl's time goes", ""]
         for kind, r in missed:
             out += [f"### {r['model']}, {kind}, {r['threads']} thread(s): ratio "
-                    f"{r['ratio']:.2f} vs target {r['target']} — "
+                    f"{r['ratio']:.3f} vs target {r['target']} — "
                     + _verdict(r["ratio"], r["target"]).replace("**", ""), ""]
             if r.get("profile"):
                 out += ["cProfile of the minidl " + ("step" if kind == "training" else
@@ -450,8 +452,9 @@ def render(args, info, info_end, train_rows, infer_rows, mem_rows, cold) -> tupl
     md = "\n".join(out)
     # the README gets the tables and charts; the profiles stay in results/training.md
     cut = md.find("\n## Missed targets")
-    readme = md if cut < 0 else (md[:cut] + "\n\nMissed targets and the cProfile of each "
-                                 "missed minidl step: [results/training.md](results/training.md).")
+    readme = md if cut < 0 else (md[:cut].rstrip()
+                                 + "\n\nMissed targets and the cProfile of each missed "
+                                 "minidl step: [results/training.md](results/training.md).")
     readme += ("\n\n![training step](results/training_step.png)\n"
                "![ratios](results/training_ratio.png)")
     readme = readme.replace("# Training and inference speed: minidl vs PyTorch\n\n", "", 1)

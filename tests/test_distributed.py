@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from conftest import require_or_skip
 from tuning import workers
-from tuning.storage import JournalFileLock, open_storage
+from tuning.storage import LOCK_MODE, JournalFileLock, open_storage
 
 REPO = Path(__file__).parents[1]
 TINY = ["--space", "lab-mlp", "--epochs", "1", "--train-size", "600", "--val-size", "500",
@@ -306,6 +306,10 @@ def test_journal_lock_waits_for_live_writers_and_breaks_dead_ones(tmp_path, monk
     assert not done.wait(0.5)
     holder.release()
     assert done.wait(20)
+    # One of ours killed between creating its lock file and writing its PID into it.
+    os.close(os.open(lock_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, LOCK_MODE))
+    assert write_in_thread().wait(20)
+    assert not os.path.lexists(lock_file)
 
     # Plain Optuna's lock (a symlink to the relative path, which does not resolve from
     # the link's folder) is respected while it may be in use ...

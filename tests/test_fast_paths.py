@@ -54,27 +54,30 @@ def _specials(a, rng):
 @pytest.mark.parametrize("shape", [(1,), (7, 5), (3, 4, 6, 5), (2, 70000)])
 def test_relu_numba_equals_reference(shape, dtype, rng):
     x = _specials(rng.standard_normal(shape).astype(dtype), rng)
-    y = kernels.relu_forward_numba(x)
-    y_ref = kernels.relu_forward_reference(x)
-    assert y.dtype == dtype and y.shape == x.shape
+    y, passes = kernels.relu_forward_numba(x)
+    y_ref, passes_ref = kernels.relu_forward_reference(x)
+    assert y.dtype == dtype and y.shape == x.shape and passes.dtype == np.bool_
     np.testing.assert_array_equal(y, y_ref)
-    assert np.isnan(y).sum() == np.isnan(x).sum()            # NaN propagates
+    np.testing.assert_array_equal(passes, passes_ref)
+    assert np.isnan(y).sum() == np.isnan(x).sum()            # NaN propagates ...
+    assert passes[np.isnan(x)].all()                         # ... and passes its gradient
     dout = _specials(rng.standard_normal(shape).astype(dtype), rng)
-    dx = kernels.relu_backward_numba(dout, y)
-    np.testing.assert_array_equal(dx, kernels.relu_backward_reference(dout, y))
+    dx = kernels.relu_backward_numba(dout, passes)
+    np.testing.assert_array_equal(dx, kernels.relu_backward_reference(dout, passes))
     # where the output is <= 0 the gradient is exactly 0, even for a NaN/inf dout
     assert np.all(dx[y <= 0] == 0)
-    passes = ~(y <= 0)
     np.testing.assert_array_equal(dx[passes], dout[passes])
 
 
 def test_relu_numba_takes_non_contiguous_input_and_rejects_bad_arrays(rng):
     x = rng.standard_normal((6, 8)).astype(np.float32)[:, ::2]
-    np.testing.assert_array_equal(kernels.relu_forward_numba(x), np.maximum(x, 0))
+    np.testing.assert_array_equal(kernels.relu_forward_numba(x)[0], np.maximum(x, 0))
     with pytest.raises(ValueError, match="relu_forward"):
         kernels.relu_forward_numba(np.arange(4))
     with pytest.raises(ValueError, match="relu_backward"):
-        kernels.relu_backward_numba(np.ones(3, np.float32), np.ones(4, np.float32))
+        kernels.relu_backward_numba(np.ones(3, np.float32), np.ones(4, np.bool_))
+    with pytest.raises(ValueError, match="relu_backward"):
+        kernels.relu_backward_numba(np.ones(3, np.float32), np.ones(3, np.float32))
 
 
 def test_relu_layer_matches_torch_on_nan_and_inf(torch, rng):
@@ -242,6 +245,23 @@ def test_implicit_gemm_gradients_equal_reference(geometry, driver, rng):
     assert dx.shape == x.shape and dx.dtype == np.float32
     _close(dx, kernels.conv2d_direct_input_grad_reference(dout, w, x.shape, pad, dil),
            np.float32)
+
+
+def test_implicit_gemm_gradients_in_chunks_of_images(monkeypatch, rng):
+    """The gradients run over a few images at a time: chunk edges change nothing, and an
+    inf in a later chunk still sends the weight gradient to the reference."""
+    from minidl.kernels import _conv_direct_numba
+    monkeypatch.setattr(_conv_direct_numba, "CHUNK_IMAGES", 2)
+    x, w, b, pad, dil = _conv_case(rng, (2, (3, 3), (1, 1), (1, 1)), np.float32, n=5,
+                                   hw=(6, 7))
+    dout = rng.standard_normal((5, 8, 6, 7)).astype(np.float32)
+    _close(kernels.conv2d_direct_weight_grad_numba(x, dout, w.shape, pad, dil),
+           kernels.conv2d_direct_weight_grad_reference(x, dout, w.shape, pad, dil), np.float32)
+    _close(kernels.conv2d_direct_input_grad_numba(dout, w, x.shape, pad, dil),
+           kernels.conv2d_direct_input_grad_reference(dout, w, x.shape, pad, dil), np.float32)
+    x[4, 1, 0, 6] = -np.inf
+    _close(kernels.conv2d_direct_weight_grad_numba(x, dout, w.shape, pad, dil),
+           kernels.conv2d_direct_weight_grad_reference(x, dout, w.shape, pad, dil), np.float32)
 
 
 def test_implicit_gemm_keeps_the_references_nan_pattern(rng):

@@ -104,7 +104,11 @@ def study_names(storage) -> list:
 # -- the journal file and its lock --------------------------------------------------------
 
 LOCK_SUFFIX = ".lock"  # Optuna's name for a journal's lock file, so plain Optuna agrees
-LOCK_MARKER = "tuning journal lock"
+# The mode of the lock files this module creates.  It is set by the same system call that
+# creates the file, so even a writer killed before it wrote anything into its lock file
+# leaves one that is recognisably ours (plain Optuna's are symlinks, or files of mode
+# 0o777 less the umask).  The file holds the writer's host and PID, for people.
+LOCK_MODE = 0o400
 
 
 class JournalFileLock:
@@ -113,17 +117,19 @@ class JournalFileLock:
     A writer first takes an exclusive ``flock`` on the journal file itself, which the
     kernel drops when the process dies, whatever killed it; then, for processes that lock
     the Optuna way (plain Optuna's ``JournalFileSymlinkLock``/``JournalFileOpenLock``),
-    it creates Optuna's lock file ``<journal>.lock`` exclusively, holding
-    ``LOCK_MARKER`` and its host and PID.  Since every process of ours creates that file
-    only while it holds the ``flock``, a marked lock file found by a process holding the
-    ``flock`` was left by a writer that died (SIGKILL, power cut) inside its append: it
-    is removed at once.
+    it creates Optuna's lock file ``<journal>.lock`` exclusively (mode ``LOCK_MODE``).
+    Every process of ours creates that file only while it holds the ``flock``, so one
+    found by a process holding the ``flock`` was left by a writer that died (SIGKILL, out
+    of memory, power cut) inside its append: it is removed at once.
 
-    Any other lock file (plain Optuna's, or one from before this lock; Optuna's symlink
-    lock points at a relative path that does not resolve, so Optuna's own 30 s grace
-    period never ends for it) is taken as held until it has been ``grace_period`` seconds
-    old or unchanged, then removed, as Optuna does.  Where ``flock`` does not work (some
-    network or FUSE file systems) marked lock files are treated the same way.
+    Any other lock file (plain Optuna's, or one left by this project before this lock
+    existed: Optuna's symlink lock stores the journal path as given, which, when it is
+    relative, does not resolve from the link's folder, so Optuna's own 30 s grace period
+    never ends and its writers wait forever) counts as held until it is ``grace_period``
+    seconds old or has been seen unchanged that long; then it is removed, as Optuna does.
+    Where ``flock`` does not work (some network or FUSE file systems) our own lock files
+    are treated the same way.  Used through ``JournalFile``; ``acquire``/``release`` are
+    the interface Optuna's ``JournalFileBackend`` expects of its ``lock_obj``.
     """
 
     def __init__(self, journal_path: str, grace_period: float = 30.0) -> None:
@@ -131,10 +137,6 @@ class JournalFileLock:
         self._path = self._journal + LOCK_SUFFIX
         self.grace_period = grace_period
         self._flock_fd = None
-
-    @property
-    def path(self) -> str:
-        return self._path
 
     def acquire(self) -> bool:
         fd = self._flock()
@@ -179,16 +181,16 @@ class JournalFileLock:
         watched, since = None, time.monotonic()
         while True:
             try:
-                fd = os.open(self._path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+                fd = os.open(self._path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, LOCK_MODE)
             except FileExistsError:
                 try:
                     st = os.lstat(self._path)
                 except FileNotFoundError:
                     continue  # released meanwhile
-                if holds_flock and self._is_marked(st):
+                if holds_flock and stat.S_ISREG(st.st_mode) \
+                        and stat.S_IMODE(st.st_mode) == LOCK_MODE:
                     _remove(self._path, missing_ok=True)  # its writer died mid-append
                     continue
-                # Someone else's lock: held until old enough, or unchanged long enough.
                 key = (st.st_ino, st.st_mtime_ns)
                 if key != watched:
                     watched, since = key, time.monotonic()
@@ -201,29 +203,14 @@ class JournalFileLock:
                 sleep = min(2 * sleep, 0.05)
                 continue
             try:
-                os.write(fd, json.dumps({"lock": LOCK_MARKER, "host": socket.gethostname(),
-                                         "pid": os.getpid()}).encode())
-            except BaseException:
+                os.write(fd, f"{socket.gethostname()} pid {os.getpid()}\n".encode())
+            finally:
                 os.close(fd)
-                _remove(self._path, missing_ok=True)
-                raise
-            os.close(fd)
             return
-
-    def _is_marked(self, st) -> bool:
-        """Is the lock file (``st`` from lstat) one that this class wrote?"""
-        if not stat.S_ISREG(st.st_mode) or st.st_size > 4096:
-            return False
-        try:
-            with open(self._path, "rb") as f:
-                owner = json.loads(f.read())
-        except (OSError, ValueError):
-            return False
-        return isinstance(owner, dict) and owner.get("lock") == LOCK_MARKER
 
 
 def _remove(path: str, missing_ok: bool = False) -> None:
-    """Remove a lock file by renaming it away first (never half a lock, as Optuna does)."""
+    """Remove a lock file; renamed away first, as Optuna's own ``release`` does."""
     doomed = f"{path}.{uuid.uuid4().hex}.rename"
     try:
         os.rename(path, doomed)

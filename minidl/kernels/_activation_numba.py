@@ -17,43 +17,40 @@ from ._parallel import check_contiguous_float
 
 
 @njit(cache=True)
-def _relu_range(x, y, zero, lo, hi):
-    for i in range(lo, hi):
+def _relu_all(x, y, passes, zero):
+    for i in range(x.size):
         v = x[i]
-        y[i] = zero if v <= 0 else v          # NaN: not <= 0, so it stays NaN
+        keep = not (v <= 0)                   # NaN: not <= 0, so it stays (and passes)
+        y[i] = v if keep else zero
+        passes[i] = keep
 
 
 @njit(cache=True)
-def _relu_backward_range(dout, y, dx, zero, lo, hi):
-    for i in range(lo, hi):
-        dx[i] = zero if y[i] <= 0 else dout[i]
-
-
-@njit(cache=True)
-def _relu_all(x, y, zero):
-    _relu_range(x, y, zero, 0, x.size)
-
-
-@njit(cache=True)
-def _relu_backward_all(dout, y, dx, zero):
-    _relu_backward_range(dout, y, dx, zero, 0, dout.size)
+def _relu_backward_all(dout, passes, dx, zero):
+    for i in range(dout.size):
+        dx[i] = dout[i] if passes[i] else zero
 
 
 def relu_forward_numba(x):
-    """Numba ReLU forward (any shape, float32/float64); equals ``relu_forward_reference``."""
+    """Numba ReLU forward (any shape, float32/float64): ``(y, passes)``; equals
+    ``relu_forward_reference``."""
     x = check_contiguous_float(x, "relu_forward", "x")
     y = np.empty_like(x)
-    _relu_all(x.reshape(-1), y.reshape(-1), x.dtype.type(0))
-    return y
+    passes = np.empty(x.shape, np.bool_)
+    _relu_all(x.reshape(-1), y.reshape(-1), passes.reshape(-1), x.dtype.type(0))
+    return y, passes
 
 
-def relu_backward_numba(dout, y):
-    """Numba ReLU backward from the forward output ``y``; equals ``relu_backward_reference``."""
+def relu_backward_numba(dout, passes):
+    """Numba ReLU backward from the forward's ``passes`` mask; equals
+    ``relu_backward_reference``."""
     dout = check_contiguous_float(dout, "relu_backward", "dout")
-    y = check_contiguous_float(y, "relu_backward", "y")
-    if dout.shape != y.shape or dout.dtype != y.dtype:
-        raise ValueError(f"relu_backward: expected dout and y of one shape and dtype, got "
-                         f"{tuple(dout.shape)} {dout.dtype} and {tuple(y.shape)} {y.dtype}")
+    if not isinstance(passes, np.ndarray) or passes.dtype != np.bool_ \
+            or passes.shape != dout.shape:
+        raise ValueError(f"relu_backward: expected a boolean mask of shape {tuple(dout.shape)}, "
+                         f"got {getattr(passes, 'dtype', type(passes).__name__)} "
+                         f"{tuple(getattr(passes, 'shape', ()))}")
+    passes = np.ascontiguousarray(passes)
     dx = np.empty_like(dout)
-    _relu_backward_all(dout.reshape(-1), y.reshape(-1), dx.reshape(-1), dout.dtype.type(0))
+    _relu_backward_all(dout.reshape(-1), passes.reshape(-1), dx.reshape(-1), dout.dtype.type(0))
     return dx

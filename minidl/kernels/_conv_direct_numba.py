@@ -27,12 +27,16 @@ import numpy as np
 from numba import njit, prange
 
 from ._gemm_numba import (LANES, NN_COLS, NN_ROWS, _nn_tile, _nn_tile_gather,
-                          _nn_tile_scatter_add, _nt_tile_gather, _pack_a)
+                          _nn_tile_scatter_add, _nt_tile_gather, _pack_a, parallel_work)
 from ._parallel import check_float_array, pick
 from .conv_direct import _check, _check_grad_shapes, implicit_gemm_applies
 from .conv_direct import conv2d_direct_input_grad_reference as _input_grad_reference
 from .conv_direct import conv2d_direct_weight_grad_reference as _weight_grad_reference
 from .gemm import NT_COLS, NT_ROWS
+
+# The gradients work on this many images at a time: their scratch buffers (padded
+# images, dout in the wide layout) stay a few MB whatever the batch size.
+CHUNK_IMAGES = 32
 
 
 @njit(cache=True, error_model="numpy")
@@ -155,7 +159,7 @@ def _tap_offsets(c_in, kh, kw, dh, dw, hq, wp):
 
 @njit(cache=True, error_model="numpy")
 def _pad_images(x, ph, pw, hq, wp):
-    """(padded buffer (N, C, hq, wp), number of inf/NaN values in ``x``)."""
+    """(padded copy (N, C, hq, wp) of ``x``, number of inf/NaN values in ``x``)."""
     n_img, c_in, h, w = x.shape
     out = np.zeros((n_img, c_in, hq, wp), x.dtype)
     bad = 0
@@ -186,14 +190,28 @@ def _wide_dout(dout, wp, lp):
     return out
 
 
+@njit(cache=True)
+def _pad_image(x, n, ph, pw, x_pad):
+    """Copy image ``n`` into the interior of ``x_pad`` (C, hq, wp), whose border is zero."""
+    c_in, h, w = x.shape[1], x.shape[2], x.shape[3]
+    for c in range(c_in):
+        for r in range(h):
+            src = x[n, c, r]
+            dst = x_pad[c, r + ph, pw:pw + w]
+            for s in range(w):
+                dst[s] = src[s]
+
+
 @njit(cache=True, error_model="numpy")
-def _implicit_forward_image(packed, offs, x_flat, img_size, bias, lp, wp, scratch, y, n):
+def _implicit_forward_image(packed, offs, x, ph, pw, x_pad, bias, lp, wp, scratch, y, n):
     c_out, ho, wo = y.shape[1], y.shape[2], y.shape[3]
     t_len = offs.size
+    _pad_image(x, n, ph, pw, x_pad)
+    x_flat = x_pad.reshape(-1)
     for blk in range(-(-c_out // NN_ROWS)):
         for q0 in range(0, lp, NN_COLS):
-            _nn_tile_gather(packed, x_flat, offs, scratch, blk * t_len * NN_ROWS,
-                            n * img_size + q0, q0, lp, t_len)
+            _nn_tile_gather(packed, x_flat, offs, scratch, blk * t_len * NN_ROWS, q0, q0, lp,
+                            t_len)
         for r in range(min(NN_ROWS, c_out - blk * NN_ROWS)):
             o = blk * NN_ROWS + r
             b = bias[o]
@@ -205,17 +223,19 @@ def _implicit_forward_image(packed, offs, x_flat, img_size, bias, lp, wp, scratc
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _implicit_forward_parallel(packed, offs, x_flat, img_size, bias, lp, wp, y):
+def _implicit_forward_parallel(packed, offs, x, ph, pw, hq, bias, lp, wp, y):
     for n in prange(y.shape[0]):
         scratch = np.empty(NN_ROWS * lp, np.float32)
-        _implicit_forward_image(packed, offs, x_flat, img_size, bias, lp, wp, scratch, y, n)
+        x_pad = np.zeros((x.shape[1], hq, wp), np.float32)
+        _implicit_forward_image(packed, offs, x, ph, pw, x_pad, bias, lp, wp, scratch, y, n)
 
 
 @njit(cache=True, error_model="numpy")
-def _implicit_forward_serial(packed, offs, x_flat, img_size, bias, lp, wp, y):
+def _implicit_forward_serial(packed, offs, x, ph, pw, hq, bias, lp, wp, y):
     scratch = np.empty(NN_ROWS * lp, np.float32)
+    x_pad = np.zeros((x.shape[1], hq, wp), np.float32)    # the border stays zero
     for n in range(y.shape[0]):
-        _implicit_forward_image(packed, offs, x_flat, img_size, bias, lp, wp, scratch, y, n)
+        _implicit_forward_image(packed, offs, x, ph, pw, x_pad, bias, lp, wp, scratch, y, n)
 
 
 @njit(cache=True, error_model="numpy")
@@ -301,29 +321,28 @@ def _implicit_input_grad_serial(packed_t, g_flat, offs, dx_flat, n_img, c_out, l
 
 
 @njit(cache=True)
-def _crop(dx_pad, ph, pw, h, w):
-    n_img, c_in = dx_pad.shape[0], dx_pad.shape[1]
-    dx = np.empty((n_img, c_in, h, w), dx_pad.dtype)
-    for n in range(n_img):
+def _crop_into(dx_pad, ph, pw, dx, n0):
+    """dx[n0 + n] = dx_pad[n] without its padding, for every image of ``dx_pad``."""
+    c_in, h, w = dx.shape[1], dx.shape[2], dx.shape[3]
+    for n in range(dx_pad.shape[0]):
         for c in range(c_in):
             for r in range(h):
                 src = dx_pad[n, c, r + ph, pw:pw + w]
-                dst = dx[n, c, r]
+                dst = dx[n0 + n, c, r]
                 for s in range(w):
                     dst[s] = src[s]
-    return dx
 
 
 def _implicit_forward(x, weight, bias, ph, pw, dh, dw):
     n, c_in, h, w = x.shape
     c_out, _, kh, kw = weight.shape
     wp, ho, wo, lp, hq = _implicit_geometry(h, w, kh, kw, ph, pw, dh, dw)
-    x_pad, _ = _pad_images(x, ph, pw, hq, wp)
     offs = _tap_offsets(c_in, kh, kw, dh, dw, hq, wp)
     packed = _pack_a(np.ascontiguousarray(weight.reshape(c_out, -1)))
     y = np.empty((n, c_out, ho, wo), np.float32)
-    run = pick(_implicit_forward_parallel, _implicit_forward_serial, n, y.size * offs.size)
-    run(packed, offs, x_pad.reshape(-1), c_in * hq * wp, bias, lp, wp, y)
+    run = pick(_implicit_forward_parallel, _implicit_forward_serial, n,
+               parallel_work(n * c_out * lp * offs.size))
+    run(packed, offs, x, ph, pw, hq, bias, lp, wp, y)
     return y
 
 
@@ -344,17 +363,21 @@ def conv2d_direct_weight_grad_numba(x, dout, weight_shape, padding=0, dilation=1
         raise ValueError(f"{owner}: the implicit GEMM needs at least {NT_ROWS} output channels "
                          f"and {NT_COLS} kernel taps, got weight shape {tuple(weight_shape)}")
     wp, _, _, lp, hq = _implicit_geometry(h, w, kh, kw, ph, pw, dh, dw)
-    x_pad, non_finite = _pad_images(x, ph, pw, hq, wp)
-    if non_finite:
-        return _weight_grad_reference(x, dout, weight_shape, padding, dilation)
     offs = _tap_offsets(c_in, kh, kw, dh, dw, hq, wp)
-    g = _wide_dout(dout, wp, lp)
     img_size = c_in * hq * wp
     block = max(1, (1 << 19) // (4 * (c_out * lp + img_size)))   # ~512 KB of images per pass
-    dw_mat = np.empty((c_out, offs.size), np.float32)
     run = pick(_implicit_weight_grad_parallel, _implicit_weight_grad_serial,
-               -(-c_out // NT_ROWS), n * c_out * lp * offs.size // 64)
-    run(g.reshape(-1), x_pad.reshape(-1), offs, n, c_out, lp, img_size, block, dw_mat)
+               -(-c_out // NT_ROWS), parallel_work(min(n, CHUNK_IMAGES) * c_out * lp * offs.size))
+    dw_mat = np.zeros((c_out, offs.size), np.float32)
+    part = np.empty_like(dw_mat)
+    for n0 in range(0, n, CHUNK_IMAGES):          # bounded scratch memory
+        n1 = min(n, n0 + CHUNK_IMAGES)
+        x_pad, non_finite = _pad_images(x[n0:n1], ph, pw, hq, wp)
+        if non_finite:
+            return _weight_grad_reference(x, dout, weight_shape, padding, dilation)
+        g = _wide_dout(dout[n0:n1], wp, lp)
+        run(g.reshape(-1), x_pad.reshape(-1), offs, n1 - n0, c_out, lp, img_size, block, part)
+        dw_mat += part
     return dw_mat.reshape(c_out, c_in, kh, kw)
 
 
@@ -377,11 +400,15 @@ def conv2d_direct_input_grad_numba(dout, weight, input_shape, padding=0, dilatio
     c_out, _, kh, kw = weight.shape
     wp, _, _, lp, hq = _implicit_geometry(h, w, kh, kw, ph, pw, dh, dw)
     offs = _tap_offsets(c_in, kh, kw, dh, dw, hq, wp)
-    g = _wide_dout(dout, wp, lp)
     packed_t = _pack_a(weight.reshape(c_out, -1).T)
-    dx_pad = np.zeros((n, c_in, hq, wp), np.float32)
     img_size = c_in * hq * wp
-    run = pick(_implicit_input_grad_parallel, _implicit_input_grad_serial, n,
-               n * c_out * lp * offs.size // 64)
-    run(packed_t, g.reshape(-1), offs, dx_pad.reshape(-1), n, c_out, lp, img_size)
-    return _crop(dx_pad, ph, pw, h, w)
+    run = pick(_implicit_input_grad_parallel, _implicit_input_grad_serial,
+               min(n, CHUNK_IMAGES), parallel_work(min(n, CHUNK_IMAGES) * c_out * lp * offs.size))
+    dx = np.empty((n, c_in, h, w), np.float32)
+    for n0 in range(0, n, CHUNK_IMAGES):          # bounded scratch memory
+        n1 = min(n, n0 + CHUNK_IMAGES)
+        g = _wide_dout(dout[n0:n1], wp, lp)
+        dx_pad = np.zeros((n1 - n0, c_in, hq, wp), np.float32)
+        run(packed_t, g.reshape(-1), offs, dx_pad.reshape(-1), n1 - n0, c_out, lp, img_size)
+        _crop_into(dx_pad, ph, pw, dx, n0)
+    return dx

@@ -35,7 +35,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ._parallel import pick
+from ._parallel import PARALLEL_MIN_WORK, pick
 from .gemm import NT_COLS, NT_ROWS      # rows of A and of Bt per _nt_tile
 
 LANES = 16              # float32 lanes of a 512-bit vector
@@ -44,6 +44,18 @@ NN_VECTORS = 2          # 16-lane vectors per row of a C tile in _nn_tile
 NN_COLS = NN_VECTORS * LANES
 NN_BLOCK = 512          # columns of B (and C) per block: K x 512 floats stay in L2
 NT_BLOCK = 32 * LANES   # contraction elements per pass of _nt (512: best of 256..4096)
+
+# Products (and implicit-GEMM convolutions) with fewer multiply-adds than this run on one
+# thread even when more are allowed: ~0.15 ms of work on one core.  Measured with 2
+# threads on the 2-core development machine: a 13M multiply-add product (the lab MLP's
+# first layer at batch 64) ran 1.5x *slower* in parallel when another process was
+# busy, and at best a little faster on a quiet machine.
+PARALLEL_MIN_MULADDS = 1 << 25
+
+
+def parallel_work(muladds: int) -> int:
+    """The ``work`` figure to give ``pick`` for ``muladds`` multiply-adds."""
+    return PARALLEL_MIN_WORK if muladds >= PARALLEL_MIN_MULADDS else 0
 
 
 def _vector_helpers(builder):
@@ -422,13 +434,13 @@ def matmul_numba(a, b, out=None):
                          f"shape {(m, n)}, got {c.dtype} {tuple(c.shape)}")
     work = m * n * k
     if b.flags.c_contiguous:
-        run = pick(_nn_parallel, _nn_serial, -(-n // NN_BLOCK), work // 64)
+        run = pick(_nn_parallel, _nn_serial, -(-n // NN_BLOCK), parallel_work(work))
         run(a, b, c)
     elif b.T.flags.c_contiguous and a.flags.c_contiguous:
         if m < NT_ROWS or n < NT_COLS:
             raise ValueError(f"matmul_numba: a @ b.T needs at least {NT_ROWS} rows in a and "
                              f"{NT_COLS} in b.T, got shapes {tuple(a.shape)} and {tuple(b.shape)}")
-        run = pick(_nt_parallel, _nt_serial, -(-m // NT_ROWS), work // 64)
+        run = pick(_nt_parallel, _nt_serial, -(-m // NT_ROWS), parallel_work(work))
         run(a, b.T, c)
     else:
         raise ValueError("matmul_numba: expected b C-contiguous, or b.T and a C-contiguous")

@@ -1,18 +1,18 @@
 """ReLU forward and backward as single passes over memory.
 
-    forward:   y  = max(x, 0)                     (NaN stays NaN)
-    backward:  dx = 0 where y <= 0, else dout     (torch's ``threshold_backward``
-                                                   on the output: a NaN output
-                                                   passes its gradient)
+    forward:   y  = max(x, 0)  (NaN stays NaN),   passes = not (y <= 0)
+    backward:  dx = dout where passes, else 0
 
-Backward reads the forward *output* ``y``, which the next layer holds anyway, so
-ReLU keeps no mask of its own.  Note the select: where ``y <= 0`` the gradient is
-exactly 0 even when ``dout`` is inf or NaN there (``dout * mask`` would give NaN),
-as in torch.
+``passes`` is torch's ``threshold_backward`` test on the output: a NaN output passes
+its gradient.  It is kept as a boolean mask, one byte per element, rather than the
+output itself: ReLU is usually followed by a pooling layer, which does not keep its
+input, so holding ``y`` for backward would keep 4 bytes per element alive (12.8 MB
+for the lab CNN's first activation at batch 128).  Note the select: where
+``passes`` is False the gradient is exactly 0 even when ``dout`` is inf or NaN there
+(``dout * mask`` would give NaN), as in torch.
 
-The NumPy twins need two or three passes (compare, select, allocate); the Numba
-twins one, parallel over chunks of the flat array when it is large.
-``relu_forward`` / ``relu_backward`` dispatch (Numba for NumPy arrays).
+The NumPy twins need several passes (compare, negate, select, allocate); the Numba
+twins one each.  ``relu_forward`` / ``relu_backward`` dispatch (Numba for NumPy arrays).
 """
 from __future__ import annotations
 
@@ -22,30 +22,33 @@ from .. import backend
 
 
 def relu_forward_reference(x):
-    """Plain NumPy ReLU: ``max(x, 0)``, NaN propagating."""
-    return backend.xp(x).maximum(x, 0)
+    """Plain NumPy ReLU: ``(max(x, 0), passes)``, NaN propagating; ``passes = ~(y <= 0)``."""
+    y = backend.xp(x).maximum(x, 0)
+    return y, ~(y <= 0)
 
 
-def relu_backward_reference(dout, y):
-    """Plain NumPy ReLU backward: ``dout`` where the output ``y`` is not ``<= 0``, else 0."""
-    return backend.xp(dout).where(y <= 0, 0, dout)
+def relu_backward_reference(dout, passes):
+    """Plain NumPy ReLU backward: ``dout`` where ``passes``, else 0."""
+    return backend.xp(dout).where(passes, dout, 0)
 
 
 def _numba_ready(*arrays) -> bool:
-    return all(type(a) is np.ndarray and a.dtype in (np.float32, np.float64) for a in arrays)
+    return all(type(a) is np.ndarray for a in arrays) and \
+        arrays[0].dtype in (np.float32, np.float64)
 
 
 def relu_forward(x):
-    """ReLU forward on the fastest path."""
+    """ReLU forward on the fastest path: ``(y, passes)``."""
     if _numba_ready(x):
         from ._activation_numba import relu_forward_numba
         return relu_forward_numba(x)
     return relu_forward_reference(x)
 
 
-def relu_backward(dout, y):
+def relu_backward(dout, passes):
     """ReLU backward on the fastest path."""
-    if _numba_ready(dout, y) and dout.dtype == y.dtype and dout.shape == y.shape:
+    if (_numba_ready(dout, passes) and passes.dtype == np.bool_
+            and dout.shape == passes.shape):
         from ._activation_numba import relu_backward_numba
-        return relu_backward_numba(dout, y)
-    return relu_backward_reference(dout, y)
+        return relu_backward_numba(dout, passes)
+    return relu_backward_reference(dout, passes)

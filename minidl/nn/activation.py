@@ -69,8 +69,8 @@ class ReLU(_Activation):
     so a NaN input passes its gradient through (and NaN propagates forward), and
     where ``y <= 0`` the gradient is exactly 0 even if ``dout`` is inf or NaN
     there (a select, as torch's ``threshold_backward``, not ``dout * mask``).
-    Backward reads the output ``y`` (kept by reference; no mask is stored).
-    Kernels: ``minidl.kernels.relu_forward`` / ``relu_backward`` (one Numba pass each).
+    The mask is kept as booleans (one byte per element).  Kernels:
+    ``minidl.kernels.relu_forward`` / ``relu_backward`` (one Numba pass each).
 
     Shapes: any ``(*)`` -> same.  Matches ``torch.nn.ReLU``.
     """
@@ -80,11 +80,10 @@ class ReLU(_Activation):
         _no_inplace("ReLU", inplace)
 
     def _forward(self, x):
-        y = kernels.relu_forward(x)              # NaN stays NaN
-        return y, y
+        return kernels.relu_forward(x)           # (y, passes); NaN stays NaN and passes
 
-    def _backward(self, dout, y):
-        return kernels.relu_backward(dout, y)
+    def _backward(self, dout, passes):
+        return kernels.relu_backward(dout, passes)
 
 
 class LeakyReLU(_Activation):
