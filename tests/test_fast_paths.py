@@ -584,8 +584,8 @@ def test_accumulate_grad_owned_takes_the_array_then_adds():
 # -- malloc tuning -------------------------------------------------------------------------
 
 def _run(code, **env):
-    full = {k: v for k, v in os.environ.items()
-            if k not in ("MINIDL_MALLOC_TUNING", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")}
+    ours = ("MINIDL_MALLOC_TUNING", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+    full = {k: v for k, v in os.environ.items() if k not in ours}
     full.update(env)
     out = subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True,
                          timeout=120, cwd=str(ROOT))

@@ -366,8 +366,9 @@ def conv2d_direct_weight_grad_numba(x, dout, weight_shape, padding=0, dilation=1
     offs = _tap_offsets(c_in, kh, kw, dh, dw, hq, wp)
     img_size = c_in * hq * wp
     block = max(1, (1 << 19) // (4 * (c_out * lp + img_size)))   # ~512 KB of images per pass
+    chunk_work = parallel_work(min(n, CHUNK_IMAGES) * c_out * lp * offs.size)
     run = pick(_implicit_weight_grad_parallel, _implicit_weight_grad_serial,
-               -(-c_out // NT_ROWS), parallel_work(min(n, CHUNK_IMAGES) * c_out * lp * offs.size))
+               -(-c_out // NT_ROWS), chunk_work)
     dw_mat = np.zeros((c_out, offs.size), np.float32)
     part = np.empty_like(dw_mat)
     for n0 in range(0, n, CHUNK_IMAGES):          # bounded scratch memory
@@ -402,8 +403,9 @@ def conv2d_direct_input_grad_numba(dout, weight, input_shape, padding=0, dilatio
     offs = _tap_offsets(c_in, kh, kw, dh, dw, hq, wp)
     packed_t = _pack_a(weight.reshape(c_out, -1).T)
     img_size = c_in * hq * wp
+    chunk_work = parallel_work(min(n, CHUNK_IMAGES) * c_out * lp * offs.size)
     run = pick(_implicit_input_grad_parallel, _implicit_input_grad_serial,
-               min(n, CHUNK_IMAGES), parallel_work(min(n, CHUNK_IMAGES) * c_out * lp * offs.size))
+               min(n, CHUNK_IMAGES), chunk_work)
     dx = np.empty((n, c_in, h, w), np.float32)
     for n0 in range(0, n, CHUNK_IMAGES):          # bounded scratch memory
         n1 = min(n, n0 + CHUNK_IMAGES)

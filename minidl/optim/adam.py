@@ -153,11 +153,11 @@ class AdamW(Adam):
 
     Matches ``torch.optim.AdamW`` (default, single-tensor implementation).
 
-    NOTE (as :class:`Adam`): in float32, a moment (``exp_avg`` or ``exp_avg_sq`` entry) whose magnitude
-    falls below the smallest normal float32 (1.18e-38) is stored as zero, as a CPU in
-    flush-to-zero mode would do: subnormal numbers are processed far slower by some
-    CPUs and slowed long runs by up to 30%.  Only such subnormal values differ from
-    torch; float64 is never flushed.
+    NOTE (as :class:`Adam`): in float32, a moment (``exp_avg`` or ``exp_avg_sq``
+    entry) whose magnitude falls below the smallest normal float32 (1.18e-38) is
+    stored as zero, as a CPU in flush-to-zero mode would do: subnormal numbers are
+    processed far slower by some CPUs and slowed long runs by up to 30%.  Only such
+    subnormal values differ from torch; float64 is never flushed.
     """
 
     _decoupled_weight_decay = True
