@@ -31,6 +31,7 @@ from optuna.trial import TrialState
 
 from . import distributed, report
 from .spaces import SPACES, get_space
+from .argtypes import positive_int, non_negative_int, positive_float
 from .storage import TuningError, describe, open_storage
 from .study import PRUNERS, SAMPLERS, grid_size, make_objective, open_study
 
@@ -39,40 +40,8 @@ STUDY_OPTIONS = ("space", "epochs", "train_size", "val_size", "seed", "sampler",
 EXIT_INTERRUPTED = 130
 
 
-# -- argument types -------------------------------------------------------------------
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
 def _train_size(text: str):
-    return "all" if text == "all" else _positive_int(text)
+    return "all" if text == "all" else positive_int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,14 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--space", choices=sorted(SPACES),
                    help="search space: " + "; ".join(f"{s.name}: {s.description}"
                                                      for s in SPACES.values()))
-    g.add_argument("--epochs", type=_positive_int, metavar="E", help="training epochs per trial (default: "
+    g.add_argument("--epochs", type=positive_int, metavar="E", help="training epochs per trial (default: "
                    "lab-mlp and mlp 10, cnn 3)")
     g.add_argument("--train-size", type=_train_size, metavar="N|all",
                    help="subsample the training part to N images (default: lab-mlp and mlp "
                    "all (50000 with the default --val-size), cnn 10000)")
-    g.add_argument("--val-size", type=_positive_int, metavar="N",
+    g.add_argument("--val-size", type=positive_int, metavar="N",
                    help="validation images split off the training set (default 10000)")
-    g.add_argument("--seed", type=_non_negative_int, metavar="S", help="data split, sampler and training "
+    g.add_argument("--seed", type=non_negative_int, metavar="S", help="data split, sampler and training "
                    "seed (default 0)")
     g.add_argument("--sampler", choices=SAMPLERS, help="default tpe (multivariate); ga is "
                    "NSGA-II, cmaes is CMA-ES, qmc is scrambled Sobol")
@@ -112,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "the lab's grid learn_rate {0.01, 0.001, 0.0001} x batch_size {32, 64, 128}")
 
     running = argparse.ArgumentParser(add_help=False)
-    running.add_argument("--threads", type=_positive_int, metavar="N",
+    running.add_argument("--threads", type=positive_int, metavar="N",
                          help="BLAS and Numba threads (default: minidl's default)")
     running.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     running.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
@@ -124,11 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--n-trials N runs N more trials in this session (pruned and failed ones count); "
         "--total T runs until the study holds T complete+pruned trials, whoever ran them. "
         "Ctrl-C marks the running trial FAIL and exits with status 130; run again to continue.")
-    run.add_argument("--n-trials", type=_positive_int, metavar="N",
+    run.add_argument("--n-trials", type=positive_int, metavar="N",
                      help="run N more trials in this session")
-    run.add_argument("--total", type=_positive_int, metavar="T",
+    run.add_argument("--total", type=positive_int, metavar="T",
                      help="stop when the study has T complete+pruned trials in all")
-    run.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
+    run.add_argument("--timeout", type=positive_float, metavar="SECONDS",
                      help="start no new trial after this many seconds")
     run.set_defaults(handler=cmd_run)
 
@@ -156,9 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     retrain = sub.add_parser("retrain", parents=[where, running],
                              help="train the best configuration on train+val, test it once")
     retrain.add_argument("--out", required=True, metavar="DIR")
-    retrain.add_argument("--epochs", type=_positive_int,
+    retrain.add_argument("--epochs", type=positive_int,
                          help="epochs (default: the study's)")
-    retrain.add_argument("--train-size", type=_positive_int,
+    retrain.add_argument("--train-size", type=positive_int,
                          help="subsample the 60000 training images (default: all)")
     retrain.set_defaults(handler=cmd_retrain)
 

@@ -45,6 +45,7 @@ import optuna
 from optuna.trial import TrialState
 
 from . import report, workers
+from .argtypes import positive_int, non_negative_int, non_negative_float
 from .storage import StudyNotFoundError, TuningError, describe, is_url, open_storage, study_names
 from .study import StudySettings, create_study, grid_size, make_objective, make_sampler, open_study
 
@@ -136,35 +137,6 @@ def default_threads(n_workers: int) -> int:
 
 # -- argument parsing -------------------------------------------------------------------
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
-    return value
-
 
 def add_commands(sub, where, settings, running) -> None:
     """Add ``create``, ``worker``, ``fail-stale`` and ``grpc-proxy`` to the CLI's subparsers.
@@ -183,16 +155,16 @@ def add_commands(sub, where, settings, running) -> None:
     worker = sub.add_parser(
         "worker", parents=[where, running],
         help="run trials of an existing study (start one per machine or per core group)")
-    worker.add_argument("--max-trials", type=_positive_int, metavar="TOTAL",
+    worker.add_argument("--max-trials", type=positive_int, metavar="TOTAL",
                         help="stop when the study holds TOTAL finished (complete+pruned) "
                         "trials counted over all workers; never more (default: no limit; a "
                         "grid study: its grid size)")
-    worker.add_argument("--timeout", type=_non_negative_float, metavar="SECONDS",
+    worker.add_argument("--timeout", type=non_negative_float, metavar="SECONDS",
                         help="start no new trial after this many seconds")
-    worker.add_argument("--rank", type=_non_negative_int, metavar="R",
+    worker.add_argument("--rank", type=non_negative_int, metavar="R",
                         help="this worker's number (seeds its sampler; default: a hash of "
                         "host and PID)")
-    worker.add_argument("--heartbeat", type=_positive_int, default=HEARTBEAT_INTERVAL,
+    worker.add_argument("--heartbeat", type=positive_int, default=HEARTBEAT_INTERVAL,
                         metavar="SECONDS",
                         help="PostgreSQL/MySQL: heartbeat interval; a trial whose worker "
                         f"misses {GRACE_FACTOR} beats is failed and retried (default "
@@ -202,7 +174,7 @@ def add_commands(sub, where, settings, running) -> None:
     stale = sub.add_parser(
         "fail-stale", parents=[where],
         help="fail the RUNNING trials of dead workers and queue their parameters again")
-    stale.add_argument("--older-than", type=_non_negative_float, metavar="SECONDS",
+    stale.add_argument("--older-than", type=non_negative_float, metavar="SECONDS",
                        help="also treat as dead a RUNNING trial started more than SECONDS ago "
                        "whose worker is not seen alive on this machine (needed for workers "
                        "on other machines)")
@@ -215,13 +187,13 @@ def add_commands(sub, where, settings, running) -> None:
                        help="the RDB storage to serve (postgresql://..., mysql://...)")
     proxy.add_argument("--host", default="localhost",
                        help="address to listen on (default localhost; 0.0.0.0 for all)")
-    proxy.add_argument("--port", type=_positive_int, default=13000, help="default 13000")
+    proxy.add_argument("--port", type=positive_int, default=13000, help="default 13000")
     proxy.set_defaults(handler=cmd_grpc_proxy)
 
 
 def add_run_options(run) -> None:
     """``run --workers K``."""
-    run.add_argument("--workers", type=_positive_int, metavar="K",
+    run.add_argument("--workers", type=positive_int, metavar="K",
                      help="run the trials in K local worker processes sharing the study's "
                      "storage (each gets cores // K threads unless --threads is given)")
 

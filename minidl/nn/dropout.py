@@ -17,14 +17,14 @@ def _bernoulli_keep(shape, p: float) -> np.ndarray:
 
     Each element takes 32 random bits (half of one raw 64-bit draw of the generator's
     bit generator) and is kept when they, read as an integer ``u``, satisfy
-    ``u >= round(p * 2**32)``: P(keep) is ``1 - p`` to within ``2**-33``.  Drawing raw
-    bits costs a third of ``Generator.random`` (53-bit floats), which was most of
-    Dropout's time in the lab MLP's training step.
+    ``u >= round(p * 2**32)`` (capped at ``2**32 - 1``): P(keep) is ``1 - p`` to within
+    ``2**-32``.  Raw bits cost half of ``Generator.random``'s 53-bit floats, which were
+    most of Dropout's time in the lab MLP's training step.
     """
     n = int(np.prod(shape))
     raw = get_generator().bit_generator.random_raw((n + 1) // 2)
     bits = raw.view(np.uint32)[:n]
-    return (bits >= np.uint64(round(p * 2**32))).reshape(shape)
+    return (bits >= np.uint32(min(round(p * 2**32), 2**32 - 1))).reshape(shape)
 
 
 class Dropout(Module):
