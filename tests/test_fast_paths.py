@@ -1,8 +1,9 @@
 """The speed paths (issue 5) compute what their plain twins compute.
 
-- Numba kernels against their NumPy twins: ReLU, the fused Adam update (bit for bit,
-  float32 flush-to-zero of subnormal moments included), the direct convolution, the
-  float32 GEMM (all layouts and edge sizes), the im2col copy paths.
+- Numba kernels against their NumPy twins: ReLU, the cross-entropy loss, the fused Adam
+  update (bit for bit, float32 flush-to-zero of subnormal moments included), the direct
+  convolution (loop and implicit GEMM: forward, weight and input gradients), the float32
+  GEMM (all layouts and edge sizes), the im2col copy paths.
 - The ``needs_input_grad`` protocol: skipping the input gradient leaves every parameter
   gradient unchanged and returns None; ``fit`` sets it and restores it.
 - Layers route through the fast paths and agree with the slow ones.
@@ -92,6 +93,34 @@ def test_relu_layer_matches_torch_on_nan_and_inf(torch, rng):
     np.testing.assert_array_equal(layer.backward(dout), tx.grad.numpy())
 
 
+# -- cross-entropy ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 1.0])
+def test_cross_entropy_numba_equals_reference(smoothing, dtype, rng):
+    logits = (rng.standard_normal((37, 10)) * 5).astype(dtype)
+    logits[3] += 1000                                  # stability: a large shift
+    logits[5, 2] = np.nan                              # a NaN row
+    logits[7, 4] = np.inf                              # an inf row
+    logits[9, :] = -np.inf                             # an all -inf row
+    targets = rng.integers(0, 10, 37)
+    loss, probs = kernels.cross_entropy_numba(logits, targets, smoothing)
+    with np.errstate(invalid="ignore"):                # inf - inf in the NumPy twin
+        loss_ref, probs_ref = kernels.cross_entropy_reference(logits, targets, smoothing)
+    assert isinstance(loss, float) and probs.dtype == dtype
+    assert np.isnan(loss) and np.isnan(loss_ref)       # NaN rows make the mean NaN
+    _close(probs, probs_ref, dtype)
+    rows = [i for i in range(37) if i not in (5, 7, 9)]
+    loss, _ = kernels.cross_entropy_numba(logits[rows], targets[rows], smoothing)
+    loss_ref, _ = kernels.cross_entropy_reference(logits[rows], targets[rows], smoothing)
+    assert loss == pytest.approx(loss_ref, rel=1e-6 if dtype == np.float32 else 1e-13)
+
+
+def test_cross_entropy_numba_checks_shapes():
+    with pytest.raises(ValueError, match="targets"):
+        kernels.cross_entropy_numba(np.zeros((3, 4)), np.zeros(2, np.int64))
+
+
 # -- Adam ------------------------------------------------------------------------------
 
 def _adam_arrays(rng, dtype, n=1000):
@@ -115,21 +144,34 @@ def test_adam_numba_equals_reference_bit_for_bit(case, dtype, rng):
     out = [a.copy() for a in arrays]
     amsgrad = case["amsgrad"]
     for t in range(1, 4):
-        kw = dict(lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=case["weight_decay"],
-                  decoupled=case["decoupled"], step_size=1e-2 / (1 - 0.9 ** t),
-                  bias_correction2_sqrt=(1 - 0.999 ** t) ** 0.5)
+        c = kernels.adam_coefficients(
+            dtype, lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=case["weight_decay"],
+            decoupled=case["decoupled"], step_size=1e-2 / (1 - 0.9 ** t),
+            bias_correction2_sqrt=(1 - 0.999 ** t) ** 0.5)
+        assert c.dtype == dtype
         with np.errstate(invalid="ignore"):          # inf - inf in the NumPy twin
-            kernels.adam_update_reference(*ref[:4], ref[4] if amsgrad else None, **kw)
-        kernels.adam_update_numba(*out[:4], out[4] if amsgrad else None, **kw)
+            kernels.adam_update_reference(*ref[:4], ref[4] if amsgrad else None, c)
+        kernels.adam_update_numba(*out[:4], out[4] if amsgrad else None, c)
     for name, a, b in zip(("param", "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
                           out, ref):
         np.testing.assert_array_equal(a, b, err_msg=name)
+    # the scalars may also be passed as keywords (they make the same coefficients)
+    again = [a.copy() for a in arrays]
+    for t in range(1, 4):
+        kernels.adam_update(*again[:4], again[4] if amsgrad else None, lr=1e-2, beta1=0.9,
+                            beta2=0.999, eps=1e-8, weight_decay=case["weight_decay"],
+                            decoupled=case["decoupled"], step_size=1e-2 / (1 - 0.9 ** t),
+                            bias_correction2_sqrt=(1 - 0.999 ** t) ** 0.5)
+    np.testing.assert_array_equal(again[0], out[0])
+    with pytest.raises(ValueError, match="not both"):
+        kernels.adam_update(*again[:4], None, c, lr=1e-2)
     np.testing.assert_array_equal(out[1], arrays[1])          # the gradient is untouched
 
 
-def _adam_kwargs(t=1):
-    return dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, decoupled=False,
-                step_size=1e-3 / (1 - 0.9 ** t), bias_correction2_sqrt=(1 - 0.999 ** t) ** 0.5)
+def _adam_coefficients(dtype, t=1):
+    return kernels.adam_coefficients(
+        dtype, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, decoupled=False,
+        step_size=1e-3 / (1 - 0.9 ** t), bias_correction2_sqrt=(1 - 0.999 ** t) ** 0.5)
 
 
 @pytest.mark.parametrize("update", ["adam_update_numba", "adam_update_reference"])
@@ -141,7 +183,7 @@ def test_adam_flushes_subnormal_float32_moments_only(update):
     p = np.ones(4, np.float32)
     m = np.array([tiny32 * 1.05, -tiny32 * 1.05, 1e-3, 0.0], np.float32)
     v = np.array([tiny32 * 1.0005, 1e-6, 1e-6, 0.0], np.float32)
-    fn(p, np.zeros(4, np.float32), m, v, None, **_adam_kwargs())
+    fn(p, np.zeros(4, np.float32), m, v, None, _adam_coefficients(np.float32))
     np.testing.assert_array_equal(m[:2], 0)
     assert m[2] > tiny32
     assert v[0] == 0 and v[1] > 0
@@ -150,7 +192,7 @@ def test_adam_flushes_subnormal_float32_moments_only(update):
     # float64 keeps its subnormal values (parity with torch in float64)
     m64 = np.array([1e-308, 3e-310], np.float64)
     v64 = np.array([1e-308, 3e-310], np.float64)
-    fn(np.ones(2), np.zeros(2), m64, v64, None, **_adam_kwargs())
+    fn(np.ones(2), np.zeros(2), m64, v64, None, _adam_coefficients(np.float64))
     assert 0 < m64[1] < np.finfo(np.float64).tiny and 0 < v64[1] < np.finfo(np.float64).tiny
 
 

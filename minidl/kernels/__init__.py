@@ -1,5 +1,6 @@
 """Hot kernels: matrix products, im2col/col2im, stride-1 ("direct") convolution forward and
-gradients, 2-D max/average pooling and ReLU (forward and backward), the Adam update.
+gradients, 2-D max/average pooling and ReLU (forward and backward), the cross-entropy
+loss, the Adam update.
 
 Each kernel comes three ways:
 
@@ -24,13 +25,14 @@ import importlib
 
 from .activation import (relu_backward, relu_backward_reference, relu_forward,
                          relu_forward_reference)
-from .adam import adam_update, adam_update_reference
+from .adam import adam_coefficients, adam_update, adam_update_reference
 from .conv_direct import (conv2d_direct_forward, conv2d_direct_forward_reference,
                           conv2d_direct_input_grad, conv2d_direct_input_grad_reference,
                           conv2d_direct_weight_grad, conv2d_direct_weight_grad_reference,
                           direct_output_hw, implicit_gemm_applies)
 from .gemm import matmul, matmul_reference
 from .im2col import col2im, col2im_reference, im2col, im2col_reference
+from .loss import cross_entropy, cross_entropy_reference
 from .pooling import (avg_pool2d_backward, avg_pool2d_backward_reference, avg_pool2d_forward,
                       avg_pool2d_forward_reference, max_pool2d_backward,
                       max_pool2d_backward_reference, max_pool2d_forward,
@@ -50,6 +52,7 @@ _NUMBA_TWINS = {
     "conv2d_direct_weight_grad_numba": "._conv_direct_numba",
     "conv2d_direct_input_grad_numba": "._conv_direct_numba",
     "matmul_numba": "._gemm_numba",
+    "cross_entropy_numba": "._loss_numba",
     "relu_forward_numba": "._activation_numba",
     "relu_backward_numba": "._activation_numba",
 }
@@ -57,10 +60,10 @@ _NUMBA_TWINS = {
 KERNELS = ("im2col", "col2im", "max_pool2d_forward", "max_pool2d_backward",
            "avg_pool2d_forward", "avg_pool2d_backward", "conv2d_direct_forward",
            "conv2d_direct_weight_grad", "conv2d_direct_input_grad", "relu_forward",
-           "relu_backward", "adam_update", "matmul")
+           "relu_backward", "adam_update", "matmul", "cross_entropy")
 
 __all__ = [*KERNELS, *(f"{k}_reference" for k in KERNELS), *_NUMBA_TWINS,
-           "conv_output_size", "direct_output_hw", "implicit_gemm_applies", "pool_output_size",
+           "adam_coefficients", "conv_output_size", "direct_output_hw", "implicit_gemm_applies", "pool_output_size",
            "pool_geometry", "pool_options", "pair"]
 
 

@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .adam import flush_threshold
+from .adam import _coefficients_for
+
 
 
 @njit(cache=True, error_model="numpy")
@@ -39,54 +40,39 @@ def _moments(pi, gi, mi, vi, decay, wd, one_minus_beta1, beta2, one_minus_beta2,
 
 
 @njit(cache=True, error_model="numpy")
-def _adam_range(p, g, m, v, lo, hi, decay, wd, one_minus_beta1, beta2, one_minus_beta2, tiny,
-                step_size, bc2_sqrt, eps):
+def _adam_all(p, g, m, v, vmax, amsgrad, coefficients):
+    decay, wd, one_minus_beta1, beta2, one_minus_beta2 = (
+        coefficients[0], coefficients[1], coefficients[2], coefficients[3], coefficients[4])
+    tiny, step_size, bc2_sqrt, eps = coefficients[5], coefficients[6], coefficients[7], \
+        coefficients[8]
     zero = tiny - tiny                       # 0 in the arrays' dtype (a literal 0 is int64)
-    for i in range(lo, hi):
-        pi, mi, vi = _moments(p[i], g[i], m[i], v[i], decay, wd, one_minus_beta1, beta2,
-                              one_minus_beta2, tiny, zero)
-        m[i] = mi
-        v[i] = vi
-        p[i] = pi - step_size * mi / (np.sqrt(vi) / bc2_sqrt + eps)
-
-
-@njit(cache=True, error_model="numpy")
-def _adam_range_amsgrad(p, g, m, v, vmax, lo, hi, decay, wd, one_minus_beta1, beta2,
-                        one_minus_beta2, tiny, step_size, bc2_sqrt, eps):
-    zero = tiny - tiny
-    for i in range(lo, hi):
-        pi, mi, vi = _moments(p[i], g[i], m[i], v[i], decay, wd, one_minus_beta1, beta2,
-                              one_minus_beta2, tiny, zero)
-        m[i] = mi
-        v[i] = vi
-        vm = vmax[i]
-        if vm < vi or vi != vi:              # np.maximum: NaN wins
-            vm = vi
-        vmax[i] = vm
-        p[i] = pi - step_size * mi / (np.sqrt(vm) / bc2_sqrt + eps)
-
-
-@njit(cache=True, error_model="numpy")
-def _adam_all(p, g, m, v, vmax, amsgrad, decay, wd, one_minus_beta1, beta2,
-              one_minus_beta2, tiny, step_size, bc2_sqrt, eps):
     if amsgrad:
-        _adam_range_amsgrad(p, g, m, v, vmax, 0, p.size, decay, wd, one_minus_beta1, beta2,
-                            one_minus_beta2, tiny, step_size, bc2_sqrt, eps)
+        for i in range(p.size):
+            pi, mi, vi = _moments(p[i], g[i], m[i], v[i], decay, wd, one_minus_beta1, beta2,
+                                  one_minus_beta2, tiny, zero)
+            m[i] = mi
+            v[i] = vi
+            vm = vmax[i]
+            if vm < vi or vi != vi:          # np.maximum: NaN wins
+                vm = vi
+            vmax[i] = vm
+            p[i] = pi - step_size * mi / (np.sqrt(vm) / bc2_sqrt + eps)
     else:
-        _adam_range(p, g, m, v, 0, p.size, decay, wd, one_minus_beta1, beta2, one_minus_beta2,
-                    tiny, step_size, bc2_sqrt, eps)
+        for i in range(p.size):
+            pi, mi, vi = _moments(p[i], g[i], m[i], v[i], decay, wd, one_minus_beta1, beta2,
+                                  one_minus_beta2, tiny, zero)
+            m[i] = mi
+            v[i] = vi
+            p[i] = pi - step_size * mi / (np.sqrt(vi) / bc2_sqrt + eps)
 
 
-def adam_update_numba(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *, lr, beta1, beta2,
-                      eps, weight_decay, decoupled, step_size, bias_correction2_sqrt):
-    """Numba Adam/AdamW update (C-contiguous NumPy arrays of one float dtype, in place);
-    equals ``adam_update_reference``."""
-    dt = param.dtype.type
-    flat = [a.reshape(-1) for a in (param, grad, exp_avg, exp_avg_sq)]
+def adam_update_numba(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, coefficients=None,
+                      **scalars):
+    """Numba Adam/AdamW update (C-contiguous NumPy arrays of one float dtype, in place;
+    ``coefficients`` from ``adam_coefficients`` in that dtype, or its keyword arguments);
+    equals ``adam_update_reference`` bit for bit."""
+    coefficients = _coefficients_for(param, coefficients, scalars)
+    v = exp_avg_sq.reshape(-1)
     amsgrad = max_exp_avg_sq is not None
-    vmax = max_exp_avg_sq.reshape(-1) if amsgrad else flat[3][:0]
-    decay = dt(1 - lr * weight_decay) if (decoupled and weight_decay != 0) else dt(1)
-    wd = dt(weight_decay) if not decoupled else dt(0)
-    _adam_all(*flat, vmax, amsgrad, decay, wd, dt(1 - beta1), dt(beta2), dt(1 - beta2),
-              dt(flush_threshold(param.dtype)), dt(step_size), dt(bias_correction2_sqrt),
-              dt(eps))
+    _adam_all(param.reshape(-1), grad.reshape(-1), exp_avg.reshape(-1), v,
+              max_exp_avg_sq.reshape(-1) if amsgrad else v[:0], amsgrad, coefficients)

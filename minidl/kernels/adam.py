@@ -12,9 +12,10 @@ for the algorithm)::
     p     -= step_size * m / (sqrt(v_or_vmax) / bias_correction2_sqrt + eps)
 
 with ``step_size = lr / (1 - beta1**t)`` and ``bias_correction2_sqrt =
-sqrt(1 - beta2**t)`` computed once in Python, as torch does.  Every operation is
-done in the parameter's dtype, in the order written (float32 scalars for float32
-parameters), so the Numba twin gives the reference's bits.
+sqrt(1 - beta2**t)`` computed once in Python, as torch does.  All the scalars are
+converted to the parameter's dtype once per step (``adam_coefficients``); every
+operation is done in that dtype, in the order written, so the Numba twin gives the
+reference's bits.
 
 Subnormal moments.  In long float32 runs ``m`` decays into subnormal numbers
 (below 1.18e-38), which some CPUs process tens of times slower, slowing a whole
@@ -26,8 +27,8 @@ CPU would store.  float64 moments are never flushed (their subnormal range,
 below 2.2e-308, is not reached in practice, and float64 runs match torch to 1e-10).
 
 Twins: ``adam_update_reference`` (NumPy, also CuPy) and ``adam_update_numba``
-(one fused, vectorised loop);
-``adam_update`` dispatches (Numba for C-contiguous NumPy arrays of one dtype).
+(one fused, vectorised loop); ``adam_update`` dispatches (Numba for C-contiguous
+NumPy arrays of one dtype).
 """
 from __future__ import annotations
 
@@ -46,48 +47,75 @@ def flush_threshold(dtype) -> float:
     return FLUSH_BELOW.get(np.dtype(dtype), 0.0)
 
 
-def adam_update_reference(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *, lr, beta1,
-                          beta2, eps, weight_decay, decoupled, step_size,
-                          bias_correction2_sqrt):
+# The order of the scalars in an ``adam_coefficients`` array.
+COEFFICIENTS = ("decay", "weight_decay", "one_minus_beta1", "beta2", "one_minus_beta2",
+                "flush_below", "step_size", "bias_correction2_sqrt", "eps")
+
+
+def adam_coefficients(dtype, *, lr, beta1, beta2, eps, weight_decay, decoupled, step_size,
+                      bias_correction2_sqrt) -> np.ndarray:
+    """The scalars of one update, in ``dtype`` (the order of ``COEFFICIENTS``).
+
+    ``decay = 1 - lr*weight_decay`` for AdamW (else 1) multiplies the parameter;
+    ``weight_decay`` is the coupled (Adam) decay added to the gradient (0 for AdamW);
+    ``flush_below`` is ``flush_threshold(dtype)``.  An optimizer computes them once per
+    step for all parameters of a group (they are the same), not once per parameter.
+    """
+    dt = np.dtype(dtype).type
+    decay = 1 - lr * weight_decay if (decoupled and weight_decay != 0) else 1.0
+    coupled = 0.0 if decoupled else weight_decay
+    return np.array([decay, coupled, 1 - beta1, beta2, 1 - beta2, flush_threshold(dtype),
+                     step_size, bias_correction2_sqrt, eps], dtype=dt)
+
+
+def _coefficients_for(param, coefficients, scalars):
+    if coefficients is None:
+        return adam_coefficients(param.dtype, **scalars)
+    if scalars:
+        raise ValueError(f"adam_update: pass coefficients or the scalars "
+                         f"{sorted(scalars)}, not both")
+    return coefficients
+
+
+def adam_update_reference(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, coefficients=None,
+                          **scalars):
     """Plain NumPy Adam/AdamW update of ``param``, ``exp_avg``, ``exp_avg_sq`` (and
-    ``max_exp_avg_sq`` unless None) in place; ``grad`` is not modified."""
+    ``max_exp_avg_sq`` unless None) in place; ``grad`` is not modified.
+    ``coefficients``: from ``adam_coefficients`` (the parameter's dtype), or else the
+    keyword arguments of ``adam_coefficients`` (``lr=..., beta1=..., ...``)."""
+    coefficients = _coefficients_for(param, coefficients, scalars)
     xp = backend.xp(param)
+    (decay, weight_decay, one_minus_beta1, beta2, one_minus_beta2, flush_below, step_size,
+     bias_correction2_sqrt, eps) = (coefficients[i] for i in range(len(COEFFICIENTS)))
     g = grad
-    if weight_decay != 0:
-        if decoupled:
-            param *= 1 - lr * weight_decay
-        else:
-            g = g + weight_decay * param
+    if decay != 1:                               # AdamW
+        param *= decay
+    if weight_decay != 0:                        # Adam
+        g = g + weight_decay * param
     m, v = exp_avg, exp_avg_sq
-    m += (1 - beta1) * (g - m)
+    m += one_minus_beta1 * (g - m)
     v *= beta2
-    v += (1 - beta2) * g * g
-    tiny = flush_threshold(param.dtype)
-    if tiny > 0:
-        xp.copyto(m, 0, where=xp.abs(m) < tiny)
-        xp.copyto(v, 0, where=v < tiny)
+    v += one_minus_beta2 * g * g
+    if flush_below > 0:
+        xp.copyto(m, 0, where=xp.abs(m) < flush_below)
+        xp.copyto(v, 0, where=v < flush_below)
     if max_exp_avg_sq is not None:
         xp.maximum(max_exp_avg_sq, v, out=max_exp_avg_sq)
         v = max_exp_avg_sq
     param -= step_size * m / (xp.sqrt(v) / bias_correction2_sqrt + eps)
 
 
-def _numba_ready(*arrays) -> bool:
-    first = arrays[0]
-    return all(isinstance(a, np.ndarray) and a.flags.c_contiguous and a.dtype == first.dtype
-               and a.shape == first.shape for a in arrays) and first.dtype in FLUSH_BELOW
-
-
-def adam_update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *, lr, beta1, beta2, eps,
-                weight_decay, decoupled, step_size, bias_correction2_sqrt):
-    """The Adam/AdamW update on the fastest path (same arguments as the reference)."""
-    arrays = (param, grad, exp_avg, exp_avg_sq) + (
-        () if max_exp_avg_sq is None else (max_exp_avg_sq,))
-    kwargs = dict(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
-                  decoupled=decoupled, step_size=step_size,
-                  bias_correction2_sqrt=bias_correction2_sqrt)
-    if _numba_ready(*arrays):
+def adam_update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, coefficients=None,
+                **scalars):
+    """The Adam/AdamW update on the fastest path (same arguments as the reference):
+    Numba for C-contiguous NumPy arrays of one shape and dtype."""
+    coefficients = _coefficients_for(param, coefficients, scalars)
+    dtype, shape = param.dtype, param.shape
+    if (type(param) is np.ndarray and dtype in FLUSH_BELOW and param.flags.c_contiguous
+            and all(type(a) is np.ndarray and a.dtype == dtype and a.shape == shape
+                    and a.flags.c_contiguous
+                    for a in (grad, exp_avg, exp_avg_sq, max_exp_avg_sq) if a is not None)):
         from ._adam_numba import adam_update_numba
-        adam_update_numba(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, **kwargs)
+        adam_update_numba(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, coefficients)
     else:
-        adam_update_reference(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, **kwargs)
+        adam_update_reference(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, coefficients)

@@ -91,6 +91,7 @@ class Adam(Optimizer):
             eps = float(group["eps"])
             weight_decay = float(group["weight_decay"])
             amsgrad = group["amsgrad"]
+            coefficients = {}          # (step, dtype) -> the update's scalars, made once
             for p in self._params_with_grad(group):
                 state = self.state[p]
                 if not state:
@@ -102,12 +103,16 @@ class Adam(Optimizer):
                         state["max_exp_avg_sq"] = xp.zeros_like(p.data)
                 state["step"] += 1
                 t = state["step"]
-                kernels.adam_update(
-                    p.data, p.grad, state["exp_avg"], state["exp_avg_sq"],
-                    state["max_exp_avg_sq"] if amsgrad else None,
-                    lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
-                    decoupled=decoupled, step_size=lr / (1 - beta1 ** t),
-                    bias_correction2_sqrt=(1 - beta2 ** t) ** 0.5)
+                key = (t, p.data.dtype)
+                c = coefficients.get(key)
+                if c is None:
+                    c = coefficients[key] = kernels.adam_coefficients(
+                        p.data.dtype, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                        weight_decay=weight_decay, decoupled=decoupled,
+                        step_size=lr / (1 - beta1 ** t),
+                        bias_correction2_sqrt=(1 - beta2 ** t) ** 0.5)
+                kernels.adam_update(p.data, p.grad, state["exp_avg"], state["exp_avg_sq"],
+                                    state["max_exp_avg_sq"] if amsgrad else None, c)
         return loss
 
 
