@@ -241,13 +241,7 @@ def cmd_run(args) -> int:
             _report_interrupt(study, finished_before, args, name, where)
             return EXIT_INTERRUPTED
         print(f"ran {len(finished)} trials in {time.perf_counter() - start:.1f}s")
-    try:
-        print(report.best_text(study, settings))
-    except TuningError as exc:
-        print(str(exc))
-    print(f"plots: python -m tuning plot --study-name {name}"
-          + (f" --storage {args.storage}" if args.storage else "")
-          + f" --out studies/{name}-plots")
+    report.print_closing(study, settings, name, args.storage)
     return 0
 
 

@@ -464,11 +464,5 @@ def _summary(study, settings, name, args, ran: dict, seconds: float) -> int:
     if ran:
         per_worker = ", ".join(f"{label} {n}" for label, n in sorted(ran.items()))
         print(f"ran {sum(ran.values())} trials in {seconds:.1f}s ({per_worker})")
-    try:
-        print(report.best_text(study, settings))
-    except TuningError as exc:
-        print(str(exc))
-    print(f"plots: python -m tuning plot --study-name {name}"
-          + (f" --storage {args.storage}" if args.storage else "")
-          + f" --out studies/{name}-plots")
+    report.print_closing(study, settings, name, args.storage)
     return 0

@@ -165,3 +165,14 @@ def trials_json(study) -> str:
             "user_attrs": t.user_attrs,
         })
     return json.dumps(items, indent=2)
+
+
+def print_closing(study, settings, name: str, storage) -> None:
+    """The end of a ``run``: the best trial as the lab presents it, and how to plot."""
+    try:
+        print(best_text(study, settings))
+    except TuningError as exc:
+        print(str(exc))
+    print(f"plots: python -m tuning plot --study-name {name}"
+          + (f" --storage {storage}" if storage else "")
+          + f" --out studies/{name}-plots")
