@@ -113,6 +113,9 @@ class _Runner:
         model.train()
         loss = float("nan")
         if self.framework == "minidl":
+            # as minidl.train.fit does: the input is data, so (like torch, whose input
+            # does not require a gradient) the first layer's dL/dx is not computed
+            model.needs_input_grad = False
             t0 = time.perf_counter()
             for _ in range(steps):
                 xb, yb = self._next_batch()

@@ -40,6 +40,10 @@ class LabNNet(nn.Module):
     def backward(self, dout):
         return self.layers.backward(dout)
 
+    def _needs_input_grad_changed(self, value: bool) -> None:
+        # backward returns the Sequential's input gradient: let it skip the first layer's
+        self.layers.needs_input_grad = value
+
 
 def build_lab_nnet(input_size: int, hidden_size: int, dropout_rate: float) -> LabNNet:
     """The lab's ``NNet(input_size, hidden_size, dropout_rate)`` as a minidl module."""
