@@ -16,15 +16,29 @@ count serves both without oversubscription.
 
 Numba's threading layer
 -----------------------
-Unless ``NUMBA_THREADING_LAYER`` is set by the user, minidl selects Numba's
-``workqueue`` layer.  Measured on the 2-core development machine (a 64k-element
-``prange`` kernel called right after a 512x512 float32 GEMM): the OpenMP layer with
-its default wait policy cost 3-7 ms per kernel call, because its spinning threads
-and OpenBLAS's spinning threads fight over the cores; ``workqueue`` cost ~70 us and
-never slows the GEMM.  OpenMP with ``OMP_WAIT_POLICY=passive`` was ~35 us, but the
-policy cannot be guaranteed: PyTorch loads its own ``libgomp.so.1`` (with the same
-soname) before minidl when imported first.  Small kernels, and every kernel when one
-thread is asked for, run a serial (non-``prange``) twin, so they pay no launch cost.
+Unless ``NUMBA_THREADING_LAYER`` is set by the user, minidl asks Numba for its OpenMP
+layer first (``omp``; then ``workqueue``, then ``tbb`` where OpenMP cannot load).
+Measured on the 2-core development machine (``python -m benchmarks.threading``):
+launching a ``prange`` loop on 2 threads costs ~1 us on
+OpenMP while its worker still spins, ~25 us once it sleeps, and 70-100 us on
+``workqueue``; the 2-conv CNN's training step ran ~25% faster on OpenMP.
+
+How long OpenMP's workers spin before they sleep matters here: GNU OpenMP's default
+(``GOMP_SPINCOUNT`` 300,000, a few milliseconds) keeps a spinning worker on a core
+while NumPy's OpenBLAS wants it, which doubled a float64 CNN step.  So when minidl
+starts Numba's thread pool it gives GNU OpenMP ``GOMP_SPINCOUNT=10000`` (about
+0.1-0.3 ms: long enough to cover the Python between two kernels of a step) unless
+``GOMP_SPINCOUNT`` or ``OMP_WAIT_POLICY`` is set; the variable is set only while the
+pool starts, so child processes (and a PyTorch imported later) do not inherit it.
+
+Fork safety: GNU OpenMP cannot run parallel regions in a process forked from one that
+already used them (Numba terminates such a child).  A child forked after minidl's
+kernels ran in parallel therefore runs every minidl kernel on one thread (BLAS keeps
+its setting); processes started with ``spawn``/``forkserver`` or ``subprocess`` are
+unaffected.
+
+Small kernels, and every kernel when one thread is asked for, run a serial
+(non-``prange``) twin, so they pay no launch cost.
 
 Importing this module is cheap: it neither imports Numba nor compiles anything;
 Numba learns the setting when the first kernel runs.
@@ -35,7 +49,11 @@ import os
 import sys
 
 ENV_VAR = "MINIDL_NUM_THREADS"
-_DEFAULT_THREADING_LAYER = "workqueue"
+# Numba tries these in order when the user chose no layer (see module docstring).
+_LAYER_PRIORITY = ("omp", "workqueue", "tbb")
+# GNU OpenMP's spin before a worker sleeps, given while Numba's pool starts.
+_GOMP_SPINCOUNT = "10000"
+_GOMP_VARS = ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")
 
 
 def _available_cpus() -> int:
@@ -68,16 +86,16 @@ def default_num_threads() -> int:
 
 
 def _select_threading_layer() -> None:
-    """Make Numba use the workqueue layer unless the user chose one."""
-    if os.environ.get("NUMBA_THREADING_LAYER"):
+    """Make Numba prefer the OpenMP layer unless the user chose one."""
+    if os.environ.get("NUMBA_THREADING_LAYER") or os.environ.get("NUMBA_THREADING_LAYER_PRIORITY"):
         return
     numba = sys.modules.get("numba")
     if numba is None:
-        os.environ["NUMBA_THREADING_LAYER"] = _DEFAULT_THREADING_LAYER
+        os.environ["NUMBA_THREADING_LAYER_PRIORITY"] = " ".join(_LAYER_PRIORITY)
     elif numba.config.THREADING_LAYER == "default":
         # numba was imported before minidl: config is read; the layer is chosen
         # at the first parallel launch, so setting it now still takes effect then.
-        numba.config.THREADING_LAYER = _DEFAULT_THREADING_LAYER
+        numba.config.THREADING_LAYER_PRIORITY = list(_LAYER_PRIORITY)
 
 
 _num_threads = default_num_threads()
@@ -93,8 +111,9 @@ def set_num_threads(n: int) -> None:
     """Use ``n`` threads for BLAS and for Numba kernels from now on.
 
     Every BLAS library loaded in the process is limited (threadpoolctl's
-    ``user_api="blas"``, PyTorch's MKL included).  Numba's part is capped at ``numba.config.NUMBA_NUM_THREADS`` (fixed when Numba
-    starts; by default the CPU count).  Raises ValueError unless ``n`` is an int >= 1.
+    ``user_api="blas"``, PyTorch's MKL included).  Numba's part is capped at
+    ``numba.config.NUMBA_NUM_THREADS`` (fixed when Numba starts; by default the CPU
+    count), and is one thread in a child forked after kernels ran on GNU OpenMP.  Raises ValueError unless ``n`` is an int >= 1.
     """
     global _num_threads
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -108,6 +127,43 @@ def get_num_threads() -> int:
     return _num_threads
 
 
+# Set in a child forked after the parent's kernels ran on GNU OpenMP: serial kernels only.
+_serial_only = False
+_pool_started = False
+
+
+def ensure_numba_pool() -> None:
+    """Start Numba's thread pool (once) with GNU OpenMP's spin limit (see module docstring)."""
+    global _pool_started
+    if _pool_started:
+        return
+    import numba
+    ours = not any(var in os.environ for var in _GOMP_VARS)    # the user set neither
+    if ours:
+        os.environ["GOMP_SPINCOUNT"] = _GOMP_SPINCOUNT
+    try:
+        numba.get_num_threads()             # loads the threading layer (and its OpenMP)
+    finally:
+        if ours:
+            del os.environ["GOMP_SPINCOUNT"]
+    _pool_started = True
+
+
+def _after_fork_in_child() -> None:
+    global _serial_only
+    if _pool_started and not _serial_only:
+        numba = sys.modules.get("numba")
+        try:
+            layer = numba.threading_layer()
+        except Exception:   # no parallel kernel has run yet
+            return
+        _serial_only = layer == "omp"
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def numba_threads() -> int:
     """Threads the next Numba kernel may use, applied to Numba for the calling thread.
 
@@ -115,9 +171,11 @@ def numba_threads() -> int:
     (about a microsecond) instead of trusting a value set once elsewhere.
     """
     n = _num_threads
-    if n == 1:  # serial kernels only: no need to start Numba's thread pool
+    if n == 1 or _serial_only:  # serial kernels only: no need to start Numba's thread pool
         return 1
     import numba
+    if not _pool_started:
+        ensure_numba_pool()
     n = min(n, numba.config.NUMBA_NUM_THREADS)
     if n > 1 and numba.get_num_threads() != n:
         numba.set_num_threads(n)

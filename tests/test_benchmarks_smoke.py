@@ -72,6 +72,17 @@ def test_kernels_quick(tmp_path, torch):
     assert list(tmp_path.glob("kernels*.png")), "no chart written"
 
 
+def test_threading_quick(tmp_path):
+    _run_quick("threading", tmp_path)
+    data = json.loads((tmp_path / "threading.json").read_text())["threading"]
+    layers = {name: cfg["layer"] for name, cfg in data["configs"].items()}
+    assert layers["workqueue"] == "workqueue" and layers["omp, passive"] == "omp", layers
+    for cfg in data["configs"].values():
+        assert all(_finite_positive(v) for v in cfg["launch_us"].values()), cfg
+        assert all(_finite_positive(v) for v in cfg["step_s"].values()), cfg
+    assert (tmp_path / "threading.png").exists()
+
+
 def test_training_quick(tmp_path, torch):
     _run_quick("training", tmp_path)
     data = json.loads((tmp_path / "training.json").read_text())

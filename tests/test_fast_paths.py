@@ -429,6 +429,19 @@ def test_matmul_numba_equals_numpy(shape, layout, driver, rng):
     np.testing.assert_array_equal(target, out)
 
 
+@pytest.mark.parametrize("n", [31, 33, 784, 1100])
+def test_parallel_nn_product_splits_columns_for_any_thread_count(n, rng):
+    # the parallel driver cuts the columns into one block per thread (whole 32-column
+    # tiles) or 512-column blocks, whichever are more; every split must cover them all
+    from minidl.kernels import _gemm_numba
+    a, b = _operands(rng, 20, 50, n, "plain")
+    expected = a.astype(np.float64) @ b.astype(np.float64)
+    for n_threads in (1, 2, 3, 5, 64):
+        out = np.full((20, n), np.nan, np.float32)
+        _gemm_numba._nn_parallel(a, b, out, n_threads)
+        np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-4, err_msg=str(n_threads))
+
+
 def test_matmul_numba_propagates_nan_and_inf(rng):
     a, b = _operands(rng, 16, 40, 70, "plain")
     a[3, 5] = np.nan

@@ -8,6 +8,11 @@ the machine's thread count.
 """
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -319,7 +324,8 @@ def test_set_num_threads_governs_blas():
 
 def test_thread_environment_in_a_fresh_process():
     # MINIDL_NUM_THREADS is read at import, BLAS follows it, numba is not imported
-    # until a kernel runs, and then it uses the workqueue layer with that many threads
+    # until a kernel runs, and then it uses the OpenMP layer with that many threads, and
+    # GOMP_SPINCOUNT, given to OpenMP while the pool starts, is not left in the environment
     import os
     import subprocess
     import sys
@@ -332,8 +338,9 @@ def test_thread_environment_in_a_fresh_process():
         "_parallel.force = 'parallel'\n"
         "minidl.kernels.max_pool2d_forward(np.ones((4, 2, 6, 6), np.float32), 2)\n"
         "import numba\n"
+        "import os\n"
         "print(minidl.get_num_threads(), sorted(blas), numba.get_num_threads(),"
-        " numba.threading_layer())\n")
+        " numba.threading_layer(), os.environ.get('GOMP_SPINCOUNT'))\n")
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
     env.update(MINIDL_NUM_THREADS="2", NUMBA_NUM_THREADS="2", OMP_NUM_THREADS="1")
     from pathlib import Path
@@ -341,11 +348,52 @@ def test_thread_environment_in_a_fresh_process():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=120, cwd=root)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["2", "[2]", "2", "workqueue"]
+    assert out.stdout.split() == ["2", "[2]", "2", "omp", "None"]
     env["MINIDL_NUM_THREADS"] = "zero"
     out = subprocess.run([sys.executable, "-c", "import minidl"], env=env, capture_output=True,
                          text=True, timeout=120, cwd=root)
     assert out.returncode != 0 and "MINIDL_NUM_THREADS must be a positive integer" in out.stderr
+
+
+def _run_fresh(code: str, **env_vars) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NUMBA_THREADING_LAYER", "GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    env.update(env_vars)
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=120, cwd=str(Path(__file__).resolve().parents[1]))
+
+
+def test_forked_child_runs_kernels_serially_after_openmp():
+    # GNU OpenMP cannot start parallel regions in a child forked after the parent used
+    # them (Numba kills such a child with SIGTERM): minidl's kernels go serial there
+    code = (
+        "import os, numpy as np, minidl, numba\n"
+        "from minidl import threads\n"
+        "x = np.random.default_rng(0).random((64, 8, 28, 28)).astype(np.float32)\n"
+        "y = minidl.kernels.max_pool2d_forward(x, 2)[0]\n"
+        "assert numba.threading_layer() == 'omp', numba.threading_layer()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    ok = threads.numba_threads() == 1 and np.array_equal(\n"
+        "        minidl.kernels.max_pool2d_forward(x, 2)[0], y)\n"
+        "    os._exit(0 if ok else 3)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "print(os.waitstatus_to_exitcode(status), threads.numba_threads())\n")
+    out = _run_fresh(code, MINIDL_NUM_THREADS="2", NUMBA_NUM_THREADS="2")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0", "2"], out.stderr
+
+
+def test_user_openmp_wait_settings_are_kept():
+    code = ("import os, numpy as np, minidl\n"
+            "from minidl.kernels import _parallel\n"
+            "_parallel.force = 'parallel'\n"
+            "minidl.kernels.max_pool2d_forward(np.ones((4, 2, 6, 6), np.float32), 2)\n"
+            "print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'))\n")
+    out = _run_fresh(code, MINIDL_NUM_THREADS="2", GOMP_SPINCOUNT="123")
+    assert out.returncode == 0 and out.stdout.split() == ["123", "None"], out.stderr
+    out = _run_fresh(code, MINIDL_NUM_THREADS="2", OMP_WAIT_POLICY="passive")
+    assert out.returncode == 0 and out.stdout.split() == ["None", "passive"], out.stderr
 
 
 def test_default_thread_count_rule(monkeypatch):

@@ -36,6 +36,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._parallel import PARALLEL_MIN_WORK, pick
+from ..threads import get_num_threads
 from .gemm import NT_COLS, NT_ROWS      # rows of A and of Bt per _nt_tile
 
 LANES = 16              # float32 lanes of a 512-bit vector
@@ -46,11 +47,12 @@ NN_BLOCK = 512          # columns of B (and C) per block: K x 512 floats stay in
 NT_BLOCK = 32 * LANES   # contraction elements per pass of _nt (512: best of 256..4096)
 
 # Products (and implicit-GEMM convolutions) with fewer multiply-adds than this run on one
-# thread even when more are allowed: ~0.15 ms of work on one core.  Measured with 2
-# threads on the 2-core development machine: a 13M multiply-add product (the lab MLP's
-# first layer at batch 64) ran 1.5x *slower* in parallel when another process was
-# busy, and at best a little faster on a quiet machine.
-PARALLEL_MIN_MULADDS = 1 << 25
+# thread even when more are allowed: ~20 us of work on one core.  Measured with 2 threads
+# on the 2-core development machine (OpenMP layer, ``python -m benchmarks.training``
+# ad hoc runs): 4M made the lab MLP's training step ~14% faster than 32M (its 13M
+# products went parallel), 1M was no better than 4M.  On the workqueue layer (~90 us a
+# launch) only products over 32M paid.
+PARALLEL_MIN_MULADDS = 1 << 22
 
 
 def parallel_work(muladds: int) -> int:
@@ -355,16 +357,20 @@ def _nn_columns(packed, m, k, b, c, j_lo, j_hi):
 
 
 @njit(parallel=True, cache=True)
-def _nn_parallel(a, b, c):
+def _nn_parallel(a, b, c, n_threads):
     m, k = a.shape
     n = b.shape[1]
     packed = _pack_a(a)
-    for blk in prange((n + NN_BLOCK - 1) // NN_BLOCK):
-        _nn_columns(packed, m, k, b, c, blk * NN_BLOCK, min(n, (blk + 1) * NN_BLOCK))
+    # at least one block per thread, blocks whole tiles wide: 784 columns on 2 threads
+    # are 416 + 368, not 512 + 272
+    blocks = max(-(-n // NN_BLOCK), n_threads)
+    width = -(-(-(-n // blocks)) // NN_COLS) * NN_COLS
+    for blk in prange(-(-n // width)):
+        _nn_columns(packed, m, k, b, c, blk * width, min(n, (blk + 1) * width))
 
 
 @njit(cache=True)
-def _nn_serial(a, b, c):
+def _nn_serial(a, b, c, n_threads):
     m, k = a.shape
     n = b.shape[1]
     packed = _pack_a(a)
@@ -434,8 +440,8 @@ def matmul_numba(a, b, out=None):
                          f"shape {(m, n)}, got {c.dtype} {tuple(c.shape)}")
     work = m * n * k
     if b.flags.c_contiguous:
-        run = pick(_nn_parallel, _nn_serial, -(-n // NN_BLOCK), parallel_work(work))
-        run(a, b, c)
+        run = pick(_nn_parallel, _nn_serial, -(-n // NN_COLS), parallel_work(work))
+        run(a, b, c, max(1, get_num_threads()))
     elif b.T.flags.c_contiguous and a.flags.c_contiguous:
         if m < NT_ROWS or n < NT_COLS:
             raise ValueError(f"matmul_numba: a @ b.T needs at least {NT_ROWS} rows in a and "

@@ -20,7 +20,7 @@ import numpy as np
 from .. import threads
 
 # Below this many elements touched, one thread finishes before a parallel
-# launch (~70 us with the workqueue layer on the development machine) would pay.
+# launch would pay (~25 us on OpenMP once its workers sleep, see ``minidl.threads``).
 PARALLEL_MIN_WORK = 1 << 17
 
 # None: decide by size and thread count.  "parallel" / "serial": always that
@@ -35,7 +35,10 @@ def pick(parallel, serial, units: int, work: int):
     ``work``: about how many elements the call touches.
     """
     if force is not None:
-        return parallel if force == "parallel" else serial
+        if force == "parallel":
+            threads.ensure_numba_pool()
+            return parallel
+        return serial
     if units > 1 and work >= PARALLEL_MIN_WORK and threads.numba_threads() > 1:
         return parallel
     return serial
