@@ -53,7 +53,7 @@ def _specials(a, rng):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(1,), (7, 5), (3, 4, 6, 5), (2, 70000)])
-def test_relu_numba_equals_reference(shape, dtype, rng):
+def test_relu_numba_equals_reference(shape, dtype, driver, rng):
     x = _specials(rng.standard_normal(shape).astype(dtype), rng)
     y, passes = kernels.relu_forward_numba(x)
     y_ref, passes_ref = kernels.relu_forward_reference(x)
@@ -306,7 +306,7 @@ def test_implicit_gemm_gradients_in_chunks_of_images(monkeypatch, rng):
            kernels.conv2d_direct_weight_grad_reference(x, dout, w.shape, pad, dil), np.float32)
 
 
-def test_implicit_gemm_keeps_the_references_nan_pattern(rng):
+def test_implicit_gemm_keeps_the_references_nan_pattern(driver, rng):
     """Non-finite inputs (weight grad) or weights (input grad) take the reference: NaN and
     inf reach exactly the entries they reach there."""
     x, w, b, pad, dil = _conv_case(rng, (2, (3, 3), (1, 1), (1, 1)), np.float32, n=2,

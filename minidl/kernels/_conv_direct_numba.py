@@ -158,36 +158,78 @@ def _tap_offsets(c_in, kh, kw, dh, dw, hq, wp):
 
 
 @njit(cache=True, error_model="numpy")
-def _pad_images(x, ph, pw, hq, wp):
-    """(padded copy (N, C, hq, wp) of ``x``, number of inf/NaN values in ``x``)."""
-    n_img, c_in, h, w = x.shape
-    out = np.zeros((n_img, c_in, hq, wp), x.dtype)
+def _pad_one(x, n, ph, pw, out):
+    """Copy image ``n`` into the interior of ``out[n]``; the number of its inf/NaN values."""
+    c_in, h, w = x.shape[1], x.shape[2], x.shape[3]
     bad = 0
-    for n in range(n_img):
-        for c in range(c_in):
-            for r in range(h):
-                src = x[n, c, r]
-                dst = out[n, c, r + ph, pw:pw + w]
-                for s in range(w):
-                    v = src[s]
-                    dst[s] = v
-                    bad += (v - v) != (v - v)      # NaN exactly for inf and NaN
+    for c in range(c_in):
+        for r in range(h):
+            src = x[n, c, r]
+            dst = out[n, c, r + ph, pw:pw + w]
+            for s in range(w):
+                v = src[s]
+                dst[s] = v
+                bad += (v - v) != (v - v)      # NaN exactly for inf and NaN
+    return bad
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _pad_images_parallel(x, ph, pw, hq, wp):
+    out = np.zeros((x.shape[0], x.shape[1], hq, wp), x.dtype)
+    bad = 0
+    for n in prange(x.shape[0]):
+        bad += _pad_one(x, n, ph, pw, out)
     return out, bad
 
 
+@njit(cache=True, error_model="numpy")
+def _pad_images_serial(x, ph, pw, hq, wp):
+    out = np.zeros((x.shape[0], x.shape[1], hq, wp), x.dtype)
+    bad = 0
+    for n in range(x.shape[0]):
+        bad += _pad_one(x, n, ph, pw, out)
+    return out, bad
+
+
+def _pad_images(x, ph, pw, hq, wp):
+    """(padded copy (N, C, hq, wp) of ``x``, number of inf/NaN values in ``x``)."""
+    run = pick(_pad_images_parallel, _pad_images_serial, x.shape[0],
+               2 * x.shape[0] * x.shape[1] * hq * wp)
+    return run(x, ph, pw, hq, wp)
+
+
 @njit(cache=True)
+def _wide_one(dout, n, wp, out):
+    c_out, ho, wo = dout.shape[1], dout.shape[2], dout.shape[3]
+    for o in range(c_out):
+        for p in range(ho):
+            dst = out[n, o, p * wp:p * wp + wo]
+            src = dout[n, o, p]
+            for q in range(wo):
+                dst[q] = src[q]
+
+
+@njit(parallel=True, cache=True)
+def _wide_dout_parallel(dout, wp, lp):
+    out = np.zeros((dout.shape[0], dout.shape[1], lp), dout.dtype)
+    for n in prange(dout.shape[0]):
+        _wide_one(dout, n, wp, out)
+    return out
+
+
+@njit(cache=True)
+def _wide_dout_serial(dout, wp, lp):
+    out = np.zeros((dout.shape[0], dout.shape[1], lp), dout.dtype)
+    for n in range(dout.shape[0]):
+        _wide_one(dout, n, wp, out)
+    return out
+
+
 def _wide_dout(dout, wp, lp):
     """dout (N, O, Ho, Wo) -> (N, O, lp), row ``p`` at ``p*wp``, zero elsewhere."""
-    n_img, c_out, ho, wo = dout.shape
-    out = np.zeros((n_img, c_out, lp), dout.dtype)
-    for n in range(n_img):
-        for o in range(c_out):
-            for p in range(ho):
-                dst = out[n, o, p * wp:p * wp + wo]
-                src = dout[n, o, p]
-                for q in range(wo):
-                    dst[q] = src[q]
-    return out
+    run = pick(_wide_dout_parallel, _wide_dout_serial, dout.shape[0],
+               2 * dout.shape[0] * dout.shape[1] * lp)
+    return run(dout, wp, lp)
 
 
 @njit(cache=True)
