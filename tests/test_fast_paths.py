@@ -306,6 +306,44 @@ def test_implicit_gemm_gradients_in_chunks_of_images(monkeypatch, rng):
            kernels.conv2d_direct_weight_grad_reference(x, dout, w.shape, pad, dil), np.float32)
 
 
+def test_combined_backward_equals_the_two_gradients(monkeypatch, driver, rng):
+    """conv2d_direct_backward shares one copy of dout between dW and dx: same results as the
+    two separate kernels (bit for bit: the same products in the same order), over chunks,
+    with an inf input (dW from the reference) or an inf weight (dx from the reference)."""
+    from minidl.kernels import _conv_direct_numba
+    monkeypatch.setattr(_conv_direct_numba, "CHUNK_IMAGES", 2)
+    x, w, b, pad, dil = _conv_case(rng, (3, (3, 3), (1, 1), (1, 1)), np.float32, n=5,
+                                   hw=(7, 9))
+    dout = rng.standard_normal((5, 8, 7, 9)).astype(np.float32)
+    for case in ("finite", "inf input", "inf weight"):
+        if case == "inf input":
+            x[3, 2, 6, 0] = np.inf
+        if case == "inf weight":
+            w[2, 0, 1, 1] = -np.inf
+        dw, db, dx = kernels.conv2d_direct_backward_numba(x, dout, w, pad, dil)
+        assert db.dtype == np.float32
+        np.testing.assert_allclose(db, dout.astype(np.float64).sum(axis=(0, 2, 3)), rtol=1e-6)
+        np.testing.assert_array_equal(
+            dw, kernels.conv2d_direct_weight_grad_numba(x, dout, w.shape, pad, dil), err_msg=case)
+        np.testing.assert_array_equal(
+            dx, kernels.conv2d_direct_input_grad_numba(dout, w, x.shape, pad, dil), err_msg=case)
+        _close(dw, kernels.conv2d_direct_weight_grad_reference(x, dout, w.shape, pad, dil),
+               np.float32)
+        dw_only, _, none = kernels.conv2d_direct_backward(x, dout, w, pad, dil, need_dx=False)
+        assert none is None
+        np.testing.assert_array_equal(dw_only, dw)
+    # the dispatcher's reference route (float64) gives the two references
+    x64, d64, w64 = x.astype(np.float64), dout.astype(np.float64), w.astype(np.float64)
+    dw, db, dx = kernels.conv2d_direct_backward(x64, d64, w64, pad, dil)
+    np.testing.assert_array_equal(db, d64.sum(axis=(0, 2, 3)))
+    np.testing.assert_array_equal(dw, kernels.conv2d_direct_weight_grad_reference(
+        x64, d64, w.shape, pad, dil))
+    np.testing.assert_array_equal(dx, kernels.conv2d_direct_input_grad_reference(
+        d64, w64, x.shape, pad, dil))
+    with pytest.raises(ValueError, match="conv2d_direct_backward.*float32"):
+        kernels.conv2d_direct_backward_numba(x, dout, w64, pad, dil)
+
+
 def test_implicit_gemm_keeps_the_references_nan_pattern(driver, rng):
     """Non-finite inputs (weight grad) or weights (input grad) take the reference: NaN and
     inf reach exactly the entries they reach there."""

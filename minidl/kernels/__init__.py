@@ -26,7 +26,7 @@ import importlib
 from .activation import (relu_backward, relu_backward_reference, relu_forward,
                          relu_forward_reference)
 from .adam import adam_coefficients, adam_update, adam_update_reference
-from .conv_direct import (conv2d_direct_forward, conv2d_direct_forward_reference,
+from .conv_direct import (conv2d_direct_backward, conv2d_direct_forward, conv2d_direct_forward_reference,
                           conv2d_direct_input_grad, conv2d_direct_input_grad_reference,
                           conv2d_direct_weight_grad, conv2d_direct_weight_grad_reference,
                           direct_output_hw, implicit_gemm_applies)
@@ -51,6 +51,7 @@ _NUMBA_TWINS = {
     "conv2d_direct_forward_numba": "._conv_direct_numba",
     "conv2d_direct_weight_grad_numba": "._conv_direct_numba",
     "conv2d_direct_input_grad_numba": "._conv_direct_numba",
+    "conv2d_direct_backward_numba": "._conv_direct_numba",
     "matmul_numba": "._gemm_numba",
     "cross_entropy_numba": "._loss_numba",
     "relu_forward_numba": "._activation_numba",
@@ -63,8 +64,8 @@ KERNELS = ("im2col", "col2im", "max_pool2d_forward", "max_pool2d_backward",
            "relu_backward", "adam_update", "matmul", "cross_entropy")
 
 __all__ = [*KERNELS, *(f"{k}_reference" for k in KERNELS), *_NUMBA_TWINS,
-           "adam_coefficients", "conv_output_size", "direct_output_hw", "implicit_gemm_applies", "pool_output_size",
-           "pool_geometry", "pool_options", "pair"]
+           "adam_coefficients", "conv2d_direct_backward", "conv_output_size", "direct_output_hw",
+           "implicit_gemm_applies", "pool_output_size", "pool_geometry", "pool_options", "pair"]
 
 
 def __getattr__(name):

@@ -159,7 +159,8 @@ def _tap_offsets(c_in, kh, kw, dh, dw, hq, wp):
 
 @njit(cache=True, error_model="numpy")
 def _pad_one(x, n, ph, pw, out):
-    """Copy image ``n`` into the interior of ``out[n]``; the number of its inf/NaN values."""
+    """Zero ``out[n]`` and copy image ``n`` into its interior; its number of inf/NaN values."""
+    out[n] = 0
     c_in, h, w = x.shape[1], x.shape[2], x.shape[3]
     bad = 0
     for c in range(c_in):
@@ -173,63 +174,66 @@ def _pad_one(x, n, ph, pw, out):
     return bad
 
 
+# The batch drivers fill arrays allocated by the caller, each image zeroed by the thread
+# that copies it (an np.zeros and a sum reduction inside the prange function made the
+# parallel twin slower than the serial one).
 @njit(parallel=True, cache=True, error_model="numpy")
-def _pad_images_parallel(x, ph, pw, hq, wp):
-    out = np.zeros((x.shape[0], x.shape[1], hq, wp), x.dtype)
-    bad = 0
+def _pad_images_parallel(x, ph, pw, out, bad):
     for n in prange(x.shape[0]):
-        bad += _pad_one(x, n, ph, pw, out)
-    return out, bad
+        bad[n] = _pad_one(x, n, ph, pw, out)
 
 
 @njit(cache=True, error_model="numpy")
-def _pad_images_serial(x, ph, pw, hq, wp):
-    out = np.zeros((x.shape[0], x.shape[1], hq, wp), x.dtype)
-    bad = 0
+def _pad_images_serial(x, ph, pw, out, bad):
     for n in range(x.shape[0]):
-        bad += _pad_one(x, n, ph, pw, out)
-    return out, bad
+        bad[n] = _pad_one(x, n, ph, pw, out)
 
 
 def _pad_images(x, ph, pw, hq, wp):
     """(padded copy (N, C, hq, wp) of ``x``, number of inf/NaN values in ``x``)."""
-    run = pick(_pad_images_parallel, _pad_images_serial, x.shape[0],
-               2 * x.shape[0] * x.shape[1] * hq * wp)
-    return run(x, ph, pw, hq, wp)
+    out = np.empty((x.shape[0], x.shape[1], hq, wp), x.dtype)
+    bad = np.empty(x.shape[0], np.int64)
+    run = pick(_pad_images_parallel, _pad_images_serial, x.shape[0], 2 * out.size)
+    run(x, ph, pw, out, bad)
+    return out, int(bad.sum())
 
 
 @njit(cache=True)
-def _wide_one(dout, n, wp, out):
+def _wide_one(dout, n, wp, out, sums):
+    """Image ``n`` of the wide dout (zero between rows), and its per-channel sums (float64)."""
+    out[n] = 0
     c_out, ho, wo = dout.shape[1], dout.shape[2], dout.shape[3]
     for o in range(c_out):
+        total = 0.0
         for p in range(ho):
             dst = out[n, o, p * wp:p * wp + wo]
             src = dout[n, o, p]
             for q in range(wo):
                 dst[q] = src[q]
+                total += src[q]
+        sums[n, o] = total
 
 
 @njit(parallel=True, cache=True)
-def _wide_dout_parallel(dout, wp, lp):
-    out = np.zeros((dout.shape[0], dout.shape[1], lp), dout.dtype)
+def _wide_dout_parallel(dout, wp, out, sums):
     for n in prange(dout.shape[0]):
-        _wide_one(dout, n, wp, out)
-    return out
+        _wide_one(dout, n, wp, out, sums)
 
 
 @njit(cache=True)
-def _wide_dout_serial(dout, wp, lp):
-    out = np.zeros((dout.shape[0], dout.shape[1], lp), dout.dtype)
+def _wide_dout_serial(dout, wp, out, sums):
     for n in range(dout.shape[0]):
-        _wide_one(dout, n, wp, out)
-    return out
+        _wide_one(dout, n, wp, out, sums)
 
 
 def _wide_dout(dout, wp, lp):
-    """dout (N, O, Ho, Wo) -> (N, O, lp), row ``p`` at ``p*wp``, zero elsewhere."""
-    run = pick(_wide_dout_parallel, _wide_dout_serial, dout.shape[0],
-               2 * dout.shape[0] * dout.shape[1] * lp)
-    return run(dout, wp, lp)
+    """(dout (N, O, Ho, Wo) -> (N, O, lp) with row ``p`` at ``p*wp`` and zeros elsewhere,
+    the float64 sums (N, O) of each image's channels: the bias gradient's terms)."""
+    out = np.empty((dout.shape[0], dout.shape[1], lp), dout.dtype)
+    sums = np.empty((dout.shape[0], dout.shape[1]), np.float64)
+    run = pick(_wide_dout_parallel, _wide_dout_serial, dout.shape[0], 2 * out.size)
+    run(dout, wp, out, sums)
+    return out, sums
 
 
 @njit(cache=True)
@@ -388,10 +392,7 @@ def _implicit_forward(x, weight, bias, ph, pw, dh, dw):
     return y
 
 
-def conv2d_direct_weight_grad_numba(x, dout, weight_shape, padding=0, dilation=1):
-    """dL/dW (O, C, kh, kw) of a stride-1 convolution by the implicit GEMM (float32; AVX-512
-    micro-kernels); equals ``conv2d_direct_weight_grad_reference`` to rounding."""
-    owner = "conv2d_direct_weight_grad"
+def _check_weight_grad_args(x, dout, weight_shape, padding, dilation, owner):
     x = check_float_array(x, owner, "x", 4)
     dout = check_float_array(dout, owner, "dout", 4)
     (ph, pw), (dh, dw), _ = _check_grad_shapes(x.shape, dout.shape, weight_shape, padding,
@@ -399,36 +400,14 @@ def conv2d_direct_weight_grad_numba(x, dout, weight_shape, padding=0, dilation=1
     if x.dtype != np.float32 or dout.dtype != np.float32:
         raise ValueError(f"{owner}: the implicit GEMM is float32 only, got {x.dtype}, "
                          f"{dout.dtype}")
-    n, c_in, h, w = x.shape
-    c_out, _, kh, kw = (int(v) for v in weight_shape)
+    c_out, c_in, kh, kw = (int(v) for v in weight_shape)
     if c_out < NT_ROWS or c_in * kh * kw < NT_COLS:
         raise ValueError(f"{owner}: the implicit GEMM needs at least {NT_ROWS} output channels "
                          f"and {NT_COLS} kernel taps, got weight shape {tuple(weight_shape)}")
-    wp, _, _, lp, hq = _implicit_geometry(h, w, kh, kw, ph, pw, dh, dw)
-    offs = _tap_offsets(c_in, kh, kw, dh, dw, hq, wp)
-    img_size = c_in * hq * wp
-    block = max(1, (1 << 19) // (4 * (c_out * lp + img_size)))   # ~512 KB of images per pass
-    chunk_work = parallel_work(min(n, CHUNK_IMAGES) * c_out * lp * offs.size)
-    run = pick(_implicit_weight_grad_parallel, _implicit_weight_grad_serial,
-               -(-c_out // NT_ROWS), chunk_work)
-    dw_mat = np.zeros((c_out, offs.size), np.float32)
-    part = np.empty_like(dw_mat)
-    for n0 in range(0, n, CHUNK_IMAGES):          # bounded scratch memory
-        n1 = min(n, n0 + CHUNK_IMAGES)
-        x_pad, non_finite = _pad_images(x[n0:n1], ph, pw, hq, wp)
-        if non_finite:
-            return _weight_grad_reference(x, dout, weight_shape, padding, dilation)
-        g = _wide_dout(dout[n0:n1], wp, lp)
-        run(g.reshape(-1), x_pad.reshape(-1), offs, n1 - n0, c_out, lp, img_size, block, part)
-        dw_mat += part
-    return dw_mat.reshape(c_out, c_in, kh, kw)
+    return x, dout, (ph, pw, dh, dw)
 
 
-def conv2d_direct_input_grad_numba(dout, weight, input_shape, padding=0, dilation=1):
-    """dL/dx (N, C, H, W) of a stride-1 convolution by the implicit GEMM with col2im fused
-    (float32; AVX-512 micro-kernels); equals ``conv2d_direct_input_grad_reference`` to
-    rounding."""
-    owner = "conv2d_direct_input_grad"
+def _check_input_grad_args(dout, weight, input_shape, padding, dilation, owner):
     dout = check_float_array(dout, owner, "dout", 4)
     weight = check_float_array(weight, owner, "weight", 4)
     (ph, pw), (dh, dw), _ = _check_grad_shapes(input_shape, dout.shape, weight.shape, padding,
@@ -436,23 +415,90 @@ def conv2d_direct_input_grad_numba(dout, weight, input_shape, padding=0, dilatio
     if dout.dtype != np.float32 or weight.dtype != np.float32:
         raise ValueError(f"{owner}: the implicit GEMM is float32 only, got {dout.dtype}, "
                          f"{weight.dtype}")
-    if not np.isfinite(weight).all():
-        # the thrown-away columns would multiply inf/NaN weights by zeros
-        return _input_grad_reference(dout, weight, input_shape, padding, dilation)
+    return dout, weight, (ph, pw, dh, dw)
+
+
+def _implicit_backward(x, dout, weight, weight_shape, input_shape, padding, dilation,
+                       want_dw, want_dx):
+    """``(dL/dW or None, dL/db, dL/dx or None)`` by the implicit GEMM, ``CHUNK_IMAGES`` images
+    at a time (bounded scratch memory); each chunk's wide dout is made once and serves all
+    three (dL/db = the sum of dout over images and pixels, accumulated in float64)."""
+    (ph, pw), (dh, dw) = padding, dilation
     n, c_in, h, w = (int(v) for v in input_shape)
-    c_out, _, kh, kw = weight.shape
+    c_out, _, kh, kw = (int(v) for v in weight_shape)
     wp, _, _, lp, hq = _implicit_geometry(h, w, kh, kw, ph, pw, dh, dw)
     offs = _tap_offsets(c_in, kh, kw, dh, dw, hq, wp)
-    packed_t = _pack_a(weight.reshape(c_out, -1).T)
     img_size = c_in * hq * wp
     chunk_work = parallel_work(min(n, CHUNK_IMAGES) * c_out * lp * offs.size)
-    run = pick(_implicit_input_grad_parallel, _implicit_input_grad_serial,
-               min(n, CHUNK_IMAGES), chunk_work)
-    dx = np.empty((n, c_in, h, w), np.float32)
-    for n0 in range(0, n, CHUNK_IMAGES):          # bounded scratch memory
+    dw_out = dx = None
+    db = np.zeros(c_out, np.float64)
+    if want_dw:
+        block = max(1, (1 << 19) // (4 * (c_out * lp + img_size)))   # ~512 KB of images a pass
+        run_w = pick(_implicit_weight_grad_parallel, _implicit_weight_grad_serial,
+                     -(-c_out // NT_ROWS), chunk_work)
+        dw_mat = np.zeros((c_out, offs.size), np.float32)
+        part = np.empty_like(dw_mat)
+    if want_dx and not np.isfinite(weight).all():
+        # the thrown-away columns would multiply inf/NaN weights by zeros
+        dx = _input_grad_reference(dout, weight, input_shape, padding, dilation)
+        want_dx = False
+    if want_dx:
+        packed_t = _pack_a(weight.reshape(c_out, -1).T)
+        run_x = pick(_implicit_input_grad_parallel, _implicit_input_grad_serial,
+                     min(n, CHUNK_IMAGES), chunk_work)
+        dx = np.empty((n, c_in, h, w), np.float32)
+    for n0 in range(0, n, CHUNK_IMAGES):
         n1 = min(n, n0 + CHUNK_IMAGES)
-        g = _wide_dout(dout[n0:n1], wp, lp)
-        dx_pad = np.zeros((n1 - n0, c_in, hq, wp), np.float32)
-        run(packed_t, g.reshape(-1), offs, dx_pad.reshape(-1), n1 - n0, c_out, lp, img_size)
-        _crop_into(dx_pad, ph, pw, dx, n0)
-    return dx
+        g, sums = _wide_dout(dout[n0:n1], wp, lp)
+        db += sums.sum(axis=0)
+        if want_dw:
+            x_pad, non_finite = _pad_images(x[n0:n1], ph, pw, hq, wp)
+            if non_finite:     # see the note on the layout above
+                dw_out = _weight_grad_reference(x, dout, weight_shape, padding, dilation)
+                want_dw = False
+            else:
+                run_w(g.reshape(-1), x_pad.reshape(-1), offs, n1 - n0, c_out, lp, img_size,
+                      block, part)
+                dw_mat += part
+        if want_dx:
+            dx_pad = np.zeros((n1 - n0, c_in, hq, wp), np.float32)
+            run_x(packed_t, g.reshape(-1), offs, dx_pad.reshape(-1), n1 - n0, c_out, lp,
+                  img_size)
+            _crop_into(dx_pad, ph, pw, dx, n0)
+    if want_dw:
+        dw_out = dw_mat.reshape(c_out, c_in, kh, kw)
+    return dw_out, db.astype(np.float32), dx
+
+
+def conv2d_direct_weight_grad_numba(x, dout, weight_shape, padding=0, dilation=1):
+    """dL/dW (O, C, kh, kw) of a stride-1 convolution by the implicit GEMM (float32; AVX-512
+    micro-kernels); equals ``conv2d_direct_weight_grad_reference`` to rounding."""
+    x, dout, (ph, pw, dh, dw) = _check_weight_grad_args(x, dout, weight_shape, padding,
+                                                         dilation, "conv2d_direct_weight_grad")
+    return _implicit_backward(x, dout, None, weight_shape, x.shape, (ph, pw), (dh, dw),
+                              True, False)[0]
+
+
+def conv2d_direct_input_grad_numba(dout, weight, input_shape, padding=0, dilation=1):
+    """dL/dx (N, C, H, W) of a stride-1 convolution by the implicit GEMM with col2im fused
+    (float32; AVX-512 micro-kernels); equals ``conv2d_direct_input_grad_reference`` to
+    rounding."""
+    dout, weight, (ph, pw, dh, dw) = _check_input_grad_args(dout, weight, input_shape, padding,
+                                                            dilation, "conv2d_direct_input_grad")
+    return _implicit_backward(None, dout, weight, weight.shape, input_shape, (ph, pw),
+                              (dh, dw), False, True)[2]
+
+
+def conv2d_direct_backward_numba(x, dout, weight, padding=0, dilation=1, need_dx=True):
+    """``(dL/dW, dL/db, dL/dx or None)`` of a stride-1 convolution in one pass over ``dout``:
+    the two functions above and the bias gradient, sharing the wide copy of each chunk of
+    ``dout``."""
+    owner = "conv2d_direct_backward"
+    weight = check_float_array(weight, owner, "weight", 4)
+    x, dout, (ph, pw, dh, dw) = _check_weight_grad_args(x, dout, weight.shape, padding,
+                                                         dilation, owner)
+    if weight.dtype != np.float32:
+        raise ValueError(f"{owner}: the implicit GEMM is float32 only, got weight "
+                         f"{weight.dtype}")
+    return _implicit_backward(x, dout, weight, weight.shape, x.shape, (ph, pw), (dh, dw),
+                              True, bool(need_dx))

@@ -166,3 +166,16 @@ def conv2d_direct_input_grad(dout, weight, input_shape, padding=0, dilation=1):
         from ._conv_direct_numba import conv2d_direct_input_grad_numba
         return conv2d_direct_input_grad_numba(dout, weight, input_shape, padding, dilation)
     return conv2d_direct_input_grad_reference(dout, weight, input_shape, padding, dilation)
+
+
+def conv2d_direct_backward(x, dout, weight, padding=0, dilation=1, need_dx=True):
+    """``(dL/dW, dL/db, dL/dx or None)``: the gradients of weight, bias (``dout`` summed over
+    images and pixels) and input at once, on the fastest path (the Numba twin shares its
+    copy of ``dout`` between them)."""
+    if (implicit_gemm_applies(x, weight.shape, weight.dtype) and type(dout) is np.ndarray
+            and dout.dtype == np.float32 and type(weight) is np.ndarray):
+        from ._conv_direct_numba import conv2d_direct_backward_numba
+        return conv2d_direct_backward_numba(x, dout, weight, padding, dilation, need_dx)
+    dw = conv2d_direct_weight_grad(x, dout, weight.shape, padding, dilation)
+    dx = conv2d_direct_input_grad(dout, weight, x.shape, padding, dilation) if need_dx else None
+    return dw, dout.sum(axis=(0, 2, 3)), dx

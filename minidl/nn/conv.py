@@ -243,14 +243,12 @@ class Conv2d(Module):
         return kernels.col2im(dcols, x.shape, *self._geometry())
 
     def _implicit_backward(self, x, dout):
+        dw, db, dx = kernels.conv2d_direct_backward(x, dout, self.weight.data, self.padding,
+                                                    self.dilation, self.needs_input_grad)
         if self.bias is not None:
-            self.bias.accumulate_grad(dout.sum(axis=(0, 2, 3)), owned=True)
-        self.weight.accumulate_grad(kernels.conv2d_direct_weight_grad(
-            x, dout, self.weight.data.shape, self.padding, self.dilation), owned=True)
-        if not self.needs_input_grad:
-            return None
-        return kernels.conv2d_direct_input_grad(dout, self.weight.data, x.shape, self.padding,
-                                                self.dilation)
+            self.bias.accumulate_grad(db, owned=True)
+        self.weight.accumulate_grad(dw, owned=True)
+        return dx
 
     def _convert_extra(self, fn) -> None:
         self._x = None
