@@ -203,15 +203,16 @@ def _wide_one(dout, n, wp, out, sums):
     """Image ``n`` of the wide dout (zero between rows), and its per-channel sums (float64)."""
     out[n] = 0
     c_out, ho, wo = dout.shape[1], dout.shape[2], dout.shape[3]
-    for o in range(c_out):
-        total = 0.0
+    column_sums = np.empty(wo, np.float64)   # one running sum per column: SIMD, where one
+    for o in range(c_out):                   # scalar sum would be a chain of dependent adds
+        column_sums[:] = 0
         for p in range(ho):
             dst = out[n, o, p * wp:p * wp + wo]
             src = dout[n, o, p]
             for q in range(wo):
                 dst[q] = src[q]
-                total += src[q]
-        sums[n, o] = total
+                column_sums[q] += src[q]
+        sums[n, o] = column_sums.sum()
 
 
 @njit(parallel=True, cache=True)
