@@ -186,8 +186,15 @@ def calibrate(fn: Callable[[], object], target_s: float, max_number: int = 100_0
     return number
 
 
+# Pause before each sample of an interleaved comparison: PyTorch's OpenMP threads keep
+# spinning ~9 ms after its last operation (measured on the development machine), and
+# would otherwise take a core from whichever candidate's sample comes next.
+SETTLE_S = 0.05
+
+
 def interleaved(samplers: Mapping[str, Callable[[], float]], rounds: int,
-                budget_s: float | None = None, min_rounds: int = 3) -> dict[str, list[float]]:
+                budget_s: float | None = None, min_rounds: int = 3,
+                settle_s: float = 0.0) -> dict[str, list[float]]:
     """Run each sampler once per round, rotating the order each round.
 
     A sampler is a zero-argument callable that measures one block and returns its seconds
@@ -195,6 +202,7 @@ def interleaved(samplers: Mapping[str, Callable[[], float]], rounds: int,
     With ``budget_s``, rounds stop early once that much wall time has passed and at least
     ``min_rounds`` are done (a loaded machine then costs fewer rounds, not hours); every
     candidate always gets the same number of rounds, and the caller reports the count.
+    ``settle_s``: seconds of sleep before each sample (see ``SETTLE_S``).
     """
     names = list(samplers)
     samples: dict[str, list[float]] = {n: [] for n in names}
@@ -202,6 +210,8 @@ def interleaved(samplers: Mapping[str, Callable[[], float]], rounds: int,
     for r in range(rounds):
         k = r % len(names) if names else 0
         for name in names[k:] + names[:k]:
+            if settle_s > 0:
+                time.sleep(settle_s)
             samples[name].append(float(samplers[name]()))
         if (budget_s is not None and r + 1 >= min_rounds
                 and time.perf_counter() - t0 > budget_s):

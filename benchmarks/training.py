@@ -18,7 +18,10 @@ Fairness. Each framework runs in its own worker process (spawned once), so neith
 the other's threads or libraries (PyTorch's OpenMP pool, Numba's), and minidl runs without
 torch loaded, as a user without PyTorch would. The parent alternates the two workers block
 by block (``common.interleaved``): one sample is the mean step time over a block of about
-``--block-seconds``; the figure is the median over ``--rounds`` rounds. Threads are set with
+``--block-seconds``; the figure is the median over ``--rounds`` rounds.  Before each sample
+the parent sleeps ``common.SETTLE_S`` (50 ms): PyTorch's OpenMP threads spin ~9 ms after its
+last operation, and a one-pass inference sample of minidl right after PyTorch's (4 ms on 2
+threads) ran 2-3x slower while they did. Threads are set with
 ``minidl.set_num_threads`` and ``torch.set_num_threads``.
 
 Where a target is missed, the report gives the gap and a cProfile of the minidl step.
@@ -329,7 +332,7 @@ def run_speed(args, workers: dict, log) -> tuple[list[dict], list[dict]]:
                      for fw in frameworks}
             samples = common.interleaved(
                 {fw: (lambda fw=fw: workers[fw].call("train", steps[fw])) for fw in frameworks},
-                args.rounds, budget_s=args.budget_seconds)
+                args.rounds, budget_s=args.budget_seconds, settle_s=common.SETTLE_S)
             stats = {fw: common.summarize(samples[fw]) for fw in frameworks}
             row = {"model": name, "description": desc, "batch": batch, "threads": threads,
                    "target": target, "issue_torch_ms": ref_ms,
@@ -349,7 +352,7 @@ def run_speed(args, workers: dict, log) -> tuple[list[dict], list[dict]]:
 
             isamples = common.interleaved(
                 {fw: (lambda fw=fw: workers[fw].call("infer", 1)) for fw in frameworks},
-                args.infer_rounds, budget_s=args.budget_seconds)
+                args.infer_rounds, budget_s=args.budget_seconds, settle_s=common.SETTLE_S)
             istats = {fw: common.summarize(isamples[fw]) for fw in frameworks}
             irow = {"model": name, "threads": threads, "target": INFERENCE_TARGET,
                     "images": args.infer_n, "batch": args.infer_batch}

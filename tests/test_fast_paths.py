@@ -480,6 +480,23 @@ def test_parallel_nn_product_splits_columns_for_any_thread_count(n, rng):
         np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-4, err_msg=str(n_threads))
 
 
+@pytest.mark.parametrize("m,n", [(6, 7), (13, 33), (20, 257), (64, 4)])
+def test_parallel_nt_product_splits_rows_or_columns(m, n, rng):
+    # a @ bt.T in parallel: by 6-row tiles, or by one block of whole 4-column tiles per
+    # thread; blocks end off the tile grid and edge tiles are shifted back inside the
+    # matrix, so every split must write each entry exactly once
+    from minidl.kernels import _gemm_numba
+    a = rng.standard_normal((m, 37)).astype(np.float32)
+    bt = rng.standard_normal((n, 37)).astype(np.float32)
+    expected = a.astype(np.float64) @ bt.T.astype(np.float64)
+    for run in (_gemm_numba._nt_parallel, _gemm_numba._nt_parallel_columns):
+        for n_threads in (1, 2, 3, 5, 64):
+            out = np.full((m, n), np.nan, np.float32)
+            run(a, bt, out, n_threads)
+            np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-4,
+                                       err_msg=f"{run.__name__} {n_threads}")
+
+
 def test_matmul_numba_propagates_nan_and_inf(rng):
     a, b = _operands(rng, 16, 40, 70, "plain")
     a[3, 5] = np.nan

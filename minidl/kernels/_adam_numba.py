@@ -9,10 +9,11 @@ converted to it first) and without ``fastmath``, so both twins give the same bit
 ``error_model="numpy"``: a division by zero gives inf/NaN as in NumPy, instead of a
 Python-style check that would keep the loop from being vectorised.
 
-Serial only: the loop streams memory, and on the 2-core development machine
-one thread finished a 200k-parameter update in ~0.04 ms, while a ``prange``
-launch took 0.5 ms or more whenever the other core was busy (the usual state
-during a tuning run), and was never faster for up to 6.4M parameters.
+Serial only: the loop streams memory; one thread updates the lab MLP's 200k-parameter
+weight in 9-15 us on the 2-core development machine.  A ``prange`` twin was never
+faster (up to 6.4M parameters) when Numba ran on its workqueue layer, whose launch
+took 0.5 ms or more whenever the other core was busy; it has not been re-measured on
+the OpenMP layer minidl uses now (launch 1-25 us, see ``minidl.threads``).
 """
 from __future__ import annotations
 

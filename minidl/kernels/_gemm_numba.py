@@ -24,8 +24,9 @@ tile back inside the matrix (recomputing a few values) and adds the remaining
 ``x*y + z`` rounds twice, and the partial sums run in another order than BLAS's:
 results agree with ``numpy.matmul`` to float32 rounding.
 
-Parallel units: blocks of ``NN_BLOCK`` output columns (``_nn``), tiles of 6 output
-rows (``_nt``); each owns the part of ``C`` it writes.
+Parallel units: blocks of output columns (``_nn``: at least one per thread, at most
+``NN_BLOCK`` wide); for ``_nt``, tiles of 6 output rows, or, when ``C`` has more columns
+than rows, one block of columns per thread; each unit owns the part of ``C`` it writes.
 """
 from __future__ import annotations
 
@@ -381,8 +382,10 @@ def _nn_serial(a, b, c, n_threads):
 # -- C = A Bt^T ---------------------------------------------------------------------------
 
 @njit(cache=True)
-def _nt_rows(a, bt, c, i_lo, i_hi):
-    """Rows ``[i_lo, i_hi)`` of ``c = a bt^T`` (``a`` has at least 6 rows, ``bt`` 4)."""
+def _nt_block(a, bt, c, i_lo, i_hi, j_lo, j_hi):
+    """Block ``[i_lo, i_hi) x [j_lo, j_hi)`` of ``c = a bt^T`` (``a`` has at least 6 rows,
+    ``bt`` 4; ``j_lo`` a multiple of 4).  Writes only inside the block: an edge tile is
+    shifted back inside the matrix and its entries outside the block are skipped."""
     m, k = a.shape
     n = bt.shape[0]
     a_flat = a.reshape(-1)
@@ -390,13 +393,13 @@ def _nt_rows(a, bt, c, i_lo, i_hi):
     partial = np.empty(-(-NT_ROWS * NT_COLS // LANES) * LANES, np.float32)
     chunks = k // LANES
     for i in range(i_lo, i_hi):
-        for j in range(n):
+        for j in range(j_lo, j_hi):
             c[i, j] = 0
     for t0 in range(0, chunks, NT_BLOCK // LANES):
         n_chunks = min(NT_BLOCK // LANES, chunks - t0)
         for i in range(i_lo, i_hi, NT_ROWS):
             i0 = min(i, m - NT_ROWS)          # an edge tile is shifted back inside
-            for j in range(0, n, NT_COLS):
+            for j in range(j_lo, j_hi, NT_COLS):
                 j0 = min(j, n - NT_COLS)
                 _nt_tile(a_flat, b_flat, partial, i0 * k + t0 * LANES, k, j0 * k + t0 * LANES,
                          k, n_chunks)
@@ -404,25 +407,37 @@ def _nt_rows(a, bt, c, i_lo, i_hi):
                     if i0 + r < i or i0 + r >= i_hi:
                         continue
                     for s in range(NT_COLS):
-                        if j0 + s < j:
+                        if j0 + s < j or j0 + s >= j_hi:
                             continue
                         c[i0 + r, j0 + s] += partial[r * NT_COLS + s]
     for kk in range(chunks * LANES, k):    # the last k % 16 products
         for i in range(i_lo, i_hi):
-            for j in range(n):
+            for j in range(j_lo, j_hi):
                 c[i, j] += a[i, kk] * bt[j, kk]
 
 
 @njit(parallel=True, cache=True)
-def _nt_parallel(a, bt, c):
+def _nt_parallel(a, bt, c, n_threads):
     m = a.shape[0]
     for t in prange((m + NT_ROWS - 1) // NT_ROWS):
-        _nt_rows(a, bt, c, t * NT_ROWS, min(m, (t + 1) * NT_ROWS))
+        _nt_block(a, bt, c, t * NT_ROWS, min(m, (t + 1) * NT_ROWS), 0, bt.shape[0])
+
+
+@njit(parallel=True, cache=True)
+def _nt_parallel_columns(a, bt, c, n_threads):
+    # for C with more columns than rows (a layer's forward pass, x @ W^T): one block of
+    # columns per thread, so each reads its own part of bt (the weight) into its own cache
+    # (64x784 @ 784x256 on 2 threads: 74 us, against 83 us split by rows); a separate
+    # function: the two prange loops as branches of one function ran 7x slower
+    n = bt.shape[0]
+    width = -(-(-(-n // n_threads)) // NT_COLS) * NT_COLS
+    for blk in prange(-(-n // width)):
+        _nt_block(a, bt, c, 0, a.shape[0], blk * width, min(n, (blk + 1) * width))
 
 
 @njit(cache=True)
-def _nt_serial(a, bt, c):
-    _nt_rows(a, bt, c, 0, a.shape[0])
+def _nt_serial(a, bt, c, n_threads):
+    _nt_block(a, bt, c, 0, a.shape[0], 0, bt.shape[0])
 
 
 def matmul_numba(a, b, out=None):
@@ -446,8 +461,11 @@ def matmul_numba(a, b, out=None):
         if m < NT_ROWS or n < NT_COLS:
             raise ValueError(f"matmul_numba: a @ b.T needs at least {NT_ROWS} rows in a and "
                              f"{NT_COLS} in b.T, got shapes {tuple(a.shape)} and {tuple(b.shape)}")
-        run = pick(_nt_parallel, _nt_serial, -(-m // NT_ROWS), parallel_work(work))
-        run(a, b.T, c)
+        if n > m:
+            run = pick(_nt_parallel_columns, _nt_serial, -(-n // NT_COLS), parallel_work(work))
+        else:
+            run = pick(_nt_parallel, _nt_serial, -(-m // NT_ROWS), parallel_work(work))
+        run(a, b.T, c, max(1, get_num_threads()))
     else:
         raise ValueError("matmul_numba: expected b C-contiguous, or b.T and a C-contiguous")
     return c
