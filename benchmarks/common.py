@@ -144,7 +144,14 @@ def load_note(info_start: dict, info_end: dict | None = None) -> str:
     peak = max(loads)
     text = (f"1-minute load average {' -> '.join(f'{x:.2f}' for x in loads)} "
             f"on {cpus} usable cores")
-    if peak > 0.5 * cpus:
+    others = list(info_start.get("busy_processes") or []) + \
+        list((info_end or {}).get("busy_processes") or [])
+    if peak > 0.5 * cpus and not others and "busy_processes" in info_start:
+        text += (", which counts this benchmark's own recent work: no other process was "
+                 "using the CPU at the start or the end. The machine is a virtual machine "
+                 "(KVM) whose speed drifts over minutes, so absolute times are noisy (the "
+                 "interleaved ratios are the robust figures)")
+    elif peak > 0.5 * cpus:
         text += (": **the machine was loaded by other processes while this ran, "
                  "so absolute times are noisy** (the interleaved ratios are the robust "
                  "figures). Multi-thread timings suffer most: a parallel region waits for "

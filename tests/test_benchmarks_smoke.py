@@ -125,6 +125,16 @@ def test_interleaved_rotates_order_and_counts_rounds():
     assert {k: len(v) for k, v in samples.items()} == {"a": 3, "b": 3, "c": 3}
 
 
+def test_load_note_tells_own_load_from_other_processes():
+    from benchmarks.common import load_note
+    quiet = {"cpus_usable": 2, "load_average": [0.3, 0, 0], "busy_processes": []}
+    own = {"cpus_usable": 2, "load_average": [1.2, 0, 0], "busy_processes": []}
+    other = {"cpus_usable": 2, "load_average": [1.2, 0, 0], "busy_processes": ["yes (99% cpu)"]}
+    assert "quiet" in load_note(quiet, quiet)
+    assert "own recent work" in load_note(quiet, own)
+    assert "loaded by other processes" in load_note(own, other)
+
+
 def test_summarize_takes_the_median_and_ignores_missing():
     from benchmarks.common import summarize
     s = summarize([5.0, 1.0, 100.0, None, 2.0, float("nan")])
