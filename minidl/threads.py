@@ -36,6 +36,9 @@ with this spin, 0.72 with ``OMP_WAIT_POLICY=passive``; float64 1.1 with this spi
 passive.  Training is float32, so the spin wins; set ``OMP_WAIT_POLICY=passive`` for
 float64 work on two or more threads.
 
+Threads: the OpenMP layer accepts parallel kernels launched from several Python threads
+at once (the workqueue layer terminates the process when that happens).
+
 Fork safety: GNU OpenMP cannot run parallel regions in a process forked from one that
 already used them (Numba terminates such a child).  A child forked after minidl's
 kernels ran in parallel therefore runs every minidl kernel on one thread (BLAS keeps

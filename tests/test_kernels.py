@@ -384,6 +384,29 @@ def test_forked_child_runs_kernels_serially_after_openmp():
     assert out.stdout.split() == ["0", "2"], out.stderr
 
 
+def test_two_python_threads_run_parallel_kernels_at_once():
+    # the OpenMP layer takes parallel launches from several Python threads at a time (the
+    # workqueue layer terminates the process when that happens)
+    code = (
+        "import threading, numpy as np, minidl\n"
+        "from minidl.kernels import _parallel\n"
+        "_parallel.force = 'parallel'\n"
+        "x = np.random.default_rng(0).random((32, 8, 28, 28)).astype(np.float32)\n"
+        "ref = minidl.kernels.max_pool2d_forward(x, 2)[0]\n"
+        "bad = []\n"
+        "def work():\n"
+        "    for _ in range(200):\n"
+        "        if not np.array_equal(minidl.kernels.max_pool2d_forward(x, 2)[0], ref):\n"
+        "            bad.append(1)\n"
+        "ts = [threading.Thread(target=work) for _ in range(3)]\n"
+        "[t.start() for t in ts]\n"
+        "[t.join() for t in ts]\n"
+        "print(len(bad))\n")
+    out = _run_fresh(code, MINIDL_NUM_THREADS="2", NUMBA_NUM_THREADS="2")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0"], out.stderr
+
+
 def test_user_openmp_wait_settings_are_kept():
     code = ("import os, numpy as np, minidl\n"
             "from minidl.kernels import _parallel\n"
