@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = [sys.executable, "-m", "tuning", "run", "--study-name", "s", "--total", "3"]
-SETTINGS = ["--space", "lab-mlp", "--epochs", "6", "--train-size", "12000",
+SETTINGS = ["--space", "lab-mlp", "--epochs", "20", "--train-size", "12000",
             "--val-size", "1000", "--pruner", "none"]
 
 
@@ -41,7 +41,7 @@ def test_sigint_mid_trial_then_resume(tmp_path, fashion_mnist):
     try:
         for line in proc.stderr:
             seen.append(line)
-            if line.startswith("  trial 1 epoch 1/6"):
+            if line.startswith("  trial 1 epoch 1/20"):
                 proc.send_signal(signal.SIGINT)
                 break
             assert time.monotonic() < deadline, "".join(seen)
