@@ -19,9 +19,9 @@ Numba's threading layer
 Unless ``NUMBA_THREADING_LAYER`` is set by the user, minidl asks Numba for its OpenMP
 layer first (``omp``; then ``workqueue``, then ``tbb`` where OpenMP cannot load).
 Measured on the 2-core development machine (``python -m benchmarks.threading``):
-launching a ``prange`` loop on 2 threads costs ~1 us on
-OpenMP while its worker still spins, ~25 us once it sleeps, and 70-100 us on
-``workqueue``; the 2-conv CNN's training step ran ~25% faster on OpenMP.
+launching a ``prange`` loop on 2 threads costs ~1 us on OpenMP while its worker still
+spins, ~25 us once it sleeps, and 70-100 us on ``workqueue``; the 2-conv CNN's training
+step took 0.68 of its ``workqueue`` time on OpenMP.
 
 How long OpenMP's workers spin before they sleep matters here: GNU OpenMP's default
 (``GOMP_SPINCOUNT`` 300,000, a few milliseconds) keeps a spinning worker on a core
@@ -121,7 +121,8 @@ def set_num_threads(n: int) -> None:
     Every BLAS library loaded in the process is limited (threadpoolctl's
     ``user_api="blas"``, PyTorch's MKL included).  Numba's part is capped at
     ``numba.config.NUMBA_NUM_THREADS`` (fixed when Numba starts; by default the CPU
-    count), and is one thread in a child forked after kernels ran on GNU OpenMP.  Raises ValueError unless ``n`` is an int >= 1.
+    count), and is one thread in a child forked after kernels ran on GNU OpenMP.
+    Raises ValueError unless ``n`` is an int >= 1.
     """
     global _num_threads
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
