@@ -327,7 +327,11 @@ def run_speed(args, workers: dict, log) -> tuple[list[dict], list[dict]]:
                                           args.infer_batch)
                      for fw in frameworks}
             # a block per framework lasts about block_seconds: calibrate from a short probe
+            # (a second probe of ~0.1 s: the first steps after setup run slower, and a block
+            # sized from them alone came out at a fraction of block_seconds)
             probe = {fw: workers[fw].call("train", 3) for fw in frameworks}
+            probe = {fw: workers[fw].call("train", max(3, int(0.1 / max(probe[fw], 1e-6))))
+                     for fw in frameworks}
             steps = {fw: max(2, int(args.block_seconds / max(probe[fw], 1e-6)))
                      for fw in frameworks}
             samples = common.interleaved(
