@@ -138,7 +138,7 @@ ADAM_CASES = [dict(weight_decay=wd, decoupled=dec, amsgrad=ams)
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", ADAM_CASES, ids=str)
-def test_adam_numba_equals_reference_bit_for_bit(case, dtype, rng):
+def test_adam_numba_equals_reference_bit_for_bit(case, dtype, driver, rng):
     arrays = _adam_arrays(rng, dtype)
     ref = [a.copy() for a in arrays]
     out = [a.copy() for a in arrays]
