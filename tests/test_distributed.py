@@ -212,6 +212,30 @@ def test_fail_stale_on_a_journal_study_with_a_killed_worker(tmp_path, fashion_mn
     assert_lineage_complete(study, done + 2)
 
 
+def test_a_plain_run_requeues_the_trial_of_a_killed_run(tmp_path, fashion_mnist):
+    # `tuning run` records who runs each trial, so the next run on this machine fails the
+    # trial of a run that was killed and runs its configuration again
+    ok(tuning(tmp_path, "create", "--study-name", "pk", *SLOW))
+    victim = subprocess.Popen([sys.executable, "-m", "tuning", "run", "--study-name", "pk",
+                               "--total", "3"], cwd=tmp_path, env=_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    study = load(open_storage(str(tmp_path / "studies" / "pk.log"), "pk"), "pk")
+    running = wait_for_running_trial(study, victim.pid)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(30)
+    assert study.get_trials(deepcopy=False)[running.number].state == TrialState.RUNNING
+
+    out = ok(tuning(tmp_path, "run", "--study-name", "pk", "--total", 2, timeout=180))
+    assert f"trial {running.number}: its process died" in out
+    trials = study.get_trials(deepcopy=False)
+    dead = trials[running.number]
+    assert dead.state == TrialState.FAIL
+    assert dead.user_attrs["stop_reason"].startswith("worker died")
+    (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == running.number]
+    assert retry.state == TrialState.COMPLETE and retry.params == running.params
+    assert_lineage_complete(study, 2)
+
+
 # A worker SIGKILLed inside a journal append: it holds the journal's lock and has written
 # half a record.  (Runs in tmp_path with the default, relative, journal path.)
 KILLED_INSIDE_AN_APPEND = """

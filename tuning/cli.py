@@ -29,7 +29,7 @@ import warnings
 import optuna
 from optuna.trial import TrialState
 
-from . import distributed, report
+from . import distributed, report, workers
 from .spaces import SPACES, get_space
 from .argtypes import positive_int, non_negative_int, positive_float
 from .storage import TuningError, describe, open_storage
@@ -195,6 +195,12 @@ def cmd_run(args) -> int:
             and settings.sampler != "grid":
         raise TuningError("give --n-trials N (N more trials), --total T (until the study has "
                           "T finished trials) or --timeout SECONDS")
+    # a trial left RUNNING by a process of this machine that died (SIGKILL, out of memory,
+    # power) is marked FAIL and its configuration queued again, to run first
+    for trial, action, why in workers.fail_stale(study):
+        if action == "failed":
+            print(f"trial {trial.number}: its process died ({why}); marked FAIL and queued "
+                  f"again", flush=True)
     trials_before = study.get_trials(deepcopy=False)
     n_before = len(trials_before)
     finished_before = {t.number for t in trials_before if t.state.is_finished()}
@@ -233,9 +239,15 @@ def cmd_run(args) -> int:
         objective = make_objective(settings, device=args.device, progress=tty, log=log)
         print(f"data: {len(objective.train)} training / {len(objective.val)} validation "
               f"images ({time.perf_counter() - t0:.1f}s to load)", flush=True)
+        identity = workers.worker_identity()
+
+        def owned(trial):      # who runs the trial: a later run can tell if it died
+            trial.set_user_attr(workers.WORKER_ATTR, {**identity, "trial": trial.number})
+            return objective(trial)
+
         start = time.perf_counter()
         try:
-            study.optimize(objective, n_trials=n_trials, timeout=args.timeout,
+            study.optimize(owned, n_trials=n_trials, timeout=args.timeout,
                            catch=(Exception,), callbacks=callbacks)
         except KeyboardInterrupt:
             _report_interrupt(study, finished_before, args, name, where)

@@ -27,7 +27,8 @@ The trial budget (``max_trials``)
     ``tuning run`` on the same study does not claim.
 
 Dead workers
-    Every trial records who runs it in the user attribute ``worker``: host name, boot id,
+    Every trial of a worker (and of a plain ``tuning run``) records who runs it in the
+    user attribute ``worker``: host name, boot id,
     PID namespace, PID and process start time, worker rank, and the trial's own number
     (so the attribute copied into a retried trial is not mistaken for its owner).  A
     RUNNING trial's worker is known dead when it ran on this very machine (same host,
