@@ -3,7 +3,9 @@
 Two implementations.  For float32 with the AVX-512 micro-kernels (``gemm.py``), all three
 kernels -- forward, weight gradient, input gradient -- are an *implicit GEMM* (below,
 after the loop version); the gradient twins exist only in that form (they raise
-ValueError otherwise, and their dispatchers take the references).  Otherwise the
+ValueError otherwise, and their dispatchers take the references).  ``Conv2d`` calls
+``conv2d_direct_backward_numba``, which makes both gradients and the bias gradient in one
+pass over ``dout``.  Otherwise the
 forward is the loop version described next (about 3x slower than the implicit GEMM
 for the lab CNNs' first layers, 4x faster than im2col + GEMM).
 
