@@ -41,41 +41,37 @@ def _moments(pi, gi, mi, vi, decay, wd, one_minus_beta1, beta2, one_minus_beta2,
     return pi, mi, vi
 
 
+@njit(cache=True)
+def _scalars(coefficients):
+    """The update's scalars from ``adam_coefficients``, and 0 in the arrays' dtype (a
+    literal 0 is int64)."""
+    c = coefficients
+    return c[0], c[1], c[2], c[3], c[4], c[5], c[5] - c[5], c[6], c[7], c[8]
+
+
 @njit(cache=True, error_model="numpy")
 def _adam_all(p, g, m, v, vmax, amsgrad, coefficients):
-    decay, wd, one_minus_beta1, beta2, one_minus_beta2 = (
-        coefficients[0], coefficients[1], coefficients[2], coefficients[3], coefficients[4])
-    tiny, step_size, bc2_sqrt, eps = coefficients[5], coefficients[6], coefficients[7], \
-        coefficients[8]
-    zero = tiny - tiny                       # 0 in the arrays' dtype (a literal 0 is int64)
-    if amsgrad:
-        for i in range(p.size):
-            pi, mi, vi = _moments(p[i], g[i], m[i], v[i], decay, wd, one_minus_beta1, beta2,
-                                  one_minus_beta2, tiny, zero)
-            m[i] = mi
-            v[i] = vi
+    (decay, wd, one_minus_beta1, beta2, one_minus_beta2, tiny, zero, step_size, bc2_sqrt,
+     eps) = _scalars(coefficients)
+    for i in range(p.size):
+        pi, mi, vi = _moments(p[i], g[i], m[i], v[i], decay, wd, one_minus_beta1, beta2,
+                              one_minus_beta2, tiny, zero)
+        m[i] = mi
+        v[i] = vi
+        if amsgrad:
             vm = vmax[i]
             if vm < vi or vi != vi:          # np.maximum: NaN wins
                 vm = vi
             vmax[i] = vm
-            p[i] = pi - step_size * mi / (np.sqrt(vm) / bc2_sqrt + eps)
-    else:
-        for i in range(p.size):
-            pi, mi, vi = _moments(p[i], g[i], m[i], v[i], decay, wd, one_minus_beta1, beta2,
-                                  one_minus_beta2, tiny, zero)
-            m[i] = mi
-            v[i] = vi
-            p[i] = pi - step_size * mi / (np.sqrt(vi) / bc2_sqrt + eps)
+            vi = vm
+        p[i] = pi - step_size * mi / (np.sqrt(vi) / bc2_sqrt + eps)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def _adam_plain_parallel(p, g, m, v, vmax, amsgrad, coefficients):
     """``_adam_all`` without AMSGrad, as a ``prange`` over the elements."""
-    decay, wd, one_minus_beta1, beta2, one_minus_beta2 = (
-        coefficients[0], coefficients[1], coefficients[2], coefficients[3], coefficients[4])
-    tiny, step_size, bc2_sqrt, eps = coefficients[5], coefficients[6], coefficients[7], \
-        coefficients[8]
-    zero = tiny - tiny
+    (decay, wd, one_minus_beta1, beta2, one_minus_beta2, tiny, zero, step_size, bc2_sqrt,
+     eps) = _scalars(coefficients)
     for i in prange(p.size):
         pi, mi, vi = _moments(p[i], g[i], m[i], v[i], decay, wd, one_minus_beta1, beta2,
                               one_minus_beta2, tiny, zero)
