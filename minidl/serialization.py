@@ -8,9 +8,10 @@ File format: one ``.npz`` archive (``numpy.savez``) holding
   keyword arguments were given to :func:`save`.
 
 Nothing is pickled, and :func:`load` opens the file with
-``allow_pickle=False``, so loading a file cannot run code.  Weights go through
-``Module.load_state_dict``, which checks keys and shapes before changing
-anything.
+``allow_pickle=False``, so loading a file cannot run code.  A file that is not
+such an archive (damaged, truncated, another format) is a ValueError naming the
+file, never a ``zipfile`` error.  Weights go through ``Module.load_state_dict``,
+which checks keys, shapes and dtypes before changing anything.
 
 PyTorch interchange (``torch`` imported only inside the functions that need it)::
 
@@ -21,11 +22,14 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
+import zlib
 from collections import OrderedDict
 
 import numpy as np
 
 from . import backend
+from .nn.module import state_array
 
 __all__ = ["save", "load", "read_metadata", "from_torch_state_dict", "to_torch_state_dict"]
 
@@ -77,27 +81,69 @@ def save(model, path, /, **metadata) -> str:
     return path
 
 
+# A .npz file is a zip archive: it begins with a zip entry header ("PK\x03\x04"), or
+# with the end-of-archive record when it holds nothing.  A .npy file begins "\x93NUMPY".
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
+_NPY_MAGIC = b"\x93NUMPY"
+
+# What reading a damaged archive raises, depending on where the damage is: zipfile
+# (BadZipFile: no end-of-archive record, a bad CRC), zlib (a compressed entry), NumPy
+# (ValueError, EOFError: an entry's header or data cut short) or the file system.
+_DAMAGE_ERRORS = (zipfile.BadZipFile, zlib.error, ValueError, EOFError, OSError)
+
+
+def _open_archive(path: str):
+    """The ``NpzFile`` at ``path``; FileNotFoundError when it is missing, ValueError
+    naming ``path`` for anything that is not a readable .npz archive."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_NPY_MAGIC))
+    except FileNotFoundError:
+        raise
+    except OSError as exc:   # a directory, no permission
+        raise ValueError(f"load: {path!r} is not a readable .npz archive ({exc})") from None
+    if head.startswith(_NPY_MAGIC):
+        raise ValueError(f"load: {path!r} holds a single array, expected a .npz archive of weights")
+    if not head.startswith(_ZIP_MAGICS):
+        what = ("the file is empty" if not head else
+                "it does not begin with a zip header: another format, or a damaged file")
+        raise ValueError(f"load: {path!r} is not a readable .npz archive ({what})")
+    try:
+        return np.load(path, allow_pickle=False)
+    except _DAMAGE_ERRORS as exc:
+        raise ValueError(f"load: {path!r} is not a readable .npz archive (damaged or "
+                         f"truncated: {type(exc).__name__}: {exc})") from None
+
+
+def _read_entry(archive, key: str, path: str) -> np.ndarray:
+    """One array of ``archive``; ValueError naming the entry and ``path`` when it cannot be read."""
+    try:
+        value = archive[key]
+    except ValueError as exc:
+        # NumPy says "allow_pickle" for an object array, which would need pickle
+        if "allow_pickle" in str(exc):
+            raise ValueError(f"load: entry {key!r} of {path!r} cannot be read without "
+                             f"pickle ({exc})") from None
+        raise ValueError(f"load: entry {key!r} of {path!r} is damaged ({exc})") from None
+    except _DAMAGE_ERRORS as exc:
+        raise ValueError(f"load: entry {key!r} of {path!r} is damaged ({type(exc).__name__}: "
+                         f"{exc})") from None
+    if not isinstance(value, np.ndarray):   # a zip member that is not a .npy file
+        raise ValueError(f"load: entry {key!r} of {path!r} is not a NumPy array: expected a "
+                         f".npz archive written by minidl.save or numpy.savez")
+    return value
+
+
 def _read(path):
     """``(arrays, metadata)`` from a file written by :func:`save` (or any ``.npz`` of arrays)."""
     path = os.fspath(path)
     if not os.path.exists(path) and os.path.exists(path + ".npz"):
         path += ".npz"
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise ValueError(f"load: {path!r} is not a readable .npz archive ({exc})") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"load: {path!r} holds a single array, expected a .npz archive of weights")
+    archive = _open_archive(path)
     arrays, metadata = OrderedDict(), {}
     with archive:
         for key in archive.files:
-            try:
-                value = archive[key]
-            except ValueError as exc:  # object arrays need pickle, which we refuse
-                raise ValueError(f"load: entry {key!r} of {path!r} cannot be read without "
-                                 f"pickle ({exc})") from None
+            value = _read_entry(archive, key, path)
             if key == METADATA_KEY:
                 try:
                     header = json.loads(str(value.reshape(-1)[0]))
@@ -115,8 +161,11 @@ def _read(path):
 def load(model, path, /) -> dict:
     """Load weights saved by :func:`save` into ``model``; return the saved metadata.
 
-    Raises ValueError (from ``load_state_dict``) naming missing keys, unexpected
-    keys and shape mismatches, and leaves the model unchanged in that case.
+    Raises FileNotFoundError when ``path`` does not exist, and ValueError naming
+    the file when it is not a readable .npz archive of float arrays (damaged or
+    truncated, another format, pickled objects, non-float entries).  Raises
+    ValueError (from ``load_state_dict``) naming missing keys, unexpected keys and
+    shape mismatches.  In every one of these cases the model is left unchanged.
     Arrays are cast to the model's parameter dtype.
     """
     arrays, metadata = _read(path)
@@ -135,15 +184,8 @@ def from_torch_state_dict(state_dict) -> "OrderedDict[str, np.ndarray]":
     Keys are kept: minidl layers use torch's names and shapes, so the result
     loads with ``model.load_state_dict``.  NumPy arrays pass through as copies.
     """
-    out = OrderedDict()
-    for key, value in state_dict.items():
-        if hasattr(value, "detach"):  # a torch.Tensor; no torch import needed
-            value = value.detach().cpu()
-            if value.is_floating_point() and str(value.dtype) not in ("torch.float32", "torch.float64"):
-                value = value.float()  # half/bfloat16 have no exact NumPy twin
-            value = value.numpy()
-        out[key] = np.array(value, copy=True)
-    return out
+    return OrderedDict((key, np.array(state_array(value), copy=True))
+                       for key, value in state_dict.items())
 
 
 def to_torch_state_dict(model) -> "OrderedDict[str, object]":

@@ -12,6 +12,7 @@ Names, ``state_dict`` keys and conversions (``.double()``, ``.float()``,
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Iterator
 
 import numpy as np
@@ -19,6 +20,29 @@ import numpy as np
 from .. import backend
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+# dtype kinds load_state_dict accepts: float, signed and unsigned int (see its NOTE)
+_LOADABLE_KINDS = "fiu"
+
+
+def state_array(value):
+    """A ``state_dict`` value as an array: NumPy and CuPy arrays as they are, a torch
+    tensor as a NumPy array, anything else through ``np.asarray``.
+
+    A torch tensor is recognised by its ``detach`` and ``cpu`` methods, so torch is
+    never imported here.  It is detached (a parameter that requires grad cannot
+    become a NumPy array otherwise) and moved to the CPU; half and bfloat16 become
+    float32, since NumPy has no bfloat16.  The result may share memory with ``value``.
+    """
+    if hasattr(value, "detach") and hasattr(value, "cpu"):
+        value = value.detach().cpu()
+        if value.is_floating_point() and str(value.dtype) not in ("torch.float32",
+                                                                 "torch.float64"):
+            value = value.float()
+        return value.numpy()
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return value
+    return np.asarray(value)
 
 
 class Parameter:
@@ -248,11 +272,30 @@ class Module:
                            for name, p in self.named_parameters())
 
     def load_state_dict(self, state_dict, strict: bool = True) -> None:
-        """Copy arrays into the parameters, checking keys and shapes first.
+        """Copy arrays into the parameters, checking everything first.
 
-        Raises ValueError naming missing keys, unexpected keys and shape
-        mismatches; nothing is changed unless every check passes.
+        ``state_dict`` maps parameter names to arrays: NumPy or CuPy arrays, torch
+        tensors (a torch ``state_dict()`` loads directly) or nested lists of numbers.
+        Each value must have the parameter's shape and a real numeric dtype (float,
+        int or unsigned int); it is cast to the parameter's dtype.  With ``strict``
+        (the default) the keys must be exactly the model's; without it missing and
+        unexpected keys are ignored, and only the values that would be loaded are
+        checked.
+
+        Raises TypeError when ``state_dict`` is not a mapping, and ValueError naming
+        every missing key, unexpected key, wrong shape and non-numeric dtype.  Every
+        value is checked and converted before the first parameter changes, so when
+        it raises the model is exactly as it was.
+
+        NOTE: torch also copies bool and complex tensors into float parameters (the
+        imaginary part dropped with a warning); minidl refuses them, since a weight
+        of either kind is a mistake rather than a checkpoint.
         """
+        name = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(
+                f"{name}: expected a mapping of parameter name -> array (such as "
+                f"model.state_dict()), got {type(state_dict).__name__}")
         own = OrderedDict(self.named_parameters())
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
@@ -261,16 +304,33 @@ class Module:
             problems.append(f"missing keys {missing}")
         if strict and unexpected:
             problems.append(f"unexpected keys {unexpected}")
+        arrays = OrderedDict()
         for k, p in own.items():
-            if k in state_dict:
-                shape = tuple(np.shape(state_dict[k]))
-                if shape != tuple(p.data.shape):
-                    problems.append(f"'{k}': expected shape {tuple(p.data.shape)}, got {shape}")
+            if k not in state_dict:
+                continue
+            try:
+                value = state_array(state_dict[k])
+            except (TypeError, ValueError, RuntimeError) as exc:
+                problems.append(f"'{k}': expected an array of numbers, got a "
+                                f"{type(state_dict[k]).__name__} that NumPy cannot make "
+                                f"one of ({exc})")
+                continue
+            if tuple(value.shape) != tuple(p.data.shape):
+                problems.append(f"'{k}': expected shape {tuple(p.data.shape)}, got "
+                                f"{tuple(value.shape)}")
+            elif value.dtype.kind not in _LOADABLE_KINDS:
+                problems.append(f"'{k}': expected a real numeric dtype (float or int), got "
+                                f"{value.dtype}")
+            else:
+                arrays[k] = value
         if problems:
-            raise ValueError(f"{type(self).__name__}.load_state_dict: " + "; ".join(problems))
-        for k, p in own.items():
-            if k in state_dict:
-                p.data = backend.asarray_like(state_dict[k], p.data).astype(p.data.dtype, copy=True)
+            raise ValueError(f"{name}: " + "; ".join(problems))
+        # Convert every value before assigning any, so nothing can fail half-way.
+        converted = [(own[k], backend.asarray_like(v, own[k].data).astype(own[k].data.dtype,
+                                                                          copy=True))
+                     for k, v in arrays.items()]
+        for p, data in converted:
+            p.data = data
 
     # -- printing -------------------------------------------------------------
     def extra_repr(self) -> str:
