@@ -328,8 +328,9 @@ def test_cross_entropy_rejects_bad_targets(targets, match):
         nn.CrossEntropyLoss()(np.zeros((3, 3)), targets)
 
 
-@pytest.mark.parametrize("logits", [np.zeros(3), np.zeros((2, 3, 4)), np.zeros((0, 3)),
-                                    np.zeros((2, 0)), np.zeros((2, 3), np.int64), [[0.0, 1.0]]])
+# (an empty batch, N = 0, is allowed: tests/test_minidl_hardening.py)
+@pytest.mark.parametrize("logits", [np.zeros(3), np.zeros((2, 3, 4)), np.zeros((2, 0)),
+                                    np.zeros((2, 3), np.int64), [[0.0, 1.0]]])
 def test_cross_entropy_rejects_bad_logits(logits):
     with pytest.raises(ValueError, match="CrossEntropyLoss: expected logits"):
         nn.CrossEntropyLoss()(logits, np.zeros(2, np.int64))

@@ -171,3 +171,110 @@ def test_a_directory_is_a_value_error_and_a_missing_file_stays_file_not_found(tm
     with pytest.raises(FileNotFoundError):
         minidl.load(mlp(), tmp_path / "missing.npz")
     assert os.path.isdir(tmp_path / "model.npz")
+
+
+# -- empty batches (item 10) ------------------------------------------------------------------
+
+def _torch_twin(torch, layer):
+    """The torch layer with ``layer``'s constructor arguments and weights, in float64."""
+    from minidl.serialization import to_torch_state_dict
+    tnn = torch.nn
+    if isinstance(layer, nn.Conv2d):
+        twin = tnn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size,
+                          layer.stride, layer.padding, layer.dilation,
+                          bias=layer.bias is not None)
+    elif isinstance(layer, nn.Linear):
+        twin = tnn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
+    elif isinstance(layer, nn.MaxPool2d):
+        twin = tnn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding, layer.dilation,
+                             ceil_mode=layer.ceil_mode)
+    elif isinstance(layer, nn.AvgPool2d):
+        twin = tnn.AvgPool2d(layer.kernel_size, layer.stride, layer.padding, layer.ceil_mode)
+    else:
+        twin = getattr(tnn, type(layer).__name__)()
+    twin = twin.double()
+    if layer.state_dict():
+        twin.load_state_dict(to_torch_state_dict(layer))
+    return twin
+
+
+EMPTY_BATCH_CASES = [
+    (lambda: nn.Conv2d(3, 4, 3), (0, 3, 8, 8)),
+    (lambda: nn.Conv2d(1, 16, 5, padding=2), (0, 1, 8, 8)),      # the direct route's shape
+    (lambda: nn.Conv2d(3, 8, 3, stride=2, bias=False), (0, 3, 9, 9)),
+    (lambda: nn.MaxPool2d(2), (0, 3, 8, 8)),
+    (lambda: nn.MaxPool2d(3, 2, 1, ceil_mode=True), (0, 3, 8, 8)),
+    (lambda: nn.AvgPool2d(2), (0, 3, 8, 8)),
+    (lambda: nn.Linear(5, 3), (0, 5)),
+    (lambda: nn.Linear(0, 3), (4, 0)),                           # no input features
+    (lambda: nn.Linear(0, 3), (0, 0)),
+    (lambda: nn.Linear(3, 0), (4, 3)),                           # no output features
+    (lambda: nn.Flatten(), (0, 3, 8, 8)),
+    (lambda: nn.ReLU(), (0, 5)),
+    (lambda: nn.Tanh(), (0, 3, 2, 2)),
+    (lambda: nn.Sigmoid(), (0, 5)),
+    (lambda: nn.GELU(), (0, 5)),
+]
+
+
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")  # torch, Linear(0, 3)
+@pytest.mark.parametrize("make, shape", EMPTY_BATCH_CASES)
+@pytest.mark.parametrize("training", [True, False])
+def test_empty_batches_match_torch_forward_and_backward(torch, make, shape, training):
+    minidl.manual_seed(0)
+    layer = make().double().train(training)
+    twin = _torch_twin(torch, layer).train(training)
+    x = np.zeros(shape)
+    y = layer(x)
+    xt = torch.zeros(shape, dtype=torch.float64, requires_grad=True)
+    yt = twin(xt)
+    assert y.shape == tuple(yt.shape) and y.dtype == np.float64
+    np.testing.assert_array_equal(y, yt.detach().numpy())        # Linear(0, 3): the bias
+    dout = np.ones(y.shape)
+    dx = layer.backward(dout)
+    yt.backward(torch.ones(yt.shape, dtype=torch.float64))
+    assert dx.shape == tuple(xt.grad.shape) and dx.dtype == np.float64
+    for name, p in layer.named_parameters():
+        expected = dict(twin.named_parameters())[name].grad.numpy()
+        assert p.grad is not None and p.grad.shape == expected.shape, name
+        np.testing.assert_array_equal(p.grad, expected)          # N = 0: zeros, as in torch
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_empty_batch_parameter_gradients_are_zero_and_accumulate(dtype):
+    conv = nn.Conv2d(3, 16, 3).to(dtype)
+    conv.needs_input_grad = False
+    conv(np.zeros((0, 3, 6, 6), dtype))
+    assert conv.backward(np.zeros((0, 16, 4, 4), dtype)) is None
+    assert conv.weight.grad.dtype == dtype and not conv.weight.grad.any()
+    conv.weight.grad[...] = 2.0                                   # an earlier batch's gradient
+    conv(np.zeros((0, 3, 6, 6), dtype))
+    conv.backward(np.zeros((0, 16, 4, 4), dtype))
+    np.testing.assert_array_equal(conv.weight.grad, np.full(conv.weight.shape, 2.0, dtype))
+
+
+def test_empty_batch_dropout_and_a_cnn_end_to_end():
+    minidl.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Dropout(0.5), nn.Linear(4 * 3 * 3, 10))
+    loss_fn = nn.CrossEntropyLoss()
+    loss = loss_fn(model(np.zeros((0, 1, 8, 8), np.float32)), np.zeros(0, np.int64))
+    assert np.isnan(loss)
+    dx = model.backward(loss_fn.backward())
+    assert dx.shape == (0, 1, 8, 8) and dx.dtype == np.float32
+    assert all(p.grad is not None and not p.grad.any() for p in model.parameters())
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_cross_entropy_of_an_empty_batch_is_nan_as_in_torch(torch, label_smoothing):
+    ours = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    loss = ours(np.zeros((0, 10)), np.zeros(0, np.int64))
+    grad = ours.backward()
+    logits = torch.zeros((0, 10), dtype=torch.float64, requires_grad=True)
+    theirs = torch.nn.CrossEntropyLoss(label_smoothing=label_smoothing)(
+        logits, torch.zeros(0, dtype=torch.long))
+    theirs.backward()
+    assert np.isnan(loss) and np.isnan(theirs.item())
+    assert grad.shape == tuple(logits.grad.shape) == (0, 10) and grad.dtype == np.float64
+    with pytest.raises(ValueError, match=r"expected logits of shape \(N, C\) with C >= 1"):
+        ours(np.zeros((0, 0)), np.zeros(0, np.int64))

@@ -10,7 +10,7 @@ from .. import backend, kernels, memory
 from ..kernels.shapes import conv_output_size, pair
 from . import init
 from .module import (Module, Parameter, backward_before_forward, check_dout,
-                     check_float_array, check_same_dtype)
+                     check_float_array, check_same_dtype, empty_batch_backward)
 
 __all__ = ["Conv2d"]
 
@@ -90,7 +90,7 @@ class Conv2d(Module):
     inference memory.
 
     Faster routes, same results to float32 rounding.  In float32 with stride 1, on a
-    CPU where minidl's AVX-512 GEMM applies (``minidl.kernels.implicit_gemm_applies``),
+    CPU where minidl's vector GEMM (AVX-512 or AVX2) applies (``minidl.kernels.implicit_gemm_applies``),
     forward, dL/dW and dL/dx are an *implicit GEMM*
     (``minidl.kernels.conv2d_direct_forward`` / ``_weight_grad`` / ``_input_grad``):
     the products above read the zero-padded input in place instead of an im2col
@@ -170,6 +170,8 @@ class Conv2d(Module):
         self._x = x
         self._cols = None
         self._implicit = self._implicit_gemm(x)
+        if n == 0:      # an empty batch (torch allows one): nothing to convolve
+            return backend.xp(x).zeros((0, c_out, ho, wo), dtype=x.dtype)
         bias = None if self.bias is None else self.bias.data
         if self._implicit:      # no im2col matrix, forward or backward
             return kernels.conv2d_direct_forward(x, self.weight.data, bias, self.padding,
@@ -222,6 +224,8 @@ class Conv2d(Module):
         x = self._x
         out_shape = self.output_shape(x.shape)
         check_dout("Conv2d", dout, out_shape, x.dtype)
+        if x.shape[0] == 0:
+            return empty_batch_backward(self, x)
         if self._implicit:
             return self._implicit_backward(x, dout)
         xp = backend.xp(dout)

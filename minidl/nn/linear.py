@@ -89,7 +89,8 @@ class Linear(Module):
                 f"Linear: expected input of shape (*, {self.in_features}) "
                 f"(in_features={self.in_features}), got {tuple(x.shape)}")
         check_same_dtype("Linear", x, self.weight)
-        y = kernels.matmul(x.reshape(-1, self.in_features), self.weight.data.T)
+        rows = math.prod(x.shape[:-1])       # not reshape(-1, ...): in_features may be 0
+        y = kernels.matmul(x.reshape(rows, self.in_features), self.weight.data.T)
         if self.bias is not None:
             y += self.bias.data              # y is the product's fresh array: no copy
         self._x = x
@@ -101,8 +102,9 @@ class Linear(Module):
             raise backward_before_forward("Linear")
         x = self._x
         check_dout("Linear", dout, x.shape[:-1] + (self.out_features,), x.dtype)
-        x2 = x.reshape(-1, self.in_features)
-        d2 = dout.reshape(-1, self.out_features)
+        rows = math.prod(x.shape[:-1])
+        x2 = x.reshape(rows, self.in_features)
+        d2 = dout.reshape(rows, self.out_features)
         self.weight.accumulate_grad(kernels.matmul(d2.T, x2), owned=True)
         if self.bias is not None:
             self.bias.accumulate_grad(d2.sum(axis=0), owned=True)

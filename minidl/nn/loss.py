@@ -24,6 +24,8 @@ class CrossEntropyLoss(Module):
     ------
     logits : ``(N, C)`` float;  targets : ``(N,)`` integers in ``[0, C)``;
     ``forward`` returns a Python float;  ``backward()`` returns ``(N, C)``.
+    An empty batch (``N = 0``) gives NaN, the mean of nothing, and an empty
+    gradient, as in torch.
 
     Forward (log-softmax fused and shifted by the row maximum, so ``exp``
     never overflows)
@@ -60,15 +62,18 @@ class CrossEntropyLoss(Module):
 
     def forward(self, logits, targets) -> float:
         check_float_array("CrossEntropyLoss", logits, "logits")
-        if logits.ndim != 2 or logits.shape[0] < 1 or logits.shape[1] < 1:
+        if logits.ndim != 2 or logits.shape[1] < 1:
             raise ValueError(
-                f"CrossEntropyLoss: expected logits of shape (N, C) with N >= 1 and C >= 1, "
+                f"CrossEntropyLoss: expected logits of shape (N, C) with C >= 1, "
                 f"got {tuple(logits.shape)}")
         n, c = logits.shape
         targets = self._check_targets(targets, n, c, logits)
+        self._targets = targets
+        if n == 0:   # the mean over no samples is 0/0: NaN, as torch returns
+            self._probs = backend.xp(logits).empty((0, c), dtype=logits.dtype)
+            return float("nan")
         # the formula above, row by row (minidl.kernels.cross_entropy)
         loss, self._probs = kernels.cross_entropy(logits, targets, self.label_smoothing)
-        self._targets = targets
         return loss
 
     def backward(self, dout: float = 1.0):
@@ -80,6 +85,8 @@ class CrossEntropyLoss(Module):
             raise ValueError(f"CrossEntropyLoss.backward: expected a scalar dout, got {dout!r}")
         p, t = self._probs, self._targets
         n, c = p.shape
+        if n == 0:   # an empty batch has an empty gradient (and no 1/N)
+            return backend.xp(p).zeros((0, c), dtype=p.dtype)
         eps = self.label_smoothing
         grad = p - eps / c                                  # new array: p - eps/C everywhere ...
         grad[backend.xp(p).arange(n), t] -= 1 - eps         # ... and -(1-eps) more at the target

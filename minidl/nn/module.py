@@ -474,6 +474,20 @@ def check_dout(owner: str, dout, out_shape, out_dtype) -> None:
             f"dtype), got {dout.dtype}")
 
 
+def empty_batch_backward(layer: Module, x):
+    """``layer.backward`` for a forward whose batch was empty (N = 0), as torch allows.
+
+    Each parameter gradient is a sum over no samples, so it is zero (accumulated like
+    any other, so ``grad`` is set afterwards, as in torch); dL/dx has ``x``'s empty shape
+    (None when ``needs_input_grad`` is False).  Layers call this instead of their
+    kernels, which assume at least one sample.
+    """
+    xp = backend.xp(x)
+    for p in layer._parameters.values():
+        p.accumulate_grad(xp.zeros_like(p.data), owned=True)
+    return xp.zeros(x.shape, dtype=x.dtype) if layer.needs_input_grad else None
+
+
 def backward_before_forward(owner: str) -> RuntimeError:
     """The error a layer raises when ``backward`` runs with no forward pass to differentiate."""
     return RuntimeError(

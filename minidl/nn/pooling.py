@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numbers
 
-from .. import kernels
+from .. import backend, kernels
 from ..kernels.pooling import pool_geometry, pool_options
 from .module import Module, backward_before_forward, check_dout, check_float_array
 
@@ -43,13 +43,19 @@ class _Pool2d(Module):
                                      self.dilation, self.ceil_mode, type(self).__name__)
         return n, c, ho, wo
 
-    def _dout_checked(self, dout):
+    def backward(self, dout):
+        """dL/dx (the formula in the class docstring), of the last input's shape."""
         owner = type(self).__name__
         if self._in_meta is None:
             raise backward_before_forward(owner)
         shape, dtype = self._in_meta
         check_dout(owner, dout, self.output_shape(shape), dtype)
-        return shape
+        if dout.size == 0:   # an empty batch: no window routes any gradient
+            return backend.xp(dout).zeros(shape, dtype=dout.dtype)
+        return self._input_grad(dout, shape)
+
+    def _input_grad(self, dout, shape):
+        raise NotImplementedError
 
     def _convert_extra(self, fn) -> None:
         self._in_meta = None
@@ -112,8 +118,7 @@ class MaxPool2d(_Pool2d):
         self._cache = indices
         return (y, indices) if self.return_indices else y
 
-    def backward(self, dout):
-        shape = self._dout_checked(dout)
+    def _input_grad(self, dout, shape):
         return kernels.max_pool2d_backward(dout, self._cache, shape)
 
     def extra_repr(self) -> str:
@@ -185,8 +190,7 @@ class AvgPool2d(_Pool2d):
         self._in_meta = (tuple(x.shape), x.dtype)
         return y
 
-    def backward(self, dout):
-        shape = self._dout_checked(dout)
+    def _input_grad(self, dout, shape):
         return kernels.avg_pool2d_backward(dout, shape, *self._options())
 
     def extra_repr(self) -> str:
