@@ -133,6 +133,16 @@ def test_activation_parity_on_special_values(torch, rng, dtype, index):
         # float32 path and its float64 kernel return +inf (= x * Phi(x)); minidl gives +inf.
         assert ours(np.array([np.inf], dtype))[0] == np.inf
         x = x[:, 2:]
+    if ACTIVATION_IDS[index].startswith("ELU"):
+        # torch's ELU gradient at a NaN input depends on which of its kernels runs: its
+        # scalar loop passes dout through (NaN is not <= 0), its AVX2 vector loop returns
+        # NaN (seen for an 8-element tensor on an AVX2 CPU, 1 for a 1-element one).  So
+        # minidl's documented behaviour (dout passes through, as torch's scalar loop) is
+        # tested on its own and the NaN is left out of the comparison.
+        y = ours.to(dtype)(np.array([np.nan, -1.0], dtype))
+        assert np.isnan(y[0])
+        np.testing.assert_array_equal(ours.backward(np.array([0.25, 1.0], dtype))[0], 0.25)
+        x = x[:, 1:]
     with np.errstate(over="raise", invalid="ignore"):  # inf * 0 style NaNs are expected here
         check_parity(torch, ours, theirs, x, dtype, rng, scaled=False)
 

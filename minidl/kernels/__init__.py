@@ -10,7 +10,7 @@ Each kernel comes three ways:
   ``fastmath``, which would break NaN handling): plain loops, parallel over the
   images of a batch where that pays; the matrix products and the convolutions built
   on them use register-blocked micro-kernels written as LLVM vector code
-  (``_gemm_numba.py``, float32 on AVX-512 CPUs);
+  (``_gemm_numba.py``, float32 on AVX-512 and AVX2 CPUs);
 * ``<name>`` -- what the layers call: the Numba twin for NumPy arrays where it
   applies (see each module), the reference otherwise.
 

@@ -28,13 +28,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._gemm_numba import (LANES, NN_COLS, NN_ROWS, _nn_tile, _nn_tile_gather,
+from ._gemm_numba import (LANES, NN_COLS, NN_ROWS, NT_COLS, NT_ROWS, _nn_tile, _nn_tile_gather,
                           _nn_tile_scatter_add, _nt_tile_gather, _pack_a, parallel_work)
 from ._parallel import check_float_array, pick
 from .conv_direct import _check, _check_grad_shapes, implicit_gemm_applies
 from .conv_direct import conv2d_direct_input_grad_reference as _input_grad_reference
 from .conv_direct import conv2d_direct_weight_grad_reference as _weight_grad_reference
-from .gemm import NT_COLS, NT_ROWS
 
 # The gradients work on this many images at a time: their scratch buffers (padded
 # images, dout in the wide layout) stay a few MB whatever the batch size.
@@ -124,7 +123,7 @@ def conv2d_direct_forward_numba(x, weight, bias, padding=0, dilation=1):
     return y
 
 
-# == implicit GEMM (float32, AVX-512 micro-kernels) =========================================
+# == implicit GEMM (float32, vector micro-kernels) ============================================
 #
 # The padded image is laid out with ``Wp = W + 2*pw`` columns per row and ``hq`` rows per
 # channel plane (enough zero rows below the image that every read below stays inside the
@@ -474,7 +473,7 @@ def _implicit_backward(x, dout, weight, weight_shape, input_shape, padding, dila
 
 
 def conv2d_direct_weight_grad_numba(x, dout, weight_shape, padding=0, dilation=1):
-    """dL/dW (O, C, kh, kw) of a stride-1 convolution by the implicit GEMM (float32; AVX-512
+    """dL/dW (O, C, kh, kw) of a stride-1 convolution by the implicit GEMM (float32; vector
     micro-kernels); equals ``conv2d_direct_weight_grad_reference`` to rounding."""
     x, dout, (ph, pw, dh, dw) = _check_weight_grad_args(x, dout, weight_shape, padding,
                                                          dilation, "conv2d_direct_weight_grad")
@@ -484,7 +483,7 @@ def conv2d_direct_weight_grad_numba(x, dout, weight_shape, padding=0, dilation=1
 
 def conv2d_direct_input_grad_numba(dout, weight, input_shape, padding=0, dilation=1):
     """dL/dx (N, C, H, W) of a stride-1 convolution by the implicit GEMM with col2im fused
-    (float32; AVX-512 micro-kernels); equals ``conv2d_direct_input_grad_reference`` to
+    (float32; vector micro-kernels); equals ``conv2d_direct_input_grad_reference`` to
     rounding."""
     dout, weight, (ph, pw, dh, dw) = _check_input_grad_args(dout, weight, input_shape, padding,
                                                             dilation, "conv2d_direct_input_grad")

@@ -2,7 +2,10 @@
 
 Two register-blocked micro-kernels, written as LLVM vector code through Numba
 intrinsics (Numba's own loop vectoriser keeps partial results in memory, which
-caps a product at about half the speed):
+caps a product at about half the speed).  The sizes below are the AVX-512 ones
+(``gemm.isa() == "avx512"``: ``LANES`` 16, ``NN_ROWS`` 8, ``NT_ROWS x NT_COLS`` 6 x 4); with
+AVX2 the same code runs on 8-lane vectors with 6-row and 3 x 4 tiles, which fit its 16
+registers (``gemm.py``):
 
 * ``_nn_tile``: ``C[8 rows, 32 columns] = A_pack @ B`` for ``C = A B`` with ``B``
   row-major.  ``A`` is first packed (``_pack_a``) into blocks of 8 rows stored
@@ -38,14 +41,16 @@ from numba.extending import intrinsic
 
 from ._parallel import PARALLEL_MIN_WORK, pick
 from ..threads import get_num_threads
-from .gemm import NT_COLS, NT_ROWS      # rows of A and of Bt per _nt_tile
+# the tile geometry of the vector route chosen in gemm.py (ISA): float32 lanes per vector,
+# rows of a C tile in _nn_tile, rows of A and of Bt per _nt_tile
+from .gemm import tile_geometry
 
-LANES = 16              # float32 lanes of a 512-bit vector
-NN_ROWS = 8             # rows of a C tile in _nn_tile
-NN_VECTORS = 2          # 16-lane vectors per row of a C tile in _nn_tile
+LANES, NN_ROWS, NT_ROWS, NT_COLS = tile_geometry()
+
+NN_VECTORS = 2          # vectors per row of a C tile in _nn_tile
 NN_COLS = NN_VECTORS * LANES
 NN_BLOCK = 512          # columns of B (and C) per block: K x 512 floats stay in L2
-NT_BLOCK = 32 * LANES   # contraction elements per pass of _nt (512: best of 256..4096)
+NT_BLOCK = 512          # contraction elements per pass of _nt (best of 256..4096, AVX-512)
 
 # Products (and implicit-GEMM convolutions) with fewer multiply-adds than this run on one
 # thread even when more are allowed: ~20 us of work on one core.  Measured with 2 threads

@@ -16,8 +16,8 @@ products themselves.  For a first layer with one input channel the products are 
 thin (inner dimension 9 or 25), so im2col + GEMM runs at memory speed.
 
 Twins: ``*_reference`` (NumPy, vectorised over batch and channels, one step per kernel
-tap; also CuPy) and ``*_numba`` (``_conv_direct_numba.py``): for float32 where the AVX-512
-micro-kernels apply (``implicit_gemm_applies``), an *implicit GEMM* -- the micro-kernels
+tap; also CuPy) and ``*_numba`` (``_conv_direct_numba.py``): for float32 where the vector
+micro-kernels apply (AVX-512 or AVX2) (``implicit_gemm_applies``), an *implicit GEMM* -- the micro-kernels
 read shifted windows of the padded image in place of im2col rows, and add their input
 gradient tiles straight into a padded image; otherwise (forward only) a vectorised
 loop over taps.  The dispatchers (``conv2d_direct_forward`` / ``_weight_grad`` /
@@ -131,14 +131,15 @@ def conv2d_direct_input_grad_reference(dout, weight, input_shape, padding=0, dil
 def implicit_gemm_applies(a, weight_shape, weight_dtype=np.float32) -> bool:
     """Whether the Numba twins take the implicit-GEMM kernels (``_conv_direct_numba.py``)
     for data ``a`` (the input or dout) and a weight of ``weight_shape``: float32 NumPy
-    arrays, the AVX-512 micro-kernels available (``gemm.host_supported``, ``gemm.enabled``),
-    at least ``NT_ROWS`` output channels and ``NT_COLS`` kernel taps (the weight-gradient
-    tile)."""
+    arrays, a vector route of the micro-kernels (AVX-512 or AVX2: ``gemm.host_supported``,
+    ``gemm.enabled``), at least as many output channels and kernel taps as the
+    weight-gradient tile has rows and columns (``gemm.tile_geometry``)."""
     from . import gemm
     o, c, kh, kw = weight_shape
+    _, _, nt_rows, nt_cols = gemm.tile_geometry()
     return (type(a) is np.ndarray and a.dtype == np.float32
             and np.dtype(weight_dtype) == np.float32 and gemm.enabled
-            and o >= gemm.NT_ROWS and c * kh * kw >= gemm.NT_COLS and gemm.host_supported())
+            and o >= nt_rows and c * kh * kw >= nt_cols and gemm.host_supported())
 
 
 def conv2d_direct_forward(x, weight, bias, padding=0, dilation=1):

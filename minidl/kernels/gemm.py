@@ -2,26 +2,39 @@
 
 Every layer's arithmetic is a handful of matrix products (a convolution's
 ``W @ cols``, ``G @ cols^T``, ``W^T @ G``; a linear layer's ``x @ W^T``,
-``dY^T @ x``, ``dY @ W``).  NumPy hands them to its BLAS.  The BLAS bundled with
-NumPy is OpenBLAS, and where it is told to use an older CPU's kernels (the
-development machine sets ``OPENBLAS_CORETYPE=Haswell``, 256-bit AVX2, on a CPU
-with 512-bit AVX-512) its float32 products run at ~105 GFLOP/s on one core.
+``dY^T @ x``, ``dY @ W``).  NumPy hands them to its BLAS (OpenBLAS).
 
 ``matmul_numba`` is a small GEMM written for this library's shapes: a register-
-blocked micro-kernel emitted as LLVM vector code (16-lane float32 FMAs, see
-``_gemm_numba.py``), ~180 GFLOP/s on the same core for the lab CNN's products.
-It is used only where it is known to pay:
+blocked micro-kernel emitted as LLVM vector code (see ``_gemm_numba.py``), in two
+sizes, one per vector instruction set (``isa()``, chosen once from the CPU Numba
+compiles for):
+
+* ``"avx512"``: 16-lane float32 vectors, 32 vector registers (8 x 32 and 6 x 4 tiles);
+* ``"avx2"``: 8-lane vectors with FMA, 16 registers (6 x 16 and 3 x 4 tiles), the
+  vector unit of most laptops and of many servers;
+* ``None``: neither (another architecture, or Numba told to compile for a generic
+  CPU): NumPy's BLAS everywhere.
+
+To measure the AVX2 route on an AVX-512 machine, tell Numba to compile for an AVX2
+CPU before minidl is imported: ``NUMBA_CPU_NAME=haswell`` (``python -m
+benchmarks.training --isa avx2`` does so, and caps PyTorch and OpenBLAS alike).  The
+tile sizes follow from Numba's target, so Numba's on-disk cache (keyed by the target
+CPU) never mixes the two.
+
+The Numba GEMM is used only where it is known to pay:
 
 * float32 NumPy matrices (float64 -- gradient checks, parity tests -- always
   takes NumPy's BLAS);
-* a CPU with AVX-512 and Numba compiling for this host (``NUMBA_CPU_NAME`` unset);
+* a vector route (``isa()`` not None);
 * ``b`` C-contiguous (``C = A B``: any ``a`` layout, it is packed) or ``b`` the
   transpose of a C-contiguous matrix with ``a`` C-contiguous (``C = A B^T``, dot
-  products over contiguous rows; at least 6 rows in ``a`` and 4 in ``b.T``);
+  products over contiguous rows; at least as many rows in ``a`` and ``b.T`` as a
+  tile has, ``tile_geometry()``);
 * at least ``MIN_FLOPS`` multiply-adds (below that, call overheads dominate).
 
 Everything else goes to ``numpy.matmul``, the reference twin.  Results agree
-with it to float32 rounding (the sums are taken in another order), not bit for bit.
+with it to float32 rounding (the sums are taken in another order), not bit for bit,
+and the two routes differ from each other the same way.
 Set ``minidl.kernels.gemm.enabled = False`` to use NumPy's BLAS everywhere.
 """
 from __future__ import annotations
@@ -33,29 +46,79 @@ from .. import backend
 # Products smaller than this (M*N*K multiply-adds) stay with NumPy.
 MIN_FLOPS = 1 << 16
 
-# Tile of the a @ b.T kernel: rows of a and of b.T per tile (each needs at least that many).
-NT_ROWS, NT_COLS = 6, 4
+# LLVM CPU names by widest float32 FMA vector, for a Numba target given by name
+# (``NUMBA_CPU_NAME``); an unknown name gets no vector route (NumPy: always correct).
+_AVX512_CPUS = {"skylake-avx512", "cascadelake", "cooperlake", "cannonlake", "icelake-client",
+                "icelake-server", "tigerlake", "rocketlake", "sapphirerapids", "emeraldrapids",
+                "graniterapids", "graniterapids-d", "znver4", "znver5", "x86-64-v4"}
+_AVX2_CPUS = {"haswell", "broadwell", "skylake", "alderlake", "raptorlake", "meteorlake",
+              "arrowlake", "lunarlake", "gracemont", "znver1", "znver2", "znver3", "bdver4",
+              "x86-64-v3"}
+
+
+def _features_isa(has) -> str | None:
+    if has("avx512f") and has("fma"):
+        return "avx512"
+    if has("avx2") and has("fma"):
+        return "avx2"
+    return None
+
+
+def _vector_isa() -> str | None:
+    """``"avx512"``, ``"avx2"`` or None: the widest FMA vectors of the CPU that Numba
+    compiles for (the host, unless ``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES`` say
+    otherwise), provided this host can run them."""
+    try:
+        import llvmlite.binding as ll
+        import numba
+        host = ll.get_host_cpu_features()
+        host_isa = _features_isa(lambda f: bool(host.get(f)))
+        name, features = numba.config.CPU_NAME, numba.config.CPU_FEATURES
+    except Exception:  # any trouble asking: use NumPy
+        return None
+    if features:                           # "+avx2,+fma,-avx512f,...": exactly these
+        flags = {f[1:]: f[0] == "+" for f in features.split(",") if f[:1] in "+-"}
+        target = _features_isa(lambda f: flags.get(f, False))
+    elif name in (None, "host"):
+        target = host_isa
+    else:
+        target = "avx512" if name in _AVX512_CPUS else "avx2" if name in _AVX2_CPUS else None
+    order = [None, "avx2", "avx512"]
+    return target if order.index(target) <= order.index(host_isa) else None
+
+
+_isa_cache: list = []
+
+
+def isa() -> str | None:
+    """The vector route of the Numba micro-kernels here: ``"avx512"``, ``"avx2"`` or None
+    (asked once; importing this module imports neither Numba nor llvmlite)."""
+    if not _isa_cache:
+        _isa_cache.append(_vector_isa())
+    return _isa_cache[0]
+
+
+# Tile geometry of the micro-kernels for each route (``_gemm_numba.py``): float32 lanes per
+# vector; rows of a ``C = A B`` tile (each two vectors wide); rows of ``A`` and of ``B^T``
+# per ``C = A B^T`` tile.  Accumulators + operands must fit the register file (32 vectors
+# with AVX-512, 16 with AVX2): 8x2 + 2 + 1 and 6x4 + 6 + 4 (of 32); 6x2 + 2 + 1 and
+# 3x4 + 1 + 4 (of 16, loading A's rows one at a time).
+_TILES = {"avx512": (16, 8, 6, 4), "avx2": (8, 6, 3, 4)}
+
+
+def tile_geometry() -> tuple[int, int, int, int]:
+    """``(LANES, NN_ROWS, NT_ROWS, NT_COLS)`` of this machine's route (the AVX-512 sizes
+    where there is none: the kernels then run only when called directly)."""
+    return _TILES.get(isa(), _TILES["avx512"])
+
 
 # Global switch (tests and benchmarks compare the two paths with it).
 enabled = True
 
-_host_ok = None
-
 
 def host_supported() -> bool:
-    """Whether this CPU and Numba's target settings allow the AVX-512 micro-kernel."""
-    global _host_ok
-    if _host_ok is None:
-        try:
-            import llvmlite.binding as ll
-            import numba
-            features = ll.get_host_cpu_features()
-            _host_ok = bool(features.get("avx512f") and features.get("fma")
-                            and numba.config.CPU_NAME in (None, "host")
-                            and not numba.config.CPU_FEATURES)
-        except Exception:  # any trouble asking: use NumPy
-            _host_ok = False
-    return _host_ok
+    """Whether a vector route of the Numba micro-kernels exists here (``isa()`` not None)."""
+    return isa() is not None
 
 
 def matmul_reference(a, b, out=None):
@@ -68,8 +131,9 @@ def _layout(a, b) -> str | None:
     at least ``NT_ROWS`` and ``NT_COLS`` rows) or None."""
     if b.flags.c_contiguous:
         return "nn"
-    if b.T.flags.c_contiguous and a.flags.c_contiguous and a.shape[0] >= NT_ROWS \
-            and b.shape[1] >= NT_COLS:
+    _, _, nt_rows, nt_cols = tile_geometry()
+    if b.T.flags.c_contiguous and a.flags.c_contiguous and a.shape[0] >= nt_rows \
+            and b.shape[1] >= nt_cols:
         return "nt"
     return None
 

@@ -165,7 +165,10 @@ class ELU(_Activation):
             \begin{cases} 1 & x > 0 \\ \alpha e^{x} & x \le 0 \end{cases}
 
     ``e^x - 1`` is computed with ``expm1`` (accurate near 0).  The gradient at
-    ``x = 0`` is ``alpha``, as in torch.
+    ``x = 0`` is ``alpha``, as in torch.  A NaN input gives a NaN output, and its
+    gradient is ``dL/dy`` passed through (NaN is not ``<= 0``), as in torch's scalar
+    kernel; torch's vectorised kernel returns NaN there instead, so torch's own answer
+    depends on the tensor's size and the CPU.
 
     Shapes: any ``(*)`` -> same.  Matches ``torch.nn.ELU``.
     """
