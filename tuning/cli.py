@@ -15,7 +15,13 @@ A study lives in ``./studies/<study-name>.log`` (an Optuna journal file) unless
 continues it with the settings stored in it: ``--n-trials N`` runs N more trials in this
 session; ``--total T`` runs until the study holds T finished (complete or pruned)
 trials, whichever session or process ran them.  Ctrl-C marks the trial in progress
-FAIL, keeps every finished trial, and exits with status 130.
+FAIL, queues its configuration again (the next ``run`` runs it first), keeps every
+finished trial, and exits with status 130.
+
+Every error is one or two lines on standard error saying what went wrong and what to
+do, with exit status 1 (2 for a usage error); ``--debug`` (anywhere on the command line)
+adds the traceback.  A study is stored only once its settings, storage and data (for
+``run``) or values (for ``enqueue``) have been checked.
 """
 from __future__ import annotations
 
@@ -24,20 +30,24 @@ import json
 import os
 import sys
 import time
+import traceback
 import warnings
+from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
 from . import distributed, report, workers
-from .spaces import SPACES, get_space
+from .spaces import SPACES, check_values
 from .argtypes import positive_int, non_negative_int, positive_float
-from .storage import TuningError, describe, open_storage
-from .study import PRUNERS, SAMPLERS, grid_size, make_objective, open_study
+from .storage import JournalWarning, TuningError, check_study_name, describe, open_storage
+from .study import (PRUNERS, SAMPLERS, create_or_open, find_study, grid_size, make_objective,
+                    open_study)
 
 STUDY_OPTIONS = ("space", "epochs", "train_size", "val_size", "seed", "sampler", "pruner",
                  "grid_file")
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer its reader left
 
 
 def _train_size(text: str):
@@ -48,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tuning", description="Optuna studies over minidl models on Fashion-MNIST.",
         epilog="Run `python -m tuning COMMAND --help` for a command's options.")
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, show the full traceback (may come anywhere on the "
+                        "command line)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     where = argparse.ArgumentParser(add_help=False)
@@ -108,14 +121,19 @@ def build_parser() -> argparse.ArgumentParser:
     trials = sub.add_parser("trials", parents=[where], help="every trial as a table")
     fmt = trials.add_mutually_exclusive_group()
     fmt.add_argument("--csv", action="store_true", help="CSV on standard output")
-    fmt.add_argument("--json", action="store_true", help="JSON on standard output")
+    fmt.add_argument("--json", action="store_true",
+                     help="strict JSON on standard output (a NaN or infinite number is "
+                     'written as the string "NaN", "Infinity" or "-Infinity")')
     trials.set_defaults(handler=cmd_trials)
 
     enqueue = sub.add_parser("enqueue", parents=[where, settings],
                              help="queue a configuration to be evaluated next (manual search)")
     enqueue.add_argument("--params", required=True, metavar="JSON",
                          help='e.g. \'{"learn_rate": 0.001, "batch_size": 64}\'; parameters '
-                         'left out are sampled')
+                         'left out are sampled. Values must lie inside the space')
+    enqueue.add_argument("--outside-range", action="store_true",
+                         help="accept numbers outside the range the space searches (still "
+                         "refused: values no trial can use, such as a negative layer size)")
     enqueue.set_defaults(handler=cmd_enqueue)
 
     plot = sub.add_parser("plot", parents=[where], help="write the study's plots as PNG")
@@ -144,14 +162,17 @@ def _study_options(args) -> dict:
 
 
 def _new_study_name(args) -> str:
-    name = args.study_name or args.space
-    if not name:
+    """``--study-name``, or the space's name for a new study; a plain name either way."""
+    name = args.study_name if args.study_name is not None else args.space
+    if name is None:
         raise TuningError("give --study-name, or --space to name a new study after its space")
-    return name
+    return check_study_name(name)
 
 
 def _open_existing(args):
-    storage = open_storage(args.storage, args.study_name, must_exist=True)
+    if args.study_name is not None and args.storage is None:
+        check_study_name(args.study_name)  # it names a file: studies/<name>.log
+    storage = open_storage(args.storage, args.study_name, must_exist=True, write=False)
     return open_study(storage, args.study_name)
 
 
@@ -183,67 +204,122 @@ def _resume_command(args, name) -> str:
 
 # -- commands -----------------------------------------------------------------------------
 
+class _Output:
+    """Prints that survive the reader leaving: ``tuning run ... | head -3``.
+
+    When a stream's reader has gone (``BrokenPipeError``), later writes to it are
+    dropped and the study is asked to stop after the trial in progress, which ends and
+    is stored as usual (a broken pipe inside the objective would otherwise fail it).
+    """
+
+    def __init__(self):
+        self.broken = False
+        self.study = None
+
+    def print(self, text: str, stream=None) -> None:
+        stream = stream or sys.stdout
+        if self.broken:
+            return
+        try:
+            print(text, file=stream, flush=True)
+        except BrokenPipeError:
+            self.broken = True
+            _silence(stream)
+            if self.study is not None:
+                self.study.stop()
+
+    def err(self, text: str) -> None:
+        self.print(text, sys.stderr)
+
+
+def _silence(stream) -> None:
+    """Point ``stream``'s file descriptor at /dev/null (so Python's exit flush is quiet)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # not a real file (pytest's capture): nothing to do
+        pass
+
+
 def cmd_run(args) -> int:
     if args.workers is not None:
         return distributed.run_local_workers(args)
     name = _new_study_name(args)
     _apply_threads(args)
     storage = open_storage(args.storage, name)
-    study, settings = open_study(storage, name, _study_options(args), create=True)
+    options = _study_options(args)
+    study, settings = find_study(storage, name, options)   # nothing written yet
     where = describe(args.storage, name)
     if args.n_trials is None and args.total is None and args.timeout is None \
             and settings.sampler != "grid":
         raise TuningError("give --n-trials N (N more trials), --total T (until the study has "
                           "T finished trials) or --timeout SECONDS")
+    settings.check_data_sizes()
+    out = _Output()
+    objective = {}
+
+    def load_data():
+        tty = sys.stderr.isatty() and not args.quiet
+        t0 = time.perf_counter()
+        objective["f"] = make_objective(settings, device=args.device, progress=tty,
+                                        log=None if args.quiet else out.err)
+        objective["line"] = (f"data: {len(objective['f'].train)} training / "
+                             f"{len(objective['f'].val)} validation images "
+                             f"({time.perf_counter() - t0:.1f}s to load)")
+
+    if study is None:
+        # a new study is stored only once its data has loaded (an IDX error, a size
+        # larger than the data: nothing is left behind)
+        load_data()
+        study, settings = create_or_open(storage, name, settings, options, 0)
+    out.study = study
     # a trial left RUNNING by a process of this machine that died (SIGKILL, out of memory,
     # power) is marked FAIL and its configuration queued again, to run first
     for trial, action, why in workers.fail_stale(study):
         if action == "failed":
-            print(f"trial {trial.number}: its process died ({why}); marked FAIL and queued "
-                  f"again", flush=True)
+            out.print(f"trial {trial.number}: its process died ({why}); marked FAIL and "
+                      f"queued again")
     trials_before = study.get_trials(deepcopy=False)
     n_before = len(trials_before)
     finished_before = {t.number for t in trials_before if t.state.is_finished()}
     done = len(study.get_trials(deepcopy=False, states=report.FINISHED_OK))
     train_size = "all" if settings.train_size is None else settings.train_size
-    print(f"study {name!r} in {where}: space {settings.space}, sampler {settings.sampler}, "
-          f"pruner {settings.pruner}, {settings.epochs} epochs, train {train_size} / val "
-          f"{settings.val_size} images, seed {settings.seed}; {n_before} trials so far "
-          f"({done} finished)", flush=True)
+    out.print(f"study {name!r} in {where}: space {settings.space}, sampler {settings.sampler}, "
+              f"pruner {settings.pruner}, {settings.epochs} epochs, train {train_size} / val "
+              f"{settings.val_size} images, seed {settings.seed}; {n_before} trials so far "
+              f"({done} finished)")
 
     n_trials = args.n_trials
     finished = []
 
     def print_trial(_study, trial):
         finished.append(trial.number)
-        print(report.trial_line(trial), flush=True)
+        out.print(report.trial_line(trial))
 
     callbacks = [print_trial]
     if args.total is not None:
         missing = args.total - done
         if missing <= 0:
-            print(f"the study already has {done} finished trials (--total {args.total}); "
-                  f"nothing to run")
+            out.print(f"the study already has {done} finished trials (--total {args.total}); "
+                      f"nothing to run")
             n_trials = 0
         else:
             n_trials = missing if n_trials is None else min(n_trials, missing)
             callbacks.append(optuna.study.MaxTrialsCallback(args.total,
                                                             states=report.FINISHED_OK))
     if settings.sampler == "grid":
-        print(f"grid of {grid_size(settings)} points: {settings.grid['axes']}")
+        out.print(f"grid of {grid_size(settings)} points: {settings.grid['axes']}")
 
     if n_trials != 0:
-        tty = sys.stderr.isatty() and not args.quiet
-        log = None if args.quiet else _err
-        t0 = time.perf_counter()
-        objective = make_objective(settings, device=args.device, progress=tty, log=log)
-        print(f"data: {len(objective.train)} training / {len(objective.val)} validation "
-              f"images ({time.perf_counter() - t0:.1f}s to load)", flush=True)
+        if "f" not in objective:
+            load_data()
+        out.print(objective["line"])
         identity = workers.worker_identity()
 
         def owned(trial):      # who runs the trial: a later run can tell if it died
             trial.set_user_attr(workers.WORKER_ATTR, {**identity, "trial": trial.number})
-            return objective(trial)
+            return objective["f"](trial)
 
         start = time.perf_counter()
         try:
@@ -252,18 +328,31 @@ def cmd_run(args) -> int:
         except KeyboardInterrupt:
             _report_interrupt(study, finished_before, args, name, where)
             return EXIT_INTERRUPTED
-        print(f"ran {len(finished)} trials in {time.perf_counter() - start:.1f}s")
-    report.print_closing(study, settings, name, args.storage)
+        if out.broken:
+            return EXIT_BROKEN_PIPE
+        out.print(f"ran {len(finished)} trials in {time.perf_counter() - start:.1f}s")
+    if out.broken:
+        return EXIT_BROKEN_PIPE
+    try:
+        report.print_closing(study, settings, name, args.storage)
+    except BrokenPipeError:
+        _silence(sys.stdout)
+        return EXIT_BROKEN_PIPE
     return 0
 
 
 def _report_interrupt(study, finished_before, args, name, where) -> None:
-    failed = [t.number for t in study.get_trials(deepcopy=False)
+    """After Ctrl-C: queue the interrupted trial's configuration again, say what to do."""
+    failed = [t for t in study.get_trials(deepcopy=False)
               if t.number not in finished_before and t.state == TrialState.FAIL
               and t.user_attrs.get("stop_reason") == "interrupted"]
+    what = "no trial was in progress"
+    if failed:
+        trial = failed[-1]
+        requeued, note = workers.requeue_failed(study, trial)
+        what = (f"trial {trial.number} was marked FAIL and queued again (the next run runs "
+                f"it first)" if requeued else f"trial {trial.number} was marked FAIL; {note}")
     done = len(study.get_trials(deepcopy=False, states=report.FINISHED_OK))
-    what = (f"trial {failed[-1]} was marked FAIL" if failed
-            else "no trial was in progress")
     _err(f"\ninterrupted: {what}; the study's {done} finished trials are kept in {where}.\n"
          f"continue with: {_resume_command(args, name)}")
 
@@ -271,7 +360,7 @@ def _report_interrupt(study, finished_before, args, name, where) -> None:
 def cmd_best(args) -> int:
     study, settings = _open_existing(args)
     if args.json:
-        print(json.dumps(report.best_dict(study, settings), indent=2))
+        print(report.dumps(report.best_dict(study, settings)))
     else:
         print(report.best_text(study, settings))
     return 0
@@ -300,34 +389,30 @@ def parse_params(text: str) -> dict:
     return params
 
 
-def check_params(space_name: str, params: dict) -> list:
-    """Refuse unknown names and impossible values; return warnings (values out of range)."""
-    space = get_space(space_name)
-    unknown = sorted(set(params) - set(space.defaults))
-    if unknown:
-        raise TuningError(f"--params: unknown parameter(s) {', '.join(unknown)} for space "
-                          f"{space_name!r}; its parameters are {', '.join(space.param_names)}")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            space.function(optuna.trial.FixedTrial({**space.defaults, **params}))
-        except (ValueError, TypeError) as exc:
-            raise TuningError(f"--params: {exc}") from None
-    return [str(w.message) for w in caught]
+def check_params(space_name: str, params: dict, outside_range: bool = False) -> list:
+    """Refuse unknown names and values no trial can use, and (unless ``outside_range``)
+    numbers outside the space's ranges; return warnings (``tuning.spaces.check_values``)."""
+    try:
+        return check_values(space_name, params, outside_range=outside_range)
+    except ValueError as exc:
+        raise TuningError(f"--params: {exc}") from None
 
 
 def cmd_enqueue(args) -> int:
     params = parse_params(args.params)
     name = _new_study_name(args)
     storage = open_storage(args.storage, name)
-    study, settings = open_study(storage, name, _study_options(args), create=True)
-    for message in check_params(settings.space, params):
+    options = _study_options(args)
+    study, settings = find_study(storage, name, options)   # nothing written yet
+    for message in check_params(settings.space, params, args.outside_range):
         _err(f"warning: {message}")
     if settings.sampler == "grid":
         missing = sorted(set(settings.grid["axes"]) - set(params))
         if missing:
             raise TuningError(f"--params: a grid study needs every grid parameter; missing "
                               f"{', '.join(missing)}")
+    if study is None:
+        study, settings = create_or_open(storage, name, settings, options, 0)
     study.enqueue_trial(params, user_attrs={"enqueued": True})
     print(f"enqueued in study {name!r} ({describe(args.storage, name)}): "
           f"{report.format_params(params)}; the next trial started on this study evaluates it")
@@ -346,8 +431,36 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def check_out_dir(out: str) -> Path:
+    """TuningError unless ``out`` is a folder that exists or can be made, and is writable.
+
+    Checked before any training, so that a retrain is not lost at the end.
+    """
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise TuningError(f"--out {out}: is a file; give a folder (it is created if missing)")
+    folder = path.absolute()
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise TuningError(f"--out {out}: {folder} is a file, so the folder cannot be made")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise TuningError(f"--out {out}: cannot write into {folder} (read-only?); give a "
+                          f"writable folder")
+    for name in ("model.npz", "result.json"):
+        if (path / name).is_dir():
+            raise TuningError(f"--out {out}: {path / name} is a folder; remove it or give "
+                              f"another --out")
+    return path
+
+
 def cmd_retrain(args) -> int:
     study, settings = _open_existing(args)
+    check_out_dir(args.out)
+    from .data import TRAIN_IMAGES  # noqa: PLC0415
+    if args.train_size is not None and args.train_size > TRAIN_IMAGES:
+        raise TuningError(f"--train-size {args.train_size}: there are {TRAIN_IMAGES} training "
+                          f"images; give at most {TRAIN_IMAGES}, or leave it out for all")
     _apply_threads(args)
     from .retrain import retrain_best  # noqa: PLC0415 - imports the training stack
     tty = sys.stderr.isatty() and not args.quiet
@@ -363,22 +476,49 @@ def cmd_retrain(args) -> int:
     return 0
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Warnings as one line on stderr (``warning: ...``), not Python's two-line format."""
+    _err(f"warning: {message}")
+
+
 def main(argv=None) -> int:
-    """Entry point; returns the exit status (0 ok, 1 error, 2 usage, 130 interrupted)."""
+    """Entry point; returns the exit status (0 ok, 1 error, 2 usage, 130 interrupted,
+    141 standard output closed by its reader)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     args = build_parser().parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    try:
-        return args.handler(args)
-    except TuningError as exc:
-        _err(f"tuning {args.command}: error: {exc}")
-        return 1
-    except KeyboardInterrupt:
-        _err(f"\ntuning {args.command}: interrupted")
-        return EXIT_INTERRUPTED
-    except FileNotFoundError as exc:  # minidl.data.DataNotFoundError says how to get the data
-        _err(f"tuning {args.command}: error: {exc}")
-        return 1
-    except BrokenPipeError:  # `tuning trials | head`: the reader left; say nothing more
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 1
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        warnings.simplefilter("always", JournalWarning)  # each skipped line, every time
+        try:
+            return args.handler(args)
+        except KeyboardInterrupt:
+            _err(f"\ntuning {args.command}: interrupted")
+            return EXIT_INTERRUPTED
+        except BrokenPipeError:  # `tuning trials | head`: the reader left; say nothing more
+            _silence(sys.stdout)
+            return EXIT_BROKEN_PIPE
+        except Exception as exc:  # noqa: BLE001 - every error becomes one clear line
+            if debug:
+                traceback.print_exc()
+            _err(f"tuning {args.command}: error: {_describe_error(exc)}")
+            if not isinstance(exc, (TuningError, FileNotFoundError)) and not debug:
+                _err("(an unexpected error: run the command again with --debug for the "
+                     "traceback)")
+            return 1
+
+
+def _describe_error(exc: Exception) -> str:
+    """``exc`` in one line: the message of our own errors, type and first line otherwise."""
+    text = str(exc).strip()
+    if isinstance(exc, TuningError):
+        return text
+    # minidl.data.DataNotFoundError says how to get the data; OSErrors name their file
+    if isinstance(exc, FileNotFoundError) and type(exc) is not FileNotFoundError:
+        return text
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    lines = text.splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")

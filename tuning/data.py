@@ -17,6 +17,10 @@ from functools import lru_cache
 
 import numpy as np
 
+from .storage import TuningError
+
+TRAIN_IMAGES = 60_000  # Fashion-MNIST's training images (validation is split off them)
+
 
 @lru_cache(maxsize=1)
 def _splits():
@@ -35,11 +39,14 @@ def _full_train():
     return _prepare(s.train_images, s.train_labels)
 
 
-def _subsample(dataset, size, seed, salt):
-    if size is None or size >= len(dataset):
+def _subsample(dataset, size, seed, salt, what="--train-size"):
+    if size is None or size == len(dataset):
         return dataset
     if size < 1:
         raise ValueError(f"train_size must be a positive int, got {size}")
+    if size > len(dataset):  # never silently fewer images than asked for
+        raise TuningError(f"{what} {size}: there are only {len(dataset)} training images "
+                          f"here; give at most {len(dataset)}, or leave it out for all")
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), salt]))
     return dataset.subset(np.sort(rng.permutation(len(dataset))[:size]))
 
@@ -49,8 +56,13 @@ def study_data(val_size: int = 10_000, seed: int = 0, train_size: int | None = N
     from minidl.data import train_val_split  # noqa: PLC0415
     full = _full_train()
     if not 1 <= val_size < len(full):
-        raise ValueError(f"val_size must be between 1 and {len(full) - 1}, got {val_size}")
+        raise TuningError(f"--val-size {val_size}: the training set has {len(full)} images "
+                          f"and some must remain for training; give 1 to {len(full) - 1}")
     train, val = train_val_split(full, val_size, int(seed))
+    if train_size is not None and train_size > len(train):
+        raise TuningError(f"--train-size {train_size}: the training part holds {len(train)} "
+                          f"images ({len(full)} less --val-size {val_size}); give at most "
+                          f"{len(train)}, or all")
     return _subsample(train, train_size, seed, 1), val
 
 

@@ -46,8 +46,10 @@ from optuna.trial import TrialState
 
 from . import report, workers
 from .argtypes import positive_int, non_negative_int, non_negative_float
-from .storage import StudyNotFoundError, TuningError, describe, is_url, open_storage, study_names
-from .study import StudySettings, create_study, grid_size, make_objective, make_sampler, open_study
+from .storage import (StudyNotFoundError, TuningError, check_study_name, database_error, describe,
+                      driver_missing, is_url, open_storage, study_names)
+from .study import (StudyExistsError, StudySettings, create_or_open, create_study, find_study, grid_size,
+                    make_objective, make_sampler, open_study)
 
 HEARTBEAT_INTERVAL = 10  # seconds between a worker's heartbeats on an RDB storage
 GRACE_FACTOR = 3  # a trial is stale after GRACE_FACTOR missed heartbeat intervals
@@ -99,19 +101,9 @@ def open_worker_storage(spec: str | None, study_name: str, heartbeat: int = HEAR
                     heartbeat_stale_trial_callback=workers.retry_callback())
             except ImportError as exc:
                 raise TuningError(driver_missing(spec, exc)) from None
+            except Exception as exc:  # SQLAlchemy: server down, wrong password, ...
+                raise TuningError(database_error(spec, exc)) from None
     return open_storage(spec, study_name, must_exist=True)
-
-
-def driver_missing(spec: str, exc: Exception) -> str:
-    """What to install when SQLAlchemy finds no driver for ``spec``."""
-    scheme = spec.split("://", 1)[0]
-    hint = ""
-    if scheme in ("postgresql", "postgres"):
-        hint = (" SQLAlchemy 2.1 reads postgresql:// as psycopg 3: pip install 'psycopg[binary]',"
-                " or name the driver you have: postgresql+psycopg2://...")
-    elif scheme == "mysql":
-        hint = " pip install pymysql and write mysql+pymysql://..."
-    return f"--storage {scheme}://...: no database driver ({exc}).{hint}"
 
 
 def load_any_study(storage, study_name: str):
@@ -213,9 +205,9 @@ def _settings_text(settings: StudySettings) -> str:
 
 
 def _require_name(args) -> str:
-    if not args.study_name:
+    if args.study_name is None:
         raise TuningError("give --study-name")
-    return args.study_name
+    return check_study_name(args.study_name)
 
 
 def cmd_create(args) -> int:
@@ -234,7 +226,7 @@ def cmd_create(args) -> int:
         settings = StudySettings.from_options(options)
         try:
             create_study(storage, name, settings, 0)
-        except TuningError:
+        except StudyExistsError:
             if not args.reuse:
                 raise TuningError(
                     f"study {name!r} already exists in {where}. Pass --reuse to use it as it "
@@ -301,7 +293,7 @@ def cmd_worker(args) -> int:
 
 def cmd_fail_stale(args) -> int:
     name = _require_name(args)
-    storage = open_storage(args.storage, name, must_exist=True)
+    storage = open_storage(args.storage, name, must_exist=True, write=not args.dry_run)
     study = load_any_study(storage, name)
     results = workers.fail_stale(study, older_than=args.older_than, dry_run=args.dry_run)
     retries = {t.system_attrs.get("failed_trial"): t.number
@@ -367,13 +359,17 @@ def cmd_grpc_proxy(args) -> int:
 def run_local_workers(args) -> int:
     """``run --workers K``: K ``worker`` processes on this machine, with combined progress."""
     k = args.workers
-    name = args.study_name or args.space
-    if not name:
+    name = args.study_name if args.study_name is not None else args.space
+    if name is None:
         raise TuningError("give --study-name, or --space to name a new study after its space")
+    check_study_name(name)
     if k > 1:
         refuse_sqlite(args.storage, name)
     storage = open_storage(args.storage, name)
-    study, settings = open_study(storage, name, _study_options(args), create=True)
+    options = _study_options(args)
+    study, settings = find_study(storage, name, options)   # checked before it is stored
+    if study is None:
+        study, settings = create_or_open(storage, name, settings, options, 0)
     where = describe(args.storage, name)
     trials = study.get_trials(deepcopy=False)
     done = sum(1 for t in trials if t.state in report.FINISHED_OK)

@@ -135,7 +135,12 @@ class Objective:
         self.eval_batch_size = eval_batch_size
 
     def __call__(self, trial) -> float:
-        config = self.space.function(trial)
+        try:
+            config = self.space.function(trial)
+        except Exception as exc:  # a value no trial can use (a grid or an enqueued value)
+            trial.set_user_attr("stop_reason", f"error: {type(exc).__name__}: {exc}")
+            trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
+            raise
         trial.set_user_attr("config", config)
         if self.log is not None:
             self.log(f"  trial {trial.number} started: {format_params(trial.params)}")

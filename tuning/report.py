@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 
 from optuna.trial import TrialState
 
@@ -149,6 +150,28 @@ def write_trials_csv(study, settings, stream) -> None:
     writer.writerows(["" if v is None else v for v in row] for row in rows)
 
 
+def json_safe(value):
+    """``value`` with every NaN or infinite float written as a string, for strict JSON.
+
+    ``json.dumps`` writes them as ``NaN``/``Infinity``, which strict parsers (and the
+    JSON standard) reject.  Here they become the strings ``"NaN"``, ``"Infinity"`` and
+    ``"-Infinity"``, everywhere in the output (values, parameters, user attributes), so
+    a reader can still tell them apart; every other value is unchanged.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def dumps(value) -> str:
+    """Strict JSON of ``value`` (``json_safe``), indented, as ``trials --json`` prints it."""
+    return json.dumps(json_safe(value), indent=2, allow_nan=False, default=str)
+
+
 def trials_json(study) -> str:
     items = []
     for t in study.get_trials(deepcopy=False):
@@ -164,7 +187,7 @@ def trials_json(study) -> str:
                                   if t.datetime_complete else None),
             "user_attrs": t.user_attrs,
         })
-    return json.dumps(items, indent=2)
+    return dumps(items)
 
 
 def print_closing(study, settings, name: str, storage) -> None:

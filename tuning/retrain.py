@@ -23,7 +23,7 @@ from minidl.train import NonFiniteLossError, evaluate
 
 from .data import retrain_data, test_data
 from .objective import train_config
-from .report import best_trial
+from .report import best_trial, dumps
 from .spaces import config_from_params
 from .storage import TuningError
 
@@ -81,5 +81,5 @@ def retrain_best(study, settings, out_dir, epochs: int | None = None,
     minidl.save(model, model_path, config=config,
                 test_accuracy=float(scores["accuracy"]), study_name=study.study_name,
                 trial=int(best.number))
-    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "result.json").write_text(dumps(result) + "\n")
     return result

@@ -9,16 +9,24 @@
 - an Optuna URL: ``sqlite:///path.db``, ``postgresql://...``, ``mysql://...`` (RDB
   storage), ``redis://...`` (journal on Redis) or ``grpc://host:port`` (Optuna's gRPC
   storage proxy).
+
+A journal file is only ever written by appending whole records.  ``open_storage`` refuses
+a file that is not a journal (a grid file given by mistake is left byte for byte as it
+was); ``JournalFile`` reads past a line that is not a journal record with a warning
+naming the line, and refuses to append behind one, saying how to repair the file (see
+``JournalFile``).
 """
 from __future__ import annotations
 
 import errno
 import json
 import os
+import re
 import socket
 import stat
 import time
 import uuid
+import warnings
 from pathlib import Path
 
 import optuna
@@ -34,6 +42,26 @@ class TuningError(Exception):
 
 class StudyNotFoundError(TuningError, LookupError):
     pass
+
+
+class JournalDamagedError(TuningError):
+    """A journal file holds lines that are not journal records: nothing is appended to it."""
+
+
+class JournalWarning(UserWarning):
+    """A journal line that is not a record was skipped while reading (the CLI prints it)."""
+
+
+# Study names become file names (``studies/<name>.log``), so they are plain names.
+STUDY_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+
+
+def check_study_name(name) -> str:
+    """``name`` if it is a plain study name; TuningError saying what a name may hold."""
+    if not isinstance(name, str) or not STUDY_NAME.fullmatch(name):
+        raise TuningError(f"--study-name {name!r}: expected a plain name of letters, digits "
+                          f"and - _ . (not starting with '.'), e.g. lab-mlp-2")
+    return name
 
 
 def default_journal_path(study_name: str) -> Path:
@@ -52,49 +80,175 @@ def describe(spec: str | None, study_name: str | None) -> str:
 
 
 def open_storage(spec: str | None, study_name: str | None, must_exist: bool = False,
-                 heartbeat_interval: int | None = None):
+                 heartbeat_interval: int | None = None, write: bool = True):
     """An Optuna storage object for ``--storage spec`` (None: the default journal file).
 
     ``must_exist``: for a journal file, raise ``StudyNotFoundError`` instead of creating
     an empty file (commands that only read a study).  ``heartbeat_interval`` (seconds)
-    is passed to RDB storages (Optuna's heartbeat for crash recovery).
+    is passed to RDB storages (Optuna's heartbeat for crash recovery).  ``write``: the
+    command will write to the study, so a journal file must be one that can be appended
+    to (``JournalFile.check_appendable``); reading commands pass False and only get a
+    warning for a damaged line.  Every problem is a ``TuningError`` saying what to do;
+    nothing is created or changed before the checks pass.
     """
     if spec is None:
         if not study_name:
             raise TuningError("give --study-name (the default storage is "
                               f"{DEFAULT_DIR}/<study-name>.log) or --storage")
-        path = default_journal_path(study_name)
+        path = default_journal_path(check_study_name(study_name))
+    elif not spec.strip():
+        raise TuningError("--storage is empty: give a journal file path (e.g. "
+                          "studies/NAME.log) or an Optuna URL (sqlite:///x.db, postgresql://...)")
     elif is_url(spec):
         return _open_url(spec, heartbeat_interval)
     else:
         path = Path(spec)
+    if path.is_dir():
+        raise TuningError(f"--storage {path}: is a directory; give a journal file path inside "
+                          f"it, e.g. {path / ((study_name or 'NAME') + '.log')}")
     if must_exist and not path.exists():
         raise StudyNotFoundError(
             f"no study storage at {path}" + (f" (no study named {study_name!r} has been run "
                                              f"here)" if spec is None else ""))
-    if not must_exist:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.JournalStorage(JournalFile(os.fspath(path)))
+    if path.exists():
+        check_journal_file(path)
+    if write:
+        _check_writable(path)
+    try:
+        backend = JournalFile(os.fspath(path))
+        storage = optuna.storages.JournalStorage(backend)
+    except OSError as exc:
+        raise TuningError(f"cannot open the journal {path}: {exc.strerror or exc}; choose a "
+                          f"writable --storage location") from None
+    except TuningError:
+        raise
+    except Exception as exc:  # a record that reads as JSON but that Optuna cannot replay
+        raise TuningError(f"cannot read the journal {path}: {type(exc).__name__}: {exc}. "
+                          f"It was written by something other than Optuna, or edited") from None
+    if write:
+        backend.check_appendable()
+    return storage
+
+
+def _check_writable(path: Path) -> None:
+    """TuningError unless this process can append to ``path``, or create it (and its folders).
+
+    The journal and its folder are created by the first append, so the check looks at
+    the nearest folder that exists.  (``os.access``: root passes where it may write.)
+    """
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise TuningError(f"cannot write the journal {path}: permission denied; choose a "
+                              f"writable --storage location")
+        return
+    folder = path.absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise TuningError(f"cannot create the journal {path}: {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise TuningError(f"cannot create the journal {path}: the folder {folder} is not "
+                          f"writable (read-only location?); choose a writable --storage "
+                          f"location")
+
+
+def _hide_password(url: str) -> str:
+    """``url`` for messages: without a password (``user:***@host``)."""
+    return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
 
 
 def _open_url(url: str, heartbeat_interval):
     scheme = url.split("://", 1)[0].split("+", 1)[0].lower()
+    shown = _hide_password(url)
     if scheme in _RDB_SCHEMES:
+        if scheme == "sqlite":
+            _check_sqlite_folder(url)
         kwargs = {}
         if heartbeat_interval is not None:
             kwargs["heartbeat_interval"] = heartbeat_interval
-        return optuna.storages.RDBStorage(url, **kwargs)
+        try:
+            return optuna.storages.RDBStorage(url, **kwargs)
+        except ImportError as exc:
+            raise TuningError(driver_missing(url, exc)) from None
+        except Exception as exc:  # SQLAlchemy: server down, wrong password, no database ...
+            raise TuningError(database_error(url, exc)) from None
     if scheme in ("redis", "rediss", "unix"):
-        from optuna.storages.journal import JournalRedisBackend  # noqa: PLC0415
-        return optuna.storages.JournalStorage(JournalRedisBackend(url))
+        try:
+            from optuna.storages.journal import JournalRedisBackend  # noqa: PLC0415
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.JournalStorage(JournalRedisBackend(url))
+        except ImportError as exc:
+            raise TuningError(f"--storage {shown}: the Redis client is missing ({exc}): "
+                              f"pip install redis") from None
+        except Exception as exc:
+            raise TuningError(f"--storage {shown}: cannot reach Redis: "
+                              f"{_first_line(exc)}. Check that the server runs") from None
     if scheme == "grpc":
         host, _, port = url.split("://", 1)[1].rstrip("/").rpartition(":")
         if not host or not port.isdigit():
             raise TuningError(f"--storage {url}: expected grpc://HOST:PORT")
-        return optuna.storages.GrpcStorageProxy(host=host, port=int(port))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                proxy = optuna.storages.GrpcStorageProxy(host=host, port=int(port))
+            proxy.wait_server_ready(timeout=GRPC_CONNECT_TIMEOUT)
+        except ImportError as exc:
+            raise TuningError(f"--storage {url}: gRPC is not installed ({exc}): pip install "
+                              f"grpcio protobuf (the [distributed] extra)") from None
+        except Exception as exc:
+            raise TuningError(f"--storage {url}: no gRPC storage proxy answers at "
+                              f"{host}:{port} ({_first_line(exc)}); start one with `python -m "
+                              f"tuning grpc-proxy --storage URL --port {port}`") from None
+        return proxy
     raise TuningError(
-        f"--storage {url}: unknown URL scheme {scheme!r}; expected a journal file path or a "
+        f"--storage {shown}: unknown URL scheme {scheme!r}; expected a journal file path or a "
         f"URL starting with sqlite://, postgresql://, mysql://, redis:// or grpc://")
+
+
+GRPC_CONNECT_TIMEOUT = 5.0  # seconds to wait for a gRPC storage proxy to answer
+
+
+def database_error(url: str, exc: Exception) -> str:
+    """The message for a database that cannot be opened (SQLAlchemy's first line)."""
+    text = _first_line(exc)
+    if text.startswith("(") and ") " in text:  # "(psycopg2.OperationalError) connection ..."
+        text = text.split(") ", 1)[1]
+    return (f"--storage {_hide_password(url)}: cannot open the database: {text}. Check that "
+            f"the server runs and the URL (user, password, host, port, database) is right")
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def _check_sqlite_folder(url: str) -> None:
+    """SQLite creates the database file, not its folder: say so before SQLAlchemy does."""
+    path = url.split("://", 1)[1]
+    if not path.startswith("/") or path in ("/", "/:memory:"):
+        return
+    db = Path(path[1:])  # sqlite:///rel.db -> rel.db; sqlite:////abs.db -> /abs.db
+    if str(db.parent) and not db.parent.is_dir():
+        raise TuningError(f"--storage {url}: the folder {db.parent} does not exist; create it "
+                          f"(mkdir -p {db.parent}) or give another path")
+    if not db.exists() and not os.access(db.parent, os.W_OK | os.X_OK):
+        raise TuningError(f"--storage {url}: cannot create {db}: the folder {db.parent} is "
+                          f"not writable")
+
+
+def driver_missing(spec: str, exc: Exception) -> str:
+    """What to install when SQLAlchemy finds no driver for ``spec``."""
+    scheme = spec.split("://", 1)[0]
+    hint = ""
+    if scheme in ("postgresql", "postgres"):
+        hint = (" SQLAlchemy 2.1 reads postgresql:// as psycopg 3: pip install 'psycopg[binary]',"
+                " or name the driver you have: postgresql+psycopg2://...")
+    elif scheme.startswith(("postgresql+", "postgres+")):
+        hint = f" pip install the driver {scheme.split('+', 1)[1]} (psycopg2-binary for psycopg2)"
+    elif scheme.startswith("mysql"):
+        hint = " pip install pymysql and write mysql+pymysql://..."
+    return f"--storage {scheme}://...: no database driver ({_first_line(exc)}).{hint}"
 
 
 def study_names(storage) -> list:
@@ -221,53 +375,269 @@ def _remove(path: str, missing_ok: bool = False) -> None:
     os.unlink(doomed)
 
 
-class JournalFile(JournalFileBackend):
-    """Optuna's journal file backend with ``JournalFileLock`` and a torn-append repair.
+# -- journal records ----------------------------------------------------------------------
 
-    A writer killed inside ``write`` can leave a partial last line.  Optuna's reader skips
-    it while it is last, but the next append would be glued onto it and the journal would
-    no longer read (``JSONDecodeError``).  So every append, under the lock (no live writer
-    is then in the middle of one), first cuts such a tail back to the last complete line:
-    what the dead writer never finished, no reader has ever seen.
+# What each journal operation carries besides "op_code" and "worker_id" (Optuna 5's
+# ``JournalOperation`` numbers and the fields its replay reads).  A line that is JSON but
+# lacks them would make the replay fail; it is read as "not a journal record".
+_RECORD_FIELDS = {
+    0: ("study_name", "directions"),                          # CREATE_STUDY
+    1: ("study_id",),                                         # DELETE_STUDY
+    2: ("study_id", "user_attr"),                             # SET_STUDY_USER_ATTR
+    3: ("study_id", "system_attr"),                           # SET_STUDY_SYSTEM_ATTR
+    4: ("study_id", "datetime_start"),                        # CREATE_TRIAL
+    5: ("trial_id", "param_name", "param_value_internal", "distribution"),  # SET_TRIAL_PARAM
+    6: ("trial_id", "state", "values"),                       # SET_TRIAL_STATE_VALUES
+    7: ("trial_id", "step", "intermediate_value"),            # SET_TRIAL_INTERMEDIATE_VALUE
+    8: ("trial_id", "user_attr"),                             # SET_TRIAL_USER_ATTR
+    9: ("trial_id", "system_attr"),                           # SET_TRIAL_SYSTEM_ATTR
+    10: (),                                                   # DISCARD_TRIALS (ignored)
+}
+# Every record starts so: Optuna writes ``json.dumps({"op_code": ..., ...},
+# separators=(",", ":"))``, and ``json.dumps`` writes printable ASCII only.
+RECORD_START = b'{"op_code":'
+
+
+def parse_record(line: bytes) -> dict | None:
+    """The journal record on ``line`` (with or without its newline), or None if it is not one."""
+    try:
+        record = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):  # JSONDecodeError is a ValueError
+        return None
+    if not isinstance(record, dict):
+        return None
+    op = record.get("op_code")
+    if type(op) is not int or op not in _RECORD_FIELDS \
+            or not isinstance(record.get("worker_id"), str):
+        return None
+    if any(name not in record for name in _RECORD_FIELDS[op]):
+        return None
+    return record
+
+
+def is_torn_record(tail: bytes) -> bool:
+    """Could ``tail`` (the bytes after the last newline) be the start of a record this
+    format writes, cut short by a writer that died?  Only such a tail is ever cut off."""
+    if not tail:
+        return False
+    if not (tail.startswith(RECORD_START) or RECORD_START.startswith(tail)):
+        return False
+    return all(32 <= b < 127 for b in tail)
+
+
+def _preview(data: bytes, limit: int = 40) -> str:
+    """A short, printable view of some bytes, for messages."""
+    text = repr(data[:limit])[2:-1]  # bytes repr without b'...': escapes what is not ASCII
+    return text + ("..." if len(data) > limit else "")
+
+
+def check_journal_file(path) -> None:
+    """TuningError unless ``path`` (an existing file) is empty or starts with a journal record.
+
+    This is what stops ``--storage grid.json`` from turning a grid file into a journal: a
+    file is taken for a journal only if its first line is a journal record.  The file is
+    only read.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+            size = os.fstat(f.fileno()).st_size
+    except IsADirectoryError:
+        raise TuningError(f"--storage {path}: is a directory; give a journal file path") from None
+    except OSError as exc:
+        raise TuningError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if size == 0:
+        return
+    newline = head.find(b"\n")
+    if newline >= 0 and parse_record(head[:newline + 1]) is not None:
+        return
+    if newline < 0 and size <= len(head) and is_torn_record(head):
+        raise TuningError(
+            f"{path} holds no complete journal record, only the start of one ({size} bytes: "
+            f"a run killed while it created its study?). tuning leaves it as it is; delete it "
+            f"to start that study again, or give another --storage path")
+    raise TuningError(
+        f"{path} is not an Optuna journal file (it starts with '{_preview(head)}'); tuning "
+        f"leaves it unchanged. Give another --storage path (a new file, e.g. "
+        f"studies/NAME.log, or an existing journal)")
+
+
+def _line_ranges(numbers) -> list:
+    """``[3, 4, 5, 9]`` -> ``[(3, 5), (9, 9)]``: runs of consecutive line numbers."""
+    out = []
+    for n in sorted(numbers):
+        if out and out[-1][1] == n - 1:
+            out[-1][1] = n
+        else:
+            out.append([n, n])
+    return [tuple(r) for r in out]
+
+
+def damage_message(path: str, bad_lines: dict, foreign_tail) -> str:
+    """What is wrong with a journal and the commands that repair it.
+
+    ``bad_lines``: ``{line number: first bytes}`` of complete lines that are not records;
+    ``foreign_tail``: ``(offset, bytes)`` of a last line without newline that tuning did
+    not write, or None.
+    """
+    problems, commands = [], []
+    if foreign_tail is not None:
+        offset, tail = foreign_tail
+        problems.append(f"it ends with {len(tail)} bytes that are not a journal record "
+                        f"('{_preview(tail)}')")
+        commands.append(f"truncate -s {offset} {path}")
+    if bad_lines:
+        numbers = sorted(bad_lines)
+        first = bad_lines[numbers[0]]
+        ranges = _line_ranges(bad_lines)
+        names = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
+        one = len(bad_lines) == 1
+        problems.append(f"line{'' if one else 's'} {names} "
+                        f"{'is not a journal record' if one else 'are not journal records'} "
+                        f"('{_preview(bad_lines[min(bad_lines)])}')")
+        script = ";".join(f"{a}d" if a == b else f"{a},{b}d" for a, b in ranges)
+        commands.append(f"sed -i '{script}' {path}")
+    return (f"journal {path}: {'; '.join(problems)}. tuning reads past it but does not write "
+            f"behind it (no Optuna reader could read the file afterwards).\n"
+            f"To repair it, keep a copy (cp {path} {path}.bak), then: {' && '.join(commands)}")
+
+
+class JournalFile(JournalFileBackend):
+    """Optuna's journal file backend with ``JournalFileLock``, a reader that skips damage,
+    and appends that never make the file unreadable.
+
+    Reading: a complete line that is not a journal record (text or binary junk appended
+    by something else, a half record glued to another by a plain Optuna writer) is
+    skipped with a ``JournalWarning`` naming the line; the records around it are read as
+    usual.  Optuna's own reader stops with ``JSONDecodeError``/``UnicodeDecodeError``
+    at such a line.
+
+    Writing: a writer killed inside ``write`` can leave a partial last line; appended to
+    as it is, the next record would be glued onto it.  So every append, under the lock
+    (no live writer is then in the middle of one), first checks what other processes
+    wrote since it last looked: a torn last record of this format (``is_torn_record``)
+    is cut back to the last complete line (what the dead writer never finished, no
+    reader has ever seen); anything else that is not a record (a foreign line anywhere,
+    a foreign tail) stops the append with ``JournalDamagedError``, which says how to
+    repair the file.  Nothing but such a torn record is ever removed.
     """
 
     def __init__(self, file_path: str, grace_period: float = 30.0) -> None:
-        super().__init__(file_path, lock_obj=JournalFileLock(file_path, grace_period))
+        # Optuna's __init__ is not called: it creates the file at once, and a command that
+        # fails its checks (bad settings, missing data) should leave nothing behind.  The
+        # file and its folder are created by the first append.
+        self._file_path = file_path
+        self._lock = JournalFileLock(file_path, grace_period)
+        # record number -> (byte offset to read it from, its line number - 1); skipped
+        # lines have no record number, so Optuna's numbering counts records only
+        self._offsets = {0: (0, 0)}
+        self._bad_lines = {}       # line number -> its first bytes (complete lines only)
+        self._warned = set()
+        self._checked_end = 0      # bytes known to hold only complete records
+        self._checked_lines = 0
+
+    # reading
+
+    def read_logs(self, log_number_from: int):
+        if not os.path.exists(self._file_path):  # nothing written yet
+            return
+        with open(self._file_path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size  # lines appended meanwhile: next time
+            number, (pos, lineno) = ((log_number_from, self._offsets[log_number_from])
+                                     if log_number_from in self._offsets else (0, (0, 0)))
+            f.seek(pos)
+            while pos < size:
+                line = f.readline(size - pos)
+                if not line.endswith(b"\n"):
+                    # the last line: a record being written now, or torn by a dead writer
+                    # (cut by the next append), or foreign bytes (named, never cut)
+                    if not is_torn_record(line):
+                        self._warn(("tail", pos), f"journal {self._file_path}: skipped {len(line)} bytes "
+                                   f"at its end that are not a journal record "
+                                   f"('{_preview(line)}')")
+                    break
+                pos += len(line)
+                lineno += 1
+                record = parse_record(line)
+                if record is None:
+                    self._bad_lines[lineno] = line[:60]
+                    self._warn(("line", lineno), f"journal {self._file_path}: skipped line {lineno}, which "
+                               f"is not a journal record ('{_preview(line)}')")
+                    continue
+                self._offsets.setdefault(number + 1, (pos, lineno))
+                if number >= log_number_from:
+                    yield record
+                number += 1
+
+    def _warn(self, key, text: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(text, JournalWarning, stacklevel=2)
+
+    # writing
+
+    def scan_for_damage(self, start: int = 0, start_line: int = 0):
+        """``(bad_lines, foreign_tail, torn_at, end, lines)`` of the file from ``start``.
+
+        ``torn_at``: offset of a torn last record of ours (None if there is none);
+        ``end``/``lines``: where the complete lines end.  Only reads.
+        """
+        bad, foreign, torn = {}, None, None
+        pos, lineno = start, start_line
+        if not os.path.exists(self._file_path):
+            return bad, foreign, torn, pos, lineno
+        with open(self._file_path, "rb") as f:
+            f.seek(pos)
+            for line in f:
+                if not line.endswith(b"\n"):
+                    if is_torn_record(line):
+                        torn = pos
+                    else:
+                        foreign = (pos, line)
+                    break
+                pos += len(line)
+                lineno += 1
+                if parse_record(line) is None:
+                    bad[lineno] = line[:60]
+        return bad, foreign, torn, pos, lineno
+
+    def check_appendable(self) -> None:
+        """JournalDamagedError, with the repair, if an append would go behind damage."""
+        bad, foreign, _, _, _ = self.scan_for_damage()
+        if bad or foreign:
+            raise JournalDamagedError(damage_message(self._file_path, bad, foreign))
 
     def append_logs(self, logs: list) -> None:
         data = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs)
-        self._lock.acquire()
         try:
-            _cut_partial_last_line(self._file_path)
+            folder = os.path.dirname(self._file_path)
+            if folder:
+                os.makedirs(folder, exist_ok=True)
+            self._lock.acquire()
+        except OSError as exc:
+            raise TuningError(f"cannot write the journal {self._file_path}: "
+                              f"{exc.strerror or exc}; choose a writable --storage "
+                              f"location") from None
+        try:
+            bad, foreign, torn, end, lines = self.scan_for_damage(self._checked_end,
+                                                                  self._checked_lines)
+            if bad or foreign:
+                raise JournalDamagedError(damage_message(self._file_path, bad, foreign))
+            if torn is not None:
+                _truncate(self._file_path, torn)
             with open(self._file_path, "ab") as f:
                 f.write(data.encode("utf-8"))
                 f.flush()
                 os.fsync(f.fileno())
+            self._checked_end = end + len(data.encode("utf-8"))
+            self._checked_lines = lines + len(logs)
         finally:
             self._lock.release()
 
 
-def _cut_partial_last_line(path: str, chunk: int = 1 << 16) -> bool:
-    """Truncate ``path`` after its last newline if it ends without one; True if it did."""
+def _truncate(path: str, size: int) -> None:
     with open(path, "rb+") as f:
-        end = f.seek(0, os.SEEK_END)
-        if end == 0:
-            return False
-        f.seek(end - 1)
-        if f.read(1) == b"\n":
-            return False
-        pos = end
-        while pos > 0:
-            start = max(0, pos - chunk)
-            f.seek(start)
-            block = f.read(pos - start)
-            newline = block.rfind(b"\n")
-            if newline >= 0:
-                f.truncate(start + newline + 1)
-                break
-            pos = start
-        else:
-            f.truncate(0)
+        f.truncate(size)
         f.flush()
         os.fsync(f.fileno())
-        return True

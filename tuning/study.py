@@ -19,10 +19,16 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 import optuna
 
-from .spaces import LAB_GRID, get_space
+from .spaces import LAB_GRID, check_values, get_space
 from .storage import StudyNotFoundError, TuningError, study_names
 
 SETTINGS_ATTR = "tuning_settings"
+
+
+class StudyExistsError(TuningError):
+    """``create_study`` found a study of that name already in the storage."""
+
+
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "ga", "qmc")
 PRUNERS = ("median", "hyperband", "none")
 
@@ -77,6 +83,23 @@ class StudySettings:
         if (self.sampler == "grid") != (self.grid is not None):
             raise TuningError("a grid is given exactly when the sampler is 'grid'")
 
+    def check_data_sizes(self, n_images: int | None = None) -> None:
+        """TuningError unless the data holds ``val_size`` + ``train_size`` images.
+
+        ``n_images``: the training images there are (default: Fashion-MNIST's 60 000).
+        Checked before a study is stored and before its data is split, so an asked-for
+        size is never silently replaced by a smaller one.
+        """
+        from .data import TRAIN_IMAGES  # noqa: PLC0415
+        n = TRAIN_IMAGES if n_images is None else int(n_images)
+        if self.val_size >= n:
+            raise TuningError(f"--val-size {self.val_size}: the training set has {n} images "
+                              f"and some must remain for training; give at most {n - 1}")
+        if self.train_size is not None and self.train_size > n - self.val_size:
+            raise TuningError(f"--train-size {self.train_size}: the training part holds "
+                              f"{n - self.val_size} images ({n} less --val-size "
+                              f"{self.val_size}); give at most {n - self.val_size}, or all")
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -107,7 +130,7 @@ class StudySettings:
             grid = resolve_grid(space, read_grid_file(options.get("grid_file")))
         elif options.get("grid_file") is not None:
             raise TuningError("--grid-file needs --sampler grid")
-        return cls(space=space,
+        settings = cls(space=space,
                    epochs=_given(options, "epochs", DEFAULT_EPOCHS[space]),
                    train_size=train_size,
                    val_size=_given(options, "val_size", DEFAULT_VAL_SIZE),
@@ -115,6 +138,8 @@ class StudySettings:
                    sampler=sampler,
                    pruner=_given(options, "pruner", DEFAULT_PRUNER),
                    grid=grid)
+        settings.check_data_sizes()
+        return settings
 
     def check_options(self, options: dict, study_name: str) -> None:
         """Refuse options that contradict the stored settings (None: not given)."""
@@ -192,6 +217,18 @@ def resolve_grid(space_name: str, grid: dict | None) -> dict:
     for name, value in space.defaults.items():
         if name not in axes and name not in fixed:
             fixed[name] = value
+    # Every value must be one a trial can use, inside the space: a point that fails would
+    # only end FAIL, and one outside the space's distributions confuses the samplers.
+    for name, values in axes.items():
+        for value in values:
+            try:
+                check_values(space_name, {**fixed, name: value})
+            except ValueError as exc:
+                raise TuningError(f"grid: {name} {value!r} cannot be used: {exc}") from None
+    try:
+        check_values(space_name, fixed)
+    except ValueError as exc:
+        raise TuningError(f"grid: {exc}") from None
     return {"axes": axes, "fixed": fixed}
 
 
@@ -278,9 +315,34 @@ def create_study(storage, study_name: str, settings: StudySettings, *salt: int):
                                     direction="minimize", sampler=make_sampler(settings, *salt),
                                     pruner=make_pruner(settings))
     except optuna.exceptions.DuplicatedStudyError:
-        raise TuningError(f"study {study_name!r} already exists in this storage") from None
+        raise StudyExistsError(f"study {study_name!r} already exists in this storage") from None
     study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
     return study
+
+
+def find_study(storage, study_name: str, options: dict | None = None):
+    """``(study, settings)`` of an existing study, or ``(None, settings)`` for a new one.
+
+    Nothing is written: a new study's ``settings`` come from ``options`` and are checked
+    (``StudySettings.from_options``), so a command can check everything else it needs
+    (the data, the values to enqueue) before it calls ``create_study``.
+    """
+    try:
+        return open_study(storage, study_name, options)
+    except StudyNotFoundError:
+        if study_name is None:
+            raise
+    return None, StudySettings.from_options(options or {})
+
+
+def create_or_open(storage, study_name: str, settings: StudySettings, options: dict | None,
+                   *salt: int):
+    """Create the study ``find_study`` did not find; if another process created it
+    meanwhile, open that one (the options must agree with it).  ``(study, settings)``."""
+    try:
+        return create_study(storage, study_name, settings, *salt), settings
+    except StudyExistsError:
+        return open_study(storage, study_name, options)
 
 
 def open_study(storage, study_name: str | None, options: dict | None = None,
@@ -305,7 +367,7 @@ def open_study(storage, study_name: str | None, options: dict | None = None,
         try:
             study = create_study(storage, study_name, settings, *(salt or (0,)))
             return study, settings
-        except TuningError:  # another process created it in between: open that one
+        except StudyExistsError:  # another process created it in between: open that one
             study = optuna.load_study(study_name=study_name, storage=storage)
     settings = load_settings(study)
     settings.check_options(options, study.study_name)

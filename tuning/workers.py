@@ -36,8 +36,9 @@ Dead workers
     process started at another time.  On another machine nothing can be known from
     here: ``fail_stale(..., older_than=S)`` then treats a RUNNING trial started more
     than S seconds ago as dead.  A dead worker's trial is marked FAIL and queued again
-    with the same parameters by Optuna's ``RetryHeartbeatStaleTrialCallback`` (the
-    retry carries the system attribute ``failed_trial``), at most ``MAX_RETRIES`` times.
+    with the same parameters by ``requeue_failed`` (as Optuna's
+    ``RetryHeartbeatStaleTrialCallback`` does: the retry carries the system attribute
+    ``failed_trial``), at most ``MAX_RETRIES`` times.
     On RDB storages (PostgreSQL, MySQL) the workers also run Optuna's heartbeat, which
     finds dead workers on any machine (see ``tuning.distributed``).
 
@@ -154,10 +155,46 @@ def owner_status(trial) -> tuple[str, str]:
 # -- failing and retrying --------------------------------------------------------------
 
 def retry_callback():
-    """Optuna's callback that queues a dead worker's trial again (used by the heartbeat too)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
+    """The callback that queues a dead worker's trial again (used by the heartbeat too).
+
+    It does what Optuna's ``RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)``
+    does (the retry carries the system attributes ``failed_trial`` and
+    ``retry_history``), through ``requeue_failed``, which also copes with a value
+    outside its distribution.
+    """
+    return lambda study, trial: requeue_failed(study, trial)
+
+
+def requeue_failed(study, frozen) -> tuple[bool, str]:
+    """Queue a failed trial's configuration again, to run next; ``(queued, why not)``.
+
+    At most ``MAX_RETRIES`` times per original trial.  A trial whose parameters lie
+    outside their distributions (enqueued with ``--outside-range``, or by an older
+    version) cannot be stored again as parameters (Optuna refuses them with a
+    ``ValueError``); its values are queued as fixed parameters instead, as ``enqueue``
+    does, so recovering it never crashes.
+    """
+    history = list(frozen.system_attrs.get("retry_history", [])) + [frozen.number]
+    if MAX_RETRIES < len(history):
+        return False, f"not queued again (retried {MAX_RETRIES} times already)"
+    system_attrs = {"failed_trial": frozen.number, **frozen.system_attrs,
+                    "retry_history": history}
+    _add_waiting(study, frozen, frozen.user_attrs, system_attrs)
+    return True, ""
+
+
+def _add_waiting(study, frozen, user_attrs: dict, system_attrs: dict) -> None:
+    """Add a WAITING trial with ``frozen``'s parameters (see ``requeue_failed``)."""
+    try:
+        trial = optuna.trial.create_trial(
+            state=TrialState.WAITING, params=frozen.params, distributions=frozen.distributions,
+            user_attrs=user_attrs, system_attrs=system_attrs)
+    except ValueError:  # a value outside its distribution
+        fixed = {**system_attrs.get("fixed_params", {}), **frozen.params}
+        trial = optuna.trial.create_trial(
+            state=TrialState.WAITING, user_attrs=user_attrs,
+            system_attrs={**system_attrs, "fixed_params": fixed})
+    study.add_trial(trial)
 
 
 def fail_and_retry(study, trial, reason: str) -> bool:
@@ -173,9 +210,7 @@ def fail_and_retry(study, trial, reason: str) -> bool:
             return False
     except optuna.exceptions.UpdateFinishedTrialError:
         return False
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retry_callback()(study, storage.get_trial(trial._trial_id))
+    requeue_failed(study, storage.get_trial(trial._trial_id))
     return True
 
 
@@ -229,9 +264,7 @@ def requeue(study, frozen) -> bool:
         return False
     user_attrs = {k: v for k, v in frozen.user_attrs.items()
                   if k not in (WORKER_ATTR, "stop_reason")}
-    study.add_trial(optuna.trial.create_trial(
-        state=TrialState.WAITING, params=frozen.params, distributions=frozen.distributions,
-        user_attrs=user_attrs, system_attrs=frozen.system_attrs))
+    _add_waiting(study, frozen, user_attrs, frozen.system_attrs)
     return True
 
 
@@ -326,9 +359,7 @@ def run_worker(study, objective, *, max_trials: int | None = None,
         if "id" in current and not current.get("unclaimed"):
             frozen = study._storage.get_trial(current["id"])
             if frozen.state == TrialState.FAIL:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    retry_callback()(study, frozen)
+                requeue_failed(study, frozen)
         raise WorkerInterrupted(current.get("number")) from None
     finished, _ = budget_state(study)
     return {"trials": mine, "finished": finished, "stop": stop}
