@@ -92,8 +92,9 @@ def test_search_order_root_env_cache_debian(isolated, monkeypatch):
 
     assert marker_of(load_fashion_mnist(root=root, download=False)) == 1
     assert marker_of(load_fashion_mnist(download=False)) == 2
-    # a root without the files falls through to the next places
-    assert marker_of(load_fashion_mnist(root=isolated / "empty", download=False)) == 2
+    # a root without the files is an error, not a fall-through to $MINIDL_DATA's copy
+    with pytest.raises(DataNotFoundError, match="not found in .*empty"):
+        load_fashion_mnist(root=isolated / "empty", download=False)
     monkeypatch.delenv("MINIDL_DATA")
     assert marker_of(load_fashion_mnist(download=False)) == 3
     assert find_dataset("fashion-mnist").origin == "user cache"
@@ -126,16 +127,70 @@ def test_uncompressed_files_are_read_and_preferred(isolated):
     assert marker_of(load_fashion_mnist(root=isolated / "raw-gz", download=False)) == 8
 
 
-def test_incomplete_directory_is_skipped_and_reported(isolated):
-    partial = make_dataset_dir(isolated / "partial", marker=1)
-    (partial / "t10k-labels-idx1-ubyte.gz").unlink()
-    make_dataset_dir(isolated / "cache" / "minidl" / "fashion-mnist", marker=3)
-    assert marker_of(load_fashion_mnist(root=partial, download=False)) == 3
-    (isolated / "cache" / "minidl" / "fashion-mnist" / "train-images-idx3-ubyte.gz").unlink()
+def test_incomplete_directories_are_skipped_and_reported(isolated):
+    cache = make_dataset_dir(isolated / "cache" / "minidl" / "fashion-mnist", marker=3)
+    (cache / "train-images-idx3-ubyte.gz").unlink()
+    make_dataset_dir(isolated / "debian", marker=4)
+    assert marker_of(load_fashion_mnist(download=False)) == 4   # past the incomplete cache
+    (isolated / "debian" / "t10k-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(DataNotFoundError) as info:
-        load_fashion_mnist(root=partial, download=False)
+        load_fashion_mnist(download=False)
     assert "missing t10k-labels-idx1-ubyte.gz" in str(info.value)
     assert "missing train-images-idx3-ubyte.gz" in str(info.value)
+
+
+@pytest.mark.parametrize("how", ["root", "env"])
+@pytest.mark.parametrize("download", [False, True])
+def test_an_incomplete_named_directory_is_an_error_naming_the_missing_files(
+        isolated, monkeypatch, how, download):
+    partial = make_dataset_dir(isolated / "partial", marker=1)
+    (partial / "t10k-labels-idx1-ubyte.gz").unlink()
+    (partial / "train-images-idx3-ubyte.gz").unlink()
+    make_dataset_dir(isolated / "cache" / "minidl" / "fashion-mnist", marker=3)  # not used
+    make_dataset_dir(isolated / "debian", marker=4)                              # nor this
+    if how == "env":
+        monkeypatch.setenv("MINIDL_DATA", str(partial))
+    root, origin = (partial, "root argument") if how == "root" else (None, "$MINIDL_DATA")
+    with pytest.raises(DataNotFoundError) as info:
+        load_fashion_mnist(root=root, download=download)   # download: never into a named dir
+    message = str(info.value)
+    assert message.startswith(
+        f"Fashion-MNIST not found in {partial} ({origin}): missing "
+        f"train-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz.")
+    assert "no other copy is used instead" in message
+    assert str(isolated / "cache") not in message and str(isolated / "debian") not in message
+    assert "python -m minidl.data.fetch --dataset fashion-mnist" in message
+    with pytest.raises(DataNotFoundError, match="missing train-images-idx3-ubyte.gz"):
+        find_dataset("fashion-mnist", root=root)
+    assert sorted(p.name for p in partial.iterdir()) == ["t10k-images-idx3-ubyte.gz",
+                                                         "train-labels-idx1-ubyte.gz"]
+
+
+def test_a_missing_named_directory_is_an_error_listing_the_files(isolated, monkeypatch):
+    make_dataset_dir(isolated / "cache" / "minidl" / "fashion-mnist", marker=3)
+    monkeypatch.setenv("MINIDL_DATA", str(isolated / "typo"))
+    with pytest.raises(DataNotFoundError) as info:
+        load_fashion_mnist()
+    assert str(info.value).startswith(
+        f"Fashion-MNIST not found in {isolated / 'typo'} ($MINIDL_DATA): no such directory "
+        f"(expected it to hold train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+        f"t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz).")
+    assert "unset MINIDL_DATA" in str(info.value)
+    assert not (isolated / "typo").exists()
+    monkeypatch.delenv("MINIDL_DATA")
+    assert marker_of(load_fashion_mnist(download=False)) == 3
+
+
+def test_fetch_downloads_into_the_named_directory(isolated, monkeypatch, capsys):
+    from minidl.data import fetch
+
+    def fake_download(spec, dest=None, base_url=None, **kwargs):
+        assert dest == isolated / "mine"
+        make_dataset_dir(dest, marker=5)
+    monkeypatch.setattr(fetch, "download_dataset", fake_download)
+    assert fetch.main(["--root", str(isolated / "mine"), "--no-apt"]) == 0
+    assert f"Fashion-MNIST: {isolated / 'mine'}  [root argument]" in capsys.readouterr().out
+    assert marker_of(load_fashion_mnist(root=isolated / "mine", download=False)) == 5
 
 
 def test_a_directory_holding_the_other_data_set_is_skipped(isolated):
@@ -154,26 +209,34 @@ def test_a_directory_holding_the_other_data_set_is_skipped(isolated):
 
 
 def test_not_found_error_lists_places_and_commands(isolated, monkeypatch):
-    monkeypatch.setenv("MINIDL_DATA", str(isolated / "env"))
     with pytest.raises(DataNotFoundError) as info:
-        load_fashion_mnist(root=isolated / "root", download=False)
+        load_fashion_mnist(download=False)
     exc = info.value
     assert isinstance(exc, FileNotFoundError)
     message = str(exc)
-    for place in (isolated / "root", isolated / "root" / "FashionMNIST" / "raw",
-                  isolated / "env", isolated / "cache" / "minidl" / "fashion-mnist",
-                  isolated / "debian"):
+    for place in (isolated / "cache" / "minidl" / "fashion-mnist", isolated / "debian"):
         assert str(place) in message
+    assert "$MINIDL_DATA: - (not set)" in message
     assert "apt-get install dataset-fashion-mnist" in message
     assert "export MINIDL_DATA=" in message
     assert "python -m minidl.data.fetch" in message
     assert "download=False" in message
     # the places are listed in search order
-    order = [message.index(str(p)) for p in (isolated / "root", isolated / "env",
-                                             isolated / "cache", isolated / "debian")]
+    order = [message.index(p) for p in ("$MINIDL_DATA", str(isolated / "cache"),
+                                        str(isolated / "debian"))]
     assert order == sorted(order)
-    assert [s[0] for s in exc.searched][:2] == ["root argument",
-                                                "root argument, per-data-set sub-directory"]
+    # a named directory (root before $MINIDL_DATA) is searched alone, in three layouts
+    monkeypatch.setenv("MINIDL_DATA", str(isolated / "env"))
+    with pytest.raises(DataNotFoundError) as info:
+        load_fashion_mnist(root=isolated / "root", download=False)
+    message = str(info.value)
+    for place in (isolated / "root", isolated / "root" / "fashion-mnist",
+                  isolated / "root" / "FashionMNIST" / "raw"):
+        assert f": {place} (no such directory)" in message
+    assert str(isolated / "env") not in message and str(isolated / "cache") not in message
+    assert [s[0] for s in info.value.searched] == [
+        "root argument", "root argument, per-data-set sub-directory",
+        "root argument, torchvision layout"]
 
 
 def test_mnist_has_no_debian_package(isolated):
@@ -234,3 +297,19 @@ def test_loaded_arrays_are_writable_and_independent(isolated):
     first.train_labels[0] = 3
     second = load_fashion_mnist(root=directory, download=False)
     assert marker_of(second) == 1
+
+
+# --- asking for more samples than there are --------------------------------------------
+
+@pytest.mark.parametrize("val_size, asked", [(70_000, 70000), (12, 12), (0.9999, 12)])
+def test_a_validation_part_larger_than_the_data_says_the_maximum(val_size, asked):
+    from minidl.data import ArrayDataset, train_val_split
+    data = ArrayDataset(np.zeros((12, 3), np.float32), np.zeros(12, np.int64))
+    with pytest.raises(ValueError) as info:
+        train_val_split(data, val_size, seed=0)
+    assert str(info.value) == (
+        f"train_val_split: val_size={val_size!r} asks for {asked} validation samples but the "
+        f"dataset has only 12: expected between 1 and 11 (the maximum, 11, leaves one "
+        f"sample for training)")
+    with pytest.raises(ValueError, match="a split needs at least 2 samples .* has 1"):
+        train_val_split(data.subset([0]), 1, seed=0)

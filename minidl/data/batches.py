@@ -142,7 +142,14 @@ def train_val_split(dataset: ArrayDataset, val_size, seed: int):
     else:
         raise ValueError(f"train_val_split: expected val_size int or float, got "
                          f"{val_size!r}")
-    if not 1 <= n_val <= n - 1:
+    if n < 2:
+        raise ValueError(f"train_val_split: a split needs at least 2 samples (one for "
+                         f"each part), the dataset has {n}")
+    if n_val > n - 1:
+        raise ValueError(f"train_val_split: val_size={val_size!r} asks for {n_val} validation "
+                         f"samples but the dataset has only {n}: expected between 1 and "
+                         f"{n - 1} (the maximum, {n - 1}, leaves one sample for training)")
+    if n_val < 1:
         raise ValueError(f"train_val_split: expected between 1 and {n - 1} validation "
                          f"samples for {n} samples, got {n_val} (val_size={val_size!r})")
     if not _is_int(seed) or seed < 0:

@@ -1,12 +1,17 @@
 """Finding, downloading and loading Fashion-MNIST and MNIST.
 
-Where the files are looked for, in order (the first directory holding all four wins):
+Where the files are looked for (the first directory holding all four wins):
 
-1. the ``root`` argument: ``root/``, ``root/<name>/``, ``root/<TorchvisionName>/raw/``
-2. ``$MINIDL_DATA``, with the same three layouts
-3. the user cache: ``$XDG_CACHE_HOME/minidl/<name>`` (default ``~/.cache/minidl/<name>``)
-4. the Debian package's directory (Fashion-MNIST only: ``dataset-fashion-mnist`` installs
-   ``/usr/share/datasets/fashion-mnist``; Debian packages no MNIST)
+* A directory you name -- the ``root`` argument, else ``$MINIDL_DATA`` -- is the only
+  place looked in, in three layouts: ``dir/``, ``dir/<name>/``,
+  ``dir/<TorchvisionName>/raw/``.  When none of them holds the four files, that is an
+  error naming the missing files: another copy elsewhere is never used instead, and
+  nothing is downloaded into a named directory unless asked
+  (``python -m minidl.data.fetch --root DIR``, or with ``$MINIDL_DATA`` set).
+* Otherwise, in order: the user cache ``$XDG_CACHE_HOME/minidl/<name>`` (default
+  ``~/.cache/minidl/<name>``), then the Debian package's directory (Fashion-MNIST only:
+  ``dataset-fashion-mnist`` installs ``/usr/share/datasets/fashion-mnist``; Debian
+  packages no MNIST).
 
 ``<name>`` is ``fashion-mnist`` or ``mnist``; ``<TorchvisionName>`` is ``FashionMNIST`` or
 ``MNIST`` (where ``torchvision.datasets`` keeps them).  Each file may be gzip'd
@@ -17,9 +22,9 @@ Both data sets use the same four file names, so a directory is also checked to h
 data set asked for: one whose training labels begin as the *other* data set's do is
 skipped (and said so), so ``load_mnist()`` never returns Fashion-MNIST by mistake.
 
-When no directory has the files and ``download=True``, they are downloaded into the user
-cache from the official location (``$MINIDL_DATA_URL`` overrides it), each checked
-against its published MD5 and renamed into place atomically.
+When no directory has the files, none was named and ``download=True``, they are
+downloaded into the user cache from the official location (``$MINIDL_DATA_URL``
+overrides it), each checked against its published MD5 and renamed into place atomically.
 """
 from __future__ import annotations
 
@@ -37,7 +42,7 @@ __all__ = [
     "Splits", "DataNotFoundError", "DatasetSpec", "DataLocation", "DATASETS",
     "FASHION_MNIST_MEAN", "FASHION_MNIST_STD", "MNIST_MEAN", "MNIST_STD",
     "load_fashion_mnist", "load_mnist", "load_dataset", "find_dataset",
-    "download_dataset", "cache_dir", "read_location",
+    "download_dataset", "cache_dir", "read_location", "named_data_dir",
 ]
 
 # Mean and standard deviation of all training pixels scaled to [0, 1].  Fashion-MNIST's
@@ -148,24 +153,28 @@ def cache_dir(dataset="fashion-mnist") -> Path:
     return root / "minidl" / spec.name
 
 
-def _candidate_dirs(spec: DatasetSpec, root=None) -> list[tuple[str, Path | None]]:
-    """(origin, directory) pairs in search order; directory None = not configured."""
-    candidates: list[tuple[str, Path | None]] = []
-
-    def layouts(label: str, base) -> None:
-        base = Path(base).expanduser()
-        candidates.append((label, base))
-        candidates.append((f"{label}, per-data-set sub-directory", base / spec.name))
-        candidates.append((f"{label}, torchvision layout", base / spec.torchvision_dir / "raw"))
-
+def named_data_dir(root=None) -> tuple[str, Path] | None:
+    """``(origin, directory)`` of the directory the caller named -- the ``root`` argument,
+    else ``$MINIDL_DATA`` -- or None when neither is given.  A named directory is the
+    only place searched (see the module docstring)."""
     if root is not None:
-        layouts("root argument", root)
+        return "root argument", Path(root).expanduser()
     env = os.environ.get("MINIDL_DATA")
     if env:
-        layouts("$MINIDL_DATA", env)
-    else:
-        candidates.append(("$MINIDL_DATA", None))
-    candidates.append(("user cache", cache_dir(spec)))
+        return "$MINIDL_DATA", Path(env).expanduser()
+    return None
+
+
+def _candidate_dirs(spec: DatasetSpec, root=None) -> list[tuple[str, Path | None]]:
+    """(origin, directory) pairs in search order; directory None = not configured."""
+    named = named_data_dir(root)
+    if named is not None:
+        label, base = named
+        return [(label, base),
+                (f"{label}, per-data-set sub-directory", base / spec.name),
+                (f"{label}, torchvision layout", base / spec.torchvision_dir / "raw")]
+    candidates: list[tuple[str, Path | None]] = [("$MINIDL_DATA", None),
+                                                 ("user cache", cache_dir(spec))]
     if spec.debian_dir is not None:
         candidates.append((f"Debian package {spec.debian_package}", Path(spec.debian_dir)))
     return candidates
@@ -231,7 +240,33 @@ def _how_to_get(spec: DatasetSpec) -> str:
     return "\n".join(lines)
 
 
-def _not_found(spec: DatasetSpec, searched, download_note: str) -> DataNotFoundError:
+def _not_found_in_named(spec: DatasetSpec, searched, root=None) -> DataNotFoundError:
+    """The error for a named directory (root or $MINIDL_DATA) that lacks the data set:
+    the headline says what is wrong with the directory itself (its first layout)."""
+    origin, directory = named_data_dir(root)
+    reason = searched[0][2]
+    if not directory.is_dir():
+        names = ", ".join(spec.files[k][0] for k in FILE_KEYS)
+        reason = f"no such directory (expected it to hold {names})"
+    lines = [f"{spec.title} not found in {directory} ({origin}): {reason}.",
+             "Searched, in order:"]
+    for i, (where_from, where, why) in enumerate(searched, 1):
+        lines.append(f"  {i}. {where_from}: {where} ({why})")
+    lines.append(f"A directory you name is the only place searched: no other copy is used "
+                 f"instead.  Put the four files (.gz or not) in {directory}, or download "
+                 f"them there with:")
+    fetch = f"python -m minidl.data.fetch --dataset {spec.name}"
+    lines.append(f"  {fetch} --root {directory}" if origin == "root argument" else f"  {fetch}")
+    lines.append("or name another directory" + (
+        " (or unset MINIDL_DATA to search the user cache and the system's copy)."
+        if origin == "$MINIDL_DATA" else
+        " (or give no root to search $MINIDL_DATA, the user cache and the system's copy)."))
+    return DataNotFoundError("\n".join(lines), searched, spec.name)
+
+
+def _not_found(spec: DatasetSpec, searched, download_note: str, root=None) -> DataNotFoundError:
+    if named_data_dir(root) is not None:
+        return _not_found_in_named(spec, searched, root)
     lines = [f"{spec.title} not found. Searched, in order:"]
     for i, (origin, directory, reason) in enumerate(searched, 1):
         where = str(directory) if directory is not None else "-"
@@ -252,7 +287,7 @@ def find_dataset(dataset="fashion-mnist", root=None) -> DataLocation:
     spec = _spec(dataset)
     location, searched = _search(spec, root)
     if location is None:
-        raise _not_found(spec, searched, "Download not attempted (download=False).")
+        raise _not_found(spec, searched, "Download not attempted (download=False).", root)
     return location
 
 
@@ -328,8 +363,8 @@ def load_dataset(dataset="fashion-mnist", root=None, download=True) -> Splits:
     spec = _spec(dataset)
     location, searched = _search(spec, root)
     if location is None:
-        if not download:
-            raise _not_found(spec, searched, "Download not attempted (download=False).")
+        if not download or named_data_dir(root) is not None:
+            raise _not_found(spec, searched, "Download not attempted (download=False).", root)
         try:
             location = download_dataset(spec)
         except (DownloadError, OSError) as exc:
@@ -343,12 +378,14 @@ def load_fashion_mnist(root=None, download=True) -> Splits:
     Parameters
     ----------
     root : path, optional
-        Directory searched first (also ``root/fashion-mnist`` and
-        ``root/FashionMNIST/raw``); then ``$MINIDL_DATA``, the user cache and the Debian
-        package's ``/usr/share/datasets/fashion-mnist`` (see the module docstring).
+        The directory to read (also ``root/fashion-mnist`` and ``root/FashionMNIST/raw``),
+        and the only one searched.  Without it: ``$MINIDL_DATA`` the same way when set,
+        else the user cache and the Debian package's
+        ``/usr/share/datasets/fashion-mnist`` (see the module docstring).
     download : bool
-        When nothing is found, download into the user cache from the official location
-        (or ``$MINIDL_DATA_URL``), MD5-checked and atomic.
+        When nothing is found and no directory was named (``root``, ``$MINIDL_DATA``),
+        download into the user cache from the official location (or
+        ``$MINIDL_DATA_URL``), MD5-checked and atomic.
 
     Returns
     -------
@@ -360,7 +397,8 @@ def load_fashion_mnist(root=None, download=True) -> Splits:
     ------
     DataNotFoundError
         Nowhere found (and not downloaded): the message lists the places searched and
-        the commands that get the files.
+        the commands that get the files.  For a named directory that lacks the data
+        set, it names the directory and the missing files.
     IDXError
         A found file is truncated, corrupted or inconsistent (counts, shapes, labels).
     """

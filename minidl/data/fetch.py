@@ -1,10 +1,12 @@
 """``python -m minidl.data.fetch``: make a data set available and say where it is.
 
-1. Look where ``load_fashion_mnist`` looks (``--root``, ``$MINIDL_DATA``, user cache,
-   Debian package directory, torchvision layouts).
-2. If it is not there, download it into the user cache (MD5-checked, atomic).
-3. If that fails and the data set has a Debian package and apt-get is usable (running
-   as root, or password-less sudo), run ``apt-get update`` and
+1. Look where ``load_fashion_mnist`` looks: only in the directory named by ``--root`` or
+   ``$MINIDL_DATA`` (three layouts) when one is named, else in the user cache and the
+   Debian package directory.
+2. If it is not there, download it into the named directory, else into the user cache
+   (MD5-checked, atomic; files already there are kept).
+3. If that fails, no directory was named, the data set has a Debian package and apt-get
+   is usable (running as root, or password-less sudo), run ``apt-get update`` and
    ``apt-get install -y dataset-fashion-mnist``, then look again.
 
 Prints the directory the data is read from and the image counts; exits 0 when the data
@@ -19,7 +21,7 @@ import subprocess
 import sys
 
 from .datasets import (DATASETS, DataNotFoundError, _not_found, _search, _spec,
-                       download_dataset, find_dataset, read_location)
+                       download_dataset, find_dataset, named_data_dir, read_location)
 from .download import DownloadError
 
 
@@ -65,7 +67,9 @@ def main(argv=None) -> int:
                     "torchvision layout); download it or install the Debian package "
                     "when missing; print where it is.")
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="fashion-mnist")
-    parser.add_argument("--root", default=None, help="directory searched first")
+    parser.add_argument("--root", default=None,
+                        help="the directory to use (the only one searched; downloads go "
+                             "there); default $MINIDL_DATA, else the user cache")
     parser.add_argument("--base-url", default=None,
                         help="download from here instead of the official location "
                              "(default: $MINIDL_DATA_URL, else the official mirrors)")
@@ -84,20 +88,29 @@ def main(argv=None) -> int:
     except DataNotFoundError:
         log(f"{spec.title} not found locally.")
 
+    named = named_data_dir(args.root)
     tried = []
     if args.no_download:
         tried.append("Download not attempted (--no-download).")
     else:
         try:
-            location = download_dataset(spec, base_url=args.base_url)
+            if named is None:
+                location = download_dataset(spec, base_url=args.base_url)
+            else:   # look again: files already there are kept, and may be another data set's
+                download_dataset(spec, dest=named[1], base_url=args.base_url)
+                location = find_dataset(spec, args.root)
             _report(location, spec, log)
             return 0
-        except (DownloadError, OSError) as exc:
-            log(f"download failed: {exc}")
-            tried.append(f"Download failed: {exc}")
+        except (DownloadError, DataNotFoundError, OSError) as exc:
+            if not isinstance(exc, DataNotFoundError):
+                log(f"download failed: {exc}")
+                tried.append(f"Download failed: {exc}")
 
     if args.no_apt or not spec.debian_package:
         pass
+    elif named is not None:
+        tried.append(f"{spec.debian_package} not installed: it would put the files in "
+                     f"{spec.debian_dir}, not in {named[1]} ({named[0]}).")
     elif (apt := apt_command()) is None:
         tried.append(f"apt-get is not usable here (needs root or password-less sudo): "
                      f"{spec.debian_package} not installed.")
@@ -112,7 +125,9 @@ def main(argv=None) -> int:
         tried.append(f"Installing {spec.debian_package} with apt-get failed.")
 
     _, searched = _search(spec, args.root)
-    print(_not_found(spec, searched, "\n".join(tried)), file=sys.stderr)
+    if named is not None:   # the named directory's error says nothing of what was tried
+        print("\n".join(tried), file=sys.stderr)
+    print(_not_found(spec, searched, "\n".join(tried), args.root), file=sys.stderr)
     return 1
 
 
