@@ -17,7 +17,8 @@ def _check_bool(owner: str, name: str, value) -> bool:
 
 
 class _Pool2d(Module):
-    """Shared plumbing: argument checks, input checks and the forward/backward cache."""
+    """Shared plumbing: argument checks, input checks, the forward/backward cache and
+    backward's checks (a subclass computes dL/dx in ``_input_grad``)."""
 
     def __init__(self, kernel_size, stride, padding, dilation, ceil_mode):
         super().__init__()
