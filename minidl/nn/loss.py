@@ -68,12 +68,11 @@ class CrossEntropyLoss(Module):
                 f"got {tuple(logits.shape)}")
         n, c = logits.shape
         targets = self._check_targets(targets, n, c, logits)
-        self._targets = targets
         if n == 0:   # the mean over no samples is 0/0: NaN, as torch returns
-            self._probs = backend.xp(logits).empty((0, c), dtype=logits.dtype)
-            return float("nan")
-        # the formula above, row by row (minidl.kernels.cross_entropy)
-        loss, self._probs = kernels.cross_entropy(logits, targets, self.label_smoothing)
+            loss, probs = float("nan"), backend.xp(logits).empty((0, c), dtype=logits.dtype)
+        else:        # the formula above, row by row (minidl.kernels.cross_entropy)
+            loss, probs = kernels.cross_entropy(logits, targets, self.label_smoothing)
+        self._probs, self._targets = probs, targets
         return loss
 
     def backward(self, dout: float = 1.0):
