@@ -40,7 +40,8 @@ from optuna.trial import TrialState
 from . import distributed, report, workers
 from .spaces import SPACES, check_values
 from .argtypes import positive_int, non_negative_int, positive_float
-from .storage import JournalWarning, TuningError, check_study_name, describe, open_storage
+from .storage import (JournalWarning, TuningError, check_study_name, describe,
+                      folder_problem, open_storage)
 from .study import (PRUNERS, SAMPLERS, create_or_open, find_study, grid_size, make_objective,
                     open_study)
 
@@ -439,14 +440,9 @@ def check_out_dir(out: str) -> Path:
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise TuningError(f"--out {out}: is a file; give a folder (it is created if missing)")
-    folder = path.absolute()
-    while not folder.exists():
-        folder = folder.parent
-    if not folder.is_dir():
-        raise TuningError(f"--out {out}: {folder} is a file, so the folder cannot be made")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise TuningError(f"--out {out}: cannot write into {folder} (read-only?); give a "
-                          f"writable folder")
+    problem = folder_problem(path.absolute())
+    if problem:
+        raise TuningError(f"--out {out}: {problem}; give a writable folder")
     for name in ("model.npz", "result.json"):
         if (path / name).is_dir():
             raise TuningError(f"--out {out}: {path / name} is a folder; remove it or give "

@@ -34,7 +34,7 @@ from minidl.train import NonFiniteLossError, fit
 
 from .models import build_model
 from .report import format_params
-from .spaces import get_space
+from .spaces import check_values, get_space
 
 
 def make_optimizer(config: dict, parameters):
@@ -134,11 +134,27 @@ class Objective:
         self.log = log
         self.eval_batch_size = eval_batch_size
 
+    def _explain(self, trial, exc) -> str:
+        """Why the space could not use the trial's given values (Optuna's message does not
+        name the parameter): ``check_values``'s reason when it finds one."""
+        try:  # the values enqueued for this trial (Optuna's system attribute)
+            given = trial.storage.get_trial(trial._trial_id).system_attrs.get("fixed_params")
+        except AttributeError:  # not a trial of a stored study
+            given = None
+        if not given:
+            return str(exc)
+        try:
+            check_values(self.space.name, given, outside_range=True)
+        except ValueError as reason:
+            return str(reason)
+        return str(exc)
+
     def __call__(self, trial) -> float:
         try:
             config = self.space.function(trial)
         except Exception as exc:  # a value no trial can use (a grid or an enqueued value)
-            trial.set_user_attr("stop_reason", f"error: {type(exc).__name__}: {exc}")
+            trial.set_user_attr("stop_reason", f"error: {type(exc).__name__}: "
+                                f"{self._explain(trial, exc)}")
             trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
             raise
         trial.set_user_attr("config", config)

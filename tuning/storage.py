@@ -24,6 +24,7 @@ import os
 import re
 import socket
 import stat
+import tempfile
 import time
 import uuid
 import warnings
@@ -134,22 +135,37 @@ def _check_writable(path: Path) -> None:
     """TuningError unless this process can append to ``path``, or create it (and its folders).
 
     The journal and its folder are created by the first append, so the check looks at
-    the nearest folder that exists.  (``os.access``: root passes where it may write.)
+    the nearest folder that exists.
     """
     if path.exists():
         if not os.access(path, os.W_OK):
             raise TuningError(f"cannot write the journal {path}: permission denied; choose a "
                               f"writable --storage location")
         return
-    folder = path.absolute().parent
+    problem = folder_problem(path.absolute().parent)
+    if problem:
+        raise TuningError(f"cannot create the journal {path}: {problem}; choose a writable "
+                          f"--storage location")
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why files cannot be created in ``folder`` (or in the folders it would take), or None.
+
+    Tried for real, with a temporary file in the nearest folder that exists: permission
+    bits do not tell (root may write anywhere but a read-only file system or /proc).
+    """
+    folder = Path(folder)
     while not folder.exists():
         folder = folder.parent
     if not folder.is_dir():
-        raise TuningError(f"cannot create the journal {path}: {folder} is not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise TuningError(f"cannot create the journal {path}: the folder {folder} is not "
-                          f"writable (read-only location?); choose a writable --storage "
-                          f"location")
+        return f"{folder} is a file, not a folder"
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".tuning-probe-", dir=folder)
+    except OSError as exc:
+        return f"cannot write into {folder} ({exc.strerror or exc})"
+    os.close(fd)
+    os.unlink(probe)
+    return None
 
 
 def _hide_password(url: str) -> str:
@@ -425,7 +441,7 @@ def is_torn_record(tail: bytes) -> bool:
     return all(32 <= b < 127 for b in tail)
 
 
-def _preview(data: bytes, limit: int = 40) -> str:
+def _preview(data: bytes, limit: int = 24) -> str:
     """A short, printable view of some bytes, for messages."""
     text = repr(data[:limit])[2:-1]  # bytes repr without b'...': escapes what is not ASCII
     return text + ("..." if len(data) > limit else "")
