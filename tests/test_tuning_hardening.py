@@ -265,7 +265,7 @@ def test_ctrl_c_on_a_plain_run_requeues_the_trial(tmp_path, fashion_mnist):
     settings = ["--space", "lab-mlp", "--epochs", "30", "--train-size", "3000",
                 "--val-size", "500", "--pruner", "none", "--sampler", "random"]
     proc = subprocess.Popen([sys.executable, "-m", "tuning", "run", "--study-name", "c",
-                             "--n-trials", 3, *settings], cwd=tmp_path, env=_env(), text=True,
+                             "--n-trials", "3", *settings], cwd=tmp_path, env=_env(), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 90
@@ -285,7 +285,7 @@ def test_ctrl_c_on_a_plain_run_requeues_the_trial(tmp_path, fashion_mnist):
     assert interrupted.user_attrs["stop_reason"] == "interrupted"
     assert waiting.params == interrupted.params
     done = subprocess.run([sys.executable, "-m", "tuning", "run", "--study-name", "c",
-                           "--n-trials", 1, "--quiet"], cwd=tmp_path, env=_env(), text=True,
+                           "--n-trials", "1", "--quiet"], cwd=tmp_path, env=_env(), text=True,
                           capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr
     study = load(tmp_path / "studies" / "c.log", "c")
@@ -486,13 +486,16 @@ def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(cli, tmp_
 def test_run_into_a_closed_pipe_stops_quietly_and_fails_no_trial(tmp_path, fashion_mnist):
     # `tuning run ... 2>&1 | head -3`: the per-trial log lines go to the closed pipe too
     proc = subprocess.Popen([sys.executable, "-m", "tuning", "run", "--space", "lab-mlp",
-                             "--study-name", "p", "--n-trials", 4, *TINY], cwd=tmp_path,
+                             "--study-name", "p", "--n-trials", "4", *TINY], cwd=tmp_path,
                             env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     head = [proc.stdout.readline() for _ in range(3)]
     proc.stdout.close()
-    assert proc.wait(120) == 141, head
+    status = proc.wait(120)
     study = load(tmp_path / "studies" / "p.log", "p")
-    assert study.trials and all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert [(t.state, t.user_attrs.get("stop_reason")) for t in study.trials][:1] == [
+        (TrialState.COMPLETE, "completed")]
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert status == 141, head
     assert len(study.trials) < 4   # it stopped after the trial in progress
 
 
