@@ -123,8 +123,12 @@ def test_cnn_study_with_enqueued_small_configs(cli):
 
 @pytest.mark.filterwarnings("ignore:Fixed parameter learn_rate with value 10000.0 is out of range")
 def test_enqueued_diverging_config_is_pruned_and_the_study_goes_on(cli):
+    params = '{"learn_rate": 10000.0, "optimizer": "SGD"}'
     status, _, err = cli("enqueue", "--space", "lab-mlp", "--study-name", "nan",
-                         "--params", '{"learn_rate": 10000.0, "optimizer": "SGD"}', *TINY)
+                         "--params", params, *TINY)
+    assert status == 1 and "learn_rate 10000.0 is outside the space's range" in err
+    status, _, err = cli("enqueue", "--space", "lab-mlp", "--study-name", "nan",
+                         "--params", params, "--outside-range", *TINY)
     assert status == 0 and "warning" in err and "learn_rate" in err  # outside the range
     status, out, _ = cli("run", "--study-name", "nan", "--n-trials", 3)
     assert status == 0
@@ -226,6 +230,9 @@ def test_clear_errors(cli, tmp_path):
     assert status == 1 and "unknown parameter(s) filters_l0 for space 'lab-mlp'" in err
     status, _, err = cli("run", "--space", "lab-mlp", "--study-name", "e")
     assert status == 1 and "give --n-trials" in err
+    # none of the failed commands above stored anything (issue 18)
+    assert not (tmp_path / "studies").exists()
+    assert cli("create", "--space", "lab-mlp", "--study-name", "e")[0] == 0
     status, _, err = cli("best", "--study-name", "e")
     assert status == 1 and "has no completed trial yet" in err
     status, _, err = cli("best", "--storage", "studies/e.log", "--study-name", "other")

@@ -1,4 +1,5 @@
-"""Ctrl-C (SIGINT) in the middle of a trial of ``python -m tuning run``, then resuming."""
+"""Ctrl-C (SIGINT) in the middle of a trial of ``python -m tuning run``, then resuming:
+the interrupted configuration is queued again and runs first."""
 from __future__ import annotations
 
 import os
@@ -49,16 +50,20 @@ def test_sigint_mid_trial_then_resume(tmp_path, fashion_mnist):
     finally:
         proc.kill()
     assert proc.returncode == 130, "".join(seen) + err
-    assert "interrupted: trial 1 was marked FAIL" in err
+    assert "interrupted: trial 1 was marked FAIL and queued again" in err
     assert "continue with: python -m tuning run --study-name s --total 3" in err
     assert "trial   0  COMPLETE" in out
 
     study = _load(tmp_path)
-    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL]
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL,
+                                               TrialState.WAITING]
     first = study.trials[0]
     interrupted = study.trials[1]
     assert interrupted.user_attrs["stop_reason"] == "interrupted"
     assert len(interrupted.user_attrs["curve"]) >= 1
+    # its configuration is queued again (issue 18), so the next run evaluates it first
+    assert study.trials[2].params == interrupted.params
+    assert study.trials[2].system_attrs["failed_trial"] == 1
 
     # Resume: the same command completes the study up to 3 finished trials.
     done = subprocess.run(RUN, cwd=tmp_path, env=_env(), text=True, capture_output=True,
@@ -71,4 +76,5 @@ def test_sigint_mid_trial_then_resume(tmp_path, fashion_mnist):
     assert (kept.value, kept.params, kept.user_attrs) == (first.value, first.params,
                                                           first.user_attrs)
     assert [t.number for t in study.trials] == [0, 1, 2, 3]
+    assert study.trials[2].params == interrupted.params
     assert "Best value (validation error):" in done.stdout

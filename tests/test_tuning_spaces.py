@@ -186,5 +186,9 @@ def test_check_params_for_enqueue():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert check_params("mlp", {"n_layers": 3, "hidden_l2": 100}) == []
-    messages = check_params("lab-mlp", {"learn_rate": 1000.0})
+    with pytest.raises(TuningError, match="learn_rate 1000.0 is outside the space's range"):
+        check_params("lab-mlp", {"learn_rate": 1000.0})
+    messages = check_params("lab-mlp", {"learn_rate": 1000.0}, outside_range=True)
     assert len(messages) == 1 and "learn_rate" in messages[0]
+    with pytest.raises(TuningError, match="learn_rate: expected a finite number > 0"):
+        check_params("lab-mlp", {"learn_rate": -1.0}, outside_range=True)
