@@ -120,3 +120,31 @@ def postgres_url():
         subprocess.run(as_user + [os.path.join(bindir, "pg_ctl"), "-D", data, "-m", "immediate",
                                   "stop"], capture_output=True, timeout=60)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# -- which fast routes this run exercised -------------------------------------------------
+# The vector routes of minidl's GEMM micro-kernels (AVX-512, AVX2) run only on CPUs that
+# have those instructions.  Tests that exercise a route note it here, and a route that no
+# test could run on this CPU is noted with the reason; the summary at the end of the run
+# lists both, so a run on an AVX2 machine says plainly that the AVX-512 route went untested.
+VECTOR_ROUTES = {"exercised": {}, "not exercised": {}}
+
+
+def note_route(route: str, how: str | None = None, why_not: str | None = None) -> None:
+    """Record that ``route`` was exercised (``how``) or could not be (``why_not``)."""
+    if why_not is None:
+        VECTOR_ROUTES["exercised"][route] = how
+    else:
+        VECTOR_ROUTES["not exercised"][route] = why_not
+
+
+def pytest_terminal_summary(terminalreporter):
+    done, missing = VECTOR_ROUTES["exercised"], VECTOR_ROUTES["not exercised"]
+    if not done and not missing:
+        return
+    terminalreporter.section("minidl vector routes")
+    for route, how in done.items():
+        terminalreporter.write_line(f"exercised:     {route} ({how})")
+    for route, why in missing.items():
+        if route not in done:
+            terminalreporter.write_line(f"NOT exercised: {route} ({why})")

@@ -4,7 +4,7 @@ Two register-blocked micro-kernels, written as LLVM vector code through Numba
 intrinsics (Numba's own loop vectoriser keeps partial results in memory, which
 caps a product at about half the speed).  The sizes below are the AVX-512 ones
 (``gemm.isa() == "avx512"``: ``LANES`` 16, ``NN_ROWS`` 8, ``NT_ROWS x NT_COLS`` 6 x 4); with
-AVX2 the same code runs on 8-lane vectors with 6-row and 3 x 4 tiles, which fit its 16
+AVX2 the same code runs on 8-lane vectors with 6-row and 4 x 3 tiles, which fit its 16
 registers (``gemm.py``):
 
 * ``_nn_tile``: ``C[8 rows, 32 columns] = A_pack @ B`` for ``C = A B`` with ``B``

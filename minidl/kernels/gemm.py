@@ -10,7 +10,7 @@ sizes, one per vector instruction set (``isa()``, chosen once from the CPU Numba
 compiles for):
 
 * ``"avx512"``: 16-lane float32 vectors, 32 vector registers (8 x 32 and 6 x 4 tiles);
-* ``"avx2"``: 8-lane vectors with FMA, 16 registers (6 x 16 and 3 x 4 tiles), the
+* ``"avx2"``: 8-lane vectors with FMA, 16 registers (6 x 16 and 4 x 3 tiles), the
   vector unit of most laptops and of many servers;
 * ``None``: neither (another architecture, or Numba told to compile for a generic
   CPU): NumPy's BLAS everywhere.
@@ -102,8 +102,11 @@ def isa() -> str | None:
 # vector; rows of a ``C = A B`` tile (each two vectors wide); rows of ``A`` and of ``B^T``
 # per ``C = A B^T`` tile.  Accumulators + operands must fit the register file (32 vectors
 # with AVX-512, 16 with AVX2): 8x2 + 2 + 1 and 6x4 + 6 + 4 (of 32); 6x2 + 2 + 1 and
-# 3x4 + 1 + 4 (of 16, loading A's rows one at a time).
-_TILES = {"avx512": (16, 8, 6, 4), "avx2": (8, 6, 3, 4)}
+# 4x3 + 3 + 1 (of 16, A's rows loaded one at a time).  The AVX2 a @ b.T tile was the
+# fastest of 3x4, 2x4, 4x3, 4x2, 2x6, 2x5 for the lab MLP's 64x784 @ 784x256 (288 us
+# against 323-370 us; one core of an AMD EPYC (Zen 4) with Numba told to compile for Haswell,
+# medians of 7 blocks).
+_TILES = {"avx512": (16, 8, 6, 4), "avx2": (8, 6, 4, 3)}
 
 
 def tile_geometry() -> tuple[int, int, int, int]:
