@@ -238,7 +238,9 @@ def main(argv=None) -> int:
                         help="also train the same model with PyTorch in this run")
     parser.add_argument("--threads", type=int, default=None,
                         help="threads for minidl (and torch); default: minidl's default")
-    args = parser.parse_args(argv)
+    args = common.parse_args(parser, argv, "benchmarks.accuracy")
+    if args is None:          # ran again under --isa
+        return common.parse_args.code
     if args.epochs < 1:
         parser.error("--epochs must be >= 1")
     if args.quick:

@@ -162,7 +162,9 @@ def render_section(cold: dict) -> str:
 def main(argv=None) -> int:
     parser = common.base_parser(__doc__.split("\n")[0])
     parser.add_argument("--no-torch", action="store_true")
-    args = parser.parse_args(argv)
+    args = common.parse_args(parser, argv, "benchmarks.coldstart")
+    if args is None:          # ran again under --isa
+        return common.parse_args.code
     from .training import torch_available
     with_torch = (not args.no_torch) and torch_available()
     info = common.machine_info(with_torch=with_torch)

@@ -47,7 +47,39 @@ def base_parser(description: str) -> argparse.ArgumentParser:
                              "numbers mean nothing (used by the smoke test)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR,
                         help=f"directory for JSON/Markdown/PNG results (default {RESULTS_DIR})")
+    parser.add_argument("--isa", choices=["host", "avx2"], default="host",
+                        help="vector instructions the libraries may use: host (all this CPU "
+                             "has) or avx2 (what an AVX2 machine runs: minidl's AVX2 GEMM, "
+                             "OpenBLAS's and PyTorch's AVX2 kernels), to measure the AVX2 "
+                             "route on an AVX-512 CPU")
     return parser
+
+
+# What an AVX2 machine runs, told to each library on a CPU that has more (AVX-512): Numba
+# compiles for Haswell (so minidl's kernels, its GEMM route included, are the AVX2 ones),
+# OpenBLAS takes its Haswell kernels, PyTorch its AVX2 kernels (ATen, MKL, oneDNN).
+ISA_ENV = {"avx2": {"NUMBA_CPU_NAME": "haswell", "OPENBLAS_CORETYPE": "Haswell",
+                    "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+                    "ONEDNN_MAX_CPU_ISA": "AVX2"}}
+ISA_MARK = "MINIDL_BENCH_ISA"      # set in the process that runs under an emulated ISA
+
+
+def parse_args(parser: argparse.ArgumentParser, argv, module: str):
+    """``parser.parse_args(argv)``; with ``--isa avx2`` (and not yet under it), runs
+    ``python -m module argv`` again in a fresh process with ``ISA_ENV["avx2"]`` set, and
+    returns None: the caller returns that process's exit code, kept in ``parse_args.code``.
+
+    Those settings are read when each library loads, hence a fresh process; the spawned
+    framework workers inherit them."""
+    args = parser.parse_args(argv)
+    if args.isa == "host" or os.environ.get(ISA_MARK) == args.isa:
+        return args
+    env = dict(os.environ, **ISA_ENV[args.isa], **{ISA_MARK: args.isa})
+    cmd = [sys.executable, "-m", module] + list(sys.argv[1:] if argv is None else argv)
+    print(f"--isa {args.isa}: running again with "
+          + " ".join(f"{k}={v}" for k, v in ISA_ENV[args.isa].items()), file=sys.stderr)
+    parse_args.code = subprocess.run(cmd, env=env, cwd=REPO_ROOT).returncode
+    return None
 
 
 def writes_official_results(args) -> bool:
@@ -106,12 +138,44 @@ def busy_processes(limit: int = 8) -> list[str]:
     return rows[:limit]
 
 
+_VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl",
+                 "avx512_vnni", "amx_tile", "asimd", "sve")
+
+
+def cpu_vector_flags() -> list[str]:
+    """The CPU's vector extensions that matter here, from ``/proc/cpuinfo`` (Linux)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    have = set(line.split(":", 1)[1].split())
+                    return [flag for flag in _VECTOR_FLAGS if flag in have]
+    except OSError:
+        pass
+    return []
+
+
+def minidl_route() -> str:
+    """The vector route of minidl's GEMM micro-kernels in this process (imports Numba)."""
+    from minidl.kernels import gemm
+    return gemm.isa() or "none (NumPy's BLAS)"
+
+
 def machine_info(with_torch: bool = True) -> dict:
-    """Facts about the machine and software a result was measured on."""
+    """Facts about the machine and software a result was measured on: the CPU and its
+    vector extensions, the ISA the libraries were allowed (``--isa``), minidl's GEMM
+    route, the BLAS with its core type and threads, and the thread settings."""
     info = {
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "host": platform.node(),
         "cpu": _cpu_model(),
+        "cpu_vector_flags": cpu_vector_flags(),
+        "isa": os.environ.get(ISA_MARK, "host"),
+        "minidl_gemm_route": minidl_route(),
+        "thread_env": {k: os.environ.get(k) for k in (
+            "MINIDL_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+            "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER", "GOMP_SPINCOUNT", "OMP_WAIT_POLICY",
+            "OPENBLAS_CORETYPE", "NUMBA_CPU_NAME", "ATEN_CPU_CAPABILITY") if os.environ.get(k)},
         "logical_cpus": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
         else os.cpu_count(),
@@ -164,8 +228,18 @@ def load_note(info_start: dict, info_end: dict | None = None) -> str:
 
 def machine_markdown(info: dict) -> str:
     blas = info.get("blas") or []
-    blas_txt = ", ".join(f"{b.get('internal_api')} {b.get('version')}" for b in blas) or "?"
-    return (f"Machine: {info['cpu']}, {info['cpus_usable']} usable cores, "
+    blas_txt = ", ".join(f"{b.get('internal_api')} {b.get('version')} core type "
+                         f"{b.get('architecture')}, {b.get('num_threads')} threads"
+                         for b in blas) or "?"
+    flags = info.get("cpu_vector_flags")
+    isa = info.get("isa", "host")
+    env = info.get("thread_env") or {}
+    return (f"Machine: {info['cpu']} ({' '.join(flags) if flags else 'vector flags unknown'}), "
+            + ("all its vector instructions allowed" if isa == "host" else
+               f"**libraries limited to {isa}** (`--isa {isa}`)")
+            + f", minidl GEMM route {info.get('minidl_gemm_route', '?')}, "
+            + (f"environment {' '.join(f'{k}={v}' for k, v in env.items())}, " if env else "")
+            + f"{info['cpus_usable']} usable cores, "
             f"Python {info['python']}, NumPy {info['numpy']} ({blas_txt}), "
             f"Numba {info.get('numba')}, PyTorch {info.get('torch')}, "
             f"minidl commit {info.get('minidl_commit')}, {info['date']}.")
@@ -476,8 +550,8 @@ MODELS = {
     "lab_mlp_64": ("lab MLP 784-64-10", 128, None, 1.3),
     "mlp_3layer": ("MLP 784-256-128-64-10", 64, 0.6, 2.4),
     "cnn_2conv": ("CNN conv3x3 1-32, pool, conv3x3 32-64, pool, FC 3136-128-10, dropout 0.5",
-                  64, 0.8, 23.7),
-    "cnn_small": ("small CNN conv5x5 1-16 pad2, avgpool2, FC 3136-10", 128, 0.8, 9.5),
+                  64, 0.7, 23.7),
+    "cnn_small": ("small CNN conv5x5 1-16 pad2, avgpool2, FC 3136-10", 128, 0.7, 9.5),
 }
 INFERENCE_TARGET = 1.0
 

@@ -1060,7 +1060,9 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--block-seconds", type=float, default=None)
     parser.add_argument("--no-torch", action="store_true")
-    args = parser.parse_args(argv)
+    args = common.parse_args(parser, argv, "benchmarks.kernels")
+    if args is None:          # ran again under --isa
+        return common.parse_args.code
     q = args.quick
     args.threads = args.threads or ([1] if q else [1, 2])
     args.rounds = args.rounds or (2 if q else 5)

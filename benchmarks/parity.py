@@ -418,7 +418,9 @@ def render(info, rows, errors, steps) -> str:
 def main(argv=None) -> int:
     parser = common.base_parser(__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps (default 100)")
-    args = parser.parse_args(argv)
+    args = common.parse_args(parser, argv, "benchmarks.parity")
+    if args is None:          # ran again under --isa
+        return common.parse_args.code
     try:
         import torch
     except ImportError:

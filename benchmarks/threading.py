@@ -174,7 +174,9 @@ def main(argv=None) -> int:
     parser = common.base_parser(__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args(argv)
+    args = common.parse_args(parser, argv, "benchmarks.threading")
+    if args is None:          # ran again under --isa
+        return common.parse_args.code
     if args.threads < 2 or args.rounds < 1:
         parser.error("--threads must be at least 2 and --rounds at least 1")
     rounds = 1 if args.quick else args.rounds

@@ -524,7 +524,9 @@ def main(argv=None) -> int:
     parser.add_argument("--memory-model", help=argparse.SUPPRESS)
     parser.add_argument("--memory-batch", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--memory-threads", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    args = common.parse_args(parser, argv, "benchmarks.training")
+    if args is None:          # ran again under --isa
+        return common.parse_args.code
 
     if args.memory_worker:
         result = memory_worker(args.memory_worker, args.memory_model, args.memory_batch,
