@@ -2,7 +2,9 @@
 
 File format: one ``.npz`` archive (``numpy.savez``) holding
 
-* one array per ``state_dict`` entry, under the same key (``"layers.1.weight"``);
+* one array per ``state_dict`` entry, under the same key (``"layers.1.weight"``):
+  parameters and float buffers as floats, integer buffers (BatchNorm's
+  ``num_batches_tracked``) as int64;
 * ``"__minidl_metadata__"``: a one-element string array holding a JSON object
   ``{"format": "minidl", "version": 1, "metadata": {...}}`` with whatever
   keyword arguments were given to :func:`save`.
@@ -150,9 +152,9 @@ def _read(path):
                     metadata = header["metadata"]
                 except (ValueError, KeyError, IndexError, TypeError) as exc:
                     raise ValueError(f"load: malformed metadata in {path!r} ({exc})") from None
-            elif not np.issubdtype(value.dtype, np.floating):
-                raise ValueError(
-                    f"load: entry {key!r} of {path!r} has dtype {value.dtype}, expected floating point")
+            elif value.dtype.kind not in "fiu":
+                raise ValueError(f"load: entry {key!r} of {path!r} has dtype {value.dtype}, "
+                                 f"expected floating point (or an integer buffer)")
             else:
                 arrays[key] = value
     return arrays, metadata
@@ -162,13 +164,27 @@ def load(model, path, /) -> dict:
     """Load weights saved by :func:`save` into ``model``; return the saved metadata.
 
     Raises FileNotFoundError when ``path`` does not exist, and ValueError naming
-    the file when it is not a readable .npz archive of float arrays (damaged or
-    truncated, another format, pickled objects, non-float entries).  Raises
-    ValueError (from ``load_state_dict``) naming missing keys, unexpected keys and
-    shape mismatches.  In every one of these cases the model is left unchanged.
-    Arrays are cast to the model's parameter dtype.
+    the file when it is not a readable .npz archive of numeric arrays (damaged or
+    truncated, another format, pickled objects, entries that are neither float nor
+    integer), or when an entry's kind is not its model entry's kind (float for
+    parameters and float buffers, integer for integer buffers).  Raises ValueError
+    (from ``load_state_dict``) naming missing keys, unexpected keys and shape
+    mismatches.  In every one of these cases the model is left unchanged.  Arrays
+    are cast to the model's dtypes.
     """
+    path_read = os.fspath(path)
     arrays, metadata = _read(path)
+    expected = {k: v.dtype.kind for k, v in model.state_dict().items()}
+    for key, value in arrays.items():
+        want = expected.get(key)
+        if want is None:
+            continue           # an unexpected key: load_state_dict names it
+        if want == "f" and value.dtype.kind != "f":
+            raise ValueError(f"load: entry {key!r} of {path_read!r} has dtype {value.dtype}, "
+                             f"expected floating point")
+        if want in "iu" and value.dtype.kind not in "iu":
+            raise ValueError(f"load: entry {key!r} of {path_read!r} has dtype {value.dtype}, "
+                             f"expected an integer (it is an integer buffer)")
     model.load_state_dict(arrays)
     return metadata
 
@@ -181,7 +197,8 @@ def read_metadata(path) -> dict:
 def from_torch_state_dict(state_dict) -> "OrderedDict[str, np.ndarray]":
     """A PyTorch ``state_dict`` (tensors) as an ``OrderedDict`` of NumPy arrays (copies).
 
-    Keys are kept: minidl layers use torch's names and shapes, so the result
+    Buffers come too (``running_mean``, ``running_var``, ``num_batches_tracked`` as
+    int64).  Keys are kept: minidl layers use torch's names and shapes, so the result
     loads with ``model.load_state_dict``.  NumPy arrays pass through as copies.
     """
     return OrderedDict((key, np.array(state_array(value), copy=True))
@@ -192,5 +209,6 @@ def to_torch_state_dict(model) -> "OrderedDict[str, object]":
     """``model.state_dict()`` as torch tensors, for ``torch_model.load_state_dict``."""
     import torch  # noqa: PLC0415 - optional dependency, imported lazily
 
-    return OrderedDict((k, torch.from_numpy(np.ascontiguousarray(v)))
+    # not np.ascontiguousarray: it turns a 0-d array (num_batches_tracked) into shape (1,)
+    return OrderedDict((k, torch.from_numpy(np.asarray(v, order="C")))
                        for k, v in model.state_dict().items())

@@ -8,6 +8,9 @@ walks the layers in reverse.
 
 Names, ``state_dict`` keys and conversions (``.double()``, ``.float()``,
 ``.to(dtype)``) match ``torch.nn.Module`` so models port by changing one import.
+A module's state is its parameters and its buffers: arrays that are not trained but
+belong to the model (BatchNorm's running statistics), registered with
+``register_buffer``.
 """
 from __future__ import annotations
 
@@ -43,6 +46,22 @@ def state_array(value):
     if hasattr(value, "shape") and hasattr(value, "dtype"):
         return value
     return np.asarray(value)
+
+
+def _check_buffer(owner: str, name: str, array):
+    """``array`` as a buffer value: None, or a NumPy/CuPy array (a torch tensor or a
+    list through ``state_array``); a Parameter or a non-numeric array is refused,
+    since ``load_state_dict`` could never load it back."""
+    if array is None:
+        return None
+    if isinstance(array, Parameter):
+        raise ValueError(f"{owner}: buffer {name!r} must be an array or None, got a Parameter "
+                         f"(use register_parameter)")
+    array = state_array(array)
+    if array.dtype.kind not in _LOADABLE_KINDS:
+        raise ValueError(f"{owner}: buffer {name!r} must be a real numeric array (float "
+                         f"or int), got dtype {array.dtype}")
+    return array
 
 
 class Parameter:
@@ -114,10 +133,18 @@ class Module:
     ``minidl.train.fit`` sets it to False on the model while it trains.  A
     container whose ``backward`` returns its child's input gradient may pass the
     setting on by overriding ``_needs_input_grad_changed(value)``.
+
+    Buffers (``register_buffer``) are arrays a module owns but does not train, such
+    as BatchNorm's running statistics.  As in torch, assigning an array (or None) to
+    a buffer's attribute replaces the buffer; a persistent buffer is part of
+    ``state_dict`` (after its module's parameters); float buffers follow ``.to(dtype)``
+    while integer ones (``num_batches_tracked``) keep their dtype.
     """
 
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_non_persistent_buffers", set())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
 
@@ -127,6 +154,15 @@ class Module:
             raise RuntimeError(
                 f"{type(self).__name__}: call super().__init__() before assigning attributes")
         params, modules = self._parameters, self._modules
+        buffers = self.__dict__.get("_buffers")
+        if buffers is not None and name in buffers:
+            if isinstance(value, (Parameter, Module)):
+                self._remove_buffer(name)
+            else:
+                # assigning to a buffer's name replaces the buffer, as in torch
+                self._buffers[name] = _check_buffer(type(self).__name__, name, value)
+                object.__setattr__(self, name, self._buffers[name])
+                return
         params.pop(name, None)
         modules.pop(name, None)
         if isinstance(value, Parameter):
@@ -138,7 +174,13 @@ class Module:
     def __delattr__(self, name):
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
+        self._remove_buffer(name)
         object.__delattr__(self, name)
+
+    def _remove_buffer(self, name: str) -> None:
+        # modules unpickled from before buffers existed lack the two fields
+        self.__dict__.get("_buffers", {}).pop(name, None)
+        self.__dict__.get("_non_persistent_buffers", set()).discard(name)
 
     def register_parameter(self, name: str, param: Parameter | None) -> None:
         """Register ``param`` under ``name``; ``None`` records an absent parameter (bias=False)."""
@@ -147,6 +189,36 @@ class Module:
             object.__setattr__(self, name, None)
         else:
             setattr(self, name, param)
+
+    def register_buffer(self, name: str, array, persistent: bool = True) -> None:
+        """Register ``array`` (or None, an absent buffer) as the buffer ``name``.
+
+        A buffer is state that is not trained: it is not in ``parameters()``, gets no
+        gradient, and is listed by ``buffers()``/``named_buffers()``.  A persistent
+        buffer is saved in ``state_dict`` under ``"<module path>.<name>"`` (torch's key,
+        e.g. ``"0.running_mean"``); a non-persistent one is not.  A None buffer is in
+        neither.  ``array`` is kept as given (not copied).  Matches
+        ``torch.nn.Module.register_buffer``.
+        """
+        owner = type(self).__name__
+        if "_buffers" not in self.__dict__:
+            raise RuntimeError(f"{owner}: call super().__init__() before register_buffer")
+        if not isinstance(name, str) or not name or "." in name:
+            raise ValueError(f"{owner}.register_buffer: expected a non-empty name without "
+                             f"'.', got {name!r}")
+        if not isinstance(persistent, bool):
+            raise ValueError(f"{owner}.register_buffer: expected persistent to be a bool, "
+                             f"got {persistent!r}")
+        if name not in self._buffers and (name in self._parameters or name in self._modules
+                                          or hasattr(self, name)):
+            raise ValueError(f"{owner}.register_buffer: attribute {name!r} already exists")
+        array = _check_buffer(owner, name, array)
+        self._buffers[name] = array
+        if persistent:
+            self._non_persistent_buffers.discard(name)
+        else:
+            self._non_persistent_buffers.add(name)
+        object.__setattr__(self, name, array)
 
     # -- the protocol -------------------------------------------------------
     @property
@@ -206,6 +278,38 @@ class Module:
         for _, p in self.named_parameters():
             yield p
 
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, object]]:
+        """Every buffer that is not None (persistent or not), each array once, keyed like
+        ``state_dict``."""
+        seen = set()
+        for mod_name, mod in self.named_modules(prefix):
+            for name, b in mod.__dict__.get("_buffers", {}).items():
+                if b is None or id(b) in seen:
+                    continue
+                seen.add(id(b))
+                yield (f"{mod_name}.{name}" if mod_name else name), b
+
+    def buffers(self) -> Iterator[object]:
+        for _, b in self.named_buffers():
+            yield b
+
+    def _state_entries(self):
+        """``(key, owner module, attribute name, array, is_buffer)`` for every entry of
+        ``state_dict``, in torch's order: each module's parameters, then its persistent
+        buffers, then its children's entries."""
+        seen = set()
+        for mod_name, mod in self.named_modules():
+            prefix = f"{mod_name}." if mod_name else ""
+            for name, p in mod._parameters.items():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    yield prefix + name, mod, name, p.data, False
+            skip = mod.__dict__.get("_non_persistent_buffers", ())
+            for name, b in mod.__dict__.get("_buffers", {}).items():
+                if b is not None and name not in skip and id(b) not in seen:
+                    seen.add(id(b))
+                    yield prefix + name, mod, name, b, True
+
     def num_parameters(self) -> int:
         """Total number of trainable scalars."""
         return int(sum(p.data.size for p in self.parameters()))
@@ -234,6 +338,15 @@ class Module:
             p.data = fn(p.data)
             if p.grad is not None:
                 p.grad = fn(p.grad)
+        converted = {}               # a buffer shared by two modules stays shared
+        for m in self.modules():
+            buffers = m.__dict__.get("_buffers", {})
+            for name, b in buffers.items():
+                if b is not None:
+                    if id(b) not in converted:
+                        converted[id(b)] = fn(b)
+                    buffers[name] = converted[id(b)]
+                    object.__setattr__(m, name, converted[id(b)])
         for m in self.modules():
             m._convert_extra(fn)
         return self
@@ -242,7 +355,11 @@ class Module:
         """Hook for layers holding non-parameter arrays that must follow dtype/device."""
 
     def to(self, target) -> "Module":
-        """``to(np.float64)`` / ``to("float32")`` casts; ``to("cpu")`` / ``to("cuda")`` moves."""
+        """``to(np.float64)`` / ``to("float32")`` casts; ``to("cpu")`` / ``to("cuda")`` moves.
+
+        A cast changes parameters and float buffers only: integer buffers such as
+        ``num_batches_tracked`` keep their dtype, as in torch.  A move moves them all.
+        """
         if isinstance(target, str) and target.split(":")[0] in ("cpu", "cuda"):
             return self._convert(lambda a: backend.to_device(a, target))
         try:
@@ -257,7 +374,7 @@ class Module:
         if dtype not in _FLOAT_DTYPES:
             raise ValueError(
                 f"{type(self).__name__}.to: expected float32 or float64, got {dtype}")
-        return self._convert(lambda a: a.astype(dtype, copy=False))
+        return self._convert(lambda a: a.astype(dtype, copy=False) if a.dtype.kind == "f" else a)
 
     def double(self) -> "Module":
         return self.to(np.float64)
@@ -267,25 +384,28 @@ class Module:
 
     # -- state ----------------------------------------------------------------
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
-        """Copies of every parameter, keyed like torch (``"0.weight"``, ``"fc.bias"``)."""
-        return OrderedDict((name, backend.to_numpy(p.data).copy())
-                           for name, p in self.named_parameters())
+        """Copies of every parameter and persistent buffer, keyed and ordered like torch
+        (``"0.weight"``, ``"fc.bias"``, ``"1.running_mean"``)."""
+        return OrderedDict((key, backend.to_numpy(array).copy())
+                           for key, _, _, array, _ in self._state_entries())
 
     def load_state_dict(self, state_dict, strict: bool = True) -> None:
-        """Copy arrays into the parameters, checking everything first.
+        """Copy arrays into the parameters and persistent buffers, checking everything first.
 
-        ``state_dict`` maps parameter names to arrays: NumPy or CuPy arrays, torch
-        tensors (a torch ``state_dict()`` loads directly) or nested lists of numbers.
-        Each value must have the parameter's shape and a real numeric dtype (float,
-        int or unsigned int); it is cast to the parameter's dtype.  With ``strict``
-        (the default) the keys must be exactly the model's; without it missing and
-        unexpected keys are ignored, and only the values that would be loaded are
-        checked.
+        ``state_dict`` maps ``state_dict`` keys to arrays: NumPy or CuPy arrays, torch
+        tensors (a torch ``state_dict()`` loads directly, buffers included) or nested
+        lists of numbers.  Each value must have the entry's shape and a real numeric
+        dtype (float, int or unsigned int); it is cast to the entry's dtype (a float
+        buffer or parameter keeps the model's float dtype, ``num_batches_tracked`` stays
+        int64).  With ``strict`` (the default) the keys must be exactly the model's;
+        without it missing and unexpected keys are ignored, and only the values that
+        would be loaded are checked.
 
         Raises TypeError when ``state_dict`` is not a mapping, and ValueError naming
         every missing key, unexpected key, wrong shape and non-numeric dtype.  Every
-        value is checked and converted before the first parameter changes, so when
-        it raises the model is exactly as it was.
+        value is checked and converted before the first parameter or buffer changes,
+        so when it raises the model is exactly as it was.  Loaded values are copies:
+        the model never shares memory with ``state_dict``.
 
         NOTE: torch also copies bool and complex tensors into float parameters (the
         imaginary part dropped with a warning); minidl refuses them, since a weight
@@ -296,7 +416,7 @@ class Module:
             raise TypeError(
                 f"{name}: expected a mapping of parameter name -> array (such as "
                 f"model.state_dict()), got {type(state_dict).__name__}")
-        own = OrderedDict(self.named_parameters())
+        own = OrderedDict((entry[0], entry) for entry in self._state_entries())
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         problems = []
@@ -305,7 +425,7 @@ class Module:
         if strict and unexpected:
             problems.append(f"unexpected keys {unexpected}")
         arrays = OrderedDict()
-        for k, p in own.items():
+        for k, (_, _, _, current, _) in own.items():
             if k not in state_dict:
                 continue
             try:
@@ -315,8 +435,8 @@ class Module:
                                 f"{type(state_dict[k]).__name__} that NumPy cannot make "
                                 f"one of ({exc})")
                 continue
-            if tuple(value.shape) != tuple(p.data.shape):
-                problems.append(f"'{k}': expected shape {tuple(p.data.shape)}, got "
+            if tuple(value.shape) != tuple(current.shape):
+                problems.append(f"'{k}': expected shape {tuple(current.shape)}, got "
                                 f"{tuple(value.shape)}")
             elif value.dtype.kind not in _LOADABLE_KINDS:
                 problems.append(f"'{k}': expected a real numeric dtype (float or int), got "
@@ -326,11 +446,15 @@ class Module:
         if problems:
             raise ValueError(f"{name}: " + "; ".join(problems))
         # Convert every value before assigning any, so nothing can fail half-way.
-        converted = [(own[k], backend.asarray_like(v, own[k].data).astype(own[k].data.dtype,
-                                                                          copy=True))
+        converted = [(own[k], backend.asarray_like(v, own[k][3]).astype(own[k][3].dtype,
+                                                                        copy=True))
                      for k, v in arrays.items()]
-        for p, data in converted:
-            p.data = data
+        for (_, owner, attr, _, is_buffer), data in converted:
+            if is_buffer:
+                owner._buffers[attr] = data
+                object.__setattr__(owner, attr, data)
+            else:
+                owner._parameters[attr].data = data
 
     # -- printing -------------------------------------------------------------
     def extra_repr(self) -> str:
