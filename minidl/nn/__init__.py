@@ -7,9 +7,11 @@ from .dropout import Dropout
 from .conv import Conv2d
 from .pooling import MaxPool2d, AvgPool2d
 from .loss import CrossEntropyLoss
+from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 
 __all__ = [
     "Module", "Parameter", "Sequential", "init",
     "Linear", "Flatten", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "ELU", "GELU",
     "Dropout", "Conv2d", "MaxPool2d", "AvgPool2d", "CrossEntropyLoss",
+    "BatchNorm1d", "BatchNorm2d", "LayerNorm",
 ]
