@@ -74,3 +74,20 @@ def __getattr__(name):
         module = importlib.import_module(_NUMBA_TWINS[name], __name__)
         return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# The recurrent cells (issue 13): references, dispatchers and Numba twins; the time loop
+# itself (``recurrent_forward`` / ``recurrent_backward``) is in ``rnn.py``.
+from .rnn import (gru_cell_backward, gru_cell_backward_reference, gru_cell_forward,
+                  gru_cell_forward_reference, hidden_weight_grads, lstm_cell_backward,
+                  lstm_cell_backward_reference, lstm_cell_forward, lstm_cell_forward_reference,
+                  recurrent_backward, recurrent_forward, rnn_cell_backward,
+                  rnn_cell_backward_reference, rnn_cell_forward, rnn_cell_forward_reference)
+
+_RNN_KERNELS = ("rnn_cell_forward", "rnn_cell_backward", "lstm_cell_forward",
+                "lstm_cell_backward", "gru_cell_forward", "gru_cell_backward")
+_NUMBA_TWINS.update({f"{k}_numba": "._rnn_numba" for k in _RNN_KERNELS})
+KERNELS += _RNN_KERNELS
+__all__ += [*_RNN_KERNELS, *(f"{k}_reference" for k in _RNN_KERNELS),
+            *(f"{k}_numba" for k in _RNN_KERNELS), "recurrent_forward", "recurrent_backward",
+            "hidden_weight_grads"]

@@ -15,3 +15,7 @@ __all__ = [
     "Dropout", "Conv2d", "MaxPool2d", "AvgPool2d", "CrossEntropyLoss",
     "BatchNorm1d", "BatchNorm2d", "LayerNorm",
 ]
+
+from .rnn import RNN, LSTM, GRU, RNNCell, LSTMCell, GRUCell
+
+__all__ += ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"]

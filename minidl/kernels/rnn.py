@@ -1,0 +1,286 @@
+r"""The recurrent time loop: one layer, one direction, forward and backward through time.
+
+The layers in ``minidl.nn.rnn`` do the big matrix products for all time steps at
+once (``x_t W_ih^T + b_ih`` before the loop, the weight gradients after it); what is
+left is inherently sequential: each step needs the previous hidden state.  One step is
+
+    hg = h_{t-1} W_hh^T + b_hh          (a matrix product, ``matmul``)
+    h_t, (c_t) = cell(xg_t, hg, ...)    (element-wise: gate nonlinearities + state update)
+
+``recurrent_forward`` / ``recurrent_backward`` are that loop, written once in plain
+Python; the element-wise cell steps are the kernels, each in two twins:
+
+* ``<cell>_forward_reference`` / ``<cell>_backward_reference`` -- plain NumPy, the
+  math a learner reads (also runs on CuPy arrays);
+* ``<cell>_forward_numba`` / ``<cell>_backward_numba`` (``_rnn_numba.py``) -- the same
+  step fused into one pass over the ``(N, H)`` units, no temporaries;
+* ``<cell>_forward`` / ``<cell>_backward`` -- the dispatcher the loop calls: the Numba
+  twin for float32/float64 NumPy arrays (``enabled = False`` or
+  ``MINIDL_KERNELS=reference`` turns it off), the reference otherwise.
+
+Cells (gate order as torch; ``sigma`` the logistic sigmoid; ``xg``/``hg`` the input
+and hidden parts of the pre-activations, ``(N, G)``):
+
+* RNN (``G = H``): ``h = act(xg + hg)``, ``act`` tanh or relu.
+* LSTM (``G = 4H``, blocks i, f, g, o):
+  ``i, f, o = sigma(.)``, ``g = tanh(.)`` of ``xg + hg``; ``c = f c_prev + i g``;
+  ``h = o tanh(c)``.
+* GRU (``G = 3H``, blocks r, z, n):
+  ``r = sigma(xg_r + hg_r)``, ``z = sigma(xg_z + hg_z)``, ``n = tanh(xg_n + r hg_n)``,
+  ``h = (1 - z) n + z h_prev``.
+
+Their backward formulas stand beside each reference below and in ``nn.rnn``.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .. import backend
+from .gemm import matmul
+
+MODES = ("RNN_TANH", "RNN_RELU", "LSTM", "GRU")
+GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
+
+# False: always the NumPy references (tests flip it to compare the twins).
+enabled = os.environ.get("MINIDL_KERNELS", "") != "reference"
+
+
+def _sigmoid(xp, a):
+    """``1 / (1 + e^{-a})`` without overflow: ``e^{-|a|}`` only."""
+    e = xp.exp(-xp.abs(a))
+    return xp.where(a >= 0, 1 / (1 + e), e / (1 + e))
+
+
+# -- RNN cell -----------------------------------------------------------------------
+def rnn_cell_forward_reference(xg, hg, relu: bool):
+    """``h = tanh(xg + hg)`` (or ``relu``), shapes ``(N, H)``."""
+    a = xg + hg
+    return backend.xp(a).maximum(a, 0) if relu else backend.xp(a).tanh(a)
+
+
+def rnn_cell_backward_reference(dh, h, relu: bool):
+    """dL/da for ``h = act(a)``: ``dh (1 - h^2)`` (tanh) or ``dh [h > 0]`` (relu).
+
+    The relu mask is torch's ``threshold_backward`` test, ``not (h <= 0)``: a NaN
+    ``h`` passes its gradient.
+    """
+    if relu:
+        return backend.xp(dh).where(h <= 0, 0, dh)
+    return dh * (1 - h * h)
+
+
+# -- LSTM cell ----------------------------------------------------------------------
+def lstm_cell_forward_reference(xg, hg, c_prev):
+    """One LSTM step from pre-activations: ``(h, c, gates)``.
+
+    ``xg, hg``: ``(N, 4H)``; ``c_prev``: ``(N, H)``; ``gates``: the activated
+    ``[i, f, g, o]`` ``(N, 4H)``, kept for backward.
+    """
+    xp = backend.xp(xg)
+    a = xg + hg
+    H = c_prev.shape[1]
+    gates = _sigmoid(xp, a)
+    gates[:, 2 * H:3 * H] = xp.tanh(a[:, 2 * H:3 * H])
+    i, f, g, o = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:3 * H], gates[:, 3 * H:]
+    c = f * c_prev + i * g
+    h = o * xp.tanh(c)
+    return h, c, gates
+
+
+def lstm_cell_backward_reference(dh, dc, gates, c_prev, c):
+    r"""One LSTM step back: ``(da, dc_prev)``, ``da = dL/d(xg + hg)`` ``(N, 4H)``.
+
+    With ``k = tanh(c)`` and ``dc`` the gradient arriving from step t+1:
+
+        dc_tot = dc + dh o (1 - k^2)       dc_prev = dc_tot f
+        da_i = dc_tot g i (1 - i)          da_f = dc_tot c_prev f (1 - f)
+        da_g = dc_tot i (1 - g^2)          da_o = dh k o (1 - o)
+    """
+    xp = backend.xp(dh)
+    H = c.shape[1]
+    i, f, g, o = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:3 * H], gates[:, 3 * H:]
+    k = xp.tanh(c)
+    dc_tot = dc + dh * o * (1 - k * k)
+    da = xp.concatenate([dc_tot * g * i * (1 - i), dc_tot * c_prev * f * (1 - f),
+                         dc_tot * i * (1 - g * g), dh * k * o * (1 - o)], axis=1)
+    return da, dc_tot * f
+
+
+# -- GRU cell -----------------------------------------------------------------------
+def gru_cell_forward_reference(xg, hg, h_prev):
+    """One GRU step: ``(h, gates)``; ``xg, hg``: ``(N, 3H)``; ``gates`` = ``[r, z, n]``."""
+    xp = backend.xp(xg)
+    H = h_prev.shape[1]
+    rz = _sigmoid(xp, xg[:, :2 * H] + hg[:, :2 * H])
+    r, z = rz[:, :H], rz[:, H:]
+    n = xp.tanh(xg[:, 2 * H:] + r * hg[:, 2 * H:])
+    h = (1 - z) * n + z * h_prev
+    return h, xp.concatenate([rz, n], axis=1)
+
+
+def gru_cell_backward_reference(dh, gates, hg_n, h_prev):
+    r"""One GRU step back: ``(dxg, dhg, dh_prev_direct)``.
+
+    ``hg_n = W_hn h_prev + b_hn`` (the hidden part of the n gate, before ``r``):
+
+        da_n = dh (1 - z) (1 - n^2)           (n's pre-activation)
+        da_z = dh (h_prev - n) z (1 - z)
+        da_r = da_n hg_n r (1 - r)
+        dxg = [da_r, da_z, da_n]              dhg = [da_r, da_z, da_n r]
+        dh_prev_direct = dh z                 (plus dhg W_hh, added by the loop)
+    """
+    xp = backend.xp(dh)
+    H = h_prev.shape[1]
+    r, z, n = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:]
+    da_n = dh * (1 - z) * (1 - n * n)
+    da_z = dh * (h_prev - n) * z * (1 - z)
+    da_r = da_n * hg_n * r * (1 - r)
+    dxg = xp.concatenate([da_r, da_z, da_n], axis=1)
+    dhg = xp.concatenate([da_r, da_z, da_n * r], axis=1)
+    return dxg, dhg, dh * z
+
+
+# -- dispatchers --------------------------------------------------------------------
+def _numba_ready(*arrays) -> bool:
+    return enabled and all(type(a) is np.ndarray for a in arrays) and \
+        arrays[0].dtype in (np.float32, np.float64) and \
+        all(a.dtype == arrays[0].dtype for a in arrays)
+
+
+def rnn_cell_forward(xg, hg, relu: bool):
+    if _numba_ready(xg, hg):
+        from ._rnn_numba import rnn_cell_forward_numba
+        return rnn_cell_forward_numba(xg, hg, relu)
+    return rnn_cell_forward_reference(xg, hg, relu)
+
+
+def rnn_cell_backward(dh, h, relu: bool):
+    if _numba_ready(dh, h):
+        from ._rnn_numba import rnn_cell_backward_numba
+        return rnn_cell_backward_numba(dh, h, relu)
+    return rnn_cell_backward_reference(dh, h, relu)
+
+
+def lstm_cell_forward(xg, hg, c_prev):
+    if _numba_ready(xg, hg, c_prev):
+        from ._rnn_numba import lstm_cell_forward_numba
+        return lstm_cell_forward_numba(xg, hg, c_prev)
+    return lstm_cell_forward_reference(xg, hg, c_prev)
+
+
+def lstm_cell_backward(dh, dc, gates, c_prev, c):
+    if _numba_ready(dh, dc, gates, c_prev, c):
+        from ._rnn_numba import lstm_cell_backward_numba
+        return lstm_cell_backward_numba(dh, dc, gates, c_prev, c)
+    return lstm_cell_backward_reference(dh, dc, gates, c_prev, c)
+
+
+def gru_cell_forward(xg, hg, h_prev):
+    if _numba_ready(xg, hg, h_prev):
+        from ._rnn_numba import gru_cell_forward_numba
+        return gru_cell_forward_numba(xg, hg, h_prev)
+    return gru_cell_forward_reference(xg, hg, h_prev)
+
+
+def gru_cell_backward(dh, gates, hg_n, h_prev):
+    if _numba_ready(dh, gates, hg_n, h_prev):
+        from ._rnn_numba import gru_cell_backward_numba
+        return gru_cell_backward_numba(dh, gates, hg_n, h_prev)
+    return gru_cell_backward_reference(dh, gates, hg_n, h_prev)
+
+
+# -- the time loop ------------------------------------------------------------------
+def _hidden_part(h, w_hh, b_hh):
+    """``h W_hh^T + b_hh``: the hidden state's share of every gate, ``(N, G)``."""
+    hg = matmul(h, w_hh.T)
+    if b_hh is not None:
+        hg += b_hh
+    return hg
+
+
+def recurrent_forward(mode, xg, w_hh, b_hh, h0, c0=None):
+    """Run one layer in one direction over ``T`` steps (step 0 first).
+
+    Parameters
+    ----------
+    mode : one of ``MODES``
+    xg : ``(T, N, G)`` -- ``x_t W_ih^T + b_ih`` for every step (``G = gates * H``)
+    w_hh : ``(G, H)``;  b_hh : ``(G,)`` or None
+    h0, c0 : ``(N, H)`` -- initial states (``c0`` for LSTM only)
+
+    Returns ``(hs, cache)``: ``hs`` ``(T, N, H)`` the hidden state of every step
+    (so ``h_n = hs[-1]``), and what ``recurrent_backward`` needs (``cache["cs"][-1]``
+    is an LSTM's ``c_n``).
+    """
+    xp = backend.xp(xg)
+    T, N, G = xg.shape
+    H = w_hh.shape[1]
+    hs = xp.empty((T, N, H), xg.dtype)
+    gates = xp.empty((T, N, G), xg.dtype) if mode in ("LSTM", "GRU") else None
+    cs = xp.empty((T, N, H), xg.dtype) if mode == "LSTM" else None
+    hg_ns = xp.empty((T, N, H), xg.dtype) if mode == "GRU" else None
+    h, c = h0, c0
+    for t in range(T):
+        hg = _hidden_part(h, w_hh, b_hh)
+        if mode == "LSTM":
+            h, c, gates[t] = lstm_cell_forward(xg[t], hg, c)
+            cs[t] = c
+        elif mode == "GRU":
+            h, gates[t] = gru_cell_forward(xg[t], hg, h)
+            hg_ns[t] = hg[:, 2 * H:]
+        else:
+            h = rnn_cell_forward(xg[t], hg, mode == "RNN_RELU")
+        hs[t] = h
+    return hs, {"mode": mode, "hs": hs, "gates": gates, "cs": cs, "hg_ns": hg_ns,
+                "h0": h0, "c0": c0}
+
+
+def recurrent_backward(d_hs, dh_n, dc_n, w_hh, cache):
+    """Backpropagation through time for ``recurrent_forward``.
+
+    ``d_hs``: ``(T, N, H)`` dL/dh_t from above (the layer's output), or None;
+    ``dh_n``, ``dc_n``: ``(N, H)`` dL/d(final state), or None.
+
+    Returns ``(dxg, dhg, dh0, dc0)``: ``dxg`` ``(T, N, G)`` = dL/dxg (so the layer
+    gets ``dW_ih = sum_t dxg_t^T x_t``, ``dx_t = dxg_t W_ih``), ``dhg`` the same for
+    the hidden parts (``dW_hh = sum_t dhg_t^T h_{t-1}``, ``db_hh = sum dhg``; it *is*
+    ``dxg`` except for a GRU), and the initial states' gradients (``dc0`` None
+    unless LSTM).
+    """
+    mode, hs, gates = cache["mode"], cache["hs"], cache["gates"]
+    xp = backend.xp(hs)
+    T, N, H = hs.shape
+    G = w_hh.shape[0]
+    dxg = xp.empty((T, N, G), hs.dtype)
+    dhg = xp.empty((T, N, G), hs.dtype) if mode == "GRU" else dxg
+    dh = xp.zeros((N, H), hs.dtype) if dh_n is None else dh_n
+    dc = None
+    if mode == "LSTM":
+        dc = xp.zeros((N, H), hs.dtype) if dc_n is None else dc_n
+    for t in range(T - 1, -1, -1):
+        if d_hs is not None:
+            dh = dh + d_hs[t]
+        h_prev = cache["h0"] if t == 0 else hs[t - 1]
+        if mode == "LSTM":
+            c_prev = cache["c0"] if t == 0 else cache["cs"][t - 1]
+            dxg[t], dc = lstm_cell_backward(dh, dc, gates[t], c_prev, cache["cs"][t])
+            dh = matmul(dxg[t], w_hh)
+        elif mode == "GRU":
+            dxg[t], dhg[t], dh_direct = gru_cell_backward(dh, gates[t], cache["hg_ns"][t], h_prev)
+            dh = dh_direct + matmul(dhg[t], w_hh)
+        else:
+            dxg[t] = rnn_cell_backward(dh, hs[t], mode == "RNN_RELU")
+            dh = matmul(dxg[t], w_hh)
+    return dxg, dhg, dh, dc
+
+
+def hidden_weight_grads(dhg, hs, h0, with_bias: bool):
+    """``(dW_hh, db_hh)`` for all steps at once: ``dW_hh = sum_t dhg_t^T h_{t-1}``."""
+    xp = backend.xp(hs)
+    T, N, H = hs.shape
+    G = dhg.shape[2]
+    h_prev = xp.concatenate([h0[None], hs[:-1]], axis=0).reshape(T * N, H)
+    d2 = dhg.reshape(T * N, G)
+    return matmul(d2.T, h_prev), (d2.sum(axis=0) if with_bias else None)
