@@ -19,3 +19,6 @@ __all__ = [
 from .rnn import RNN, LSTM, GRU, RNNCell, LSTMCell, GRUCell
 
 __all__ += ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"]
+from . import utils
+
+__all__ += ["utils"]
