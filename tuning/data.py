@@ -28,6 +28,15 @@ def _splits():
     return load_fashion_mnist()
 
 
+def check_data() -> None:
+    """Read the Fashion-MNIST files once (raises what ``load_fashion_mnist`` raises).
+
+    ``run --workers K`` calls it before it stores a new study: its workers read the data
+    themselves, and a study whose data cannot be read should not be left behind.
+    """
+    _splits()
+
+
 def _prepare(images, labels):
     from minidl.data import FASHION_MNIST_MEAN, FASHION_MNIST_STD, prepare  # noqa: PLC0415
     return prepare(images, labels, FASHION_MNIST_MEAN, FASHION_MNIST_STD)

@@ -48,8 +48,8 @@ from . import report, workers
 from .argtypes import positive_int, non_negative_int, non_negative_float
 from .storage import (StudyNotFoundError, TuningError, check_study_name, database_error, describe,
                       driver_missing, is_url, open_storage, study_names)
-from .study import (StudyExistsError, StudySettings, create_or_open, create_study, find_study, grid_size,
-                    make_objective, make_sampler, open_study)
+from .study import (StudyExistsError, StudySettings, create_or_open, create_study, find_study,
+                    grid_size, make_objective, make_sampler, open_study)
 
 HEARTBEAT_INTERVAL = 10  # seconds between a worker's heartbeats on an RDB storage
 GRACE_FACTOR = 3  # a trial is stale after GRACE_FACTOR missed heartbeat intervals
@@ -369,6 +369,8 @@ def run_local_workers(args) -> int:
     options = _study_options(args)
     study, settings = find_study(storage, name, options)   # checked before it is stored
     if study is None:
+        from .data import check_data  # noqa: PLC0415 - reads the data files
+        check_data()
         study, settings = create_or_open(storage, name, settings, options, 0)
     where = describe(args.storage, name)
     trials = study.get_trials(deepcopy=False)

@@ -12,7 +12,6 @@ with, so it monitors the first ``MONITOR_SIZE`` training images (reported as
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 

@@ -248,9 +248,9 @@ def _check_sqlite_folder(url: str) -> None:
     if str(db.parent) and not db.parent.is_dir():
         raise TuningError(f"--storage {url}: the folder {db.parent} does not exist; create it "
                           f"(mkdir -p {db.parent}) or give another path")
-    if not db.exists() and not os.access(db.parent, os.W_OK | os.X_OK):
-        raise TuningError(f"--storage {url}: cannot create {db}: the folder {db.parent} is "
-                          f"not writable")
+    problem = None if db.exists() else folder_problem(db.absolute().parent)
+    if problem:
+        raise TuningError(f"--storage {url}: cannot create {db}: {problem}")
 
 
 def driver_missing(spec: str, exc: Exception) -> str:
@@ -548,7 +548,6 @@ class JournalFile(JournalFileBackend):
         # record number -> (byte offset to read it from, its line number - 1); skipped
         # lines have no record number, so Optuna's numbering counts records only
         self._offsets = {0: (0, 0)}
-        self._bad_lines = {}       # line number -> its first bytes (complete lines only)
         self._warned = set()
         self._checked_end = 0      # bytes known to hold only complete records
         self._checked_lines = 0
@@ -569,17 +568,18 @@ class JournalFile(JournalFileBackend):
                     # the last line: a record being written now, or torn by a dead writer
                     # (cut by the next append), or foreign bytes (named, never cut)
                     if not is_torn_record(line):
-                        self._warn(("tail", pos), f"journal {self._file_path}: skipped {len(line)} bytes "
-                                   f"at its end that are not a journal record "
+                        self._warn(("tail", pos),
+                                   f"journal {self._file_path}: skipped {len(line)} bytes at "
+                                   f"its end that are not a journal record "
                                    f"('{_preview(line)}')")
                     break
                 pos += len(line)
                 lineno += 1
                 record = parse_record(line)
                 if record is None:
-                    self._bad_lines[lineno] = line[:60]
-                    self._warn(("line", lineno), f"journal {self._file_path}: skipped line {lineno}, which "
-                               f"is not a journal record ('{_preview(line)}')")
+                    self._warn(("line", lineno),
+                               f"journal {self._file_path}: skipped line {lineno}, which is "
+                               f"not a journal record ('{_preview(line)}')")
                     continue
                 self._offsets.setdefault(number + 1, (pos, lineno))
                 if number >= log_number_from:
@@ -640,6 +640,10 @@ class JournalFile(JournalFileBackend):
                                                                   self._checked_lines)
             if bad or foreign:
                 raise JournalDamagedError(damage_message(self._file_path, bad, foreign))
+            if torn == 0:  # nothing but a torn record: never empty a file (see open_storage)
+                raise JournalDamagedError(
+                    f"journal {self._file_path} holds no complete record, only the start of "
+                    f"one; tuning leaves it as it is. Delete it to start again")
             if torn is not None:
                 _truncate(self._file_path, torn)
             with open(self._file_path, "ab") as f:
