@@ -368,6 +368,11 @@ def run_local_workers(args) -> int:
     storage = open_storage(args.storage, name)
     options = _study_options(args)
     study, settings = find_study(storage, name, options)   # checked before it is stored
+    if args.total is None and args.n_trials is None and args.timeout is None \
+            and settings.sampler != "grid":
+        raise TuningError("give --n-trials N (N more trials), --total T (until the study has "
+                          "T finished trials) or --timeout SECONDS")
+    settings.check_data_sizes()
     if study is None:
         from .data import check_data  # noqa: PLC0415 - reads the data files
         check_data()
@@ -381,11 +386,8 @@ def run_local_workers(args) -> int:
         target = done + args.n_trials
     elif settings.sampler == "grid":
         target = grid_size(settings)
-    elif args.timeout is not None:
+    else:  # --timeout alone
         target = None
-    else:
-        raise TuningError("give --n-trials N (N more trials), --total T (until the study has "
-                          "T finished trials) or --timeout SECONDS")
     threads = args.threads or default_threads(k)
     print(f"study {name!r} in {where}: {_settings_text(settings)}; {len(trials)} trials so far "
           f"({done} finished)", flush=True)
