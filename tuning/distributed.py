@@ -330,7 +330,12 @@ def cmd_grpc_proxy(args) -> int:
     except ImportError:
         raise TuningError("the gRPC proxy needs grpcio and protobuf: pip install grpcio "
                           "protobuf (or the project's [distributed] extra)") from None
-    storage = optuna.storages.get_storage(args.storage)
+    try:
+        storage = optuna.storages.get_storage(args.storage)
+    except ImportError as exc:
+        raise TuningError(driver_missing(args.storage, exc)) from None
+    except Exception as exc:  # SQLAlchemy: server down, wrong password, ...
+        raise TuningError(database_error(args.storage, exc)) from None
     print(f"starting the gRPC proxy for {args.storage.split('@')[-1]} on {args.host}:"
           f"{args.port}; workers use --storage grpc://HOST:{args.port}; Ctrl-C stops",
           flush=True)
