@@ -519,7 +519,12 @@ def test_matmul_numba_propagates_nan_and_inf(rng):
 
 def test_matmul_dispatch_rules(rng, monkeypatch):
     a, b = _operands(rng, 64, 100, 80, "plain")
+    monkeypatch.setattr(minidl.threads, "_num_threads", 2)
     assert gemm.numba_applies(a, b) == gemm.host_supported()
+    # one thread: the AVX2 route leaves products to OpenBLAS (faster there on one core)
+    monkeypatch.setattr(minidl.threads, "_num_threads", 1)
+    assert gemm.numba_applies(a, b) == (gemm.isa() == "avx512")
+    monkeypatch.setattr(minidl.threads, "_num_threads", 2)
     assert not gemm.numba_applies(a.astype(np.float64), b.astype(np.float64))
     assert not gemm.numba_applies(a[:2, :3], b[:3, :4])                      # too small
     assert not gemm.numba_applies(a, b[:, ::2])                              # strided b

@@ -25,7 +25,12 @@ The Numba GEMM is used only where it is known to pay:
 
 * float32 NumPy matrices (float64 -- gradient checks, parity tests -- always
   takes NumPy's BLAS);
-* a vector route (``isa()`` not None);
+* a vector route (``isa()`` not None), and for the AVX2 route more than one thread: on
+  one core OpenBLAS's own Haswell kernels were as fast or faster (lab MLP products, one
+  core of an AMD EPYC (Zen 4) compiling for Haswell, medians of 7 blocks: 64x784 @
+  784x256^T 0.27 vs 0.30 ms, 1000x784 @ 784x256^T 4.0 vs 5.1 ms, the others within 5%),
+  while on two threads OpenBLAS's thread pool and Numba's compete for the cores (lab MLP
+  training step 1.18 ms with OpenBLAS's products, 0.64 ms with these);
 * ``b`` C-contiguous (``C = A B``: any ``a`` layout, it is packed) or ``b`` the
   transpose of a C-contiguous matrix with ``a`` C-contiguous (``C = A B^T``, dot
   products over contiguous rows; at least as many rows in ``a`` and ``b.T`` as a
@@ -41,7 +46,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import backend
+from .. import backend, threads
 
 # Products smaller than this (M*N*K multiply-adds) stay with NumPy.
 MIN_FLOPS = 1 << 16
@@ -150,7 +155,8 @@ def numba_applies(a, b, out=None) -> bool:
             and (out is None or (type(out) is np.ndarray and out.dtype == np.float32
                                  and out.flags.c_contiguous
                                  and out.shape == (a.shape[0], b.shape[1])))
-            and _layout(a, b) is not None and host_supported())
+            and _layout(a, b) is not None and host_supported()
+            and (isa() != "avx2" or threads.get_num_threads() > 1))
 
 
 def matmul(a, b, out=None):
