@@ -111,6 +111,9 @@ def isa() -> str | None:
 # fastest of 3x4, 2x4, 4x3, 4x2, 2x6, 2x5 for the lab MLP's 64x784 @ 784x256 (288 us
 # against 323-370 us; one core of an AMD EPYC (Zen 4) with Numba told to compile for Haswell,
 # medians of 7 blocks).
+# Changing a size here: delete Numba's cache (``find minidl -name '*.nb[ic]' -delete``).  A
+# cached kernel is keyed by its own file and the target CPU, not by values it imported, and
+# one compiled with other tile sizes reads out of bounds.
 _TILES = {"avx512": (16, 8, 6, 4), "avx2": (8, 6, 4, 3)}
 
 
