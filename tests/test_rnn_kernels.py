@@ -1,0 +1,159 @@
+"""The recurrent cell steps: each Numba twin against its NumPy reference (issue 13).
+
+The twins compute the same formulas in another order of operations (and with libm's
+exp/tanh instead of NumPy's), so they agree to the dtype's rounding, not bit for bit.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from minidl import kernels
+from minidl.kernels import rnn as rnn_kernels
+
+RTOL = {np.float64: 1e-12, np.float32: 1e-5}
+DTYPES = [pytest.param(np.float64, id="f64"), pytest.param(np.float32, id="f32")]
+SHAPES = [(1, 1), (3, 5), (16, 37)]
+
+
+def close(a, b, dtype, what):
+    assert a.shape == b.shape and a.dtype == b.dtype == dtype, what
+    scale = float(np.nanmax(np.abs(b))) if b.size and not np.isnan(b).all() else 0.0
+    np.testing.assert_allclose(a, b, rtol=RTOL[dtype], atol=RTOL[dtype] * scale,
+                               equal_nan=True, err_msg=what)
+
+
+def data(rng, shape, dtype, scale=3.0):
+    return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+def unit_interval(rng, shape, dtype):
+    return rng.uniform(0.01, 0.99, shape).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("N,H", SHAPES)
+@pytest.mark.parametrize("relu", [False, True], ids=["tanh", "relu"])
+def test_rnn_cell_twins(rng, dtype, N, H, relu):
+    xg, hg, dh = (data(rng, (N, H), dtype) for _ in range(3))
+    h = kernels.rnn_cell_forward_numba(xg, hg, relu)
+    close(h, kernels.rnn_cell_forward_reference(xg, hg, relu), dtype, "forward")
+    close(kernels.rnn_cell_backward_numba(dh, h, relu),
+          kernels.rnn_cell_backward_reference(dh, h, relu), dtype, "backward")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("N,H", SHAPES)
+def test_lstm_cell_twins(rng, dtype, N, H):
+    xg, hg = data(rng, (N, 4 * H), dtype), data(rng, (N, 4 * H), dtype)
+    c_prev = data(rng, (N, H), dtype)
+    got = kernels.lstm_cell_forward_numba(xg, hg, c_prev)
+    want = kernels.lstm_cell_forward_reference(xg, hg, c_prev)
+    for a, b, what in zip(got, want, ("h", "c", "gates")):
+        close(a, b, dtype, what)
+    dh, dc = data(rng, (N, H), dtype), data(rng, (N, H), dtype)
+    gates, c = want[2], want[1]
+    got = kernels.lstm_cell_backward_numba(dh, dc, gates, c_prev, c)
+    want = kernels.lstm_cell_backward_reference(dh, dc, gates, c_prev, c)
+    for a, b, what in zip(got, want, ("da", "dc_prev")):
+        close(a, b, dtype, what)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("N,H", SHAPES)
+def test_gru_cell_twins(rng, dtype, N, H):
+    xg, hg = data(rng, (N, 3 * H), dtype), data(rng, (N, 3 * H), dtype)
+    h_prev = data(rng, (N, H), dtype)
+    got = kernels.gru_cell_forward_numba(xg, hg, h_prev)
+    want = kernels.gru_cell_forward_reference(xg, hg, h_prev)
+    for a, b, what in zip(got, want, ("h", "gates")):
+        close(a, b, dtype, what)
+    dh = data(rng, (N, H), dtype)
+    hg_n = np.ascontiguousarray(hg[:, 2 * H:])
+    got = kernels.gru_cell_backward_numba(dh, want[1], hg_n, h_prev)
+    want = kernels.gru_cell_backward_reference(dh, want[1], hg_n, h_prev)
+    for a, b, what in zip(got, want, ("dxg", "dhg", "dh_direct")):
+        close(a, b, dtype, what)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_extreme_and_special_values(dtype):
+    """Pre-activations where exp would overflow, signed zeros, infinities and NaN."""
+    v = np.array([0.0, -0.0, 1e-8, -1e-8, 30.0, -30.0, 800.0, -800.0, np.inf, -np.inf, np.nan,
+                  0.5], dtype)
+    H = v.size
+    zeros = np.zeros((1, H), dtype)
+    for relu in (False, True):
+        a = kernels.rnn_cell_forward_numba(v[None], zeros, relu)
+        b = kernels.rnn_cell_forward_reference(v[None], zeros, relu)
+        np.testing.assert_allclose(a, b, rtol=RTOL[dtype], atol=0, equal_nan=True)
+        assert np.isnan(a[0, 10])                                # NaN propagates
+        ones = np.ones((1, H), dtype)
+        np.testing.assert_allclose(kernels.rnn_cell_backward_numba(ones, a, relu),
+                                   kernels.rnn_cell_backward_reference(ones, a, relu),
+                                   rtol=RTOL[dtype], atol=0, equal_nan=True)
+    lstm_x = np.tile(v, 4)[None]
+    got = kernels.lstm_cell_forward_numba(lstm_x, np.zeros_like(lstm_x), zeros)
+    want = kernels.lstm_cell_forward_reference(lstm_x, np.zeros_like(lstm_x), zeros)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=RTOL[dtype], atol=0, equal_nan=True)
+    assert np.isnan(got[0][0, 10]) and np.isfinite(got[0][0, :8]).all()
+    gru_x = np.tile(v, 3)[None]
+    got = kernels.gru_cell_forward_numba(gru_x, np.zeros_like(gru_x), zeros)
+    want = kernels.gru_cell_forward_reference(gru_x, np.zeros_like(gru_x), zeros)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=RTOL[dtype], atol=0, equal_nan=True)
+
+
+def test_twins_take_non_contiguous_views(rng):
+    big = rng.standard_normal((6, 40))
+    xg, hg = big[::2, :20], big[1::2, 20:]                  # (3, 20) strided views
+    c_prev = rng.standard_normal((3, 5))
+    for a, b in zip(kernels.lstm_cell_forward_numba(xg, hg, c_prev),
+                    kernels.lstm_cell_forward_reference(xg, hg, c_prev)):
+        close(a, b, np.float64, "strided")
+
+
+def test_dispatcher_picks_twin_and_falls_back(rng, monkeypatch):
+    calls = []
+    import minidl.kernels._rnn_numba as twins
+    real = twins.gru_cell_forward_numba
+    monkeypatch.setattr(twins, "gru_cell_forward_numba",
+                        lambda *a: calls.append(1) or real(*a))
+    x32 = rng.standard_normal((2, 6)).astype(np.float32)
+    h32 = rng.standard_normal((2, 2)).astype(np.float32)
+    kernels.gru_cell_forward(x32, x32, h32)
+    assert calls == [1]
+    kernels.gru_cell_forward(x32, x32, h32.astype(np.float64))   # mixed dtypes: reference
+    monkeypatch.setattr(rnn_kernels, "enabled", False)
+    kernels.gru_cell_forward(x32, x32, h32)
+    assert calls == [1]
+
+
+def test_twins_reject_bad_arrays():
+    with pytest.raises(ValueError, match="float32 or float64"):
+        kernels.rnn_cell_forward_numba(np.zeros((2, 3), np.int64), np.zeros((2, 3)), False)
+
+
+@pytest.mark.parametrize("mode", rnn_kernels.MODES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_time_loop_on_both_routes(rng, monkeypatch, mode, dtype):
+    """``recurrent_forward``/``recurrent_backward`` give the same on either route."""
+    T, N, H = 7, 3, 5
+    G = rnn_kernels.GATES[mode] * H
+    xg = data(rng, (T, N, G), dtype, 1.0)
+    w_hh = data(rng, (G, H), dtype, 0.4)
+    b_hh = data(rng, (G,), dtype, 0.4)
+    h0 = data(rng, (N, H), dtype, 1.0)
+    c0 = data(rng, (N, H), dtype, 1.0) if mode == "LSTM" else None
+    d_hs = data(rng, (T, N, H), dtype, 1.0)
+    dh_n = data(rng, (N, H), dtype, 1.0)
+    dc_n = data(rng, (N, H), dtype, 1.0) if mode == "LSTM" else None
+    results = []
+    for enabled in (True, False):
+        monkeypatch.setattr(rnn_kernels, "enabled", enabled)
+        hs, cache = kernels.recurrent_forward(mode, xg, w_hh, b_hh, h0, c0)
+        back = kernels.recurrent_backward(d_hs, dh_n, dc_n, w_hh, cache)
+        results.append([hs, *(b for b in back if b is not None)])
+    for a, b in zip(*results):
+        close(a, b, dtype, mode)
