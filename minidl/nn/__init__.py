@@ -22,3 +22,6 @@ __all__ += ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"]
 from . import utils
 
 __all__ += ["utils"]
+from .sequence import ImageToSequence, SequenceOutput, LastHidden
+
+__all__ += ["ImageToSequence", "SequenceOutput", "LastHidden"]

@@ -1,0 +1,118 @@
+"""Sequence models for Fashion-MNIST: the ``rnn`` space and its model builder (issue 13).
+
+An image is read as ``T`` steps (``seq_len``: 28 steps of one row, 14 of two rows or
+7 of four rows), run through 1-3 recurrent layers (LSTM or GRU, each with its own
+width, optionally bidirectional) and classified from the last layer's final hidden
+state::
+
+    ImageToSequence(T) -> [SequenceOutput(cell) -> Dropout] * (layers - 1)
+                       -> LastHidden(cell) -> Dropout -> Linear(D * hidden, 10)
+
+``rnn_space(trial) -> config`` and ``build_rnn(config) -> RNNClassifier`` follow the
+conventions of ``tuning.spaces`` and ``tuning.models`` (stable parameter names
+``hidden_l0``..., one choice list per categorical), so wiring them in is one entry in
+``SPACES`` (with ``RNN_DEFAULTS``) and one branch in ``build_model``.
+
+Gradient clipping (``clip_norm``) is part of the model: ``RNNClassifier.backward``
+ends with ``clip_grad_norm_`` on its parameters, so a training loop that runs
+``zero_grad -> forward -> backward -> step`` (``minidl.train.fit``) clips right
+before every step without knowing about it.
+"""
+from __future__ import annotations
+
+from math import prod
+
+from minidl import nn
+from minidl.nn.utils import clip_grad_norm_
+
+from .spaces import (IMAGE_SHAPE, MAX_LAYERS, NUM_CLASSES, OPTIMIZERS, SGD_MOMENTUM,
+                     _REGULARISATION_DEFAULTS, _TRAINING_DEFAULTS, _regularisation_params,
+                     _training_params)
+
+CELLS = ["LSTM", "GRU"]
+SEQ_LENS = [7, 14, 28]
+BIDIRECTIONAL = [False, True]
+
+RNN_DEFAULTS = {"cell": "LSTM", "n_layers": 1, "hidden_l0": 128, "hidden_l1": 64,
+                "hidden_l2": 64, "bidirectional": False, "seq_len": 28, "dropout_rate": 0.1,
+                "clip_norm": 1.0, **_TRAINING_DEFAULTS, **_REGULARISATION_DEFAULTS}
+
+
+def rnn_space(trial) -> dict:
+    """Cell (LSTM/GRU), 1-3 layers of 16..256 units each (log), bidirectional, sequence
+    length T in {7, 14, 28}, dropout, gradient clipping norm, optimizer, learning rate,
+    batch size, weight decay and schedule."""
+    cell = trial.suggest_categorical("cell", CELLS)
+    n_layers = trial.suggest_int("n_layers", 1, MAX_LAYERS)
+    hidden = [trial.suggest_int(f"hidden_l{i}", 16, 256, log=True) for i in range(n_layers)]
+    config = {
+        "model": "rnn",
+        "cell": cell,
+        "hidden_sizes": hidden,
+        "bidirectional": trial.suggest_categorical("bidirectional", BIDIRECTIONAL),
+        "seq_len": trial.suggest_categorical("seq_len", SEQ_LENS),
+        "dropout_rate": trial.suggest_float("dropout_rate", 0.0, 0.5),
+        "clip_norm": trial.suggest_float("clip_norm", 0.1, 10.0, log=True),
+    }
+    config.update(_training_params(trial, OPTIMIZERS))
+    config.update(_regularisation_params(trial))
+    config.update(momentum=SGD_MOMENTUM, augment_strength=0.0)
+    return config
+
+
+class RNNClassifier(nn.Module):
+    """A ``Sequential`` of sequence layers in ``.layers``, with gradient clipping.
+
+    ``forward(x (N, 1, 28, 28)) -> logits (N, 10)``.  ``backward(dout)`` runs the
+    layers' backward, then scales all gradients so their total 2-norm is at most
+    ``clip_norm`` (``nn.utils.clip_grad_norm_``; None: no clipping).
+    """
+
+    def __init__(self, layers: nn.Sequential, clip_norm=None):
+        super().__init__()
+        self.layers = layers
+        self.clip_norm = None if clip_norm is None else float(clip_norm)
+
+    def forward(self, x):
+        return self.layers(x)
+
+    def backward(self, dout):
+        dx = self.layers.backward(dout)
+        if self.clip_norm is not None:
+            clip_grad_norm_(self.parameters(), self.clip_norm)
+        return dx
+
+    def _needs_input_grad_changed(self, value: bool) -> None:
+        self.layers.needs_input_grad = value
+
+    def extra_repr(self) -> str:
+        return f"clip_norm={self.clip_norm}"
+
+
+def build_rnn(config: dict, input_shape=IMAGE_SHAPE) -> RNNClassifier:
+    """The recurrent classifier ``config`` (from ``rnn_space``) describes."""
+    T = int(config["seq_len"])
+    size = prod(input_shape)
+    if size % T:
+        raise ValueError(f"build_rnn: seq_len={T} does not divide the {size} features of an "
+                         f"input of shape {tuple(input_shape)}")
+    try:
+        cell = {"LSTM": nn.LSTM, "GRU": nn.GRU}[config["cell"]]
+    except KeyError:
+        raise ValueError(f"build_rnn: unknown cell {config['cell']!r}; expected one of "
+                         f"{CELLS}") from None
+    hidden = [int(h) for h in config["hidden_sizes"]]
+    if not hidden or any(h < 1 for h in hidden):
+        raise ValueError(f"build_rnn: expected 1 or more hidden sizes >= 1, got {hidden}")
+    bidirectional = bool(config["bidirectional"])
+    dropout = float(config["dropout_rate"])
+    layers = [nn.ImageToSequence(T)]
+    width = size // T
+    for i, h in enumerate(hidden):
+        rnn = cell(width, h, batch_first=True, bidirectional=bidirectional)
+        layers += [nn.LastHidden(rnn) if i == len(hidden) - 1 else nn.SequenceOutput(rnn),
+                   nn.Dropout(dropout)]
+        width = (2 if bidirectional else 1) * h
+    layers.append(nn.Linear(width, NUM_CLASSES))
+    clip = config.get("clip_norm")
+    return RNNClassifier(nn.Sequential(*layers), None if clip is None else float(clip))
