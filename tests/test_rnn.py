@@ -39,8 +39,10 @@ def assert_close(ours, theirs, dtype, what=""):
 
 @pytest.fixture(params=["numba", "reference"])
 def route(request, monkeypatch):
-    """Run a test on the Numba cell steps and again on the NumPy references."""
+    """Run a test on the Numba cell steps (forward twins included) and again on the
+    NumPy references."""
     monkeypatch.setattr(rnn_kernels, "enabled", request.param == "numba")
+    monkeypatch.setattr(rnn_kernels, "forward_twins", request.param == "numba")
     return request.param
 
 

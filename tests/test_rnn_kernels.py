@@ -49,12 +49,12 @@ def test_lstm_cell_twins(rng, dtype, N, H):
     c_prev = data(rng, (N, H), dtype)
     got = kernels.lstm_cell_forward_numba(xg, hg, c_prev)
     want = kernels.lstm_cell_forward_reference(xg, hg, c_prev)
-    for a, b, what in zip(got, want, ("h", "c", "gates")):
+    for a, b, what in zip(got, want, ("h", "c", "gates", "tanh_c")):
         close(a, b, dtype, what)
     dh, dc = data(rng, (N, H), dtype), data(rng, (N, H), dtype)
-    gates, c = want[2], want[1]
-    got = kernels.lstm_cell_backward_numba(dh, dc, gates, c_prev, c)
-    want = kernels.lstm_cell_backward_reference(dh, dc, gates, c_prev, c)
+    gates, tanh_c = want[2], want[3]
+    got = kernels.lstm_cell_backward_numba(dh, dc, gates, c_prev, tanh_c)
+    want = kernels.lstm_cell_backward_reference(dh, dc, gates, c_prev, tanh_c)
     for a, b, what in zip(got, want, ("da", "dc_prev")):
         close(a, b, dtype, what)
 
@@ -117,17 +117,24 @@ def test_twins_take_non_contiguous_views(rng):
 def test_dispatcher_picks_twin_and_falls_back(rng, monkeypatch):
     calls = []
     import minidl.kernels._rnn_numba as twins
-    real = twins.gru_cell_forward_numba
-    monkeypatch.setattr(twins, "gru_cell_forward_numba",
-                        lambda *a: calls.append(1) or real(*a))
+    for name in ("gru_cell_forward_numba", "gru_cell_backward_numba"):
+        real = getattr(twins, name)
+        monkeypatch.setattr(twins, name, lambda *a, name=name, real=real:
+                            calls.append(name) or real(*a))
     x32 = rng.standard_normal((2, 6)).astype(np.float32)
     h32 = rng.standard_normal((2, 2)).astype(np.float32)
+    h, gates = kernels.gru_cell_forward(x32, x32, h32)
+    assert calls == []                                   # forward: NumPy unless forward_twins
+    kernels.gru_cell_backward(h, gates, h, h32)
+    assert calls == ["gru_cell_backward_numba"]
+    monkeypatch.setattr(rnn_kernels, "forward_twins", True)
     kernels.gru_cell_forward(x32, x32, h32)
-    assert calls == [1]
+    assert calls[-1] == "gru_cell_forward_numba"
     kernels.gru_cell_forward(x32, x32, h32.astype(np.float64))   # mixed dtypes: reference
     monkeypatch.setattr(rnn_kernels, "enabled", False)
     kernels.gru_cell_forward(x32, x32, h32)
-    assert calls == [1]
+    kernels.gru_cell_backward(h, gates, h, h32)
+    assert len(calls) == 2
 
 
 def test_twins_reject_bad_arrays():
@@ -150,6 +157,7 @@ def test_time_loop_on_both_routes(rng, monkeypatch, mode, dtype):
     dh_n = data(rng, (N, H), dtype, 1.0)
     dc_n = data(rng, (N, H), dtype, 1.0) if mode == "LSTM" else None
     results = []
+    monkeypatch.setattr(rnn_kernels, "forward_twins", True)
     for enabled in (True, False):
         monkeypatch.setattr(rnn_kernels, "enabled", enabled)
         hs, cache = kernels.recurrent_forward(mode, xg, w_hh, b_hh, h0, c0)

@@ -15,8 +15,9 @@ Python; the element-wise cell steps are the kernels, each in two twins:
 * ``<cell>_forward_numba`` / ``<cell>_backward_numba`` (``_rnn_numba.py``) -- the same
   step fused into one pass over the ``(N, H)`` units, no temporaries;
 * ``<cell>_forward`` / ``<cell>_backward`` -- the dispatcher the loop calls: the Numba
-  twin for float32/float64 NumPy arrays (``enabled = False`` or
-  ``MINIDL_KERNELS=reference`` turns it off), the reference otherwise.
+  twin for float32/float64 NumPy arrays where it pays (the backward steps; see
+  ``forward_twins``; ``enabled = False`` or ``MINIDL_KERNELS=reference`` turns it off),
+  the reference otherwise.
 
 Cells (gate order as torch; ``sigma`` the logistic sigmoid; ``xg``/``hg`` the input
 and hidden parts of the pre-activations, ``(N, G)``):
@@ -46,6 +47,15 @@ GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 # False: always the NumPy references (tests flip it to compare the twins).
 enabled = os.environ.get("MINIDL_KERNELS", "") != "reference"
 
+# The forward twins call exp/tanh once or more per unit.  Numba compiles those to scalar
+# libm calls (no SVML here), while NumPy runs them as SIMD loops: on the development
+# machine (float32, 64 x 128 units, one thread) the references took 5 / 103 / 96 us for
+# an RNN / LSTM / GRU step and the twins 97 / 536 / 200 us.  So the forward steps stay
+# with NumPy unless this is True (the tests set it to prove the twins right).  The
+# backward twins compute no transcendental function (the forward keeps tanh(c)) and
+# pay: see ``_rnn_numba.py``.
+forward_twins = False
+
 
 def _sigmoid(xp, a):
     """``1 / (1 + e^{-a})`` without overflow: ``e^{-|a|}`` only."""
@@ -73,10 +83,10 @@ def rnn_cell_backward_reference(dh, h, relu: bool):
 
 # -- LSTM cell ----------------------------------------------------------------------
 def lstm_cell_forward_reference(xg, hg, c_prev):
-    """One LSTM step from pre-activations: ``(h, c, gates)``.
+    """One LSTM step from pre-activations: ``(h, c, gates, tanh_c)``.
 
     ``xg, hg``: ``(N, 4H)``; ``c_prev``: ``(N, H)``; ``gates``: the activated
-    ``[i, f, g, o]`` ``(N, 4H)``, kept for backward.
+    ``[i, f, g, o]`` ``(N, 4H)`` and ``tanh_c = tanh(c)``, kept for backward.
     """
     xp = backend.xp(xg)
     a = xg + hg
@@ -85,23 +95,23 @@ def lstm_cell_forward_reference(xg, hg, c_prev):
     gates[:, 2 * H:3 * H] = xp.tanh(a[:, 2 * H:3 * H])
     i, f, g, o = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:3 * H], gates[:, 3 * H:]
     c = f * c_prev + i * g
-    h = o * xp.tanh(c)
-    return h, c, gates
+    tanh_c = xp.tanh(c)
+    return o * tanh_c, c, gates, tanh_c
 
 
-def lstm_cell_backward_reference(dh, dc, gates, c_prev, c):
+def lstm_cell_backward_reference(dh, dc, gates, c_prev, tanh_c):
     r"""One LSTM step back: ``(da, dc_prev)``, ``da = dL/d(xg + hg)`` ``(N, 4H)``.
 
-    With ``k = tanh(c)`` and ``dc`` the gradient arriving from step t+1:
+    With ``k = tanh_c = tanh(c)`` and ``dc`` the gradient arriving from step t+1:
 
         dc_tot = dc + dh o (1 - k^2)       dc_prev = dc_tot f
         da_i = dc_tot g i (1 - i)          da_f = dc_tot c_prev f (1 - f)
         da_g = dc_tot i (1 - g^2)          da_o = dh k o (1 - o)
     """
     xp = backend.xp(dh)
-    H = c.shape[1]
+    H = tanh_c.shape[1]
     i, f, g, o = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:3 * H], gates[:, 3 * H:]
-    k = xp.tanh(c)
+    k = tanh_c
     dc_tot = dc + dh * o * (1 - k * k)
     da = xp.concatenate([dc_tot * g * i * (1 - i), dc_tot * c_prev * f * (1 - f),
                          dc_tot * i * (1 - g * g), dh * k * o * (1 - o)], axis=1)
@@ -150,7 +160,7 @@ def _numba_ready(*arrays) -> bool:
 
 
 def rnn_cell_forward(xg, hg, relu: bool):
-    if _numba_ready(xg, hg):
+    if forward_twins and _numba_ready(xg, hg):
         from ._rnn_numba import rnn_cell_forward_numba
         return rnn_cell_forward_numba(xg, hg, relu)
     return rnn_cell_forward_reference(xg, hg, relu)
@@ -164,21 +174,21 @@ def rnn_cell_backward(dh, h, relu: bool):
 
 
 def lstm_cell_forward(xg, hg, c_prev):
-    if _numba_ready(xg, hg, c_prev):
+    if forward_twins and _numba_ready(xg, hg, c_prev):
         from ._rnn_numba import lstm_cell_forward_numba
         return lstm_cell_forward_numba(xg, hg, c_prev)
     return lstm_cell_forward_reference(xg, hg, c_prev)
 
 
-def lstm_cell_backward(dh, dc, gates, c_prev, c):
-    if _numba_ready(dh, dc, gates, c_prev, c):
+def lstm_cell_backward(dh, dc, gates, c_prev, tanh_c):
+    if _numba_ready(dh, dc, gates, c_prev, tanh_c):
         from ._rnn_numba import lstm_cell_backward_numba
-        return lstm_cell_backward_numba(dh, dc, gates, c_prev, c)
-    return lstm_cell_backward_reference(dh, dc, gates, c_prev, c)
+        return lstm_cell_backward_numba(dh, dc, gates, c_prev, tanh_c)
+    return lstm_cell_backward_reference(dh, dc, gates, c_prev, tanh_c)
 
 
 def gru_cell_forward(xg, hg, h_prev):
-    if _numba_ready(xg, hg, h_prev):
+    if forward_twins and _numba_ready(xg, hg, h_prev):
         from ._rnn_numba import gru_cell_forward_numba
         return gru_cell_forward_numba(xg, hg, h_prev)
     return gru_cell_forward_reference(xg, hg, h_prev)
@@ -220,12 +230,13 @@ def recurrent_forward(mode, xg, w_hh, b_hh, h0, c0=None):
     hs = xp.empty((T, N, H), xg.dtype)
     gates = xp.empty((T, N, G), xg.dtype) if mode in ("LSTM", "GRU") else None
     cs = xp.empty((T, N, H), xg.dtype) if mode == "LSTM" else None
+    tcs = xp.empty((T, N, H), xg.dtype) if mode == "LSTM" else None     # tanh(c_t)
     hg_ns = xp.empty((T, N, H), xg.dtype) if mode == "GRU" else None
     h, c = h0, c0
     for t in range(T):
         hg = _hidden_part(h, w_hh, b_hh)
         if mode == "LSTM":
-            h, c, gates[t] = lstm_cell_forward(xg[t], hg, c)
+            h, c, gates[t], tcs[t] = lstm_cell_forward(xg[t], hg, c)
             cs[t] = c
         elif mode == "GRU":
             h, gates[t] = gru_cell_forward(xg[t], hg, h)
@@ -233,7 +244,7 @@ def recurrent_forward(mode, xg, w_hh, b_hh, h0, c0=None):
         else:
             h = rnn_cell_forward(xg[t], hg, mode == "RNN_RELU")
         hs[t] = h
-    return hs, {"mode": mode, "hs": hs, "gates": gates, "cs": cs, "hg_ns": hg_ns,
+    return hs, {"mode": mode, "hs": hs, "gates": gates, "cs": cs, "tcs": tcs, "hg_ns": hg_ns,
                 "h0": h0, "c0": c0}
 
 
@@ -265,7 +276,7 @@ def recurrent_backward(d_hs, dh_n, dc_n, w_hh, cache):
         h_prev = cache["h0"] if t == 0 else hs[t - 1]
         if mode == "LSTM":
             c_prev = cache["c0"] if t == 0 else cache["cs"][t - 1]
-            dxg[t], dc = lstm_cell_backward(dh, dc, gates[t], c_prev, cache["cs"][t])
+            dxg[t], dc = lstm_cell_backward(dh, dc, gates[t], c_prev, cache["tcs"][t])
             dh = matmul(dxg[t], w_hh)
         elif mode == "GRU":
             dxg[t], dhg[t], dh_direct = gru_cell_backward(dh, gates[t], cache["hg_ns"][t], h_prev)
