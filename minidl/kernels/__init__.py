@@ -1,6 +1,6 @@
 """Hot kernels: matrix products, im2col/col2im, stride-1 ("direct") convolution forward and
 gradients, 2-D max/average pooling and ReLU (forward and backward), the cross-entropy
-loss, the Adam update.
+loss, the Adam update, batch normalization (forward and backward).
 
 Each kernel comes three ways:
 
@@ -26,6 +26,8 @@ import importlib
 from .activation import (relu_backward, relu_backward_reference, relu_forward,
                          relu_forward_reference)
 from .adam import adam_coefficients, adam_update, adam_update_reference
+from .batchnorm import (batch_norm_backward, batch_norm_backward_reference, batch_norm_forward,
+                        batch_norm_forward_reference)
 from .conv_direct import (conv2d_direct_backward, conv2d_direct_forward, conv2d_direct_forward_reference,
                           conv2d_direct_input_grad, conv2d_direct_input_grad_reference,
                           conv2d_direct_weight_grad, conv2d_direct_weight_grad_reference,
@@ -56,12 +58,15 @@ _NUMBA_TWINS = {
     "cross_entropy_numba": "._loss_numba",
     "relu_forward_numba": "._activation_numba",
     "relu_backward_numba": "._activation_numba",
+    "batch_norm_forward_numba": "._batchnorm_numba",
+    "batch_norm_backward_numba": "._batchnorm_numba",
 }
 
 KERNELS = ("im2col", "col2im", "max_pool2d_forward", "max_pool2d_backward",
            "avg_pool2d_forward", "avg_pool2d_backward", "conv2d_direct_forward",
            "conv2d_direct_weight_grad", "conv2d_direct_input_grad", "relu_forward",
-           "relu_backward", "adam_update", "matmul", "cross_entropy")
+           "relu_backward", "adam_update", "matmul", "cross_entropy", "batch_norm_forward",
+           "batch_norm_backward")
 
 __all__ = [*KERNELS, *(f"{k}_reference" for k in KERNELS), *_NUMBA_TWINS,
            "adam_coefficients", "conv2d_direct_backward", "conv_output_size", "direct_output_hw",

@@ -1,8 +1,9 @@
 r"""Normalization layers: BatchNorm1d, BatchNorm2d and LayerNorm.
 
-The math lives in four pure functions (``batch_norm_forward``/``batch_norm_backward``,
-``layer_norm_forward``/``layer_norm_backward``); the classes hold the parameters, the
-running statistics (buffers) and what backward needs.
+The math lives in pure functions: ``minidl.kernels.batch_norm_forward``/
+``batch_norm_backward`` (a fused Numba kernel beside its NumPy reference) and
+``layer_norm_forward``/``layer_norm_backward`` here; the classes hold the parameters,
+the running statistics (buffers) and what backward needs.
 
 Both layers normalise a group of values :math:`x_1..x_n` to zero mean and unit
 variance, then scale and shift:
@@ -52,79 +53,24 @@ import numbers
 
 import numpy as np
 
-from .. import backend
+from .. import backend, kernels
 from .module import (Module, Parameter, backward_before_forward, check_dout, check_float_array,
                      empty_batch_backward)
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm", "batch_norm_forward", "batch_norm_backward",
-           "layer_norm_forward", "layer_norm_backward"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm", "layer_norm_forward", "layer_norm_backward"]
 
 
-# -- the math ------------------------------------------------------------------------------
-def batch_norm_forward(x, weight, bias, eps, mean=None, var=None):
-    r"""Normalise each channel of ``x`` (shape ``(N, C, M)``).
-
-    With ``mean``/``var`` None the batch statistics are used (training): the mean and
-    the biased variance over axes 0 and 2.  Otherwise the given ``(C,)`` arrays are
-    (eval mode, running statistics).  ``weight``/``bias`` are ``(C,)`` or None.
-
-    Returns ``(y, x_hat, invstd, batch_mean, batch_var)``: ``y`` and
-    :math:`\hat x` of shape ``(N, C, M)``, :math:`r = 1/\sqrt{\sigma^2+\epsilon}` and the
-    statistics used, each ``(C,)``.
-    """
-    if mean is None:
-        mean = x.mean(axis=(0, 2))
-        x_hat = x - mean[:, None]
-        var = np.square(x_hat).mean(axis=(0, 2))
-    else:
-        x_hat = x - mean[:, None]
-    invstd = 1.0 / np.sqrt(var + eps)
-    x_hat *= invstd[:, None]
-    if weight is None:
-        y = x_hat.copy() if bias is None else x_hat + bias[:, None]
-    else:
-        y = x_hat * weight[:, None]
-        if bias is not None:
-            y += bias[:, None]
-    return y, x_hat, invstd, mean, var
-
-
-def batch_norm_backward(dout, x_hat, invstd, weight, batch_stats, need_dx=True):
-    r"""Gradients of :func:`batch_norm_forward` (shapes ``(N, C, M)`` and ``(C,)``).
-
-    Returns ``(dx, dweight, dbias)``: :math:`\partial L/\partial\gamma = \sum \partial L/\partial y
-    \, \hat x` and :math:`\partial L/\partial\beta = \sum \partial L/\partial y` over axes 0 and 2,
-    and, with ``batch_stats`` (the statistics came from this batch),
-
-    .. math:: \frac{\partial L}{\partial x} = \frac{\gamma r}{n}\Big(n \frac{\partial L}{\partial y}
-              - \frac{\partial L}{\partial \beta} - \hat x \frac{\partial L}{\partial \gamma}\Big)
-
-    else :math:`\gamma r\, \partial L/\partial y` (``dx`` None unless ``need_dx``).
-    """
-    dbias = dout.sum(axis=(0, 2))
-    dweight = np.einsum("ncm,ncm->c", dout, x_hat)
-    if not need_dx:
-        return None, dweight, dbias
-    scale = invstd if weight is None else weight * invstd
-    if not batch_stats:
-        return dout * scale[:, None], dweight, dbias
-    n = dout.shape[0] * dout.shape[2]
-    dx = dout * n
-    dx -= dbias[:, None]
-    dx -= x_hat * dweight[:, None]
-    dx *= (scale / n)[:, None]
-    return dx, dweight, dbias
-
-
+# -- the math (batch normalization: minidl.kernels.batchnorm) ------------------------------
 def layer_norm_forward(x, weight, bias, eps):
     r"""Normalise each row of ``x`` (shape ``(R, K)``); ``weight``/``bias`` are ``(K,)`` or None.
 
     Returns ``(y, x_hat, invstd)`` with ``invstd`` of shape ``(R, 1)``.
     """
+    xp = backend.xp(x)
     mean = x.mean(axis=1, keepdims=True)
     x_hat = x - mean
-    var = np.square(x_hat).mean(axis=1, keepdims=True)
-    invstd = 1.0 / np.sqrt(var + eps)
+    var = xp.square(x_hat).mean(axis=1, keepdims=True)
+    invstd = 1.0 / xp.sqrt(var + eps)
     x_hat *= invstd
     if weight is None:
         y = x_hat.copy() if bias is None else x_hat + bias
@@ -145,13 +91,14 @@ def layer_norm_backward(dout, x_hat, invstd, weight, need_dx=True):
     (bars are row means); :math:`\partial L/\partial\gamma = \sum_{rows} \partial L/\partial y\,
     \hat x`, :math:`\partial L/\partial\beta = \sum_{rows} \partial L/\partial y`.
     """
+    xp = backend.xp(dout)
     dbias = dout.sum(axis=0)
-    dweight = np.einsum("rk,rk->k", dout, x_hat)
+    dweight = xp.einsum("rk,rk->k", dout, x_hat)
     if not need_dx:
         return None, dweight, dbias
     g = dout if weight is None else dout * weight
     dx = g - g.mean(axis=1, keepdims=True)
-    dx -= x_hat * np.einsum("rk,rk->r", g, x_hat)[:, None] / x_hat.shape[1]
+    dx -= x_hat * xp.einsum("rk,rk->r", g, x_hat)[:, None] / x_hat.shape[1]
     dx *= invstd
     return dx, dweight, dbias
 
@@ -274,12 +221,12 @@ class _BatchNorm(Module):
             return backend.xp(x).zeros(x.shape, dtype=x.dtype)
         x3 = x.reshape(n_batch, c, positions)
         if batch_stats:
-            y, x_hat, invstd, mean, var = batch_norm_forward(x3, weight, bias, self.eps)
+            y, x_hat, invstd, mean, var = kernels.batch_norm_forward(x3, weight, bias, self.eps)
             if self.training and self.track_running_stats:
                 self._update_running_stats(mean, var, n)
         else:
-            y, x_hat, invstd, _, _ = batch_norm_forward(x3, weight, bias, self.eps,
-                                                        self.running_mean, self.running_var)
+            y, x_hat, invstd, _, _ = kernels.batch_norm_forward(
+                x3, weight, bias, self.eps, self.running_mean, self.running_var)
         self._cache = (x, x_hat, invstd, batch_stats)
         return y.reshape(x.shape)
 
@@ -303,8 +250,8 @@ class _BatchNorm(Module):
             return empty_batch_backward(self, x)
         d3 = dout.reshape(x_hat.shape)
         weight = None if self.weight is None else self.weight.data
-        dx, dweight, dbias = batch_norm_backward(d3, x_hat, invstd, weight, batch_stats,
-                                                 self.needs_input_grad)
+        dx, dweight, dbias = kernels.batch_norm_backward(d3, x_hat, invstd, weight, batch_stats,
+                                                         self.needs_input_grad)
         if self.weight is not None:
             self.weight.accumulate_grad(dweight, owned=True)
         if self.bias is not None:
