@@ -57,10 +57,17 @@ enabled = os.environ.get("MINIDL_KERNELS", "") != "reference"
 forward_twins = False
 
 
-def _sigmoid(xp, a):
-    """``1 / (1 + e^{-a})`` without overflow: ``e^{-|a|}`` only."""
-    e = xp.exp(-xp.abs(a))
-    return xp.where(a >= 0, 1 / (1 + e), e / (1 + e))
+def _sigmoid(xp, a, out=None):
+    """``1 / (1 + e^{-a})``, torch's formula, in three passes.
+
+    For ``a`` below about -88 (float32) or -709 (float64) ``e^{-a}`` overflows to inf
+    and the result is ``1 / inf = 0``, the correctly rounded value: the overflow is
+    harmless, so its warning is silenced.
+    """
+    with np.errstate(over="ignore"):
+        e = xp.exp(-a, out=out)
+    e += 1
+    return xp.reciprocal(e, out=e)
 
 
 # -- RNN cell -----------------------------------------------------------------------
@@ -91,8 +98,8 @@ def lstm_cell_forward_reference(xg, hg, c_prev):
     xp = backend.xp(xg)
     a = xg + hg
     H = c_prev.shape[1]
-    gates = _sigmoid(xp, a)
-    gates[:, 2 * H:3 * H] = xp.tanh(a[:, 2 * H:3 * H])
+    gates = _sigmoid(xp, a, out=a)                          # i, f, o (g overwritten next)
+    xp.tanh((xg[:, 2 * H:3 * H] + hg[:, 2 * H:3 * H]), out=gates[:, 2 * H:3 * H])
     i, f, g, o = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:3 * H], gates[:, 3 * H:]
     c = f * c_prev + i * g
     tanh_c = xp.tanh(c)
@@ -123,7 +130,8 @@ def gru_cell_forward_reference(xg, hg, h_prev):
     """One GRU step: ``(h, gates)``; ``xg, hg``: ``(N, 3H)``; ``gates`` = ``[r, z, n]``."""
     xp = backend.xp(xg)
     H = h_prev.shape[1]
-    rz = _sigmoid(xp, xg[:, :2 * H] + hg[:, :2 * H])
+    rz = xg[:, :2 * H] + hg[:, :2 * H]
+    rz = _sigmoid(xp, rz, out=rz)
     r, z = rz[:, :H], rz[:, H:]
     n = xp.tanh(xg[:, 2 * H:] + r * hg[:, 2 * H:])
     h = (1 - z) * n + z * h_prev
