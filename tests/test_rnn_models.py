@@ -155,3 +155,16 @@ def test_sequence_classifier_learns(rng, cell):
         model.backward(loss_fn.backward())
         opt.step()
     assert loss < 0.5, loss
+
+
+def test_save_and_load_round_trip(rng, tmp_path):
+    minidl.manual_seed(0)
+    config = {"cell": "GRU", "hidden_sizes": [6, 5], "bidirectional": True, "seq_len": 7,
+              "dropout_rate": 0.3, "clip_norm": 1.0}
+    model = rnn_models.build_rnn(config).eval()
+    path = minidl.save(model, tmp_path / "rnn")
+    other = rnn_models.build_rnn(config).eval()
+    minidl.load(other, path)
+    x = rng.standard_normal((3, 1, 28, 28)).astype(np.float32)
+    np.testing.assert_array_equal(other(x), model(x))
+    assert "layers.1.rnn.weight_hh_l0_reverse" in model.state_dict()
