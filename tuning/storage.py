@@ -84,8 +84,9 @@ def open_storage(spec: str | None, study_name: str | None, must_exist: bool = Fa
                  heartbeat_interval: int | None = None, write: bool = True):
     """An Optuna storage object for ``--storage spec`` (None: the default journal file).
 
-    ``must_exist``: for a journal file, raise ``StudyNotFoundError`` instead of creating
-    an empty file (commands that only read a study).  ``heartbeat_interval`` (seconds)
+    ``must_exist``: for a journal file, raise ``StudyNotFoundError`` when the file does
+    not exist (commands that only read a study; a new journal and its folder are created
+    by its first write).  ``heartbeat_interval`` (seconds)
     is passed to RDB storages (Optuna's heartbeat for crash recovery).  ``write``: the
     command will write to the study, so a journal file must be one that can be appended
     to (``JournalFile.check_appendable``); reading commands pass False and only get a
