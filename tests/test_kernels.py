@@ -356,8 +356,11 @@ def test_thread_environment_in_a_fresh_process():
 
 
 def _run_fresh(code: str, **env_vars) -> subprocess.CompletedProcess:
+    # these children test the Numba kernels themselves: MINIDL_KERNELS=reference (a run of
+    # the suite on the references) must not send them to the NumPy twins
     env = {k: v for k, v in os.environ.items()
-           if k not in ("NUMBA_THREADING_LAYER", "GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+           if k not in ("NUMBA_THREADING_LAYER", "GOMP_SPINCOUNT", "OMP_WAIT_POLICY",
+                        "MINIDL_KERNELS")}
     env.update(env_vars)
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                           timeout=120, cwd=str(Path(__file__).resolve().parents[1]))

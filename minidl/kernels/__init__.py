@@ -11,8 +11,12 @@ Each kernel comes three ways:
   images of a batch where that pays; the matrix products and the convolutions built
   on them use register-blocked micro-kernels written as LLVM vector code
   (``_gemm_numba.py``, float32 on AVX-512 and AVX2 CPUs);
-* ``<name>`` -- what the layers call: the Numba twin for NumPy arrays where it
-  applies (see each module), the reference otherwise.
+* ``<name>`` -- what the layers call: an operation of the kernel registry
+  (``registry.py``), which runs the Numba twin where its predicate says it applies
+  (see each module) and the reference otherwise.  ``MINIDL_KERNELS=reference`` or
+  ``use_reference(True)`` / ``with reference_kernels(): ...`` forces the references
+  everywhere; ``python -m minidl.kernels`` (``listing()``) shows the route each
+  operation takes on this machine.
 
 ``tests/test_kernels.py`` and ``tests/test_fast_paths.py`` prove each pair agrees.
 The Numba twins live in modules that import Numba; they are loaded on first use
@@ -28,11 +32,13 @@ from .activation import (relu_backward, relu_backward_reference, relu_forward,
 from .adam import adam_coefficients, adam_update, adam_update_reference
 from .batchnorm import (batch_norm_backward, batch_norm_backward_reference, batch_norm_forward,
                         batch_norm_forward_reference)
-from .conv_direct import (conv2d_direct_backward, conv2d_direct_forward, conv2d_direct_forward_reference,
+from .conv_direct import (conv2d_direct_backward, conv2d_direct_backward_reference,
+                          conv2d_direct_forward, conv2d_direct_forward_reference,
                           conv2d_direct_input_grad, conv2d_direct_input_grad_reference,
                           conv2d_direct_weight_grad, conv2d_direct_weight_grad_reference,
                           direct_output_hw, implicit_gemm_applies)
-from .gemm import matmul, matmul_reference
+from . import gemm, registry
+from .gemm import matmul_reference
 from .im2col import col2im, col2im_reference, im2col, im2col_reference
 from .loss import cross_entropy, cross_entropy_reference
 from .pooling import (avg_pool2d_backward, avg_pool2d_backward_reference, avg_pool2d_forward,
@@ -40,7 +46,22 @@ from .pooling import (avg_pool2d_backward, avg_pool2d_backward_reference, avg_po
                       max_pool2d_backward_reference, max_pool2d_forward,
                       max_pool2d_forward_reference, pool_geometry,
                       pool_options)
+from .registry import listing, reference_kernels, reference_only, use_reference
 from .shapes import conv_output_size, pair, pool_output_size
+
+
+def _example_matmul():
+    import numpy as np
+    return (np.zeros((64, 784), np.float32), np.zeros((256, 784), np.float32).T), {}
+
+
+# gemm.py keeps its own dispatcher (``gemm.matmul``, for code inside minidl.kernels); the
+# layers call this registry entry, which applies the same predicate.
+matmul = registry.register(
+    "matmul", matmul_reference,
+    registry.numba("._gemm_numba", "matmul_numba", gemm.numba_applies), example=_example_matmul,
+    doc="``a @ b`` (2-D), optionally into ``out``, on the route the registry picks: the Numba "
+        "GEMM where ``gemm.numba_applies``, else NumPy's BLAS.")
 
 _NUMBA_TWINS = {
     "im2col_numba": "._im2col_numba",
@@ -70,7 +91,9 @@ KERNELS = ("im2col", "col2im", "max_pool2d_forward", "max_pool2d_backward",
 
 __all__ = [*KERNELS, *(f"{k}_reference" for k in KERNELS), *_NUMBA_TWINS,
            "adam_coefficients", "conv2d_direct_backward", "conv_output_size", "direct_output_hw",
-           "implicit_gemm_applies", "pool_output_size", "pool_geometry", "pool_options", "pair"]
+           "implicit_gemm_applies", "pool_output_size", "pool_geometry", "pool_options", "pair",
+           "conv2d_direct_backward_reference", "registry", "listing", "use_reference",
+           "reference_kernels", "reference_only"]
 
 
 def __getattr__(name):

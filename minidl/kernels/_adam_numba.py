@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._parallel import pick
-from .adam import _coefficients_for
+from .adam_coefficients import coefficients_for
 
 
 
@@ -85,7 +85,7 @@ def adam_update_numba(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, coeffici
     """Numba Adam/AdamW update (C-contiguous NumPy arrays of one float dtype, in place;
     ``coefficients`` from ``adam_coefficients`` in that dtype, or its keyword arguments);
     equals ``adam_update_reference`` bit for bit."""
-    coefficients = _coefficients_for(param, coefficients, scalars)
+    coefficients = coefficients_for(param, coefficients, scalars)
     v = exp_avg_sq.reshape(-1)
     amsgrad = max_exp_avg_sq is not None
     run = _adam_all if amsgrad else pick(_adam_plain_parallel, _adam_all, 2, 4 * param.size)

@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._parallel import check_float_array, pick
-from .im2col import _out_hw
+from .shapes import im2col_geometry
 
 # Rows at least this wide take the "same width" copy (_im2col_row_same_width).  Measured
 # on the development machine: 1.35x faster than per-row copies for 28-wide rows (the lab
@@ -188,7 +188,7 @@ def im2col_numba(x, kernel_size, stride=1, padding=0, dilation=1):
     """Numba im2col: (N, C, H, W) -> (C*kh*kw, N*H_out*W_out); equals ``im2col_reference``."""
     x = check_float_array(x, "im2col", "x", 4)
     n, c, h, w = x.shape
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw), ho, wo = _out_hw(
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw), ho, wo = im2col_geometry(
         h, w, kernel_size, stride, padding, dilation)
     cols = np.empty((c * kh * kw, n * ho * wo), dtype=x.dtype)
     run = pick(_im2col_parallel, _im2col_serial, cols.shape[0], cols.size)
@@ -200,7 +200,7 @@ def col2im_numba(cols, input_shape, kernel_size, stride=1, padding=0, dilation=1
     """Numba col2im: (C*kh*kw, N*H_out*W_out) -> (N, C, H, W); equals ``col2im_reference``."""
     cols = check_float_array(cols, "col2im", "cols", 2)
     n, c, h, w = (int(v) for v in input_shape)
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw), ho, wo = _out_hw(
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw), ho, wo = im2col_geometry(
         h, w, kernel_size, stride, padding, dilation)
     if cols.shape != (c * kh * kw, n * ho * wo):
         raise ValueError(f"col2im: expected cols of shape {(c * kh * kw, n * ho * wo)} for "

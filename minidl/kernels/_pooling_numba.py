@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._parallel import check_float_array, pick
-from .pooling import _avg_geometry, pool_geometry
+from .shapes import avg_pool_geometry, pool_geometry
 
 
 @njit(cache=True)
@@ -347,7 +347,7 @@ def avg_pool2d_forward_numba(x, kernel_size, stride=None, padding=0, ceil_mode=F
     """Numba average pooling; equals ``avg_pool2d_forward_reference``."""
     x = check_float_array(x, "avg_pool2d", "x", 4)
     n, c, h, w = x.shape
-    (kh, kw), (sh, sw), (ph, pw), _, (ho, wo) = _avg_geometry(
+    (kh, kw), (sh, sw), (ph, pw), _, (ho, wo) = avg_pool_geometry(
         x.shape, kernel_size, stride, padding, ceil_mode, divisor_override)
     out = np.empty((n, c, ho, wo), dtype=x.dtype)
     run = pick(_avg_pool_parallel, _avg_pool_serial, n, out.size * kh * kw)
@@ -360,7 +360,7 @@ def avg_pool2d_backward_numba(dout, input_shape, kernel_size, stride=None, paddi
     """Numba average-pool backward; equals ``avg_pool2d_backward_reference``."""
     dout = check_float_array(dout, "avg_pool2d_backward", "dout", 4)
     n, c, h, w = (int(v) for v in input_shape)
-    (kh, kw), (sh, sw), (ph, pw), _, (ho, wo) = _avg_geometry(
+    (kh, kw), (sh, sw), (ph, pw), _, (ho, wo) = avg_pool_geometry(
         (n, c, h, w), kernel_size, stride, padding, ceil_mode, divisor_override)
     if dout.shape != (n, c, ho, wo):
         raise ValueError(f"avg_pool2d_backward: expected dout of shape {(n, c, ho, wo)}, "

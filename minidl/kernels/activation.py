@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
+from . import registry
 
 
 def relu_forward_reference(x):
@@ -32,23 +33,36 @@ def relu_backward_reference(dout, passes):
     return backend.xp(dout).where(passes, dout, 0)
 
 
+# -- the operations (see registry.py) --------------------------------------------------------
+
 def _numba_ready(*arrays) -> bool:
     return all(type(a) is np.ndarray for a in arrays) and \
         arrays[0].dtype in (np.float32, np.float64)
 
 
-def relu_forward(x):
-    """ReLU forward on the fastest path: ``(y, passes)``."""
-    if _numba_ready(x):
-        from ._activation_numba import relu_forward_numba
-        return relu_forward_numba(x)
-    return relu_forward_reference(x)
+def _forward_applies(x) -> bool:
+    return _numba_ready(x)
 
 
-def relu_backward(dout, passes):
-    """ReLU backward on the fastest path."""
-    if (_numba_ready(dout, passes) and passes.dtype == np.bool_
-            and dout.shape == passes.shape):
-        from ._activation_numba import relu_backward_numba
-        return relu_backward_numba(dout, passes)
-    return relu_backward_reference(dout, passes)
+def _backward_applies(dout, passes) -> bool:
+    return (_numba_ready(dout, passes) and passes.dtype == np.bool_
+            and dout.shape == passes.shape)
+
+
+def _example_x():
+    return (np.zeros((64, 32, 28, 28), np.float32),), {}
+
+
+def _example_backward():
+    return (np.zeros((64, 32, 28, 28), np.float32), np.zeros((64, 32, 28, 28), bool)), {}
+
+
+relu_forward = registry.register(
+    "relu_forward", relu_forward_reference,
+    registry.numba("._activation_numba", "relu_forward_numba", _forward_applies),
+    example=_example_x, doc="ReLU forward on the route the registry picks: ``(y, passes)``.")
+
+relu_backward = registry.register(
+    "relu_backward", relu_backward_reference,
+    registry.numba("._activation_numba", "relu_backward_numba", _backward_applies),
+    example=_example_backward, doc="ReLU backward on the route the registry picks.")

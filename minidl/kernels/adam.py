@@ -35,47 +35,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
-
-# Magnitudes below this are flushed to zero in float32 moments (the smallest
-# normal float32); float64 moments are never flushed (threshold 0).
-FLUSH_BELOW = {np.dtype(np.float32): float(np.finfo(np.float32).tiny),
-               np.dtype(np.float64): 0.0}
-
-
-def flush_threshold(dtype) -> float:
-    """The magnitude below which a moment of ``dtype`` is flushed to zero (0: never)."""
-    return FLUSH_BELOW.get(np.dtype(dtype), 0.0)
-
-
-# The order of the scalars in an ``adam_coefficients`` array.
-COEFFICIENTS = ("decay", "weight_decay", "one_minus_beta1", "beta2", "one_minus_beta2",
-                "flush_below", "step_size", "bias_correction2_sqrt", "eps")
-
-
-def adam_coefficients(dtype, *, lr, beta1, beta2, eps, weight_decay, decoupled, step_size,
-                      bias_correction2_sqrt) -> np.ndarray:
-    """The scalars of one update, in ``dtype`` (the order of ``COEFFICIENTS``).
-
-    ``decay = 1 - lr*weight_decay`` for AdamW (else 1) multiplies the parameter;
-    ``weight_decay`` is the coupled (Adam) decay added to the gradient (0 for AdamW);
-    ``flush_below`` is ``flush_threshold(dtype)``.  An optimizer computes them once per
-    step for all parameters of a group (they are the same), not once per parameter.
-    """
-    dt = np.dtype(dtype).type
-    decay = 1 - lr * weight_decay if (decoupled and weight_decay != 0) else 1.0
-    coupled = 0.0 if decoupled else weight_decay
-    return np.array([decay, coupled, 1 - beta1, beta2, 1 - beta2, flush_threshold(dtype),
-                     step_size, bias_correction2_sqrt, eps], dtype=dt)
-
-
-def _coefficients_for(param, coefficients, scalars):
-    if coefficients is None:
-        return adam_coefficients(param.dtype, **scalars)
-    if scalars:
-        raise ValueError(f"adam_update: pass coefficients or the scalars "
-                         f"{sorted(scalars)}, not both")
-    return coefficients
-
+from . import registry
+from .adam_coefficients import (COEFFICIENTS, FLUSH_BELOW, adam_coefficients,  # noqa: F401
+                                coefficients_for, flush_threshold)
 
 def adam_update_reference(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, coefficients=None,
                           **scalars):
@@ -83,7 +45,7 @@ def adam_update_reference(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, coef
     ``max_exp_avg_sq`` unless None) in place; ``grad`` is not modified.
     ``coefficients``: from ``adam_coefficients`` (the parameter's dtype), or else the
     keyword arguments of ``adam_coefficients`` (``lr=..., beta1=..., ...``)."""
-    coefficients = _coefficients_for(param, coefficients, scalars)
+    coefficients = coefficients_for(param, coefficients, scalars)
     xp = backend.xp(param)
     (decay, weight_decay, one_minus_beta1, beta2, one_minus_beta2, flush_below, step_size,
      bias_correction2_sqrt, eps) = (coefficients[i] for i in range(len(COEFFICIENTS)))
@@ -105,17 +67,25 @@ def adam_update_reference(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, coef
     param -= step_size * m / (xp.sqrt(v) / bias_correction2_sqrt + eps)
 
 
-def adam_update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, coefficients=None,
-                **scalars):
-    """The Adam/AdamW update on the fastest path (same arguments as the reference):
-    Numba for C-contiguous NumPy arrays of one shape and dtype."""
-    coefficients = _coefficients_for(param, coefficients, scalars)
+def _numba_applies(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, coefficients=None,
+                   **scalars) -> bool:
+    """C-contiguous NumPy arrays of one shape and float dtype."""
     dtype, shape = param.dtype, param.shape
-    if (type(param) is np.ndarray and dtype in FLUSH_BELOW and param.flags.c_contiguous
+    return (type(param) is np.ndarray and dtype in FLUSH_BELOW and param.flags.c_contiguous
             and all(type(a) is np.ndarray and a.dtype == dtype and a.shape == shape
                     and a.flags.c_contiguous
-                    for a in (grad, exp_avg, exp_avg_sq, max_exp_avg_sq) if a is not None)):
-        from ._adam_numba import adam_update_numba
-        adam_update_numba(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, coefficients)
-    else:
-        adam_update_reference(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, coefficients)
+                    for a in (grad, exp_avg, exp_avg_sq, max_exp_avg_sq) if a is not None))
+
+
+def _example():
+    p = np.zeros(784 * 256, np.float32)
+    return (p, p, p, p, None, adam_coefficients(
+        np.float32, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
+        decoupled=False, step_size=1e-3, bias_correction2_sqrt=1.0)), {}
+
+
+adam_update = registry.register(
+    "adam_update", adam_update_reference,
+    registry.numba("._adam_numba", "adam_update_numba", _numba_applies), example=_example,
+    doc="The Adam/AdamW update on the route the registry picks (same arguments as the "
+        "reference): Numba for C-contiguous NumPy arrays of one shape and dtype.")

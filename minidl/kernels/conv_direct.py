@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
+from . import gemm, registry
 from .shapes import pair
 
 
@@ -134,7 +135,6 @@ def implicit_gemm_applies(a, weight_shape, weight_dtype=np.float32) -> bool:
     arrays, a vector route of the micro-kernels (AVX-512 or AVX2: ``gemm.host_supported``,
     ``gemm.enabled``), at least as many output channels and kernel taps as the
     weight-gradient tile has rows and columns (``gemm.tile_geometry``)."""
-    from . import gemm
     o, c, kh, kw = weight_shape
     _, _, nt_rows, nt_cols = gemm.tile_geometry()
     return (type(a) is np.ndarray and a.dtype == np.float32
@@ -142,41 +142,82 @@ def implicit_gemm_applies(a, weight_shape, weight_dtype=np.float32) -> bool:
             and o >= nt_rows and c * kh * kw >= nt_cols and gemm.host_supported())
 
 
-def conv2d_direct_forward(x, weight, bias, padding=0, dilation=1):
-    """Stride-1 convolution forward on the fastest path."""
-    if isinstance(x, np.ndarray):
-        from ._conv_direct_numba import conv2d_direct_forward_numba
-        return conv2d_direct_forward_numba(x, weight, bias, padding, dilation)
-    return conv2d_direct_forward_reference(x, weight, bias, padding, dilation)
+# -- the operations (see registry.py) --------------------------------------------------------
+
+def _forward_applies(x, weight, bias, padding=0, dilation=1) -> bool:
+    """The Numba twin (implicit GEMM or loop, it chooses) for NumPy arrays."""
+    return isinstance(x, np.ndarray)
 
 
-def conv2d_direct_weight_grad(x, dout, weight_shape, padding=0, dilation=1):
-    """dL/dW of a stride-1 convolution on the fastest path (the implicit GEMM where it
-    applies, else the reference)."""
-    if (implicit_gemm_applies(x, weight_shape) and type(dout) is np.ndarray
-            and dout.dtype == np.float32):
-        from ._conv_direct_numba import conv2d_direct_weight_grad_numba
-        return conv2d_direct_weight_grad_numba(x, dout, weight_shape, padding, dilation)
-    return conv2d_direct_weight_grad_reference(x, dout, weight_shape, padding, dilation)
+def _weight_grad_applies(x, dout, weight_shape, padding=0, dilation=1) -> bool:
+    return (implicit_gemm_applies(x, weight_shape) and type(dout) is np.ndarray
+            and dout.dtype == np.float32)
 
 
-def conv2d_direct_input_grad(dout, weight, input_shape, padding=0, dilation=1):
-    """dL/dx of a stride-1 convolution on the fastest path (the implicit GEMM where it
-    applies, else the reference)."""
-    if implicit_gemm_applies(dout, weight.shape, weight.dtype) and type(weight) is np.ndarray:
-        from ._conv_direct_numba import conv2d_direct_input_grad_numba
-        return conv2d_direct_input_grad_numba(dout, weight, input_shape, padding, dilation)
-    return conv2d_direct_input_grad_reference(dout, weight, input_shape, padding, dilation)
+def _input_grad_applies(dout, weight, input_shape, padding=0, dilation=1) -> bool:
+    return implicit_gemm_applies(dout, weight.shape, weight.dtype) and type(weight) is np.ndarray
 
 
-def conv2d_direct_backward(x, dout, weight, padding=0, dilation=1, need_dx=True):
-    """``(dL/dW, dL/db, dL/dx or None)``: the gradients of weight, bias (``dout`` summed over
-    images and pixels) and input at once, on the fastest path (the Numba twin shares its
-    copy of ``dout`` between them)."""
-    if (implicit_gemm_applies(x, weight.shape, weight.dtype) and type(dout) is np.ndarray
-            and dout.dtype == np.float32 and type(weight) is np.ndarray):
-        from ._conv_direct_numba import conv2d_direct_backward_numba
-        return conv2d_direct_backward_numba(x, dout, weight, padding, dilation, need_dx)
-    dw = conv2d_direct_weight_grad(x, dout, weight.shape, padding, dilation)
-    dx = conv2d_direct_input_grad(dout, weight, x.shape, padding, dilation) if need_dx else None
+def _backward_applies(x, dout, weight, padding=0, dilation=1, need_dx=True) -> bool:
+    return (implicit_gemm_applies(x, weight.shape, weight.dtype) and type(dout) is np.ndarray
+            and dout.dtype == np.float32 and type(weight) is np.ndarray)
+
+
+def conv2d_direct_backward_reference(x, dout, weight, padding=0, dilation=1, need_dx=True):
+    """Plain NumPy ``(dL/dW, dL/db, dL/dx or None)`` of a stride-1 convolution: the two
+    gradient references, and ``dL/db = dout`` summed over images and pixels."""
+    dw = conv2d_direct_weight_grad_reference(x, dout, weight.shape, padding, dilation)
+    dx = (conv2d_direct_input_grad_reference(dout, weight, x.shape, padding, dilation)
+          if need_dx else None)
     return dw, dout.sum(axis=(0, 2, 3)), dx
+
+
+def _example_forward():
+    return (np.zeros((64, 1, 28, 28), np.float32), np.zeros((32, 1, 3, 3), np.float32),
+            np.zeros(32, np.float32), 1), {}
+
+
+def _example_weight_grad():
+    return (np.zeros((64, 32, 14, 14), np.float32), np.zeros((64, 64, 14, 14), np.float32),
+            (64, 32, 3, 3), 1), {}
+
+
+def _example_input_grad():
+    return (np.zeros((64, 64, 14, 14), np.float32), np.zeros((64, 32, 3, 3), np.float32),
+            (64, 32, 14, 14), 1), {}
+
+
+def _example_backward():
+    return (np.zeros((64, 32, 14, 14), np.float32), np.zeros((64, 64, 14, 14), np.float32),
+            np.zeros((64, 32, 3, 3), np.float32), 1), {}
+
+
+conv2d_direct_forward = registry.register(
+    "conv2d_direct_forward", conv2d_direct_forward_reference,
+    registry.numba("._conv_direct_numba", "conv2d_direct_forward_numba", _forward_applies),
+    example=_example_forward,
+    doc="Stride-1 convolution forward on the route the registry picks.")
+
+conv2d_direct_weight_grad = registry.register(
+    "conv2d_direct_weight_grad", conv2d_direct_weight_grad_reference,
+    registry.numba("._conv_direct_numba", "conv2d_direct_weight_grad_numba",
+                   _weight_grad_applies),
+    example=_example_weight_grad,
+    doc="dL/dW of a stride-1 convolution on the route the registry picks (the implicit GEMM "
+        "where it applies, else the reference).")
+
+conv2d_direct_input_grad = registry.register(
+    "conv2d_direct_input_grad", conv2d_direct_input_grad_reference,
+    registry.numba("._conv_direct_numba", "conv2d_direct_input_grad_numba",
+                   _input_grad_applies),
+    example=_example_input_grad,
+    doc="dL/dx of a stride-1 convolution on the route the registry picks (the implicit GEMM "
+        "where it applies, else the reference).")
+
+conv2d_direct_backward = registry.register(
+    "conv2d_direct_backward", conv2d_direct_backward_reference,
+    registry.numba("._conv_direct_numba", "conv2d_direct_backward_numba", _backward_applies),
+    example=_example_backward,
+    doc="``(dL/dW, dL/db, dL/dx or None)``: the gradients of weight, bias and input at once, "
+        "on the route the registry picks (the Numba twin shares its copy of ``dout`` "
+        "between them).")

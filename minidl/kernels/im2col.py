@@ -33,19 +33,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
-from .shapes import conv_output_size, pair
-
-
-def _out_hw(h, w, kernel_size, stride, padding, dilation):
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (pair(kernel_size), pair(stride),
-                                              pair(padding), pair(dilation))
-    ho = conv_output_size(h, kh, sh, ph, dh)
-    wo = conv_output_size(w, kw, sw, pw, dw)
-    if ho < 1 or wo < 1:
-        raise ValueError(
-            f"im2col: kernel {(kh, kw)} with dilation {(dh, dw)} does not fit the input "
-            f"{(h, w)} padded by {(ph, pw)} (output would be {ho}x{wo})")
-    return (kh, kw), (sh, sw), (ph, pw), (dh, dw), ho, wo
+from . import registry
+from .shapes import im2col_geometry
 
 
 def im2col_reference(x, kernel_size, stride=1, padding=0, dilation=1):
@@ -56,7 +45,7 @@ def im2col_reference(x, kernel_size, stride=1, padding=0, dilation=1):
     """
     xp = backend.xp(x)
     n, c, h, w = x.shape
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw), ho, wo = _out_hw(
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw), ho, wo = im2col_geometry(
         h, w, kernel_size, stride, padding, dilation)
     x_pad = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     cols = xp.empty((c * kh * kw, n * ho * wo), dtype=x.dtype)
@@ -78,7 +67,7 @@ def col2im_reference(cols, input_shape, kernel_size, stride=1, padding=0, dilati
     """
     xp = backend.xp(cols)
     n, c, h, w = input_shape
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw), ho, wo = _out_hw(
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw), ho, wo = im2col_geometry(
         h, w, kernel_size, stride, padding, dilation)
     if cols.shape != (c * kh * kw, n * ho * wo):
         raise ValueError(f"col2im: expected cols of shape {(c * kh * kw, n * ho * wo)} for "
@@ -93,17 +82,28 @@ def col2im_reference(cols, input_shape, kernel_size, stride=1, padding=0, dilati
     return x_pad[:, :, ph:ph + h, pw:pw + w].copy()
 
 
-def im2col(x, kernel_size, stride=1, padding=0, dilation=1):
-    """im2col on the fastest available path (Numba for NumPy arrays).  See module doc."""
-    if isinstance(x, np.ndarray):
-        from ._im2col_numba import im2col_numba
-        return im2col_numba(x, kernel_size, stride, padding, dilation)
-    return im2col_reference(x, kernel_size, stride, padding, dilation)
+# -- the operations (see registry.py): Numba for NumPy arrays, else the reference ------------
+
+def _numpy_array(a, *args, **kwargs) -> bool:
+    return isinstance(a, np.ndarray)
 
 
-def col2im(cols, input_shape, kernel_size, stride=1, padding=0, dilation=1):
-    """col2im on the fastest available path (Numba for NumPy arrays).  See module doc."""
-    if isinstance(cols, np.ndarray):
-        from ._im2col_numba import col2im_numba
-        return col2im_numba(cols, input_shape, kernel_size, stride, padding, dilation)
-    return col2im_reference(cols, input_shape, kernel_size, stride, padding, dilation)
+def _example_x():
+    return (np.zeros((64, 32, 14, 14), np.float32), 3, 1, 1), {}
+
+
+def _example_cols():
+    return (np.zeros((32 * 9, 64 * 14 * 14), np.float32), (64, 32, 14, 14), 3, 1, 1), {}
+
+
+im2col = registry.register(
+    "im2col", im2col_reference,
+    registry.numba("._im2col_numba", "im2col_numba", _numpy_array), example=_example_x,
+    doc="im2col(x, kernel_size, stride=1, padding=0, dilation=1) on the route the registry "
+        "picks (Numba for NumPy arrays).  See module doc.")
+
+col2im = registry.register(
+    "col2im", col2im_reference,
+    registry.numba("._im2col_numba", "col2im_numba", _numpy_array), example=_example_cols,
+    doc="col2im(cols, input_shape, kernel_size, stride=1, padding=0, dilation=1) on the route "
+        "the registry picks (Numba for NumPy arrays).  See module doc.")

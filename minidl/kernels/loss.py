@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
+from . import registry
 
 
 def cross_entropy_reference(logits, targets, label_smoothing=0.0):
@@ -38,10 +39,16 @@ def cross_entropy_reference(logits, targets, label_smoothing=0.0):
     return float(per_sample.mean()), xp.exp(log_probs)
 
 
-def cross_entropy(logits, targets, label_smoothing=0.0):
-    """The loss and probabilities on the fastest path (Numba for NumPy arrays)."""
-    if (type(logits) is np.ndarray and logits.dtype in (np.float32, np.float64)
-            and type(targets) is np.ndarray):
-        from ._loss_numba import cross_entropy_numba
-        return cross_entropy_numba(logits, targets, label_smoothing)
-    return cross_entropy_reference(logits, targets, label_smoothing)
+def _numba_applies(logits, targets, label_smoothing=0.0) -> bool:
+    return (type(logits) is np.ndarray and logits.dtype in (np.float32, np.float64)
+            and type(targets) is np.ndarray)
+
+
+def _example():
+    return (np.zeros((64, 10), np.float32), np.zeros(64, np.int64)), {}
+
+
+cross_entropy = registry.register(
+    "cross_entropy", cross_entropy_reference,
+    registry.numba("._loss_numba", "cross_entropy_numba", _numba_applies), example=_example,
+    doc="The loss and probabilities on the route the registry picks (Numba for NumPy arrays).")

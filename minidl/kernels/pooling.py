@@ -33,48 +33,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
-from .shapes import pair, pool_output_size
-
-
-def pool_options(kernel_size, stride=None, padding=0, dilation=1, owner="pooling"):
-    """Normalised ``(kh, kw), (sh, sw), (ph, pw), (dh, dw)`` of a pooling window.
-
-    ``stride=None`` means ``stride = kernel_size``.  Raises ValueError (naming
-    ``owner``) for a non-positive kernel/stride/dilation, negative padding, or
-    padding larger than half the kernel size (torch's rule: ``p <= k // 2``).
-    """
-    kh, kw = pair(kernel_size, "kernel_size", owner)
-    sh, sw = (kh, kw) if stride is None else pair(stride, "stride", owner)
-    ph, pw = pair(padding, "padding", owner)
-    dh, dw = pair(dilation, "dilation", owner)
-    if min(kh, kw, sh, sw, dh, dw) < 1:
-        raise ValueError(f"{owner}: kernel_size, stride and dilation must be >= 1, got "
-                         f"kernel_size={(kh, kw)}, stride={(sh, sw)}, dilation={(dh, dw)}")
-    if min(ph, pw) < 0:
-        raise ValueError(f"{owner}: padding must be >= 0, got {(ph, pw)}")
-    if ph > kh // 2 or pw > kw // 2:
-        raise ValueError(f"{owner}: padding must be at most half the kernel size, got "
-                         f"padding={(ph, pw)} for kernel_size={(kh, kw)}")
-    return (kh, kw), (sh, sw), (ph, pw), (dh, dw)
-
-
-def pool_geometry(input_hw, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-                  owner="pooling"):
-    """``pool_options(...)`` plus the output size ``(ho, wo)`` for an input of size ``input_hw``.
-
-    Raises ValueError (naming ``owner``) as ``pool_options`` does, and when the
-    window is larger than the padded input (an empty output).
-    """
-    h, w = input_hw
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = pool_options(kernel_size, stride, padding,
-                                                          dilation, owner)
-    ho = pool_output_size(h, kh, sh, ph, dh, ceil_mode)
-    wo = pool_output_size(w, kw, sw, pw, dw, ceil_mode)
-    if ho < 1 or wo < 1:
-        raise ValueError(
-            f"{owner}: kernel {(kh, kw)} (dilation {(dh, dw)}) is larger than the input "
-            f"{(h, w)} padded by {(ph, pw)}: the output would be {ho}x{wo}")
-    return (kh, kw), (sh, sw), (ph, pw), (dh, dw), (ho, wo)
+from . import registry
+from .shapes import avg_pool_geometry, pool_geometry, pool_options
 
 
 def _window_offsets(n_out, stride, first, size, xp):
@@ -147,15 +107,6 @@ def avg_pool2d_divisors(input_hw, kernel_size, stride, padding, output_hw, count
     return xp.maximum(rows[:, None] * cols[None, :], 1)
 
 
-def _avg_geometry(x_shape, kernel_size, stride, padding, ceil_mode, divisor_override):
-    n, c, h, w = x_shape
-    if divisor_override is not None and (isinstance(divisor_override, bool) or not isinstance(
-            divisor_override, (int, np.integer)) or divisor_override < 1):
-        raise ValueError(f"avg_pool2d: divisor_override must be None or a positive int, "
-                         f"got {divisor_override!r}")
-    return pool_geometry((h, w), kernel_size, stride, padding, 1, ceil_mode, "avg_pool2d")
-
-
 def avg_pool2d_forward_reference(x, kernel_size, stride=None, padding=0, ceil_mode=False,
                                  count_include_pad=True, divisor_override=None):
     """Plain NumPy average pooling: (N, C, H, W) -> (N, C, Ho, Wo).
@@ -165,7 +116,7 @@ def avg_pool2d_forward_reference(x, kernel_size, stride=None, padding=0, ceil_mo
     """
     xp = backend.xp(x)
     n, c, h, w = x.shape
-    (kh, kw), (sh, sw), (ph, pw), _, (ho, wo) = _avg_geometry(
+    (kh, kw), (sh, sw), (ph, pw), _, (ho, wo) = avg_pool_geometry(
         x.shape, kernel_size, stride, padding, ceil_mode, divisor_override)
     bottom = max(ph, (ho - 1) * sh + kh - h - ph)
     right = max(pw, (wo - 1) * sw + kw - w - pw)
@@ -189,7 +140,7 @@ def avg_pool2d_backward_reference(dout, input_shape, kernel_size, stride=None, p
     """
     xp = backend.xp(dout)
     n, c, h, w = input_shape
-    (kh, kw), (sh, sw), (ph, pw), _, (ho, wo) = _avg_geometry(
+    (kh, kw), (sh, sw), (ph, pw), _, (ho, wo) = avg_pool_geometry(
         input_shape, kernel_size, stride, padding, ceil_mode, divisor_override)
     divisor = avg_pool2d_divisors((h, w), (kh, kw), (sh, sw), (ph, pw), (ho, wo),
                                   count_include_pad, divisor_override, xp)
@@ -203,41 +154,45 @@ def avg_pool2d_backward_reference(dout, input_shape, kernel_size, stride=None, p
     return dx_pad[:, :, ph:ph + h, pw:pw + w].copy()
 
 
-# -- dispatchers -----------------------------------------------------------------------
+# -- the operations (see registry.py): Numba for NumPy arrays, else the reference ------------
 
-def max_pool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
-    """Max pooling forward on the fastest path: returns ``(out, indices)``."""
-    if isinstance(x, np.ndarray):
-        from ._pooling_numba import max_pool2d_forward_numba
-        return max_pool2d_forward_numba(x, kernel_size, stride, padding, dilation, ceil_mode)
-    return max_pool2d_forward_reference(x, kernel_size, stride, padding, dilation, ceil_mode)
+def _numpy_array(a, *args, **kwargs) -> bool:
+    return isinstance(a, np.ndarray)
 
 
-def max_pool2d_backward(dout, indices, input_shape):
-    """Max pooling backward on the fastest path: gradient w.r.t. the input."""
-    if isinstance(dout, np.ndarray):
-        from ._pooling_numba import max_pool2d_backward_numba
-        return max_pool2d_backward_numba(dout, indices, input_shape)
-    return max_pool2d_backward_reference(dout, indices, input_shape)
+def _example_x():
+    return (np.zeros((64, 32, 28, 28), np.float32), 2), {}
 
 
-def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False,
-                       count_include_pad=True, divisor_override=None):
-    """Average pooling forward on the fastest path."""
-    if isinstance(x, np.ndarray):
-        from ._pooling_numba import avg_pool2d_forward_numba
-        return avg_pool2d_forward_numba(x, kernel_size, stride, padding, ceil_mode,
-                                        count_include_pad, divisor_override)
-    return avg_pool2d_forward_reference(x, kernel_size, stride, padding, ceil_mode,
-                                        count_include_pad, divisor_override)
+def _example_max_backward():
+    out = np.zeros((64, 32, 14, 14), np.float32)
+    return (out, np.zeros(out.shape, np.int64), (64, 32, 28, 28)), {}
 
 
-def avg_pool2d_backward(dout, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
-                        count_include_pad=True, divisor_override=None):
-    """Average pooling backward on the fastest path: gradient w.r.t. the input."""
-    if isinstance(dout, np.ndarray):
-        from ._pooling_numba import avg_pool2d_backward_numba
-        return avg_pool2d_backward_numba(dout, input_shape, kernel_size, stride, padding,
-                                         ceil_mode, count_include_pad, divisor_override)
-    return avg_pool2d_backward_reference(dout, input_shape, kernel_size, stride, padding,
-                                         ceil_mode, count_include_pad, divisor_override)
+def _example_avg_backward():
+    return (np.zeros((64, 32, 14, 14), np.float32), (64, 32, 28, 28), 2), {}
+
+
+max_pool2d_forward = registry.register(
+    "max_pool2d_forward", max_pool2d_forward_reference,
+    registry.numba("._pooling_numba", "max_pool2d_forward_numba", _numpy_array),
+    example=_example_x,
+    doc="Max pooling forward on the route the registry picks: returns ``(out, indices)``.")
+
+max_pool2d_backward = registry.register(
+    "max_pool2d_backward", max_pool2d_backward_reference,
+    registry.numba("._pooling_numba", "max_pool2d_backward_numba", _numpy_array),
+    example=_example_max_backward,
+    doc="Max pooling backward on the route the registry picks: gradient w.r.t. the input.")
+
+avg_pool2d_forward = registry.register(
+    "avg_pool2d_forward", avg_pool2d_forward_reference,
+    registry.numba("._pooling_numba", "avg_pool2d_forward_numba", _numpy_array),
+    example=_example_x,
+    doc="Average pooling forward on the route the registry picks.")
+
+avg_pool2d_backward = registry.register(
+    "avg_pool2d_backward", avg_pool2d_backward_reference,
+    registry.numba("._pooling_numba", "avg_pool2d_backward_numba", _numpy_array),
+    example=_example_avg_backward,
+    doc="Average pooling backward on the route the registry picks: gradient w.r.t. the input.")

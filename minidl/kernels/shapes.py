@@ -1,7 +1,10 @@
-"""Output-size formulas shared by the convolution and pooling kernels and layers.
+"""Geometry shared by the kernels, their Numba twins and the layers: output sizes and
+the checked window options of convolution and pooling.
 
-They follow PyTorch's ``conv2d`` and ``pooling_output_shape`` exactly, dilation
+The formulas follow PyTorch's ``conv2d`` and ``pooling_output_shape`` exactly, dilation
 and ``ceil_mode`` included, so a layer and its kernel can never disagree on a shape.
+Both a reference module (``im2col.py``) and its Numba twin (``_im2col_numba.py``) import
+from here, so a twin never imports its dispatcher.
 """
 from __future__ import annotations
 
@@ -45,3 +48,70 @@ def pool_output_size(size: int, kernel: int, stride: int, padding: int, dilation
     if ceil_mode and (out - 1) * stride >= size + padding:
         out -= 1
     return out
+
+
+def im2col_geometry(h, w, kernel_size, stride, padding, dilation):
+    """``(kh, kw), (sh, sw), (ph, pw), (dh, dw), H_out, W_out`` of an im2col/col2im call.
+
+    Raises ValueError when the dilated kernel does not fit the padded input.
+    """
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (pair(kernel_size), pair(stride),
+                                              pair(padding), pair(dilation))
+    ho = conv_output_size(h, kh, sh, ph, dh)
+    wo = conv_output_size(w, kw, sw, pw, dw)
+    if ho < 1 or wo < 1:
+        raise ValueError(
+            f"im2col: kernel {(kh, kw)} with dilation {(dh, dw)} does not fit the input "
+            f"{(h, w)} padded by {(ph, pw)} (output would be {ho}x{wo})")
+    return (kh, kw), (sh, sw), (ph, pw), (dh, dw), ho, wo
+
+
+def pool_options(kernel_size, stride=None, padding=0, dilation=1, owner="pooling"):
+    """Normalised ``(kh, kw), (sh, sw), (ph, pw), (dh, dw)`` of a pooling window.
+
+    ``stride=None`` means ``stride = kernel_size``.  Raises ValueError (naming
+    ``owner``) for a non-positive kernel/stride/dilation, negative padding, or
+    padding larger than half the kernel size (torch's rule: ``p <= k // 2``).
+    """
+    kh, kw = pair(kernel_size, "kernel_size", owner)
+    sh, sw = (kh, kw) if stride is None else pair(stride, "stride", owner)
+    ph, pw = pair(padding, "padding", owner)
+    dh, dw = pair(dilation, "dilation", owner)
+    if min(kh, kw, sh, sw, dh, dw) < 1:
+        raise ValueError(f"{owner}: kernel_size, stride and dilation must be >= 1, got "
+                         f"kernel_size={(kh, kw)}, stride={(sh, sw)}, dilation={(dh, dw)}")
+    if min(ph, pw) < 0:
+        raise ValueError(f"{owner}: padding must be >= 0, got {(ph, pw)}")
+    if ph > kh // 2 or pw > kw // 2:
+        raise ValueError(f"{owner}: padding must be at most half the kernel size, got "
+                         f"padding={(ph, pw)} for kernel_size={(kh, kw)}")
+    return (kh, kw), (sh, sw), (ph, pw), (dh, dw)
+
+
+def pool_geometry(input_hw, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                  owner="pooling"):
+    """``pool_options(...)`` plus the output size ``(ho, wo)`` for an input of size ``input_hw``.
+
+    Raises ValueError (naming ``owner``) as ``pool_options`` does, and when the
+    window is larger than the padded input (an empty output).
+    """
+    h, w = input_hw
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = pool_options(kernel_size, stride, padding,
+                                                          dilation, owner)
+    ho = pool_output_size(h, kh, sh, ph, dh, ceil_mode)
+    wo = pool_output_size(w, kw, sw, pw, dw, ceil_mode)
+    if ho < 1 or wo < 1:
+        raise ValueError(
+            f"{owner}: kernel {(kh, kw)} (dilation {(dh, dw)}) is larger than the input "
+            f"{(h, w)} padded by {(ph, pw)}: the output would be {ho}x{wo}")
+    return (kh, kw), (sh, sw), (ph, pw), (dh, dw), (ho, wo)
+
+
+def avg_pool_geometry(x_shape, kernel_size, stride, padding, ceil_mode, divisor_override):
+    """``pool_geometry`` of an average pooling (no dilation), ``divisor_override`` checked."""
+    n, c, h, w = x_shape
+    if divisor_override is not None and (isinstance(divisor_override, bool) or not isinstance(
+            divisor_override, numbers.Integral) or divisor_override < 1):
+        raise ValueError(f"avg_pool2d: divisor_override must be None or a positive int, "
+                         f"got {divisor_override!r}")
+    return pool_geometry((h, w), kernel_size, stride, padding, 1, ceil_mode, "avg_pool2d")

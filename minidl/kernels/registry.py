@@ -1,0 +1,196 @@
+"""The kernel registry: every operation, its reference, its fast routes and the rule that picks one.
+
+An *operation* (``im2col``, ``max_pool2d_forward``, ``matmul``, ...) is what a layer
+calls.  Its entry holds
+
+* the **reference**: plain NumPy, written to be read; it is what the tests trust and
+  what a learner should open first.  It also runs on CuPy arrays (``backend.xp``), so
+  on a GPU the reference *is* the GPU route;
+* its **fast routes**: Numba twins (``_<name>_numba.py``), each with the predicate
+  that says whether it applies to the given arguments on this machine (array type,
+  dtype, layout, CPU vector instructions, thread count);
+* the **rule**: the first fast route whose predicate holds, else the reference.
+
+Calling the operation applies the rule.  One switch forces the reference everywhere:
+the environment variable ``MINIDL_KERNELS=reference`` (read once, when minidl is
+imported) or, from Python, ``use_reference(True)`` / ``with reference_kernels(): ...``.
+Results agree between the routes to rounding (see ``tests/test_kernels.py`` and
+``tests/test_fast_paths.py``), so the whole test suite passes either way.
+
+``python -m minidl.kernels`` prints, for every operation, the route it takes on this
+machine for a typical float32 call (``listing()`` returns the same rows).
+
+Fast twins are imported on first use, by module name: the registry and the
+dispatchers never import Numba at ``import minidl`` time, and a twin never imports its
+dispatcher (shared geometry lives in ``shapes.py``).
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+
+ENV_VAR = "MINIDL_KERNELS"
+_CHOICES = {"": False, "fast": False, "reference": True}
+
+
+def _reference_from_env() -> bool:
+    text = os.environ.get(ENV_VAR, "").strip().lower()
+    if text not in _CHOICES:
+        raise ValueError(f"minidl kernels: {ENV_VAR} must be 'reference' or 'fast' (or unset), "
+                         f"got {os.environ[ENV_VAR]!r}")
+    return _CHOICES[text]
+
+
+_reference_only = _reference_from_env()
+
+
+def use_reference(on: bool = True) -> bool:
+    """Force every operation onto its reference (``on=True``) or let the rule pick (False).
+
+    Returns the previous setting.  Process-wide, like ``MINIDL_KERNELS=reference``.
+    """
+    global _reference_only
+    if not isinstance(on, bool):
+        raise ValueError(f"use_reference: expected a bool, got {on!r}")
+    previous, _reference_only = _reference_only, on
+    return previous
+
+
+def reference_only() -> bool:
+    """Whether every operation is forced onto its reference now."""
+    return _reference_only
+
+
+@contextlib.contextmanager
+def reference_kernels(on: bool = True):
+    """``with reference_kernels(): ...`` runs the block on the references, then restores."""
+    previous = use_reference(on)
+    try:
+        yield
+    finally:
+        use_reference(previous)
+
+
+class Route:
+    """A fast implementation of an operation: ``module.attr``, taken when ``applies(*args)``.
+
+    ``module`` is a module of ``minidl.kernels`` (``"._im2col_numba"``), imported the
+    first time the route runs; ``attr`` is looked up on every call (tests may replace it).
+    """
+
+    __slots__ = ("name", "module", "attr", "applies", "_module")
+
+    def __init__(self, name: str, module: str, attr: str, applies):
+        self.name, self.module, self.attr, self.applies = name, module, attr, applies
+        self._module = None
+
+    def function(self):
+        if self._module is None:
+            self._module = importlib.import_module(self.module, __package__)
+        return getattr(self._module, self.attr)
+
+    def __repr__(self) -> str:
+        return f"Route({self.name!r}, {self.module[1:]}.{self.attr})"
+
+
+def numba(module: str, attr: str, applies) -> Route:
+    """A Numba route (the usual kind of fast route)."""
+    return Route("numba", module, attr, applies)
+
+
+class Operation:
+    """One registry entry; calling it runs the route the rule picks (see module docstring)."""
+
+    def __init__(self, name: str, reference, routes=(), example=None, doc: str | None = None):
+        self.name = self.__name__ = self.__qualname__ = name
+        self.reference = reference
+        self.routes = tuple(routes)
+        self.example = example      # () -> (args, kwargs) of a typical call, for listing()
+        self.__doc__ = doc or f"{name} on the route the registry picks (reference: " \
+                              f"{reference.__module__}.{reference.__name__})."
+
+    def pick(self, *args, **kwargs) -> Route | None:
+        """The fast route these arguments take, or None for the reference."""
+        if _reference_only:
+            return None
+        for route in self.routes:
+            if route.applies(*args, **kwargs):
+                return route
+        return None
+
+    def __call__(self, *args, **kwargs):
+        if not _reference_only:
+            for route in self.routes:
+                if route.applies(*args, **kwargs):
+                    return route.function()(*args, **kwargs)
+        return self.reference(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<minidl kernel operation {self.name}: {len(self.routes)} fast route(s)>"
+
+
+OPERATIONS: dict[str, Operation] = {}
+
+
+def register(name: str, reference, *routes: Route, example=None, doc: str | None = None
+             ) -> Operation:
+    """Enter an operation in the registry and return it (the callable layers use)."""
+    if name in OPERATIONS:
+        raise ValueError(f"kernel registry: operation {name!r} is registered twice")
+    op = OPERATIONS[name] = Operation(name, reference, routes, example, doc)
+    return op
+
+
+def operations() -> dict[str, Operation]:
+    """Every registered operation by name (importing ``minidl.kernels`` registers them all)."""
+    importlib.import_module(__package__)
+    return dict(OPERATIONS)
+
+
+def listing() -> list[dict]:
+    """For each operation: the route a typical float32 call takes here, and the others.
+
+    Rows ``{"operation", "route", "reference", "fast", "example"}``: ``route`` is
+    ``"reference"`` or the fast route's name, as the rule picks it for the example
+    arguments (the lab CNN's sizes) with the current switch, threads and CPU.
+    """
+    rows = []
+    for name, op in operations().items():
+        route, example = "-", "-"
+        if op.example is not None:
+            args, kwargs = op.example()
+            picked = op.pick(*args, **kwargs)
+            route = "reference" if picked is None else picked.name
+            example = _describe(args)
+        rows.append({"operation": name, "route": route,
+                     "reference": f"{op.reference.__module__}.{op.reference.__name__}",
+                     "fast": ", ".join(f"{r.name}: minidl.kernels.{r.module[1:]}.{r.attr}"
+                                       for r in op.routes) or "-",
+                     "example": example})
+    return rows
+
+
+def _describe(args) -> str:
+    parts = []
+    for a in args:
+        if hasattr(a, "shape") and hasattr(a, "dtype"):
+            parts.append(f"{a.dtype}{tuple(a.shape)}")
+        elif isinstance(a, (tuple, int, float)) and len(parts) < 3:
+            parts.append(repr(a))
+    return " ".join(parts)
+
+
+def format_listing(rows=None) -> str:
+    """``listing()`` as a plain-text table (what ``python -m minidl.kernels`` prints)."""
+    rows = listing() if rows is None else rows
+    head = ("operation", "route", "example", "reference", "fast")
+    widths = [max(len(head[i]), *(len(r[h]) for r in rows)) for i, h in enumerate(head[:3])]
+    lines = [f"{ENV_VAR}={'reference' if _reference_only else 'fast'}: "
+             + ("every operation runs its reference" if _reference_only
+                else "each operation takes its first fast route that applies, else its reference"),
+             "  ".join(h.ljust(w) for h, w in zip(head[:3], widths)) + "  reference / fast"]
+    for r in rows:
+        lines.append("  ".join(r[h].ljust(w) for h, w in zip(head[:3], widths))
+                     + f"  {r['reference']} / {r['fast']}")
+    return "\n".join(lines)
