@@ -515,3 +515,14 @@ def test_open_storage_refuses_before_creating_anything(tmp_path):
     assert not (tmp_path / "new").exists()   # created by the first write only
     optuna.create_study(storage=storage, study_name="y")
     assert (tmp_path / "new" / "deeper" / "y.log").stat().st_size > 0
+
+
+def test_a_queued_retry_does_not_carry_the_failed_runs_record(tmp_path):
+    study = make_study(tmp_path / "q.log", n_complete=0)
+    study.add_trial(optuna.trial.create_trial(
+        state=TrialState.FAIL, params=LAB_PARAMS, distributions=LAB_DISTRIBUTIONS,
+        user_attrs={"enqueued": True, "stop_reason": "interrupted", "curve": [], "seconds": 2.0,
+                    "n_params": 5, "worker": {"pid": 1}}))
+    assert workers.requeue_failed(study, study.trials[0])[0]
+    assert study.trials[1].state == TrialState.WAITING
+    assert study.trials[1].user_attrs == {"enqueued": True}

@@ -179,8 +179,18 @@ def requeue_failed(study, frozen) -> tuple[bool, str]:
         return False, f"not queued again (retried {MAX_RETRIES} times already)"
     system_attrs = {"failed_trial": frozen.number, **frozen.system_attrs,
                     "retry_history": history}
-    _add_waiting(study, frozen, frozen.user_attrs, system_attrs)
+    _add_waiting(study, frozen, _configuration_attrs(frozen), system_attrs)
     return True, ""
+
+
+# What a run of a trial records about itself (``tuning.objective``, the worker): a queued
+# retry has not run yet, so it does not carry these over from the trial that failed.
+RUN_ATTRS = (WORKER_ATTR, "stop_reason", "curve", "seconds", "traceback", "n_params",
+             "config", "pooling_skipped")
+
+
+def _configuration_attrs(frozen) -> dict:
+    return {k: v for k, v in frozen.user_attrs.items() if k not in RUN_ATTRS}
 
 
 def _add_waiting(study, frozen, user_attrs: dict, system_attrs: dict) -> None:
@@ -262,9 +272,7 @@ def requeue(study, frozen) -> bool:
     fixed = frozen.system_attrs.get("fixed_params")
     if not frozen.params and not fixed:
         return False
-    user_attrs = {k: v for k, v in frozen.user_attrs.items()
-                  if k not in (WORKER_ATTR, "stop_reason")}
-    _add_waiting(study, frozen, user_attrs, frozen.system_attrs)
+    _add_waiting(study, frozen, _configuration_attrs(frozen), frozen.system_attrs)
     return True
 
 
