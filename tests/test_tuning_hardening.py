@@ -187,7 +187,7 @@ def test_a_damaged_line_is_read_past_and_never_written_behind(cli, tmp_path, jun
                     ["create", "--space", "lab-mlp", "--reuse"]):
         status, _, err = cli(*command, "--storage", "d.log", "--study-name", "s")
         assert_clean_failure(status, err, f"line {bad_line} is not a journal record",
-                             "does not write behind it", f"sed -i '{bad_line}d' d.log")
+                             "does not write behind", f"sed -i '{bad_line}d' d.log")
         assert path.read_bytes() == damaged, command
 
     # the repair the message gives: the file reads in plain Optuna, and the study goes on

@@ -515,8 +515,9 @@ def damage_message(path: str, bad_lines: dict, foreign_tail) -> str:
                         f"('{_preview(bad_lines[min(bad_lines)])}')")
         script = ";".join(f"{a}d" if a == b else f"{a},{b}d" for a, b in ranges)
         commands.append(f"sed -i '{script}' {path}")
-    return (f"journal {path}: {'; '.join(problems)}. tuning reads past it but does not write "
-            f"behind it (no Optuna reader could read the file afterwards).\n"
+    it = "them" if len(bad_lines) + (foreign_tail is not None) > 1 else "it"
+    return (f"journal {path}: {'; '.join(problems)}. tuning reads past {it} but does not "
+            f"write behind {it} (no Optuna reader could read the file afterwards).\n"
             f"To repair it, keep a copy (cp {path} {path}.bak), then: {' && '.join(commands)}")
 
 
