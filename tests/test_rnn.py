@@ -276,7 +276,8 @@ def test_gradcheck_initial_state(rng, route, mode):
 @pytest.mark.parametrize("mode", MODES)
 def test_gradcheck_cells(rng, route, mode):
     minidl.manual_seed(2)
-    cell = {"RNN_TANH": lambda: nn.RNNCell(3, 4), "RNN_RELU": lambda: nn.RNNCell(3, 4, True, "relu"),
+    cell = {"RNN_TANH": lambda: nn.RNNCell(3, 4),
+            "RNN_RELU": lambda: nn.RNNCell(3, 4, True, "relu"),
             "LSTM": lambda: nn.LSTMCell(3, 4), "GRU": lambda: nn.GRUCell(3, 4)}[mode]()
     if mode == "LSTM":
         class Both(nn.Module):                      # (h', c') as one vector
@@ -482,11 +483,14 @@ def test_bad_input_errors(rng, cls):
 
 def test_bad_initial_state_errors():
     x = np.zeros((5, 2, 3), np.float32)
-    with pytest.raises(ValueError, match=r"GRU: expected h_0 of shape \(2, 2, 4\), got \(1, 2, 4\)"):
+    with pytest.raises(ValueError,
+                       match=r"GRU: expected h_0 of shape \(2, 2, 4\), got \(1, 2, 4\)"):
         nn.GRU(3, 4, num_layers=2)(x, np.zeros((1, 2, 4), np.float32))
-    with pytest.raises(ValueError, match=r"RNN: expected h_0 of shape \(2, 2, 4\), got \(2, 3, 4\)"):
+    with pytest.raises(ValueError,
+                       match=r"RNN: expected h_0 of shape \(2, 2, 4\), got \(2, 3, 4\)"):
         nn.RNN(3, 4, bidirectional=True)(x, np.zeros((2, 3, 4), np.float32))
-    with pytest.raises(ValueError, match=r"LSTM: expected c_0 of shape \(1, 2, 4\), got \(1, 2, 5\)"):
+    with pytest.raises(ValueError,
+                       match=r"LSTM: expected c_0 of shape \(1, 2, 4\), got \(1, 2, 5\)"):
         nn.LSTM(3, 4)(x, (np.zeros((1, 2, 4), np.float32), np.zeros((1, 2, 5), np.float32)))
     with pytest.raises(ValueError, match=r"LSTM: expected hx to be a pair \(h, c\)"):
         nn.LSTM(3, 4)(x, np.zeros((1, 2, 4), np.float32))

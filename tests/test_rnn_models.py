@@ -35,7 +35,8 @@ def test_image_to_sequence_reads_groups_of_rows(rng, T):
 def test_image_to_sequence_errors():
     with pytest.raises(ValueError, match="seq_len to be an int >= 1"):
         nn.ImageToSequence(0)
-    with pytest.raises(ValueError, match=r"divide into seq_len=5 steps, got shape \(2, 1, 28, 28\)"):
+    with pytest.raises(ValueError,
+                       match=r"divide into seq_len=5 steps, got shape \(2, 1, 28, 28\)"):
         nn.ImageToSequence(5)(np.zeros((2, 1, 28, 28), np.float32))
     with pytest.raises(RuntimeError, match="before forward"):
         nn.ImageToSequence(4).backward(np.zeros((2, 4, 7), np.float32))

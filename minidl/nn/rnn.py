@@ -183,7 +183,8 @@ class _RNNBase(Module):
         name, lstm = type(self).__name__, self.mode == "LSTM"
         check_float_array(name, x)
         layout = "(N, T, input_size)" if self.batch_first else "(T, N, input_size)"
-        if x.ndim != 3 or x.shape[2] != self.input_size or x.shape[1 if self.batch_first else 0] == 0:
+        steps = x.shape[1 if self.batch_first else 0] if x.ndim == 3 else 0
+        if x.ndim != 3 or x.shape[2] != self.input_size or steps == 0:
             raise ValueError(f"{name}: expected a 3-D input {layout} with input_size="
                              f"{self.input_size} and T >= 1, got shape {tuple(x.shape)}")
         check_same_dtype(name, x, self.weight_ih_l0)
