@@ -254,7 +254,7 @@ class InitialStateInput(nn.Module):
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("layers,bidir,batch_first", [(1, False, False), (2, True, True)])
-def test_gradcheck_layers(rng, route, mode, layers, bidir, batch_first):
+def test_gradcheck_layers(rng, mode, layers, bidir, batch_first):
     minidl.manual_seed(0)
     layer = make_layer(nn, mode, 3, 4, num_layers=layers, bidirectional=bidir,
                          batch_first=batch_first)
@@ -263,7 +263,7 @@ def test_gradcheck_layers(rng, route, mode, layers, bidir, batch_first):
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_gradcheck_initial_state(rng, route, mode):
+def test_gradcheck_initial_state(rng, mode):
     minidl.manual_seed(1)
     layer = make_layer(nn, mode, 3, 4, num_layers=2, bidirectional=True)
     layer.double()
