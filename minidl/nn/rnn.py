@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 
 import numpy as np
 
@@ -144,6 +145,10 @@ class _RNNBase(Module):
             raise ValueError(f"{name}: expected dropout to be a probability in [0, 1), got "
                              f"{dropout!r}")
         self.dropout = float(dropout)
+        if self.dropout > 0 and self.num_layers == 1:
+            warnings.warn(f"{name}: dropout is applied between stacked layers only, so "
+                          f"dropout={self.dropout} with num_layers=1 does nothing", UserWarning,
+                          stacklevel=3)
         D, H = self.num_directions, self.hidden_size
         G = rnn_kernels.GATES[mode] * H
         for layer in range(self.num_layers):
@@ -177,6 +182,10 @@ class _RNNBase(Module):
         bound = 1 / math.sqrt(self.hidden_size)
         for p in self.parameters():
             init.uniform_(p, -bound, bound)
+
+    def flatten_parameters(self) -> None:
+        """Does nothing: torch packs the weights into one cuDNN buffer here; minidl keeps
+        them as they are.  Present so ported code runs unchanged."""
 
     def _check_input(self, x, hx):
         """``(x as (T, N, I), h0, c0)`` with states ``(L*D, N, H)`` (zeros when not given)."""
