@@ -210,9 +210,9 @@ def gru_cell_backward(dh, gates, hg_n, h_prev):
 
 
 # -- the time loop ------------------------------------------------------------------
-def _hidden_part(h, w_hh, b_hh):
+def _hidden_part(h, w_hh_t, b_hh):
     """``h W_hh^T + b_hh``: the hidden state's share of every gate, ``(N, G)``."""
-    hg = matmul(h, w_hh.T)
+    hg = matmul(h, w_hh_t)
     if b_hh is not None:
         hg += b_hh
     return hg
@@ -241,8 +241,9 @@ def recurrent_forward(mode, xg, w_hh, b_hh, h0, c0=None):
     tcs = xp.empty((T, N, H), xg.dtype) if mode == "LSTM" else None     # tanh(c_t)
     hg_ns = xp.empty((T, N, H), xg.dtype) if mode == "GRU" else None
     h, c = h0, c0
+    w_hh_t = xp.ascontiguousarray(w_hh.T)            # (H, G), once for all steps
     for t in range(T):
-        hg = _hidden_part(h, w_hh, b_hh)
+        hg = _hidden_part(h, w_hh_t, b_hh)
         if mode == "LSTM":
             h, c, gates[t], tcs[t] = lstm_cell_forward(xg[t], hg, c)
             cs[t] = c
@@ -302,4 +303,6 @@ def hidden_weight_grads(dhg, hs, h0, with_bias: bool):
     G = dhg.shape[2]
     h_prev = xp.concatenate([h0[None], hs[:-1]], axis=0).reshape(T * N, H)
     d2 = dhg.reshape(T * N, G)
-    return matmul(d2.T, h_prev), (d2.sum(axis=0) if with_bias else None)
+    # as (h_prev^T dG)^T: matmul packs a transposed, wide first operand slowly (measured)
+    dw = xp.ascontiguousarray(matmul(h_prev.T, d2).T)
+    return dw, (d2.sum(axis=0) if with_bias else None)

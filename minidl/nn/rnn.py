@@ -97,7 +97,10 @@ def _split_pair(owner: str, what: str, value, is_lstm: bool):
 def _direction_forward(mode, x2, T, weights, h0, c0, reverse: bool):
     """Run the cell over ``x2`` = ``(T*N, I)`` (time-major rows); ``hs`` in time order."""
     w_ih, w_hh, b_ih, b_hh = weights
-    xg = kernels.matmul(x2, w_ih.data.T)
+    xp = backend.xp(x2)
+    # W_ih^T made contiguous (G x I, small): matmul's route for a transposed b is slow
+    # when the inner dimension (input_size) is small -- 13x for 28, measured
+    xg = kernels.matmul(x2, xp.ascontiguousarray(w_ih.data.T))
     if b_ih is not None:
         xg += b_ih.data
     xg = xg.reshape(T, x2.shape[0] // T, -1)
@@ -119,7 +122,8 @@ def _direction_backward(d_hs, dh_n, dc_n, x2, weights, cache, reverse: bool, nee
         b_hh.accumulate_grad(db_hh, owned=True)
     xp = backend.xp(dxg)
     dxg2 = xp.ascontiguousarray(dxg[::-1] if reverse else dxg).reshape(x2.shape[0], -1)
-    w_ih.accumulate_grad(kernels.matmul(dxg2.T, x2), owned=True)
+    # as (x^T dG)^T: matmul packs a transposed first operand slowly when it is wide
+    w_ih.accumulate_grad(xp.ascontiguousarray(kernels.matmul(x2.T, dxg2).T), owned=True)
     if b_ih is not None:
         b_ih.accumulate_grad(dxg2.sum(axis=0), owned=True)
     dx2 = kernels.matmul(dxg2, w_ih.data) if need_dx else None
