@@ -6,7 +6,7 @@
 
 ``import minidl`` never imports torch, cupy or optuna.
 """
-from . import nn, optim, data, train
+from . import nn, optim, data, train, performance
 from .random import manual_seed
 from .gradcheck import gradcheck
 from .serialization import save, load
@@ -14,5 +14,5 @@ from .threads import set_num_threads, get_num_threads
 
 __version__ = "0.1.0"
 
-__all__ = ["nn", "optim", "data", "train", "manual_seed", "gradcheck", "save", "load",
+__all__ = ["nn", "optim", "data", "train", "performance", "manual_seed", "gradcheck", "save", "load",
            "set_num_threads", "get_num_threads", "__version__"]

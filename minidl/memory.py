@@ -15,8 +15,8 @@ from the heap, step after step (20 page faults per step).  The price: memory fre
 by the process stays allocated to it (up to the largest working set it had), as
 with PyTorch's own caching allocator.  Peak memory is unchanged.
 
-It runs once per process, the first time a ``Linear`` or ``Conv2d`` layer computes a
-forward pass.  Opt out with the environment variable ``MINIDL_MALLOC_TUNING=0``
+It runs once per process, from ``minidl.performance.apply()`` (which ``minidl.train.fit``
+and ``evaluate`` call; layers never call it).  Opt out with the environment variable ``MINIDL_MALLOC_TUNING=0``
 (read then); a ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` already in
 the environment is respected.  Nothing happens on other C libraries than glibc
 (musl, macOS, Windows).
@@ -35,7 +35,7 @@ TRIM_THRESHOLD = 2**30
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 
-done = False        # set once tune_malloc has run (layers test this flag first)
+done = False        # set once tune_malloc has run
 applied = {}        # what tune_malloc set: {"M_MMAP_THRESHOLD": bytes, ...}
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import backend
+from . import backend, performance
 from .random import manual_seed
 
 __all__ = ["fit", "evaluate", "History", "NonFiniteLossError"]
@@ -164,6 +164,7 @@ def evaluate(model, data, batch_size: int = 1000, loss_fn=None) -> dict:
     """
     _check_positive_int("batch_size", batch_size, "evaluate")
     _check_dataset("data", data, "evaluate")
+    performance.apply()     # process-wide settings (malloc), once; see minidl.performance
     if loss_fn is None:
         loss_fn = _default_loss()
     ref = _device_reference(model)
@@ -338,6 +339,7 @@ def fit(model, loss_fn, optimizer, train, val, epochs: int, batch_size: int,
     _check_dataset("val", val, "fit")
     plateau = _is_plateau_scheduler(scheduler)
 
+    performance.apply()     # process-wide settings (malloc), once; see minidl.performance
     manual_seed(int(seed))
     # A stream distinct from the dropout generator's, derived from the same seed.
     data_rng = np.random.default_rng(np.random.SeedSequence([int(seed), 1]))

@@ -123,7 +123,7 @@ def test_conv2d_gradients_accumulate_and_eval_mode_backward(rng):
 
 
 def test_conv2d_eval_chunks_large_batches(monkeypatch, rng):
-    from minidl.nn import conv as conv_module
+    from minidl.kernels import conv as conv_module
     layer = nn.Conv2d(3, 4, 3, padding=1).double()
     x = rng.standard_normal((7, 3, 6, 5))
     layer.eval()
@@ -134,7 +134,7 @@ def test_conv2d_eval_chunks_large_batches(monkeypatch, rng):
     # the chunks are products of other shapes, which a BLAS may block differently (OpenBLAS's
     # AVX-512 kernels do; its Haswell ones gave equal bits): equal to float64 rounding
     np.testing.assert_allclose(chunked, whole, rtol=1e-13, atol=1e-13 * np.abs(whole).max())
-    assert layer._cols is None
+    assert layer._cache.cols is None
 
 
 def test_conv2d_nan_propagates_like_torch(torch, rng):

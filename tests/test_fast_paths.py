@@ -7,7 +7,8 @@
 - The ``needs_input_grad`` protocol: skipping the input gradient leaves every parameter
   gradient unchanged and returns None; ``fit`` sets it and restores it.
 - Layers route through the fast paths and agree with the slow ones.
-- ``minidl.memory.tune_malloc``: applied once, respects the opt-out and the user's
+- ``minidl.memory.tune_malloc``: applied once by ``minidl.performance.apply()`` (which
+  ``fit`` and ``evaluate`` call; never by a layer), respects the opt-out and the user's
   own glibc variables.
 
 Nothing here is timed.
@@ -25,7 +26,7 @@ import pytest
 import minidl
 from minidl import kernels, nn
 from minidl.kernels import _parallel, gemm
-from minidl.nn import conv as conv_module
+from minidl.kernels import conv as conv_module
 
 ROOT = Path(__file__).resolve().parents[1]
 # rows of a and of b.T per tile of the a @ b.T micro-kernel on this machine's vector route
@@ -427,8 +428,9 @@ def test_conv2d_routes_agree(training, monkeypatch, rng):
             monkeypatch.setattr(conv_module, "DIRECT_MAX_IN_CHANNELS", 0)
         layer.zero_grad()
         y = layer(x)
-        assert layer._implicit == (route == "implicit" and gemm.host_supported())
-        assert layer._direct(x) == (route != "im2col")
+        expected = ("implicit-gemm" if route == "implicit" and gemm.host_supported() else
+                    "im2col" if route == "im2col" else "direct")
+        assert layer._cache.route == expected
         dx = layer.backward(dout)
         results.append((y, dx, [p.grad.copy() for p in layer.parameters()]))
     (y0, dx0, g0), *others = results
@@ -718,11 +720,14 @@ def _run(code, **env):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
-def test_malloc_tuning_runs_once_at_the_first_layer_forward_and_can_be_turned_off():
+def test_malloc_tuning_is_made_by_performance_apply_not_by_layers_and_can_be_turned_off():
     code = ("import numpy as np, minidl\n"
             "from minidl import memory\n"
-            "assert not memory.done\n"
             "minidl.nn.Linear(3, 2)(np.ones((1, 3), np.float32))\n"
+            "minidl.nn.Conv2d(1, 2, 3)(np.ones((1, 1, 5, 5), np.float32))\n"
+            "assert not memory.done, 'a layer changed the process'\n"
+            "settings = minidl.performance.apply()\n"
+            "assert minidl.performance.apply() == settings       # once\n"
             "print(memory.done, sorted(memory.applied.items()))\n")
     on = _run(code)
     if "[]" in on:          # not glibc (musl): nothing to apply
@@ -731,3 +736,19 @@ def test_malloc_tuning_runs_once_at_the_first_layer_forward_and_can_be_turned_of
     assert _run(code, MINIDL_MALLOC_TUNING="0") == "True []"
     assert _run(code, MALLOC_MMAP_THRESHOLD_="65536") == \
         "True [('M_TRIM_THRESHOLD', 1073741824)]"
+
+
+def test_fit_and_evaluate_apply_the_process_settings():
+    code = ("import numpy as np, minidl\n"
+            "from minidl import memory, nn, optim\n"
+            "from minidl.data import ArrayDataset\n"
+            "x = np.ones((8, 3), np.float32); y = np.zeros(8, np.int64)\n"
+            "model = nn.Linear(3, 2)\n"
+            "minidl.train.evaluate(model, ArrayDataset(x, y))\n"
+            "print(memory.done, end=' ')\n"
+            "memory.done = False\n"
+            "minidl.train.fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1),\n"
+            "                 ArrayDataset(x, y), ArrayDataset(x, y), epochs=1, batch_size=4,\n"
+            "                 progress=False)\n"
+            "print(memory.done)\n")
+    assert _run(code) == "True True"

@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 EXPECTED = {"im2col", "col2im", "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward",
             "avg_pool2d_backward", "conv2d_direct_forward", "conv2d_direct_weight_grad",
             "conv2d_direct_input_grad", "conv2d_direct_backward", "relu_forward",
-            "relu_backward", "adam_update", "matmul", "cross_entropy"}
+            "relu_backward", "adam_update", "matmul", "cross_entropy", "conv2d_forward",
+            "conv2d_backward"}
 
 
 class FastRouteCalled(AssertionError):
@@ -123,7 +124,7 @@ def test_listing_covers_every_operation():
     rows = kernels.listing()
     assert {r["operation"] for r in rows} == set(registry.operations())
     for r in rows:
-        assert r["route"] in ("reference", "numba"), r
+        assert r["route"] in ("reference", "numba", "implicit-gemm", "direct"), r
         assert r["reference"].startswith("minidl.kernels.")
     with kernels.reference_kernels():
         assert {r["route"] for r in kernels.listing()} == {"reference"}

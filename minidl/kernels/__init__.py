@@ -39,6 +39,8 @@ from .conv_direct import (conv2d_direct_backward, conv2d_direct_backward_referen
                           direct_output_hw, implicit_gemm_applies)
 from . import gemm, registry
 from .gemm import matmul_reference
+from .products import matmul
+from .conv import ConvCache, conv2d_backward, conv2d_forward
 from .im2col import col2im, col2im_reference, im2col, im2col_reference
 from .loss import cross_entropy, cross_entropy_reference
 from .pooling import (avg_pool2d_backward, avg_pool2d_backward_reference, avg_pool2d_forward,
@@ -49,19 +51,6 @@ from .pooling import (avg_pool2d_backward, avg_pool2d_backward_reference, avg_po
 from .registry import listing, reference_kernels, reference_only, use_reference
 from .shapes import conv_output_size, pair, pool_output_size
 
-
-def _example_matmul():
-    import numpy as np
-    return (np.zeros((64, 784), np.float32), np.zeros((256, 784), np.float32).T), {}
-
-
-# gemm.py keeps its own dispatcher (``gemm.matmul``, for code inside minidl.kernels); the
-# layers call this registry entry, which applies the same predicate.
-matmul = registry.register(
-    "matmul", matmul_reference,
-    registry.numba("._gemm_numba", "matmul_numba", gemm.numba_applies), example=_example_matmul,
-    doc="``a @ b`` (2-D), optionally into ``out``, on the route the registry picks: the Numba "
-        "GEMM where ``gemm.numba_applies``, else NumPy's BLAS.")
 
 _NUMBA_TWINS = {
     "im2col_numba": "._im2col_numba",
@@ -93,7 +82,7 @@ __all__ = [*KERNELS, *(f"{k}_reference" for k in KERNELS), *_NUMBA_TWINS,
            "adam_coefficients", "conv2d_direct_backward", "conv_output_size", "direct_output_hw",
            "implicit_gemm_applies", "pool_output_size", "pool_geometry", "pool_options", "pair",
            "conv2d_direct_backward_reference", "registry", "listing", "use_reference",
-           "reference_kernels", "reference_only"]
+           "reference_kernels", "reference_only", "conv2d_forward", "conv2d_backward", "ConvCache"]
 
 
 def __getattr__(name):

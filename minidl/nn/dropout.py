@@ -63,6 +63,8 @@ class Dropout(Module):
         self._out_meta = None   # (shape, dtype) of the last output
 
     def forward(self, x):
+        r"""Training: ``y = x * m / (1-p)`` with a fresh mask ``m ~ Bernoulli(1-p)``; the
+        scaled mask is kept for backward.  Eval (or ``p = 0``): ``y = x``."""
         check_float_array("Dropout", x)
         self._out_meta = (tuple(x.shape), x.dtype)
         if not self.training or self.p == 0:
@@ -77,6 +79,8 @@ class Dropout(Module):
         return x * noise
 
     def backward(self, dout):
+        r"""``dL/dx = dL/dy * m / (1-p)`` with the last forward's mask (``dL/dy`` when that
+        forward was the identity)."""
         if self._out_meta is None:
             raise backward_before_forward("Dropout")
         check_dout("Dropout", dout, *self._out_meta)

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from .. import kernels, memory
+from .. import kernels
 from . import init
 from .module import (Module, Parameter, backward_before_forward, check_dout,
                      check_float_array, check_same_dtype)
@@ -81,8 +81,7 @@ class Linear(Module):
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x):
-        if not memory.done:
-            memory.tune_malloc()
+        r"""``y = x W^T + b`` over the last axis (``(*, in_features)`` -> ``(*, out_features)``)."""
         check_float_array("Linear", x)
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError(
@@ -97,7 +96,9 @@ class Linear(Module):
         return y.reshape(x.shape[:-1] + (self.out_features,))
 
     def backward(self, dout):
-        """Accumulate dL/dW and dL/db; return dL/dx (None when ``needs_input_grad`` is False)."""
+        r"""With ``G = dL/dy`` and ``X = x``, both as matrices of rows: accumulate
+        ``dL/dW = G^T X`` and ``dL/db = sum of G's rows``; return ``dL/dx = G W`` (None when
+        ``needs_input_grad`` is False)."""
         if self._x is None:
             raise backward_before_forward("Linear")
         x = self._x

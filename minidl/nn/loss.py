@@ -61,6 +61,8 @@ class CrossEntropyLoss(Module):
         self._targets = None
 
     def forward(self, logits, targets) -> float:
+        r"""``L = mean_n [-(1-eps) log p[n, t_n] - (eps/C) sum_c log p[n, c]]`` with
+        ``log p = log_softmax(z)`` (shifted by the row maximum); ``p`` is kept for backward."""
         check_float_array("CrossEntropyLoss", logits, "logits")
         if logits.ndim != 2 or logits.shape[1] < 1:
             raise ValueError(
@@ -76,7 +78,8 @@ class CrossEntropyLoss(Module):
         return loss
 
     def backward(self, dout: float = 1.0):
-        """d(dout * loss)/d(logits), shape (N, C); ``dout`` defaults to 1."""
+        r"""``d(dout * L)/dz = dout * (p - q) / N``, shape (N, C), with ``q`` the smoothed
+        target distribution ``(1-eps)[c = t_n] + eps/C``; ``dout`` defaults to 1."""
         if self._probs is None:
             raise backward_before_forward("CrossEntropyLoss")
         if isinstance(dout, bool) or not (isinstance(dout, (int, float, np.number))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numbers
 
 from .. import backend, kernels
-from ..kernels.pooling import pool_geometry, pool_options
+from ..kernels.shapes import pool_geometry, pool_options
 from .module import Module, backward_before_forward, check_dout, check_float_array
 
 __all__ = ["MaxPool2d", "AvgPool2d"]
@@ -18,7 +18,7 @@ def _check_bool(owner: str, name: str, value) -> bool:
 
 class _Pool2d(Module):
     """Shared plumbing: argument checks, input checks, the forward/backward cache and
-    backward's checks (a subclass computes dL/dx in ``_input_grad``)."""
+    backward's checks; each subclass writes its own ``forward`` and ``backward``."""
 
     def __init__(self, kernel_size, stride, padding, dilation, ceil_mode):
         super().__init__()
@@ -44,19 +44,14 @@ class _Pool2d(Module):
                                      self.dilation, self.ceil_mode, type(self).__name__)
         return n, c, ho, wo
 
-    def backward(self, dout):
-        """dL/dx (the formula in the class docstring), of the last input's shape."""
+    def _checked_dout(self, dout) -> tuple:
+        """The last input's shape, after checking ``dout`` against its output shape."""
         owner = type(self).__name__
         if self._in_meta is None:
             raise backward_before_forward(owner)
         shape, dtype = self._in_meta
         check_dout(owner, dout, self.output_shape(shape), dtype)
-        if dout.size == 0:   # an empty batch: no window routes any gradient
-            return backend.xp(dout).zeros(shape, dtype=dout.dtype)
-        return self._input_grad(dout, shape)
-
-    def _input_grad(self, dout, shape):
-        raise NotImplementedError
+        return shape
 
     def _convert_extra(self, fn) -> None:
         self._in_meta = None
@@ -112,6 +107,8 @@ class MaxPool2d(_Pool2d):
         self.return_indices = _check_bool("MaxPool2d", "return_indices", return_indices)
 
     def forward(self, x):
+        r"""``y[n,c,p,q]`` = the maximum of window ``(p, q)`` of ``x[n,c]``; the position
+        ``a[n,c,p,q]`` it came from (flat ``h*W + w``) is kept for backward."""
         self._check_input(x)
         y, indices = kernels.max_pool2d_forward(x, self.kernel_size, self.stride, self.padding,
                                                 self.dilation, self.ceil_mode)
@@ -119,7 +116,12 @@ class MaxPool2d(_Pool2d):
         self._cache = indices
         return (y, indices) if self.return_indices else y
 
-    def _input_grad(self, dout, shape):
+    def backward(self, dout):
+        r"""``dL/dx[n,c,h,w]`` = the sum of ``dL/dy[n,c,p,q]`` over the windows whose
+        maximum came from ``(h, w)`` (``a[n,c,p,q] = (h, w)``); every other pixel gets 0."""
+        shape = self._checked_dout(dout)
+        if dout.size == 0:   # an empty batch: no window routes any gradient
+            return backend.xp(dout).zeros(shape, dtype=dout.dtype)
         return kernels.max_pool2d_backward(dout, self._cache, shape)
 
     def extra_repr(self) -> str:
@@ -186,12 +188,19 @@ class AvgPool2d(_Pool2d):
                 self.count_include_pad, self.divisor_override)
 
     def forward(self, x):
+        r"""``y[n,c,p,q] = (1 / D[p,q]) * sum of x[n,c]`` over the in-bounds part
+        ``R[p,q]`` of window ``(p, q)`` (``D``: the divisor, see the class docstring)."""
         self._check_input(x)
         y = kernels.avg_pool2d_forward(x, *self._options())
         self._in_meta = (tuple(x.shape), x.dtype)
         return y
 
-    def _input_grad(self, dout, shape):
+    def backward(self, dout):
+        r"""``dL/dx[n,c,h,w]`` = the sum of ``dL/dy[n,c,p,q] / D[p,q]`` over the windows
+        ``(p, q)`` whose in-bounds part ``R[p,q]`` holds ``(h, w)``."""
+        shape = self._checked_dout(dout)
+        if dout.size == 0:   # an empty batch: no window routes any gradient
+            return backend.xp(dout).zeros(shape, dtype=dout.dtype)
         return kernels.avg_pool2d_backward(dout, shape, *self._options())
 
     def extra_repr(self) -> str:
