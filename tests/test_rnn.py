@@ -21,6 +21,7 @@ import pytest
 import minidl
 from minidl import nn
 from minidl.kernels import rnn as rnn_kernels
+from minidl.kernels.registry import reference_kernels
 
 RTOL = {np.float64: 1e-10, np.float32: 1e-5}
 MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU"]
@@ -40,10 +41,10 @@ def assert_close(ours, theirs, dtype, what=""):
 @pytest.fixture(params=["numba", "reference"])
 def route(request, monkeypatch):
     """Run a test on the Numba cell steps (forward twins included) and again on the
-    NumPy references."""
-    monkeypatch.setattr(rnn_kernels, "enabled", request.param == "numba")
+    NumPy references (the registry's switch, as ``MINIDL_KERNELS=reference``)."""
     monkeypatch.setattr(rnn_kernels, "forward_twins", request.param == "numba")
-    return request.param
+    with reference_kernels(request.param == "reference"):
+        yield request.param
 
 
 def make_layer(lib_nn, mode, input_size, hidden_size, **kw):

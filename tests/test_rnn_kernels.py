@@ -10,6 +10,16 @@ import pytest
 
 from minidl import kernels
 from minidl.kernels import rnn as rnn_kernels
+from minidl.kernels.registry import reference_kernels
+
+
+def test_cells_are_registry_operations():
+    from minidl.kernels import registry
+    with reference_kernels(False):                  # as without MINIDL_KERNELS=reference
+        names = {row["operation"]: row for row in registry.listing()}
+    for cell in ("rnn", "lstm", "gru"):
+        assert names[f"{cell}_cell_forward"]["route"] == "reference"   # NumPy's SIMD exp/tanh
+        assert names[f"{cell}_cell_backward"]["route"] == "numba"
 
 RTOL = {np.float64: 1e-12, np.float32: 1e-5}
 DTYPES = [pytest.param(np.float64, id="f64"), pytest.param(np.float32, id="f32")]
@@ -114,7 +124,14 @@ def test_twins_take_non_contiguous_views(rng):
         close(a, b, np.float64, "strided")
 
 
-def test_dispatcher_picks_twin_and_falls_back(rng, monkeypatch):
+@pytest.fixture
+def fast_kernels():
+    """The registry's rule, even under ``MINIDL_KERNELS=reference``."""
+    with reference_kernels(False):
+        yield
+
+
+def test_dispatcher_picks_twin_and_falls_back(rng, monkeypatch, fast_kernels):
     calls = []
     import minidl.kernels._rnn_numba as twins
     for name in ("gru_cell_forward_numba", "gru_cell_backward_numba"):
@@ -131,9 +148,9 @@ def test_dispatcher_picks_twin_and_falls_back(rng, monkeypatch):
     kernels.gru_cell_forward(x32, x32, h32)
     assert calls[-1] == "gru_cell_forward_numba"
     kernels.gru_cell_forward(x32, x32, h32.astype(np.float64))   # mixed dtypes: reference
-    monkeypatch.setattr(rnn_kernels, "enabled", False)
-    kernels.gru_cell_forward(x32, x32, h32)
-    kernels.gru_cell_backward(h, gates, h, h32)
+    with reference_kernels():
+        kernels.gru_cell_forward(x32, x32, h32)
+        kernels.gru_cell_backward(h, gates, h, h32)
     assert len(calls) == 2
 
 
@@ -158,10 +175,10 @@ def test_time_loop_on_both_routes(rng, monkeypatch, mode, dtype):
     dc_n = data(rng, (N, H), dtype, 1.0) if mode == "LSTM" else None
     results = []
     monkeypatch.setattr(rnn_kernels, "forward_twins", True)
-    for enabled in (True, False):
-        monkeypatch.setattr(rnn_kernels, "enabled", enabled)
-        hs, cache = kernels.recurrent_forward(mode, xg, w_hh, b_hh, h0, c0)
-        back = kernels.recurrent_backward(d_hs, dh_n, dc_n, w_hh, cache)
+    for reference in (False, True):
+        with reference_kernels(reference):
+            hs, cache = kernels.recurrent_forward(mode, xg, w_hh, b_hh, h0, c0)
+            back = kernels.recurrent_backward(d_hs, dh_n, dc_n, w_hh, cache)
         results.append([hs, *(b for b in back if b is not None)])
     for a, b in zip(*results):
         close(a, b, dtype, mode)

@@ -14,10 +14,10 @@ Python; the element-wise cell steps are the kernels, each in two twins:
   math a learner reads (also runs on CuPy arrays);
 * ``<cell>_forward_numba`` / ``<cell>_backward_numba`` (``_rnn_numba.py``) -- the same
   step fused into one pass over the ``(N, H)`` units, no temporaries;
-* ``<cell>_forward`` / ``<cell>_backward`` -- the dispatcher the loop calls: the Numba
-  twin for float32/float64 NumPy arrays where it pays (the backward steps; see
-  ``forward_twins``; ``enabled = False`` or ``MINIDL_KERNELS=reference`` turns it off),
-  the reference otherwise.
+* ``<cell>_forward`` / ``<cell>_backward`` -- the registry operation the loop calls
+  (``minidl.kernels.registry``): the Numba twin for float32/float64 NumPy arrays where
+  it pays (the backward steps; see ``forward_twins``), the reference otherwise or under
+  ``MINIDL_KERNELS=reference``.
 
 Cells (gate order as torch; ``sigma`` the logistic sigmoid; ``xg``/``hg`` the input
 and hidden parts of the pre-activations, ``(N, G)``):
@@ -34,18 +34,14 @@ Their backward formulas stand beside each reference below and in ``nn.rnn``.
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from .. import backend
+from . import registry
 from .gemm import matmul
 
 MODES = ("RNN_TANH", "RNN_RELU", "LSTM", "GRU")
 GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
-
-# False: always the NumPy references (tests flip it to compare the twins).
-enabled = os.environ.get("MINIDL_KERNELS", "") != "reference"
 
 # The forward twins call exp/tanh once or more per unit.  Numba compiles those to scalar
 # libm calls (no SVML here), while NumPy runs them as SIMD loops: on the development
@@ -160,53 +156,56 @@ def gru_cell_backward_reference(dh, gates, hg_n, h_prev):
     return dxg, dhg, dh * z
 
 
-# -- dispatchers --------------------------------------------------------------------
-def _numba_ready(*arrays) -> bool:
-    return enabled and all(type(a) is np.ndarray for a in arrays) and \
+# -- registry entries -----------------------------------------------------------------
+def _numba_ready(*args) -> bool:
+    """The Numba twins take NumPy arrays of one float dtype (flags such as ``relu`` pass)."""
+    arrays = [a for a in args if hasattr(a, "dtype")]
+    return all(type(a) is np.ndarray for a in arrays) and \
         arrays[0].dtype in (np.float32, np.float64) and \
         all(a.dtype == arrays[0].dtype for a in arrays)
 
 
-def rnn_cell_forward(xg, hg, relu: bool):
-    if forward_twins and _numba_ready(xg, hg):
-        from ._rnn_numba import rnn_cell_forward_numba
-        return rnn_cell_forward_numba(xg, hg, relu)
-    return rnn_cell_forward_reference(xg, hg, relu)
+def _forward_ready(*args) -> bool:
+    return forward_twins and _numba_ready(*args)
 
 
-def rnn_cell_backward(dh, h, relu: bool):
-    if _numba_ready(dh, h):
-        from ._rnn_numba import rnn_cell_backward_numba
-        return rnn_cell_backward_numba(dh, h, relu)
-    return rnn_cell_backward_reference(dh, h, relu)
+def _example(*shapes_and_flags):
+    """``() -> (args, kwargs)``: float32 arrays of the given shapes (an LSTM of 128
+    units at batch 64) and any flags, for ``registry.listing()``."""
+    def make():
+        return tuple(np.zeros(a, np.float32) if isinstance(a, tuple) else a
+                     for a in shapes_and_flags), {}
+    return make
 
 
-def lstm_cell_forward(xg, hg, c_prev):
-    if forward_twins and _numba_ready(xg, hg, c_prev):
-        from ._rnn_numba import lstm_cell_forward_numba
-        return lstm_cell_forward_numba(xg, hg, c_prev)
-    return lstm_cell_forward_reference(xg, hg, c_prev)
+def _register(name, reference, applies, example, doc):
+    return registry.register(name, reference,
+                             registry.numba("._rnn_numba", f"{name}_numba", applies),
+                             example=example, doc=doc)
 
 
-def lstm_cell_backward(dh, dc, gates, c_prev, tanh_c):
-    if _numba_ready(dh, dc, gates, c_prev, tanh_c):
-        from ._rnn_numba import lstm_cell_backward_numba
-        return lstm_cell_backward_numba(dh, dc, gates, c_prev, tanh_c)
-    return lstm_cell_backward_reference(dh, dc, gates, c_prev, tanh_c)
-
-
-def gru_cell_forward(xg, hg, h_prev):
-    if forward_twins and _numba_ready(xg, hg, h_prev):
-        from ._rnn_numba import gru_cell_forward_numba
-        return gru_cell_forward_numba(xg, hg, h_prev)
-    return gru_cell_forward_reference(xg, hg, h_prev)
-
-
-def gru_cell_backward(dh, gates, hg_n, h_prev):
-    if _numba_ready(dh, gates, hg_n, h_prev):
-        from ._rnn_numba import gru_cell_backward_numba
-        return gru_cell_backward_numba(dh, gates, hg_n, h_prev)
-    return gru_cell_backward_reference(dh, gates, hg_n, h_prev)
+_N, _H = 64, 128
+rnn_cell_forward = _register(
+    "rnn_cell_forward", rnn_cell_forward_reference, _forward_ready,
+    _example((_N, _H), (_N, _H), False), "One RNN step ``h = act(xg + hg)``.")
+rnn_cell_backward = _register(
+    "rnn_cell_backward", rnn_cell_backward_reference, _numba_ready,
+    _example((_N, _H), (_N, _H), False), "One RNN step back: dL/d(pre-activation).")
+lstm_cell_forward = _register(
+    "lstm_cell_forward", lstm_cell_forward_reference, _forward_ready,
+    _example((_N, 4 * _H), (_N, 4 * _H), (_N, _H)),
+    "One LSTM step: ``(h, c, gates, tanh_c)``.")
+lstm_cell_backward = _register(
+    "lstm_cell_backward", lstm_cell_backward_reference, _numba_ready,
+    _example((_N, _H), (_N, _H), (_N, 4 * _H), (_N, _H), (_N, _H)),
+    "One LSTM step back: ``(da, dc_prev)``.")
+gru_cell_forward = _register(
+    "gru_cell_forward", gru_cell_forward_reference, _forward_ready,
+    _example((_N, 3 * _H), (_N, 3 * _H), (_N, _H)), "One GRU step: ``(h, gates)``.")
+gru_cell_backward = _register(
+    "gru_cell_backward", gru_cell_backward_reference, _numba_ready,
+    _example((_N, _H), (_N, 3 * _H), (_N, _H), (_N, _H)),
+    "One GRU step back: ``(dxg, dhg, dh_prev_direct)``.")
 
 
 # -- the time loop ------------------------------------------------------------------
