@@ -138,6 +138,9 @@ def test_defaults_config_and_clipping(rng):
         rnn_models.build_rnn({**config, "seq_len": 5})
     with pytest.raises(ValueError, match="unknown cell 'RNN'"):
         rnn_models.build_rnn({**config, "cell": "RNN"})
+    for bad in (0, -1.0, float("nan"), float("inf"), True, "1"):
+        with pytest.raises(ValueError, match="clip_norm to be a finite number > 0"):
+            rnn_models.build_rnn({**config, "clip_norm": bad})
 
 
 @pytest.mark.parametrize("cell", ["LSTM", "GRU"])

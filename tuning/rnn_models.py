@@ -115,4 +115,8 @@ def build_rnn(config: dict, input_shape=IMAGE_SHAPE) -> RNNClassifier:
         width = (2 if bidirectional else 1) * h
     layers.append(nn.Linear(width, NUM_CLASSES))
     clip = config.get("clip_norm")
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float))
+                             or not 0 < clip < float("inf")):
+        raise ValueError(f"build_rnn: expected clip_norm to be a finite number > 0 (or None), "
+                         f"got {clip!r}")
     return RNNClassifier(nn.Sequential(*layers), None if clip is None else float(clip))
