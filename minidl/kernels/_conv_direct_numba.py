@@ -31,9 +31,12 @@ from numba import njit, prange
 from ._gemm_numba import (LANES, NN_COLS, NN_ROWS, NT_COLS, NT_ROWS, _nn_tile, _nn_tile_gather,
                           _nn_tile_scatter_add, _nt_tile_gather, _pack_a, parallel_work)
 from ._parallel import check_float_array, pick
-from .conv_direct import _check, _check_grad_shapes, implicit_gemm_applies
+# the route predicate and the references the non-finite cases fall back to (conv_direct.py
+# never imports this module: the registry loads it by name)
 from .conv_direct import conv2d_direct_input_grad_reference as _input_grad_reference
 from .conv_direct import conv2d_direct_weight_grad_reference as _weight_grad_reference
+from .conv_direct import implicit_gemm_applies
+from .shapes import direct_conv_geometry, direct_conv_grad_geometry
 
 # The gradients work on this many images at a time: their scratch buffers (padded
 # images, dout in the wide layout) stay a few MB whatever the batch size.
@@ -102,7 +105,7 @@ def conv2d_direct_forward_numba(x, weight, bias, padding=0, dilation=1):
     owner = "conv2d_direct_forward"
     x = check_float_array(x, owner, "x", 4)
     weight = check_float_array(weight, owner, "weight", 4)
-    (ph, pw), (dh, dw), (ho, wo) = _check(x, weight, bias, padding, dilation, owner)
+    (ph, pw), (dh, dw), (ho, wo) = direct_conv_geometry(x, weight, bias, padding, dilation, owner)
     if weight.dtype != x.dtype:
         raise ValueError(f"{owner}: expected weight of dtype {x.dtype}, got {weight.dtype}")
     if bias is None:
@@ -397,7 +400,7 @@ def _implicit_forward(x, weight, bias, ph, pw, dh, dw):
 def _check_weight_grad_args(x, dout, weight_shape, padding, dilation, owner):
     x = check_float_array(x, owner, "x", 4)
     dout = check_float_array(dout, owner, "dout", 4)
-    (ph, pw), (dh, dw), _ = _check_grad_shapes(x.shape, dout.shape, weight_shape, padding,
+    (ph, pw), (dh, dw), _ = direct_conv_grad_geometry(x.shape, dout.shape, weight_shape, padding,
                                                dilation, owner)
     if x.dtype != np.float32 or dout.dtype != np.float32:
         raise ValueError(f"{owner}: the implicit GEMM is float32 only, got {x.dtype}, "
@@ -412,7 +415,7 @@ def _check_weight_grad_args(x, dout, weight_shape, padding, dilation, owner):
 def _check_input_grad_args(dout, weight, input_shape, padding, dilation, owner):
     dout = check_float_array(dout, owner, "dout", 4)
     weight = check_float_array(weight, owner, "weight", 4)
-    (ph, pw), (dh, dw), _ = _check_grad_shapes(input_shape, dout.shape, weight.shape, padding,
+    (ph, pw), (dh, dw), _ = direct_conv_grad_geometry(input_shape, dout.shape, weight.shape, padding,
                                                dilation, owner)
     if dout.dtype != np.float32 or weight.dtype != np.float32:
         raise ValueError(f"{owner}: the implicit GEMM is float32 only, got {dout.dtype}, "

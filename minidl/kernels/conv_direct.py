@@ -30,31 +30,8 @@ import numpy as np
 
 from .. import backend
 from . import gemm, registry
-from .shapes import pair
-
-
-def direct_output_hw(input_hw, kernel_hw, padding, dilation) -> tuple[int, int]:
-    """``(H_out, W_out)`` of a stride-1 convolution."""
-    (h, w), (kh, kw), (ph, pw), (dh, dw) = input_hw, kernel_hw, padding, dilation
-    return h + 2 * ph - dh * (kh - 1), w + 2 * pw - dw * (kw - 1)
-
-
-def _check(x, weight, bias, padding, dilation, owner):
-    (ph, pw), (dh, dw) = pair(padding, "padding", owner), pair(dilation, "dilation", owner)
-    if x.ndim != 4 or weight.ndim != 4 or x.shape[1] != weight.shape[1]:
-        raise ValueError(f"{owner}: expected x (N, C, H, W) and weight (O, C, kh, kw) with the "
-                         f"same C, got {tuple(x.shape)} and {tuple(weight.shape)}")
-    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
-        raise ValueError(f"{owner}: expected bias of shape ({weight.shape[0]},), got "
-                         f"{tuple(bias.shape)}")
-    if min(ph, pw) < 0 or min(dh, dw) < 1:
-        raise ValueError(f"{owner}: expected padding >= 0 and dilation >= 1, got "
-                         f"padding={(ph, pw)}, dilation={(dh, dw)}")
-    ho, wo = direct_output_hw(x.shape[2:], weight.shape[2:], (ph, pw), (dh, dw))
-    if ho < 1 or wo < 1:
-        raise ValueError(f"{owner}: kernel {tuple(weight.shape[2:])} with dilation {(dh, dw)} "
-                         f"does not fit the input {tuple(x.shape[2:])} padded by {(ph, pw)}")
-    return (ph, pw), (dh, dw), (ho, wo)
+from .shapes import (direct_conv_geometry, direct_conv_grad_geometry,  # noqa: F401
+                     direct_output_hw)
 
 
 def conv2d_direct_forward_reference(x, weight, bias, padding=0, dilation=1):
@@ -64,7 +41,7 @@ def conv2d_direct_forward_reference(x, weight, bias, padding=0, dilation=1):
     ``(N, C, H_out, W_out)`` times the tap's ``(O, C)`` weights, summed over ``C``.
     """
     xp = backend.xp(x)
-    (ph, pw), (dh, dw), (ho, wo) = _check(x, weight, bias, padding, dilation,
+    (ph, pw), (dh, dw), (ho, wo) = direct_conv_geometry(x, weight, bias, padding, dilation,
                                           "conv2d_direct_forward")
     kh, kw = weight.shape[2:]
     x_pad = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
@@ -78,18 +55,6 @@ def conv2d_direct_forward_reference(x, weight, bias, padding=0, dilation=1):
     return y
 
 
-def _check_grad_shapes(input_shape, dout_shape, weight_shape, padding, dilation, owner):
-    (ph, pw), (dh, dw) = pair(padding, "padding", owner), pair(dilation, "dilation", owner)
-    n, c, h, w = (int(v) for v in input_shape)
-    o, c_w, kh, kw = (int(v) for v in weight_shape)
-    ho, wo = direct_output_hw((h, w), (kh, kw), (ph, pw), (dh, dw))
-    if c_w != c or tuple(dout_shape) != (n, o, ho, wo):
-        raise ValueError(f"{owner}: expected weight (O, {c}, kh, kw) and dout {(n, o, ho, wo)} "
-                         f"for input {(n, c, h, w)}, got weight {tuple(weight_shape)} and "
-                         f"dout {tuple(dout_shape)}")
-    return (ph, pw), (dh, dw), (ho, wo)
-
-
 def conv2d_direct_weight_grad_reference(x, dout, weight_shape, padding=0, dilation=1):
     """Plain NumPy dL/dW of a stride-1 convolution: (O, C, kh, kw).
 
@@ -97,7 +62,7 @@ def conv2d_direct_weight_grad_reference(x, dout, weight_shape, padding=0, dilati
     for each tap, the shifted window of the padded input against ``dout``.
     """
     xp = backend.xp(x)
-    (ph, pw), (dh, dw), (ho, wo) = _check_grad_shapes(x.shape, dout.shape, weight_shape, padding,
+    (ph, pw), (dh, dw), (ho, wo) = direct_conv_grad_geometry(x.shape, dout.shape, weight_shape, padding,
                                                       dilation, "conv2d_direct_weight_grad")
     kh, kw = weight_shape[2:]
     x_pad = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
@@ -116,7 +81,7 @@ def conv2d_direct_input_grad_reference(dout, weight, input_shape, padding=0, dil
     convolution): added into a padded buffer, whose padding is cut off at the end.
     """
     xp = backend.xp(dout)
-    (ph, pw), (dh, dw), (ho, wo) = _check_grad_shapes(input_shape, dout.shape, weight.shape,
+    (ph, pw), (dh, dw), (ho, wo) = direct_conv_grad_geometry(input_shape, dout.shape, weight.shape,
                                                       padding, dilation,
                                                       "conv2d_direct_input_grad")
     n, c, h, w = input_shape

@@ -115,3 +115,41 @@ def avg_pool_geometry(x_shape, kernel_size, stride, padding, ceil_mode, divisor_
         raise ValueError(f"avg_pool2d: divisor_override must be None or a positive int, "
                          f"got {divisor_override!r}")
     return pool_geometry((h, w), kernel_size, stride, padding, 1, ceil_mode, "avg_pool2d")
+
+
+def direct_output_hw(input_hw, kernel_hw, padding, dilation) -> tuple[int, int]:
+    """``(H_out, W_out)`` of a stride-1 convolution."""
+    (h, w), (kh, kw), (ph, pw), (dh, dw) = input_hw, kernel_hw, padding, dilation
+    return h + 2 * ph - dh * (kh - 1), w + 2 * pw - dw * (kw - 1)
+
+
+def direct_conv_geometry(x, weight, bias, padding, dilation, owner):
+    """Checked ``(ph, pw), (dh, dw), (H_out, W_out)`` of a stride-1 convolution forward."""
+    (ph, pw), (dh, dw) = pair(padding, "padding", owner), pair(dilation, "dilation", owner)
+    if x.ndim != 4 or weight.ndim != 4 or x.shape[1] != weight.shape[1]:
+        raise ValueError(f"{owner}: expected x (N, C, H, W) and weight (O, C, kh, kw) with the "
+                         f"same C, got {tuple(x.shape)} and {tuple(weight.shape)}")
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        raise ValueError(f"{owner}: expected bias of shape ({weight.shape[0]},), got "
+                         f"{tuple(bias.shape)}")
+    if min(ph, pw) < 0 or min(dh, dw) < 1:
+        raise ValueError(f"{owner}: expected padding >= 0 and dilation >= 1, got "
+                         f"padding={(ph, pw)}, dilation={(dh, dw)}")
+    ho, wo = direct_output_hw(x.shape[2:], weight.shape[2:], (ph, pw), (dh, dw))
+    if ho < 1 or wo < 1:
+        raise ValueError(f"{owner}: kernel {tuple(weight.shape[2:])} with dilation {(dh, dw)} "
+                         f"does not fit the input {tuple(x.shape[2:])} padded by {(ph, pw)}")
+    return (ph, pw), (dh, dw), (ho, wo)
+
+
+def direct_conv_grad_geometry(input_shape, dout_shape, weight_shape, padding, dilation, owner):
+    """Checked ``(ph, pw), (dh, dw), (H_out, W_out)`` of a stride-1 convolution's gradients."""
+    (ph, pw), (dh, dw) = pair(padding, "padding", owner), pair(dilation, "dilation", owner)
+    n, c, h, w = (int(v) for v in input_shape)
+    o, c_w, kh, kw = (int(v) for v in weight_shape)
+    ho, wo = direct_output_hw((h, w), (kh, kw), (ph, pw), (dh, dw))
+    if c_w != c or tuple(dout_shape) != (n, o, ho, wo):
+        raise ValueError(f"{owner}: expected weight (O, {c}, kh, kw) and dout {(n, o, ho, wo)} "
+                         f"for input {(n, c, h, w)}, got weight {tuple(weight_shape)} and "
+                         f"dout {tuple(dout_shape)}")
+    return (ph, pw), (dh, dw), (ho, wo)
