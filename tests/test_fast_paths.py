@@ -527,6 +527,16 @@ def test_matmul_dispatch_rules(rng, monkeypatch):
     monkeypatch.setattr(minidl.threads, "_num_threads", 1)
     assert gemm.numba_applies(a, b) == (gemm.isa() == "avx512")
     monkeypatch.setattr(minidl.threads, "_num_threads", 2)
+    # contraction lengths where OpenBLAS was faster stay with it
+    lanes = gemm.tile_geometry()[0]
+    x = rng.standard_normal((64, 2 * gemm.NT_MIN_K)).astype(np.float32)
+    w = rng.standard_normal((256, 2 * gemm.NT_MIN_K)).astype(np.float32)
+    assert gemm.numba_applies(x, w.T) == gemm.host_supported()                  # a @ b.T
+    assert not gemm.numba_applies(x[:, :28].copy(), w[:, :28].copy().T)        # K too short
+    assert not gemm.numba_applies(x[:, :gemm.NT_MIN_K + lanes // 2].copy(),
+                                  w[:, :gemm.NT_MIN_K + lanes // 2].copy().T)  # partial vector
+    long_k = rng.standard_normal((gemm.NN_MAX_K + 1, 40)).astype(np.float32)
+    assert not gemm.numba_applies(np.ones((16, gemm.NN_MAX_K + 1), np.float32), long_k)
     assert not gemm.numba_applies(a.astype(np.float64), b.astype(np.float64))
     assert not gemm.numba_applies(a[:2, :3], b[:3, :4])                      # too small
     assert not gemm.numba_applies(a, b[:, ::2])                              # strided b

@@ -315,15 +315,18 @@ def _nt_tile_gather(typingctx, a, bt, bt_rows, out, a_off, lda, a_step, b_off, b
 
 @njit(cache=True)
 def _pack_a(a):
-    """``a`` (M, K), any strides -> blocks of 8 rows, k-major: ``[block][k][r]`` (zero rows pad)."""
+    """``a`` (M, K), any strides -> blocks of ``NN_ROWS`` rows, k-major: ``[block][k][r]``
+    (zero rows pad).  Written in the packed order, so a transposed ``a`` (a layer's
+    ``dY^T``) is read down its contiguous columns: reading it row by row instead made
+    packing a 512 x 1792 transposed view take most of a 6 ms product."""
     m, k = a.shape
     blocks = (m + NN_ROWS - 1) // NN_ROWS
     packed = np.zeros(blocks * k * NN_ROWS, np.float32)
     for blk in range(blocks):
         rows = min(NN_ROWS, m - blk * NN_ROWS)
         base = blk * k * NN_ROWS
-        for r in range(rows):
-            for kk in range(k):
+        for kk in range(k):
+            for r in range(rows):
                 packed[base + kk * NN_ROWS + r] = a[blk * NN_ROWS + r, kk]
     return packed
 
