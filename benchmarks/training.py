@@ -503,7 +503,10 @@ def main(argv=None) -> int:
     parser = common.base_parser(__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, nargs="+", default=None,
                         help="thread counts to measure (default: 1 2; --quick: 1)")
-    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
+    parser.add_argument("--models", nargs="+", choices=list(MODELS),
+                        default=list(common.DEFAULT_MODELS),
+                        help="default: issue 5's five; also cnn_2conv_bn (issue 14), "
+                             "lstm_128 and gru_128 (issue 13)")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved training rounds")
     parser.add_argument("--infer-rounds", type=int, default=None)
     parser.add_argument("--block-seconds", type=float, default=None)
