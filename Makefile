@@ -29,7 +29,7 @@ data: venv
 	$(PY) -m minidl.data.fetch
 
 tune: data
-	$(PY) -m tuning run --space lab-mlp --n-trials 20 --study-name lab-mlp-demo
+	$(PY) -m tuning run --space lab-mlp --total 20 --study-name lab-mlp-demo
 	$(PY) -m tuning plot --study-name lab-mlp-demo --out studies/lab-mlp-demo-plots
 
 test: venv-test

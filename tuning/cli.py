@@ -195,7 +195,7 @@ def _apply_threads(args) -> None:
 
 
 def _resume_command(args, name) -> str:
-    cmd = f"python -m tuning run --study-name {name}"
+    cmd = f"{report.tuning_command()} run --study-name {name}"
     if args.storage:
         cmd += f" --storage {args.storage}"
     if args.total:

@@ -235,7 +235,7 @@ def cmd_create(args) -> int:
             _, settings = open_study(storage, name, options)  # created meanwhile elsewhere
             verb = "reusing"
     print(f"{verb} study {name!r} in {where}: {_settings_text(settings)}")
-    print(f"start workers with: python -m tuning worker --storage {where} "
+    print(f"start workers with: {report.tuning_command()} worker --storage {where} "
           f"--study-name {name} --max-trials N")
     return 0
 
@@ -453,7 +453,8 @@ def run_local_workers(args) -> int:
             ran[label] = ran.get(label, 0) + 1
     if interrupted:
         print(f"\ninterrupted: running trials were marked FAIL and queued again; finished "
-              f"trials are kept in {where}.\ncontinue with: python -m tuning run --workers {k} "
+              f"trials are kept in {where}.\ncontinue with: {report.tuning_command()} run "
+              f"--workers {k} "
               f"--study-name {name}" + (f" --storage {args.storage}" if args.storage else "")
               + (f" --total {target}" if target is not None else " --n-trials N"),
               file=sys.stderr)

@@ -4,11 +4,31 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import shutil
+import sys
 
 from optuna.trial import TrialState
 
 from .spaces import config_from_params, get_space
 from .storage import TuningError
+
+
+def tuning_command() -> str:
+    """How to start ``tuning`` again from this shell, for the hints commands print: ``python
+    -m tuning`` when the ``python`` on PATH is this interpreter, else this interpreter's path
+    (``.venv/bin/python -m tuning`` after ``make tune``, with no environment activated)."""
+    on_path = shutil.which("python")
+    here = os.path.realpath(sys.executable)
+    if on_path and os.path.realpath(on_path) == here:
+        return "python -m tuning"
+    exe = sys.executable
+    try:
+        rel = os.path.relpath(exe)
+        exe = rel if not rel.startswith("..") else exe
+    except ValueError:          # another drive (Windows)
+        pass
+    return f"{exe} -m tuning"
 
 FINISHED_OK = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -196,6 +216,6 @@ def print_closing(study, settings, name: str, storage) -> None:
         print(best_text(study, settings))
     except TuningError as exc:
         print(str(exc))
-    print(f"plots: python -m tuning plot --study-name {name}"
+    print(f"plots: {tuning_command()} plot --study-name {name}"
           + (f" --storage {storage}" if storage else "")
           + f" --out studies/{name}-plots")
