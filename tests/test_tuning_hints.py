@@ -20,3 +20,38 @@ def test_hint_names_this_interpreter_unless_it_is_the_python_on_path(monkeypatch
     out = subprocess.run(shlex.split(cmd) + ["--help"], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0 and "run" in out.stdout, out.stderr
+
+
+def _journal_study(path, name, values):
+    import optuna
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(path)))
+    study = optuna.create_study(study_name=name, storage=storage, direction="minimize")
+    for v in values:
+        study.add_trial(optuna.trial.create_trial(
+            params={"x": v}, distributions={"x": optuna.distributions.FloatDistribution(0, 1)},
+            value=v))
+
+
+def test_version_and_studies_and_optuna_storage(tmp_path, monkeypatch, capsys):
+    from tuning.cli import main
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("OPTUNA_STORAGE", raising=False)
+    try:
+        main(["--version"])
+    except SystemExit as exc:
+        assert exc.code == 0
+    assert capsys.readouterr().out.startswith("tuning ")
+    assert main(["studies"]) == 1                                   # nothing here yet
+    assert "no studies here" in capsys.readouterr().err
+    (tmp_path / "studies").mkdir()
+    _journal_study(tmp_path / "studies" / "a.log", "a", [0.3, 0.2])
+    _journal_study(tmp_path / "other.log", "b", [0.5])
+    assert main(["studies"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["study", "storage", "trials", "finished", "best", "value"]
+    assert out[1].split() == ["a", "studies/a.log", "2", "2", "0.2000"] and len(out) == 2
+    # $OPTUNA_STORAGE names the storage when --storage is not given, as in Optuna's CLI
+    monkeypatch.setenv("OPTUNA_STORAGE", str(tmp_path / "other.log"))
+    assert main(["studies"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[0::2] == ["b", "1", "0.5000"]

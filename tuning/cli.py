@@ -41,7 +41,7 @@ from . import distributed, report, workers
 from .spaces import SPACES, check_values
 from .argtypes import positive_int, non_negative_int, positive_float
 from .storage import (JournalWarning, TuningError, check_study_name, describe,
-                      folder_problem, open_storage)
+                      folder_problem, open_storage, study_names)
 from .study import (PRUNERS, SAMPLERS, create_or_open, find_study, grid_size, make_objective,
                     open_study)
 
@@ -62,14 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true",
                         help="on an error, show the full traceback (may come anywhere on the "
                         "command line)")
+    parser.add_argument("--version", action="version", version=_version_text())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     where = argparse.ArgumentParser(add_help=False)
     where.add_argument("--study-name", help="the study's name (run/enqueue: defaults to "
                        "the --space name)")
     where.add_argument("--storage", metavar="URL_OR_PATH",
+                       default=os.environ.get("OPTUNA_STORAGE") or None,
                        help="an Optuna journal file, or an Optuna storage URL (sqlite:///x.db, "
-                       "postgresql://...); default: ./studies/<study-name>.log")
+                       "postgresql://...); default: $OPTUNA_STORAGE if set (as Optuna's own "
+                       "CLI), else ./studies/<study-name>.log")
 
     settings = argparse.ArgumentParser(add_help=False)
     g = settings.add_argument_group(
@@ -114,6 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=positive_float, metavar="SECONDS",
                      help="start no new trial after this many seconds")
     run.set_defaults(handler=cmd_run)
+
+    studies = sub.add_parser(
+        "studies", help="the studies in a storage: trials, finished, best value",
+        description="List the studies in --storage (or $OPTUNA_STORAGE), or, with neither, "
+        "in every journal file of ./studies/.")
+    studies.add_argument("--storage", metavar="URL_OR_PATH",
+                         default=os.environ.get("OPTUNA_STORAGE") or None)
+    studies.set_defaults(handler=cmd_studies)
 
     best = sub.add_parser("best", parents=[where], help="the best value and hyperparameters")
     best.add_argument("--json", action="store_true")
@@ -356,6 +367,45 @@ def _report_interrupt(study, finished_before, args, name, where) -> None:
     done = len(study.get_trials(deepcopy=False, states=report.FINISHED_OK))
     _err(f"\ninterrupted: {what}; the study's {done} finished trials are kept in {where}.\n"
          f"continue with: {_resume_command(args, name)}")
+
+
+def _version_text() -> str:
+    from importlib import metadata  # noqa: PLC0415
+    try:
+        ours = metadata.version("minidl-tuning")
+    except metadata.PackageNotFoundError:   # run from a source tree that is not installed
+        ours = "(not installed)"
+    return f"tuning {ours} (Optuna {optuna.__version__})"
+
+
+def cmd_studies(args) -> int:
+    """One line per study: its name, where it is, trials, finished trials, best value."""
+    if args.storage is not None:
+        places = [(args.storage, open_storage(args.storage, None, must_exist=True,
+                                              write=False))]
+    else:
+        files = sorted(Path("studies").glob("*.log"))
+        if not files:
+            raise TuningError("no studies here: ./studies/ holds no journal file; give "
+                              "--storage (or set OPTUNA_STORAGE)")
+        places = [(str(f), open_storage(str(f), None, must_exist=True, write=False))
+                  for f in files]
+    rows = []
+    for where, storage in places:
+        for name in study_names(storage):
+            study = optuna.load_study(study_name=name, storage=storage)
+            trials = study.get_trials(deepcopy=False)
+            finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+            try:
+                best = f"{study.best_value:.4f}"
+            except (ValueError, RuntimeError):    # no complete trial yet
+                best = "-"
+            rows.append((name, where, str(len(trials)), str(finished), best))
+    header = ("study", "storage", "trials", "finished", "best value")
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+    for row in [header] + rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    return 0
 
 
 def cmd_best(args) -> int:
