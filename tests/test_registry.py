@@ -35,6 +35,14 @@ class FastRouteCalled(AssertionError):
     pass
 
 
+@pytest.fixture(autouse=True)
+def fast_by_default():
+    """These tests start from the rule, also in a run under ``MINIDL_KERNELS=reference``."""
+    previous = kernels.use_reference(False)
+    yield
+    kernels.use_reference(previous)
+
+
 @pytest.fixture
 def fast_routes_raise(monkeypatch):
     """Replace every fast route's function by one that raises ``FastRouteCalled``."""
