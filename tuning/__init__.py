@@ -6,4 +6,12 @@
 - ``tuning.study``: stored study settings, samplers, pruners, creating/opening studies.
 - ``tuning.storage``: journal file by default, any Optuna storage URL.
 - ``tuning.cli``: ``python -m tuning run|best|trials|enqueue|plot|retrain``.
+- ``tuning.results``: what ``retrain`` writes; ``tuning.load_model(folder)`` gives its
+  trained model back.
 """
+
+
+def load_model(folder):
+    """The trained model of a ``tuning retrain --out FOLDER`` folder (see ``tuning.results``)."""
+    from .results import load_model as _load  # noqa: PLC0415 - keeps `import tuning` light
+    return _load(folder)

@@ -518,7 +518,11 @@ def cmd_retrain(args) -> int:
     print(f"test accuracy: {result['test_accuracy']:.4f} (test error "
           f"{result['test_error']:.4f}; validation error in the study "
           f"{result['validation_error']:.4f})")
-    print(f"wrote {args.out}/model.npz and {args.out}/result.json")
+    from .results import per_class_table  # noqa: PLC0415
+    print(per_class_table(result["per_class"]))
+    print(f"wrote {args.out}/: model.npz, result.json, confusion_matrix.png, "
+          f"misclassified.png, model.txt")
+    print(f"use it: tuning.load_model({str(args.out)!r}) returns the trained model")
     return 0
 
 

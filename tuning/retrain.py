@@ -3,8 +3,10 @@
 ``retrain_best`` trains the study's best configuration on the training and validation
 parts together (all 60 000 training images unless ``train_size`` subsamples them) for
 the study's number of epochs, evaluates the model once on the 10 000 test images, and
-writes ``model.npz`` (``minidl.save``, with the config and test accuracy as metadata)
-and ``result.json`` into the output folder.
+writes ``model.npz`` (``minidl.save``, with the config and test accuracy as metadata),
+``result.json`` (with per-class accuracy and the confusion matrix), ``confusion_matrix.png``,
+``misclassified.png`` and ``model.txt`` into the output folder (``tuning.results``;
+``tuning.load_model(folder)`` gives the model back).
 
 ``fit`` validates after every epoch; here there is no held-out data left to select
 with, so it monitors the first ``MONITOR_SIZE`` training images (reported as
@@ -23,6 +25,7 @@ from minidl.train import NonFiniteLossError, evaluate
 from .data import retrain_data, test_data
 from .objective import train_config
 from .report import best_trial, dumps
+from .results import write_test_report
 from .spaces import config_from_params
 from .storage import TuningError
 
@@ -53,7 +56,8 @@ def retrain_best(study, settings, out_dir, epochs: int | None = None,
         raise TuningError(f"retraining trial {best.number}'s configuration diverged: {exc}") \
             from None
     train_seconds = time.perf_counter() - start
-    scores = evaluate(model, test_data())
+    test = test_data()
+    scores = evaluate(model, test)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -77,6 +81,9 @@ def retrain_best(study, settings, out_dir, epochs: int | None = None,
         "test_loss": scores["loss"],
         "model_file": model_path.name,
     }
+    result.update(write_test_report(
+        model, test, out, f"{study.study_name}, trial {best.number}: test accuracy "
+                          f"{scores['accuracy']:.4f}"))
     minidl.save(model, model_path, config=config,
                 test_accuracy=float(scores["accuracy"]), study_name=study.study_name,
                 trial=int(best.number))

@@ -1,9 +1,11 @@
-"""The commands that ``tuning`` prints for the user to run next work in a fresh shell."""
+"""Using tuning as a user does: the hints it prints, its conventions, what retrain leaves."""
 from __future__ import annotations
 
 import shlex
 import subprocess
 import sys
+
+import numpy as np
 
 from tuning import report
 
@@ -55,3 +57,34 @@ def test_version_and_studies_and_optuna_storage(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("OPTUNA_STORAGE", str(tmp_path / "other.log"))
     assert main(["studies"]) == 0
     assert capsys.readouterr().out.splitlines()[1].split()[0::2] == ["b", "1", "0.5000"]
+
+
+def test_retrain_leaves_results_people_can_use(tmp_path, monkeypatch, capsys, fashion_mnist):
+    import json
+
+    from tuning.cli import main
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("OPTUNA_STORAGE", raising=False)
+    tiny = ["--epochs", "1", "--train-size", "300", "--val-size", "200"]
+    assert main(["run", "--space", "lab-mlp", "--study-name", "u", "--n-trials", "2",
+                 "--pruner", "none", *tiny]) == 0
+    assert main(["retrain", "--study-name", "u", "--out", "final", "--train-size", "400"]) == 0
+    out = capsys.readouterr().out
+    assert "Ankle boot" in out and "tuning.load_model('final')" in out
+    folder = tmp_path / "final"
+    for name in ("confusion_matrix.png", "misclassified.png"):
+        assert (folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    assert "Linear" in (folder / "model.txt").read_text()
+    result = json.loads((folder / "result.json").read_text())
+    matrix = np.array(result["confusion_matrix"])
+    assert matrix.shape == (10, 10) and matrix.sum() == 10_000
+    assert np.trace(matrix) / matrix.sum() == result["test_accuracy"]
+    assert [r["count"] for r in result["per_class"]] == list(matrix.sum(axis=1))
+    assert [r["accuracy"] for r in result["per_class"]] == list(np.diag(matrix) / matrix.sum(1))
+    # one call in a fresh process gives the model back, with the same test accuracy
+    code = ("import tuning; from minidl.train import evaluate; from tuning.data import test_data;"
+            "m = tuning.load_model('final'); print(repr(evaluate(m, test_data())['accuracy']))")
+    fresh = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=300)
+    assert fresh.returncode == 0, fresh.stderr
+    assert float(fresh.stdout.strip()) == result["test_accuracy"]
