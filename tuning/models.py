@@ -78,7 +78,14 @@ def build_mlp(config: dict, input_shape=IMAGE_SHAPE) -> nn.Sequential:
 
 
 def build_cnn(config: dict, input_shape=IMAGE_SHAPE) -> nn.Sequential:
-    """Conv blocks ``Conv2d(padding k // 2) -> ReLU -> pool``, then a dense head.
+    """Conv blocks ``(Conv2d(padding k // 2) -> [BatchNorm2d] -> ReLU) x convs_per_block ->
+    pool``, then a dense head.
+
+    ``config["convs_per_block"]`` (default 1) and ``config["batch_norm"]`` (default False)
+    are optional, so configs stored before they existed build the model they trained.  A
+    convolution followed by batch normalization has no bias: the normalization subtracts
+    any constant, so the bias would get a zero gradient (in exact arithmetic) and only
+    drift with rounding noise.
 
     The spatial size comes from ``tuning.spaces.conv_pool_plan`` (the same function the
     space uses), so a pooling that would collapse the feature map is left out here too.
@@ -91,6 +98,12 @@ def build_cnn(config: dict, input_shape=IMAGE_SHAPE) -> nn.Sequential:
     if not filters or len(filters) != len(kernels):
         raise ValueError(f"build_cnn: expected as many filters as kernel sizes (>= 1), got "
                          f"filters={filters} kernel_sizes={kernels}")
+    convs_per_block = config.get("convs_per_block", 1)
+    if isinstance(convs_per_block, bool) or convs_per_block not in (1, 2):
+        raise ValueError(f"build_cnn: expected convs_per_block 1 or 2, got {convs_per_block!r}")
+    batch_norm = config.get("batch_norm", False)
+    if not isinstance(batch_norm, bool):
+        raise ValueError(f"build_cnn: expected batch_norm to be a bool, got {batch_norm!r}")
     pool_kernel = int(config["pool_kernel"])
     try:
         pool_cls = _POOLS[config["pool_type"]]
@@ -101,10 +114,14 @@ def build_cnn(config: dict, input_shape=IMAGE_SHAPE) -> nn.Sequential:
     layers = []
     in_ch = channels
     for out_ch, k, pools in zip(filters, kernels, pool_after):
-        layers += [nn.Conv2d(in_ch, out_ch, k, padding=k // 2), nn.ReLU()]
+        for _ in range(int(convs_per_block)):
+            layers.append(nn.Conv2d(in_ch, out_ch, k, padding=k // 2, bias=not batch_norm))
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(out_ch))
+            layers.append(nn.ReLU())
+            in_ch = out_ch
         if pools:
             layers.append(pool_cls(pool_kernel))
-        in_ch = out_ch
     dropout = float(config["dropout_rate"])
     dense = int(config["dense_size"])
     layers += [nn.Flatten(), nn.Dropout(dropout), nn.Linear(in_ch * size * size, dense),

@@ -6,13 +6,20 @@ minidl network and ``tuning.objective`` trains.  The three spaces follow the lab
 
 - ``lab-mlp``: exactly the lab's space (one hidden layer).
 - ``mlp``: task 1, one to three hidden layers, each with its own size.
-- ``cnn``: task 2, one to three conv blocks with conv-specific choices.
+- ``cnn``: task 2, one to three conv blocks with conv-specific choices: filters up to
+  128, kernel size, one or two convolutions per block, batch normalization on or off.
 
 Rules every space keeps, so samplers and stored studies stay consistent:
 
 - Parameter names are stable: a layer's parameter is named after its index
   (``hidden_l0``, ``filters_l1``, ``kernel_l2``), whatever the depth of the trial.
 - A categorical parameter always has the same choice list, in the same order.
+- A space grows by new parameter names only, each with the value that reproduces what
+  trials made before it existed (``ADDED_PARAMS``, also its default): a trial whose
+  parameters are given without the name -- replayed from an older study (a
+  ``FixedTrial``, as ``config_from_params`` and ``retrain`` build one) or enqueued
+  from an older configuration -- gets that value, so old studies still read, report
+  and retrain as they ran.
 - No configuration reaches a layer whose input has zero size: the CNN's spatial size is
   tracked block by block (``conv_pool_plan``) and a pooling that would collapse the map
   is skipped, recorded in the trial's user attribute ``pooling_skipped``.
@@ -38,6 +45,8 @@ BATCH_SIZES = [32, 64, 128]
 LR_SCHEDULES = ["none", "step", "cosine"]
 ACTIVATIONS = ["ReLU", "Tanh", "LeakyReLU"]
 FILTERS = [8, 16, 32, 64]
+FILTERS_MULTIPLIERS = [1, 2]          # filters_l{i} x multiplier: up to 128 filters
+CONVS_PER_BLOCK = (1, 2)
 KERNEL_SIZES = [3, 5, 7]
 POOL_TYPES = ["max", "avg"]
 POOL_KERNELS = [2, 3]
@@ -92,6 +101,41 @@ def mlp(trial) -> dict:
     return config
 
 
+# Parameters added to a space after studies were stored with it, and the value that
+# reproduces those studies' models (no batch normalization, one convolution per block,
+# filters as drawn).  Also the parameters' defaults.
+ADDED_PARAMS = {"cnn": {"filters_multiplier": 1, "convs_per_block": 1, "batch_norm": False}}
+
+
+def _given_params(trial):
+    """The parameters given for ``trial`` in advance, or None: a ``FixedTrial``'s (a
+    replay, as ``config_from_params`` builds one) or an enqueued trial's
+    (``study.enqueue_trial``, which optuna records as the ``fixed_params`` system
+    attribute of the running trial).
+
+    NOTE: optuna's FixedTrial keeps its parameters in ``_params`` (no public accessor).
+    """
+    if isinstance(trial, optuna.trial.FixedTrial):
+        return getattr(trial, "_params", None)
+    study = getattr(trial, "study", None)
+    if study is None:                       # _CheckingTrial: defaults stand in
+        return None
+    for frozen in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if frozen.number == trial.number:
+            return frozen.system_attrs.get("fixed_params")
+    return None
+
+
+def _suggest_added(given, space: str, suggest, name: str, *args):
+    """``suggest(name, *args)``, unless the trial's parameters were given (``given``, see
+    ``_given_params``) without ``name``: a configuration written before the parameter
+    existed (a stored study's trial, an enqueued old configuration) gets the value that
+    reproduces it (``ADDED_PARAMS``)."""
+    if given is not None and name not in given:
+        return ADDED_PARAMS[space][name]
+    return suggest(name, *args)
+
+
 def conv_pool_plan(image_size: int, kernel_sizes, pool_kernel: int):
     """Spatial size through conv blocks; which blocks can pool without collapsing the map.
 
@@ -121,14 +165,29 @@ def conv_pool_plan(image_size: int, kernel_sizes, pool_kernel: int):
 def cnn(trial, image_size: int = IMAGE_SHAPE[1]) -> dict:
     """Task 2: 1 to 3 conv blocks (filters and kernel size per block), pooling, dense head.
 
-    Block ``i``: ``Conv2d(filters_l{i}, kernel_l{i}, padding kernel // 2) -> ReLU ->
-    {Max,Avg}Pool2d(pool_kernel)``; then ``Flatten -> Dropout -> Linear(dense_size) ->
-    ReLU -> Dropout -> Linear(10)``.  A pooling that would shrink the map below 1x1 is
-    left out (``pooling_skipped`` user attribute lists the blocks).
+    Block ``i``: ``convs_per_block`` (1 or 2) times ``Conv2d(filters, kernel_l{i},
+    padding kernel // 2) -> [BatchNorm2d] -> ReLU``, then ``{Max,Avg}Pool2d(pool_kernel)``;
+    then ``Flatten -> Dropout -> Linear(dense_size) -> ReLU -> Dropout -> Linear(10)``.
+    A block's filters are ``filters_l{i}`` (8..64) times ``filters_multiplier`` (1 or 2),
+    so up to 128; ``batch_norm`` puts a BatchNorm2d after every convolution.  A
+    convolution keeps the map's size (odd kernels, padding k // 2), so the pooling plan
+    does not depend on ``convs_per_block``; a pooling that would shrink the map below 1x1
+    is left out (``pooling_skipped`` user attribute lists the blocks).
+
+    ``filters_multiplier``, ``convs_per_block`` and ``batch_norm`` were added after the
+    first studies: a replayed or enqueued trial whose given parameters lack them gets 1,
+    1 and False (``ADDED_PARAMS``).
     """
     n_conv = trial.suggest_int("n_conv", 1, MAX_LAYERS)
     filters = [trial.suggest_categorical(f"filters_l{i}", FILTERS) for i in range(n_conv)]
     kernels = [trial.suggest_categorical(f"kernel_l{i}", KERNEL_SIZES) for i in range(n_conv)]
+    given = _given_params(trial)
+    multiplier = _suggest_added(given, "cnn", trial.suggest_categorical, "filters_multiplier",
+                                FILTERS_MULTIPLIERS)
+    convs_per_block = _suggest_added(given, "cnn", trial.suggest_int, "convs_per_block",
+                                     *CONVS_PER_BLOCK)
+    batch_norm = _suggest_added(given, "cnn", trial.suggest_categorical, "batch_norm",
+                                [False, True])
     pool_type = trial.suggest_categorical("pool_type", POOL_TYPES)
     pool_kernel = trial.suggest_categorical("pool_kernel", POOL_KERNELS)
     pool_after, _ = conv_pool_plan(image_size, kernels, pool_kernel)
@@ -137,8 +196,10 @@ def cnn(trial, image_size: int = IMAGE_SHAPE[1]) -> dict:
         trial.set_user_attr("pooling_skipped", skipped)
     config = {
         "model": "cnn",
-        "filters": filters,
+        "filters": [f * int(multiplier) for f in filters],
         "kernel_sizes": kernels,
+        "convs_per_block": int(convs_per_block),
+        "batch_norm": bool(batch_norm),
         "pool_type": pool_type,
         "pool_kernel": pool_kernel,
         "dense_size": trial.suggest_int("dense_size", 32, 256, log=True),
@@ -183,10 +244,12 @@ SPACES = {
     "cnn": Space(
         "cnn", cnn,
         {"n_conv": 2, "filters_l0": 32, "filters_l1": 64, "filters_l2": 64,
-         "kernel_l0": 3, "kernel_l1": 3, "kernel_l2": 3, "pool_type": "max",
+         "kernel_l0": 3, "kernel_l1": 3, "kernel_l2": 3, **ADDED_PARAMS["cnn"],
+         "pool_type": "max",
          "pool_kernel": 2, "dense_size": 128, "dropout_rate": 0.25, **_TRAINING_DEFAULTS,
          **_REGULARISATION_DEFAULTS, "augment_strength": 0.0},
-        "task 2: 1-3 conv blocks (filters, kernel 3/5/7), max/avg pooling 2/3, dense head"),
+        "task 2: 1-3 conv blocks (filters up to 128, kernel 3/5/7, 1-2 convs, batch norm), "
+        "max/avg pooling 2/3, dense head"),
 }
 
 # The lab's grid: every other parameter is fixed to the space's default.
