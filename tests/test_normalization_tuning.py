@@ -137,3 +137,31 @@ def test_an_enqueued_old_configuration_gets_the_old_values_and_new_ones_are_sear
     assert "batch_norm" not in study.trials[0].params                 # not asked: given
     sampled = {(c["convs_per_block"], c["batch_norm"]) for c in configs[2:]}
     assert len(sampled) > 1                                            # sampled afterwards
+
+
+def test_objective_trains_a_batch_norm_cnn_and_its_model_saves_and_loads(fashion_mnist, tmp_path):
+    from minidl.data import FASHION_MNIST_MEAN, FASHION_MNIST_STD, prepare
+    from tuning.objective import Objective
+
+    tx, ty = fashion_mnist.train_images, fashion_mnist.train_labels
+    train = prepare(tx[:600], ty[:600], FASHION_MNIST_MEAN, FASHION_MNIST_STD)
+    val = prepare(tx[600:900], ty[600:900], FASHION_MNIST_MEAN, FASHION_MNIST_STD)
+    params = {"n_conv": 2, "filters_l0": 8, "filters_l1": 8, "kernel_l0": 3, "kernel_l1": 3,
+              "filters_multiplier": 2, "convs_per_block": 2, "batch_norm": True,
+              "pool_type": "max", "pool_kernel": 2, "dense_size": 32, "dropout_rate": 0.1,
+              "learn_rate": 3e-3, "optimizer": "Adam", "batch_size": 32,
+              "weight_decay": 1e-5, "lr_schedule": "none", "augment_strength": 0.0}
+    trial = optuna.trial.FixedTrial(params, number=1)
+    value = Objective(train, val, epochs=2, space="cnn", seed=1)(trial)
+    assert trial.user_attrs["stop_reason"] == "completed"
+    assert 0.0 <= value < 0.6                # chance is 0.9: two epochs on 600 images learn
+    minidl.manual_seed(1)
+    model = models.build_model(trial.user_attrs["config"])
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model) == 4
+    model(val.x[:64])                        # training mode: the running statistics move
+    minidl.manual_seed(2)
+    fresh = models.build_model(trial.user_attrs["config"])
+    minidl.load(fresh, minidl.save(model, tmp_path / "bn-cnn.npz"))
+    assert int(fresh[1].num_batches_tracked) == 1
+    x = val.x[:5]
+    np.testing.assert_array_equal(fresh.eval()(x), model.eval()(x))
