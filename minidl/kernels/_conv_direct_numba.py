@@ -105,7 +105,8 @@ def conv2d_direct_forward_numba(x, weight, bias, padding=0, dilation=1):
     owner = "conv2d_direct_forward"
     x = check_float_array(x, owner, "x", 4)
     weight = check_float_array(weight, owner, "weight", 4)
-    (ph, pw), (dh, dw), (ho, wo) = direct_conv_geometry(x, weight, bias, padding, dilation, owner)
+    (ph, pw), (dh, dw), (ho, wo) = direct_conv_geometry(x, weight, bias, padding, dilation,
+                                                        owner)
     if weight.dtype != x.dtype:
         raise ValueError(f"{owner}: expected weight of dtype {x.dtype}, got {weight.dtype}")
     if bias is None:
@@ -400,8 +401,8 @@ def _implicit_forward(x, weight, bias, ph, pw, dh, dw):
 def _check_weight_grad_args(x, dout, weight_shape, padding, dilation, owner):
     x = check_float_array(x, owner, "x", 4)
     dout = check_float_array(dout, owner, "dout", 4)
-    (ph, pw), (dh, dw), _ = direct_conv_grad_geometry(x.shape, dout.shape, weight_shape, padding,
-                                               dilation, owner)
+    (ph, pw), (dh, dw), _ = direct_conv_grad_geometry(x.shape, dout.shape, weight_shape,
+                                                      padding, dilation, owner)
     if x.dtype != np.float32 or dout.dtype != np.float32:
         raise ValueError(f"{owner}: the implicit GEMM is float32 only, got {x.dtype}, "
                          f"{dout.dtype}")
@@ -415,8 +416,8 @@ def _check_weight_grad_args(x, dout, weight_shape, padding, dilation, owner):
 def _check_input_grad_args(dout, weight, input_shape, padding, dilation, owner):
     dout = check_float_array(dout, owner, "dout", 4)
     weight = check_float_array(weight, owner, "weight", 4)
-    (ph, pw), (dh, dw), _ = direct_conv_grad_geometry(input_shape, dout.shape, weight.shape, padding,
-                                               dilation, owner)
+    (ph, pw), (dh, dw), _ = direct_conv_grad_geometry(input_shape, dout.shape, weight.shape,
+                                                      padding, dilation, owner)
     if dout.dtype != np.float32 or weight.dtype != np.float32:
         raise ValueError(f"{owner}: the implicit GEMM is float32 only, got {dout.dtype}, "
                          f"{weight.dtype}")

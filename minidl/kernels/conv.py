@@ -102,7 +102,7 @@ def _convolve(x, weight, bias, stride, padding, dilation):
     if bias is None:
         y[...] = y_mat
     else:
-        xp.add(y_mat, bias[:, None], out=y)                                  # regroup + bias, one pass
+        xp.add(y_mat, bias[:, None], out=y)                  # regroup + bias, one pass
     return y, cols
 
 

@@ -42,7 +42,7 @@ def conv2d_direct_forward_reference(x, weight, bias, padding=0, dilation=1):
     """
     xp = backend.xp(x)
     (ph, pw), (dh, dw), (ho, wo) = direct_conv_geometry(x, weight, bias, padding, dilation,
-                                          "conv2d_direct_forward")
+                                                        "conv2d_direct_forward")
     kh, kw = weight.shape[2:]
     x_pad = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     y = xp.zeros((x.shape[0], weight.shape[0], ho, wo), dtype=x.dtype)
@@ -62,8 +62,9 @@ def conv2d_direct_weight_grad_reference(x, dout, weight_shape, padding=0, dilati
     for each tap, the shifted window of the padded input against ``dout``.
     """
     xp = backend.xp(x)
-    (ph, pw), (dh, dw), (ho, wo) = direct_conv_grad_geometry(x.shape, dout.shape, weight_shape, padding,
-                                                      dilation, "conv2d_direct_weight_grad")
+    (ph, pw), (dh, dw), (ho, wo) = direct_conv_grad_geometry(x.shape, dout.shape, weight_shape,
+                                                             padding, dilation,
+                                                             "conv2d_direct_weight_grad")
     kh, kw = weight_shape[2:]
     x_pad = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     dw_ = xp.empty(tuple(weight_shape), dtype=x.dtype)
@@ -81,9 +82,9 @@ def conv2d_direct_input_grad_reference(dout, weight, input_shape, padding=0, dil
     convolution): added into a padded buffer, whose padding is cut off at the end.
     """
     xp = backend.xp(dout)
-    (ph, pw), (dh, dw), (ho, wo) = direct_conv_grad_geometry(input_shape, dout.shape, weight.shape,
-                                                      padding, dilation,
-                                                      "conv2d_direct_input_grad")
+    (ph, pw), (dh, dw), (ho, wo) = direct_conv_grad_geometry(input_shape, dout.shape,
+                                                             weight.shape, padding, dilation,
+                                                             "conv2d_direct_input_grad")
     n, c, h, w = input_shape
     kh, kw = weight.shape[2:]
     dx_pad = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=dout.dtype)
