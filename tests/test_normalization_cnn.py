@@ -18,7 +18,7 @@ from minidl.data import FASHION_MNIST_MEAN, FASHION_MNIST_STD, prepare
 from minidl.train import fit
 
 RTOL = 1e-9
-STEPS, BATCH = 30, 32
+STEPS, BATCH = 30, 16
 
 
 class BatchRecorder(nn.Module):
@@ -58,11 +58,11 @@ class LossRecorder:
 
 
 @pytest.fixture(scope="module")
-def fashion_960(fashion_mnist):
+def fashion_steps(fashion_mnist):
     splits = fashion_mnist
     train = prepare(splits.train_images[:STEPS * BATCH], splits.train_labels[:STEPS * BATCH],
                     FASHION_MNIST_MEAN, FASHION_MNIST_STD, dtype=np.float64)
-    val = prepare(splits.test_images[:200], splits.test_labels[:200],
+    val = prepare(splits.test_images[:100], splits.test_labels[:100],
                   FASHION_MNIST_MEAN, FASHION_MNIST_STD, dtype=np.float64)
     return train, val
 
@@ -137,8 +137,8 @@ def run_both(torch, make_opts, train, val, momentum=0.1, first_bias=True):
     return hist
 
 
-def test_bn_cnn_sgd_momentum_matches_torch_step_by_step(torch, fashion_960):
-    train, val = fashion_960
+def test_bn_cnn_sgd_momentum_matches_torch_step_by_step(torch, fashion_steps):
+    train, val = fashion_steps
 
     def make_opts(params, tparams):
         return (optim.SGD(params, lr=0.05, momentum=0.9, weight_decay=1e-4),
@@ -147,8 +147,8 @@ def test_bn_cnn_sgd_momentum_matches_torch_step_by_step(torch, fashion_960):
     run_both(torch, make_opts, train, val)
 
 
-def test_bn_cnn_adam_cumulative_average_matches_torch_step_by_step(torch, fashion_960):
-    train, val = fashion_960
+def test_bn_cnn_adam_cumulative_average_matches_torch_step_by_step(torch, fashion_steps):
+    train, val = fashion_steps
 
     def make_opts(params, tparams):
         return optim.Adam(params, lr=2e-3), torch.optim.Adam(tparams, lr=2e-3)
