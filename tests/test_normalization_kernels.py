@@ -74,3 +74,29 @@ def test_numba_twin_checks_its_input():
     with pytest.raises(ValueError, match="batch_norm_forward: expected x to be a float32 or "
                                          "float64 NumPy array"):
         kernels.batch_norm_forward_numba(np.zeros((2, 3, 1), np.int64), None, None, 1e-5)
+
+
+def test_batch_norm_operations_are_in_the_registry_and_follow_the_switch(monkeypatch):
+    from minidl import nn
+    from minidl.kernels import _batchnorm_numba, registry
+
+    ops = registry.operations()
+    x = np.random.default_rng(1).standard_normal((4, 3, 5))
+    assert ops["batch_norm_forward"].pick(x, None, None, 1e-5) is not None      # Numba
+    assert ops["batch_norm_forward"].pick(x[:0], None, None, 1e-5) is None       # empty
+    assert ops["batch_norm_forward"].pick(x.tolist(), None, None, 1e-5) is None  # not NumPy
+
+    class FastRouteCalled(AssertionError):
+        pass
+
+    def refuse(*args, **kwargs):
+        raise FastRouteCalled
+
+    monkeypatch.setattr(_batchnorm_numba, "batch_norm_forward_numba", refuse)
+    monkeypatch.setattr(_batchnorm_numba, "batch_norm_backward_numba", refuse)
+    bn = nn.BatchNorm1d(3).double()
+    with pytest.raises(FastRouteCalled):                 # the replacement is real
+        bn(x)
+    with registry.reference_kernels():
+        y = bn(x)
+        bn.backward(np.ones_like(y))

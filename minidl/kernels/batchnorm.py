@@ -12,13 +12,15 @@ kernels:
 The NumPy references make about eight passes over memory each way and allocate
 temporaries; the Numba twins (``_batchnorm_numba.py``) make three forward and two
 backward, one channel per unit of work.  ``batch_norm_forward`` /
-``batch_norm_backward`` dispatch (Numba for NumPy float arrays).
+``batch_norm_backward`` are operations of the kernel registry (``registry.py``): the
+Numba twin for non-empty NumPy float arrays, the reference otherwise.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .. import backend
+from . import registry
 
 
 def batch_norm_forward_reference(x, weight, bias, eps, mean=None, var=None):
@@ -78,22 +80,42 @@ def batch_norm_backward_reference(dout, x_hat, invstd, weight, batch_stats, need
     return dx, dweight, dbias
 
 
+# -- the operations (see registry.py) --------------------------------------------------------
+
 def _numba_ready(*arrays) -> bool:
     return (all(type(a) is np.ndarray for a in arrays)
             and arrays[0].dtype in (np.float32, np.float64) and arrays[0].size > 0)
 
 
-def batch_norm_forward(x, weight, bias, eps, mean=None, var=None):
-    """Batch normalization forward on the fastest path (see the reference)."""
-    if _numba_ready(x):
-        from ._batchnorm_numba import batch_norm_forward_numba
-        return batch_norm_forward_numba(x, weight, bias, eps, mean, var)
-    return batch_norm_forward_reference(x, weight, bias, eps, mean, var)
+def _forward_applies(x, *args, **kwargs) -> bool:
+    return _numba_ready(x)
 
 
-def batch_norm_backward(dout, x_hat, invstd, weight, batch_stats, need_dx=True):
-    """Batch normalization backward on the fastest path (see the reference)."""
-    if _numba_ready(dout, x_hat):
-        from ._batchnorm_numba import batch_norm_backward_numba
-        return batch_norm_backward_numba(dout, x_hat, invstd, weight, batch_stats, need_dx)
-    return batch_norm_backward_reference(dout, x_hat, invstd, weight, batch_stats, need_dx)
+def _backward_applies(dout, x_hat, *args, **kwargs) -> bool:
+    return _numba_ready(dout, x_hat) and dout.shape == x_hat.shape
+
+
+def _example_forward():
+    c = 32
+    return (np.zeros((64, c, 28 * 28), np.float32), np.ones(c, np.float32),
+            np.zeros(c, np.float32), 1e-5), {}
+
+
+def _example_backward():
+    c = 32
+    return (np.zeros((64, c, 28 * 28), np.float32), np.zeros((64, c, 28 * 28), np.float32),
+            np.ones(c, np.float32), np.ones(c, np.float32), True), {}
+
+
+batch_norm_forward = registry.register(
+    "batch_norm_forward", batch_norm_forward_reference,
+    registry.numba("._batchnorm_numba", "batch_norm_forward_numba", _forward_applies),
+    example=_example_forward,
+    doc="Batch normalization forward on the route the registry picks: "
+        "``(y, x_hat, invstd, mean, var)``.")
+
+batch_norm_backward = registry.register(
+    "batch_norm_backward", batch_norm_backward_reference,
+    registry.numba("._batchnorm_numba", "batch_norm_backward_numba", _backward_applies),
+    example=_example_backward,
+    doc="Batch normalization backward on the route the registry picks: ``(dx, dweight, dbias)``.")
