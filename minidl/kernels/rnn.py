@@ -228,27 +228,28 @@ def recurrent_forward(mode, xg, w_hh, b_hh, h0, c0=None):
     h0, c0 : ``(N, H)`` -- initial states (``c0`` for LSTM only)
 
     Returns ``(hs, cache)``: ``hs`` ``(T, N, H)`` the hidden state of every step
-    (so ``h_n = hs[-1]``), and what ``recurrent_backward`` needs (``cache["cs"][-1]``
-    is an LSTM's ``c_n``).
+    (so ``h_n = hs[-1]``), and what ``recurrent_backward`` needs: per step, the lists
+    ``gates``, ``cs``, ``tcs`` (``tanh(c_t)``) and ``hg_ns`` (``cache["cs"][-1]`` is an
+    LSTM's ``c_n``).  Lists hold each step's arrays as the cell returned them: no copies.
     """
     xp = backend.xp(xg)
     T, N, G = xg.shape
     H = w_hh.shape[1]
     hs = xp.empty((T, N, H), xg.dtype)
-    gates = xp.empty((T, N, G), xg.dtype) if mode in ("LSTM", "GRU") else None
-    cs = xp.empty((T, N, H), xg.dtype) if mode == "LSTM" else None
-    tcs = xp.empty((T, N, H), xg.dtype) if mode == "LSTM" else None     # tanh(c_t)
-    hg_ns = xp.empty((T, N, H), xg.dtype) if mode == "GRU" else None
+    gates, cs, tcs, hg_ns = [], [], [], []
     h, c = h0, c0
     w_hh_t = xp.ascontiguousarray(w_hh.T)            # (H, G), once for all steps
     for t in range(T):
         hg = _hidden_part(h, w_hh_t, b_hh)
         if mode == "LSTM":
-            h, c, gates[t], tcs[t] = lstm_cell_forward(xg[t], hg, c)
-            cs[t] = c
+            h, c, g, tc = lstm_cell_forward(xg[t], hg, c)
+            gates.append(g)
+            cs.append(c)
+            tcs.append(tc)
         elif mode == "GRU":
-            h, gates[t] = gru_cell_forward(xg[t], hg, h)
-            hg_ns[t] = hg[:, 2 * H:]
+            h, g = gru_cell_forward(xg[t], hg, h)
+            gates.append(g)
+            hg_ns.append(hg[:, 2 * H:])
         else:
             h = rnn_cell_forward(xg[t], hg, mode == "RNN_RELU")
         hs[t] = h
