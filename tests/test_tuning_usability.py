@@ -88,3 +88,9 @@ def test_retrain_leaves_results_people_can_use(tmp_path, monkeypatch, capsys, fa
                            text=True, timeout=300)
     assert fresh.returncode == 0, fresh.stderr
     assert float(fresh.stdout.strip()) == result["test_accuracy"]
+
+
+def test_progress_text():
+    assert report.progress_text(1, 4, 10.0) == "(1 of 4, 10s elapsed, ~30s left)"
+    assert report.progress_text(3, 4, 95.0) == "(3 of 4, 1m35s elapsed, ~32s left)"
+    assert report.progress_text(2, None, 5.2) == "(2 done, 5s elapsed)"

@@ -297,17 +297,21 @@ def cmd_run(args) -> int:
     finished_before = {t.number for t in trials_before if t.state.is_finished()}
     done = len(study.get_trials(deepcopy=False, states=report.FINISHED_OK))
     train_size = "all" if settings.train_size is None else settings.train_size
-    out.print(f"study {name!r} in {where}: space {settings.space}, sampler {settings.sampler}, "
+    verb = f"continuing study {name!r}: {done} finished trials," if n_before else \
+        f"new study {name!r}"
+    out.print(f"{verb} in {where}: space {settings.space}, sampler {settings.sampler}, "
               f"pruner {settings.pruner}, {settings.epochs} epochs, train {train_size} / val "
               f"{settings.val_size} images, seed {settings.seed}; {n_before} trials so far "
               f"({done} finished)")
 
     n_trials = args.n_trials
     finished = []
+    started = time.perf_counter()
 
     def print_trial(_study, trial):
         finished.append(trial.number)
-        out.print(report.trial_line(trial))
+        out.print(report.trial_line(trial) + "  " + report.progress_text(
+            len(finished), n_trials, time.perf_counter() - started))
 
     callbacks = [print_trial]
     if args.total is not None:

@@ -75,6 +75,19 @@ def trial_line(trial) -> str:
     return line
 
 
+def progress_text(k: int, n: int | None, elapsed: float) -> str:
+    """``(k of N, 42s elapsed, ~1m10s left)`` after the k-th trial of this run; without a
+    trial count (``--timeout`` alone) only the elapsed time.  The estimate is the mean time
+    per trial so far: pruned trials are short, so it moves as the run goes."""
+    def clock(seconds):
+        seconds = int(round(seconds))
+        return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+    if not n:
+        return f"({k} done, {clock(elapsed)} elapsed)"
+    left = elapsed / k * max(n - k, 0)
+    return f"({k} of {n}, {clock(elapsed)} elapsed, ~{clock(left)} left)"
+
+
 def count_states(study) -> dict:
     counts = {}
     for t in study.get_trials(deepcopy=False):
