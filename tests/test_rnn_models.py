@@ -96,6 +96,8 @@ def test_gradcheck_wrappers(rng, cell):
 # -- the rnn space and builder -------------------------------------------------------------
 optuna = pytest.importorskip("optuna")
 rnn_models = pytest.importorskip("tuning.rnn_models")
+from tuning import spaces  # noqa: E402
+from tuning.models import build_model  # noqa: E402
 
 
 def test_space_samples_buildable_configs(rng):
@@ -104,21 +106,21 @@ def test_space_samples_buildable_configs(rng):
     seen = set()
     for _ in range(12):
         trial = study.ask()
-        config = rnn_models.rnn_space(trial)
-        assert set(trial.params) <= set(rnn_models.RNN_DEFAULTS)
+        config = spaces.rnn(trial)
+        assert set(trial.params) <= set(spaces.SPACES["rnn"].defaults)
         assert len(config["hidden_sizes"]) == trial.params["n_layers"]
         assert all(16 <= h <= 256 for h in config["hidden_sizes"])
         assert config["seq_len"] in (7, 14, 28) and config["cell"] in ("LSTM", "GRU")
         seen.add((config["cell"], config["bidirectional"], config["seq_len"]))
-        model = rnn_models.build_rnn(config)
-        assert model(x).shape == (2, 10)
+        model = build_model(config)
+        assert isinstance(model, rnn_models.RNNClassifier) and model(x).shape == (2, 10)
         study.tell(trial, 0.5)
     assert len(seen) >= 4
 
 
 def test_defaults_config_and_clipping(rng):
-    trial = optuna.trial.FixedTrial(rnn_models.RNN_DEFAULTS)
-    config = rnn_models.rnn_space(trial)
+    trial = optuna.trial.FixedTrial(spaces.SPACES["rnn"].defaults)
+    config = spaces.rnn(trial)
     assert config["hidden_sizes"] == [128] and config["clip_norm"] == 1.0
     minidl.manual_seed(0)
     model = rnn_models.build_rnn({**config, "hidden_sizes": [8, 6], "bidirectional": True,
@@ -172,3 +174,13 @@ def test_save_and_load_round_trip(rng, tmp_path):
     x = rng.standard_normal((3, 1, 28, 28)).astype(np.float32)
     np.testing.assert_array_equal(other(x), model(x))
     assert "layers.1.rnn.weight_hh_l0_reverse" in model.state_dict()
+
+
+def test_check_values_refuses_impossible_rnn_values():
+    assert spaces.check_values("rnn", {"cell": "GRU", "seq_len": 14}) == []
+    with pytest.raises(ValueError, match="seq_len: expected one of"):
+        spaces.check_values("rnn", {"seq_len": 5})
+    with pytest.raises(ValueError, match="clip_norm"):
+        spaces.check_values("rnn", {"clip_norm": -1.0})
+    with pytest.raises(ValueError, match="cell: expected one of"):
+        spaces.check_values("rnn", {"cell": "RNN"})

@@ -217,7 +217,7 @@ def test_small_study_plots_what_it_can(cli, tmp_path):
 
 def test_clear_errors(cli, tmp_path):
     with pytest.raises(SystemExit) as exc:
-        cli("run", "--space", "rnn", "--n-trials", 1)
+        cli("run", "--space", "transformer", "--n-trials", 1)
     assert exc.value.code == 2
     status, _, err = cli("best", "--study-name", "nope")
     assert status == 1 and "no study storage at studies/nope.log" in err

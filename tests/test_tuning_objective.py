@@ -27,6 +27,9 @@ SMALL = {
             "pool_kernel": 2, "dense_size": 32, "dropout_rate": 0.1, "learn_rate": 0.05,
             "optimizer": "SGD", "batch_size": 32, "weight_decay": 1e-5, "lr_schedule": "step",
             "augment_strength": 0.5},
+    "rnn": {"cell": "GRU", "n_layers": 1, "hidden_l0": 32, "bidirectional": True,
+            "seq_len": 14, "dropout_rate": 0.0, "clip_norm": 5.0, "learn_rate": 1e-2,
+            "optimizer": "Adam", "batch_size": 32, "weight_decay": 1e-5, "lr_schedule": "none"},
 }
 
 
@@ -135,8 +138,8 @@ def test_objective_rejects_bad_arguments(small_data):
     train, val = small_data
     with pytest.raises(ValueError, match="epochs"):
         Objective(train, val, epochs=0)
-    with pytest.raises(ValueError, match="unknown search space 'rnn'"):
-        Objective(train, val, epochs=1, space="rnn")
+    with pytest.raises(ValueError, match="unknown search space 'transformer'"):
+        Objective(train, val, epochs=1, space="transformer")
 
 
 def test_every_space_is_covered():

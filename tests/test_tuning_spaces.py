@@ -49,7 +49,7 @@ def test_random_trials_keep_names_and_choice_sets_stable(name):
         for pname, dist in t.distributions.items():
             assert seen.setdefault(pname, dist) == dist
     if name != "lab-mlp":
-        depth_key = "n_layers" if name == "mlp" else "n_conv"
+        depth_key = "n_conv" if name == "cnn" else "n_layers"
         assert {t.params[depth_key] for t in study.trials} == {1, 2, 3}
 
 
@@ -124,7 +124,7 @@ def test_mlp_builder_uses_each_layer_size_and_activation(rng):
     with pytest.raises(ValueError, match="unknown activation"):
         models.build_model({**config, "activation": "Swish"})
     with pytest.raises(ValueError, match="unknown model"):
-        models.build_model({"model": "rnn"})
+        models.build_model({"model": "transformer"})
 
 
 def test_grid_defaults_to_the_lab_grid_with_other_params_fixed():

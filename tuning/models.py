@@ -1,7 +1,7 @@
 """Model builders: plain functions ``config -> minidl.nn.Module``.
 
 ``build_model(config)`` dispatches on ``config["model"]`` (``lab-mlp``, ``mlp``,
-``cnn``), the key every space in ``tuning.spaces`` sets.  ``build_lab_nnet`` is the
+``cnn``, ``rnn``), the key every space in ``tuning.spaces`` sets.  ``build_lab_nnet`` is the
 lab's ``NNet`` written with minidl; its layers sit in ``.layers`` as in the lab, so its
 ``state_dict`` keys (``layers.1.weight``, ...) are the lab's.
 
@@ -14,6 +14,7 @@ from math import prod
 
 from minidl import nn
 
+from .rnn_models import build_rnn
 from .spaces import IMAGE_SHAPE, NUM_CLASSES, conv_pool_plan
 
 
@@ -138,4 +139,7 @@ def build_model(config: dict, input_shape=IMAGE_SHAPE) -> nn.Module:
         return build_mlp(config, input_shape)
     if kind == "cnn":
         return build_cnn(config, input_shape)
-    raise ValueError(f"build_model: unknown model {kind!r}; expected 'lab-mlp', 'mlp' or 'cnn'")
+    if kind == "rnn":
+        return build_rnn(config, input_shape)
+    raise ValueError(f"build_model: unknown model {kind!r}; expected 'lab-mlp', 'mlp', 'cnn' "
+                     f"or 'rnn'")

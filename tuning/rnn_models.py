@@ -1,4 +1,4 @@
-"""Sequence models for Fashion-MNIST: the ``rnn`` space and its model builder (issue 13).
+"""Sequence models for Fashion-MNIST: the builder of the ``rnn`` space's models (issue 13).
 
 An image is read as ``T`` steps (``seq_len``: 28 steps of one row, 14 of two rows or
 7 of four rows), run through 1-3 recurrent layers (LSTM or GRU, each with its own
@@ -8,10 +8,8 @@ state::
     ImageToSequence(T) -> [SequenceOutput(cell) -> Dropout] * (layers - 1)
                        -> LastHidden(cell) -> Dropout -> Linear(D * hidden, 10)
 
-``rnn_space(trial) -> config`` and ``build_rnn(config) -> RNNClassifier`` follow the
-conventions of ``tuning.spaces`` and ``tuning.models`` (stable parameter names
-``hidden_l0``..., one choice list per categorical), so wiring them in is one entry in
-``SPACES`` (with ``RNN_DEFAULTS``) and one branch in ``build_model``.
+The space is ``tuning.spaces.rnn``; ``tuning.models.build_model`` calls
+``build_rnn(config) -> RNNClassifier`` for ``config["model"] == "rnn"``.
 
 Gradient clipping (``clip_norm``) is part of the model: ``RNNClassifier.backward``
 ends with ``clip_grad_norm_`` on its parameters, so a training loop that runs
@@ -25,40 +23,7 @@ from math import prod
 from minidl import nn
 from minidl.nn.utils import clip_grad_norm_
 
-from .spaces import (IMAGE_SHAPE, MAX_LAYERS, NUM_CLASSES, OPTIMIZERS, SGD_MOMENTUM,
-                     _REGULARISATION_DEFAULTS, _TRAINING_DEFAULTS, _regularisation_params,
-                     _training_params)
-
-CELLS = ["LSTM", "GRU"]
-SEQ_LENS = [7, 14, 28]
-BIDIRECTIONAL = [False, True]
-
-RNN_DEFAULTS = {"cell": "LSTM", "n_layers": 1, "hidden_l0": 128, "hidden_l1": 64,
-                "hidden_l2": 64, "bidirectional": False, "seq_len": 28, "dropout_rate": 0.1,
-                "clip_norm": 1.0, **_TRAINING_DEFAULTS, **_REGULARISATION_DEFAULTS}
-
-
-def rnn_space(trial) -> dict:
-    """Cell (LSTM/GRU), 1-3 layers of 16..256 units each (log), bidirectional, sequence
-    length T in {7, 14, 28}, dropout, gradient clipping norm, optimizer, learning rate,
-    batch size, weight decay and schedule."""
-    cell = trial.suggest_categorical("cell", CELLS)
-    n_layers = trial.suggest_int("n_layers", 1, MAX_LAYERS)
-    hidden = [trial.suggest_int(f"hidden_l{i}", 16, 256, log=True) for i in range(n_layers)]
-    config = {
-        "model": "rnn",
-        "cell": cell,
-        "hidden_sizes": hidden,
-        "bidirectional": trial.suggest_categorical("bidirectional", BIDIRECTIONAL),
-        "seq_len": trial.suggest_categorical("seq_len", SEQ_LENS),
-        "dropout_rate": trial.suggest_float("dropout_rate", 0.0, 0.5),
-        "clip_norm": trial.suggest_float("clip_norm", 0.1, 10.0, log=True),
-    }
-    config.update(_training_params(trial, OPTIMIZERS))
-    config.update(_regularisation_params(trial))
-    config.update(momentum=SGD_MOMENTUM, augment_strength=0.0)
-    return config
-
+from .spaces import CELLS, IMAGE_SHAPE, NUM_CLASSES
 
 class RNNClassifier(nn.Module):
     """A ``Sequential`` of sequence layers in ``.layers``, with gradient clipping.

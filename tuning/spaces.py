@@ -2,12 +2,13 @@
 
 Each space asks the trial for its hyperparameters with ``trial.suggest_*`` and returns
 a plain ``config`` dict (JSON-able) that ``tuning.models.build_model`` turns into a
-minidl network and ``tuning.objective`` trains.  The three spaces follow the lab:
+minidl network and ``tuning.objective`` trains.  The spaces follow the lab:
 
 - ``lab-mlp``: exactly the lab's space (one hidden layer).
 - ``mlp``: task 1, one to three hidden layers, each with its own size.
 - ``cnn``: task 2, one to three conv blocks with conv-specific choices: filters up to
   128, kernel size, one or two convolutions per block, batch normalization on or off.
+- ``rnn``: issue 13, images read as sequences by one to three LSTM/GRU layers.
 
 Rules every space keeps, so samplers and stored studies stay consistent:
 
@@ -51,6 +52,9 @@ KERNEL_SIZES = [3, 5, 7]
 POOL_TYPES = ["max", "avg"]
 POOL_KERNELS = [2, 3]
 MAX_LAYERS = 3
+CELLS = ["LSTM", "GRU"]
+SEQ_LENS = [7, 14, 28]
+BIDIRECTIONAL = [False, True]
 
 # SGD in the ``mlp`` and ``cnn`` spaces uses heavy-ball momentum (not searched); the
 # ``lab-mlp`` space keeps the lab's plain SGD (torch's default, momentum 0).
@@ -212,6 +216,30 @@ def cnn(trial, image_size: int = IMAGE_SHAPE[1]) -> dict:
     return config
 
 
+def rnn(trial) -> dict:
+    """Issue 13: an image read as T steps (T in {7, 14, 28}: 4, 2 or 1 rows per step) by
+    1 to 3 recurrent layers (LSTM or GRU, 16..256 units each, log scale, optionally
+    bidirectional), classified from the last layer's final hidden state; dropout after
+    each recurrent layer; the gradients' total norm clipped to ``clip_norm``.
+    Model: ``tuning.rnn_models.build_rnn``."""
+    cell = trial.suggest_categorical("cell", CELLS)
+    n_layers = trial.suggest_int("n_layers", 1, MAX_LAYERS)
+    hidden = [trial.suggest_int(f"hidden_l{i}", 16, 256, log=True) for i in range(n_layers)]
+    config = {
+        "model": "rnn",
+        "cell": cell,
+        "hidden_sizes": hidden,
+        "bidirectional": trial.suggest_categorical("bidirectional", BIDIRECTIONAL),
+        "seq_len": trial.suggest_categorical("seq_len", SEQ_LENS),
+        "dropout_rate": trial.suggest_float("dropout_rate", 0.0, 0.5),
+        "clip_norm": trial.suggest_float("clip_norm", 0.1, 10.0, log=True),
+    }
+    config.update(_training_params(trial, OPTIMIZERS))
+    config.update(_regularisation_params(trial))
+    config.update(momentum=SGD_MOMENTUM, augment_strength=0.0)
+    return config
+
+
 @dataclass(frozen=True)
 class Space:
     """A named search space: its ``trial -> config`` function and a default per parameter."""
@@ -250,6 +278,13 @@ SPACES = {
          **_REGULARISATION_DEFAULTS, "augment_strength": 0.0},
         "task 2: 1-3 conv blocks (filters up to 128, kernel 3/5/7, 1-2 convs, batch norm), "
         "max/avg pooling 2/3, dense head"),
+    "rnn": Space(
+        "rnn", rnn,
+        {"cell": "LSTM", "n_layers": 1, "hidden_l0": 128, "hidden_l1": 64, "hidden_l2": 64,
+         "bidirectional": False, "seq_len": 28, "dropout_rate": 0.1, "clip_norm": 1.0,
+         **_TRAINING_DEFAULTS, **_REGULARISATION_DEFAULTS},
+        "issue 13: LSTM/GRU over T=7/14/28 steps, 1-3 layers (16..256 each), bidirectional, "
+        "dropout, gradient clipping"),
 }
 
 # The lab's grid: every other parameter is fixed to the space's default.

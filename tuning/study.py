@@ -34,8 +34,9 @@ PRUNERS = ("median", "hyperband", "none")
 
 # Defaults of a new study (chosen so that `make tune`, 20 lab-mlp trials, ends in about
 # 5 minutes on 2 cores); every one is a command-line option.
-DEFAULT_EPOCHS = {"lab-mlp": 10, "mlp": 10, "cnn": 3}
-DEFAULT_TRAIN_SIZE = {"lab-mlp": None, "mlp": None, "cnn": 10_000}  # None: all 50 000
+DEFAULT_EPOCHS = {"lab-mlp": 10, "mlp": 10, "cnn": 3, "rnn": 3}
+DEFAULT_TRAIN_SIZE = {"lab-mlp": None, "mlp": None, "cnn": 10_000,
+                      "rnn": 10_000}  # None: all 50 000
 DEFAULT_VAL_SIZE = 10_000
 DEFAULT_SEED = 0
 DEFAULT_SAMPLER = "tpe"

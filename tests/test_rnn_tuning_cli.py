@@ -1,0 +1,45 @@
+"""The ``rnn`` space through every command: run, enqueue, best, plot, retrain (issue 13)."""
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from tuning.cli import main
+
+TINY = ["--epochs", "1", "--train-size", "128", "--val-size", "128"]
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch, capsys, fashion_mnist):
+    monkeypatch.chdir(tmp_path)
+
+    def run(*argv):
+        status = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    return run
+
+
+def test_rnn_study_every_command(cli, tmp_path):
+    small = {"cell": "GRU", "n_layers": 1, "hidden_l0": 16, "seq_len": 7, "batch_size": 64}
+    status, out, err = cli("enqueue", "--space", "rnn", "--study-name", "rnn",
+                           "--params", json.dumps(small), "--pruner", "none", *TINY)
+    assert status == 0, out + err
+    status, out, err = cli("run", "--study-name", "rnn", "--n-trials", 2)
+    assert status == 0, out + err
+    study = optuna.load_study(study_name="rnn", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend("studies/rnn.log")))
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    assert study.trials[0].params["cell"] == "GRU"
+    status, out, _ = cli("best", "--study-name", "rnn", "--json")
+    assert json.loads(out)["config"]["model"] == "rnn"
+    status, out, _ = cli("plot", "--study-name", "rnn", "--out", "plots")
+    assert status == 0
+    status, out, err = cli("retrain", "--study-name", "rnn", "--out", "model", "--epochs", 1,
+                           "--train-size", 256)
+    assert status == 0, out + err
+    assert (tmp_path / "model" / "model.npz").exists()
