@@ -1,4 +1,5 @@
-"""The ``rnn`` space through every command: run, enqueue, best, plot, retrain (issue 13)."""
+"""The ``rnn`` space through every command: enqueue, run, best, plot, retrain, create,
+worker (issue 13)."""
 from __future__ import annotations
 
 import json
@@ -43,3 +44,20 @@ def test_rnn_study_every_command(cli, tmp_path):
                            "--train-size", 256)
     assert status == 0, out + err
     assert (tmp_path / "model" / "model.npz").exists()
+
+
+def test_rnn_study_create_and_worker(cli):
+    status, out, err = cli("create", "--space", "rnn", "--study-name", "rnnw", "--pruner",
+                           "none", *TINY)
+    assert status == 0, out + err
+    status, out, err = cli("enqueue", "--study-name", "rnnw", "--params",
+                           json.dumps({"cell": "LSTM", "hidden_l0": 16, "seq_len": 14,
+                                       "bidirectional": True}))
+    assert status == 0, out + err
+    status, out, err = cli("worker", "--study-name", "rnnw", "--max-trials", 1, "--threads", 1)
+    assert status == 0, out + err
+    study = optuna.load_study(study_name="rnnw", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend("studies/rnnw.log")))
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE]
+    assert study.trials[0].params["bidirectional"] is True
+    assert study.trials[0].user_attrs["config"]["model"] == "rnn"
