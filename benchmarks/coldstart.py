@@ -38,6 +38,7 @@ t0 = time.perf_counter()
 framework = sys.argv[1]
 if framework == "minidl":
     import minidl as lib
+    lib.performance.apply()       # as fit does
     nn = lib.nn
 else:
     import torch as lib

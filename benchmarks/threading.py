@@ -78,7 +78,7 @@ import numpy as np
 import minidl
 from benchmarks import common
 threads, steps = int(sys.argv[1]), int(sys.argv[2])
-minidl.set_num_threads(threads)
+minidl.performance.apply(num_threads=threads)
 out = {}
 for dtype in (np.float32, np.float64):
     minidl.manual_seed(0)

@@ -76,7 +76,7 @@ class _Runner:
         x, y = common.synthetic_fashion_mnist(n_train, seed=seed)
         xi, yi = common.synthetic_fashion_mnist(infer_n, seed=seed + 1)
         if self.framework == "minidl":
-            lib.set_num_threads(threads)
+            lib.performance.apply(num_threads=threads)   # as fit does: malloc, threads
             lib.manual_seed(seed)
             self.model = common.build_model(lib.nn, model_name)
             self.opt = lib.optim.Adam(self.model.parameters(), lr=1e-3)
@@ -239,7 +239,7 @@ def memory_worker(framework: str, model_name: str, batch: int, threads: int,
     x, y = common.synthetic_fashion_mnist(n_images, seed=0)
     if framework == "minidl":
         import minidl
-        minidl.set_num_threads(threads)
+        minidl.performance.apply(num_threads=threads)
         minidl.manual_seed(0)
         model = common.build_model(minidl.nn, model_name)
         opt = minidl.optim.Adam(model.parameters(), lr=1e-3)
