@@ -45,8 +45,8 @@ GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
 # The forward twins call exp/tanh once or more per unit.  Numba compiles those to scalar
 # libm calls (no SVML here), while NumPy runs them as SIMD loops: on the development
-# machine (float32, 64 x 128 units, one thread) the references took 5 / 103 / 96 us for
-# an RNN / LSTM / GRU step and the twins 97 / 536 / 200 us.  So the forward steps stay
+# machine (float32, 64 x 128 units, one thread) the references took 5 / 69 / 62 us for
+# an RNN / LSTM / GRU step and the twins 97 / 532 / 201 us.  So the forward steps stay
 # with NumPy unless this is True (the tests set it to prove the twins right).  The
 # backward twins compute no transcendental function (the forward keeps tanh(c)) and
 # pay: see ``_rnn_numba.py``.
@@ -92,11 +92,13 @@ def lstm_cell_forward_reference(xg, hg, c_prev):
     ``[i, f, g, o]`` ``(N, 4H)`` and ``tanh_c = tanh(c)``, kept for backward.
     """
     xp = backend.xp(xg)
-    a = xg + hg
+    gates = xg + hg                                         # pre-activations, then in place:
     H = c_prev.shape[1]
-    gates = _sigmoid(xp, a, out=a)                          # i, f, o (g overwritten next)
-    xp.tanh((xg[:, 2 * H:3 * H] + hg[:, 2 * H:3 * H]), out=gates[:, 2 * H:3 * H])
-    i, f, g, o = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:3 * H], gates[:, 3 * H:]
+    i_f, g, o = gates[:, :2 * H], gates[:, 2 * H:3 * H], gates[:, 3 * H:]
+    _sigmoid(xp, i_f, out=i_f)
+    xp.tanh(g, out=g)
+    _sigmoid(xp, o, out=o)
+    i, f = i_f[:, :H], i_f[:, H:]
     c = f * c_prev + i * g
     tanh_c = xp.tanh(c)
     return o * tanh_c, c, gates, tanh_c
@@ -126,12 +128,15 @@ def gru_cell_forward_reference(xg, hg, h_prev):
     """One GRU step: ``(h, gates)``; ``xg, hg``: ``(N, 3H)``; ``gates`` = ``[r, z, n]``."""
     xp = backend.xp(xg)
     H = h_prev.shape[1]
-    rz = xg[:, :2 * H] + hg[:, :2 * H]
-    rz = _sigmoid(xp, rz, out=rz)
+    gates = xp.empty_like(xg)                               # filled block by block, in place
+    rz, n = gates[:, :2 * H], gates[:, 2 * H:]
+    _sigmoid(xp, xp.add(xg[:, :2 * H], hg[:, :2 * H], out=rz), out=rz)
     r, z = rz[:, :H], rz[:, H:]
-    n = xp.tanh(xg[:, 2 * H:] + r * hg[:, 2 * H:])
+    xp.multiply(r, hg[:, 2 * H:], out=n)
+    n += xg[:, 2 * H:]
+    xp.tanh(n, out=n)
     h = (1 - z) * n + z * h_prev
-    return h, xp.concatenate([rz, n], axis=1)
+    return h, gates
 
 
 def gru_cell_backward_reference(dh, gates, hg_n, h_prev):
