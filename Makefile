@@ -7,7 +7,7 @@ PY      = $(VENV)/bin/python
 PIP     = $(VENV)/bin/pip
 TORCH  ?= torch==2.13.0
 
-.PHONY: tune test venv venv-test data clean bench
+.PHONY: tune test test-notorch venv venv-test data clean bench
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,10 +35,23 @@ tune: data
 test: venv-test
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# The promise "runs without PyTorch": the suite in a second environment that has no torch;
+# every torch test skips with its reason, everything else must pass (CI runs this too).
+NOTORCH = .venv-notorch
+$(NOTORCH)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(NOTORCH)
+	$(NOTORCH)/bin/pip install -q --upgrade pip
+	$(NOTORCH)/bin/pip install -q -e ".[test]"
+	touch $@
+
+test-notorch: $(NOTORCH)/.installed
+	@! $(NOTORCH)/bin/python -c "import torch" 2>/dev/null || { echo "torch is installed in $(NOTORCH)"; exit 1; }
+	MINIDL_REQUIRE_TORCH= $(NOTORCH)/bin/python -m pytest -q $(PYTEST_ARGS)
+
 bench: venv-test
 	$(PY) -m benchmarks.training
 	$(PY) -m benchmarks.kernels
 	$(PY) -m benchmarks.parity
 
 clean:
-	rm -rf $(VENV) studies .pytest_cache
+	rm -rf $(VENV) $(NOTORCH) studies .pytest_cache
