@@ -46,7 +46,7 @@ from .study import (PRUNERS, SAMPLERS, create_or_open, find_study, grid_size, ma
                     open_study)
 
 STUDY_OPTIONS = ("space", "epochs", "train_size", "val_size", "seed", "sampler", "pruner",
-                 "grid_file")
+                 "grid_file", "objectives")
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer its reader left
 
@@ -92,7 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "seed (default 0)")
     g.add_argument("--sampler", choices=SAMPLERS, help="default tpe (multivariate); ga is "
                    "NSGA-II, cmaes is CMA-ES, qmc is scrambled Sobol")
-    g.add_argument("--pruner", choices=PRUNERS, help="default median")
+    g.add_argument("--pruner", choices=PRUNERS, help="default median (none with several "
+                   "--objectives: Optuna cannot prune them, and another pruner is refused)")
+    g.add_argument("--objectives", metavar="LIST",
+                   help="what the study minimises: error (default: the validation error), "
+                   "error,params (and the parameter count) or error,latency (and the "
+                   "measured inference time per image, ms); several objectives give a "
+                   "Pareto front (samplers tpe, ga (NSGA-II), random, qmc, grid)")
     g.add_argument("--grid-file", metavar="JSON", help="grid sampler: a JSON object mapping "
                    "parameters to lists of values (axes) or single values (fixed); default "
                    "the lab's grid learn_rate {0.01, 0.001, 0.0001} x batch_size {32, 64, 128}")
@@ -155,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     retrain = sub.add_parser("retrain", parents=[where, running],
                              help="train the best configuration on train+val, test it once")
     retrain.add_argument("--out", required=True, metavar="DIR")
+    retrain.add_argument("--trial", type=non_negative_int, metavar="N",
+                         help="retrain trial N's configuration (default: the best trial; "
+                         "required for a study with several objectives, e.g. one of its "
+                         "Pareto front, which `best` lists)")
     retrain.add_argument("--epochs", type=positive_int,
                          help="epochs (default: the study's)")
     retrain.add_argument("--train-size", type=positive_int,
@@ -303,6 +313,11 @@ def cmd_run(args) -> int:
               f"pruner {settings.pruner}, {settings.epochs} epochs, train {train_size} / val "
               f"{settings.val_size} images, seed {settings.seed}; {n_before} trials so far "
               f"({done} finished)")
+    if settings.multi_objective:
+        out.print(f"objectives: {', '.join(settings.metric_names)} (all minimized; `best` "
+                  f"lists the Pareto front); pruning is off: Optuna cannot prune a study "
+                  f"with several objectives")
+    names = report.metric_names(study)
 
     n_trials = args.n_trials
     finished = []
@@ -310,7 +325,7 @@ def cmd_run(args) -> int:
 
     def print_trial(_study, trial):
         finished.append(trial.number)
-        out.print(report.trial_line(trial) + "  " + report.progress_text(
+        out.print(report.trial_line(trial, names) + "  " + report.progress_text(
             len(finished), n_trials, time.perf_counter() - started))
 
     callbacks = [print_trial]
@@ -400,10 +415,14 @@ def cmd_studies(args) -> int:
             study = optuna.load_study(study_name=name, storage=storage)
             trials = study.get_trials(deepcopy=False)
             finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
-            try:
-                best = f"{study.best_value:.4f}"
-            except (ValueError, RuntimeError):    # no complete trial yet
-                best = "-"
+            if len(study.directions) > 1:    # several objectives: the Pareto front's size
+                front = len(study.best_trials)
+                best = f"front of {front}" if front else "-"
+            else:
+                try:
+                    best = f"{study.best_value:.4f}"
+                except (ValueError, RuntimeError):    # no complete trial yet
+                    best = "-"
             rows.append((name, where, str(len(trials)), str(finished), best))
     header = ("study", "storage", "trials", "finished", "best value")
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
@@ -512,16 +531,21 @@ def cmd_retrain(args) -> int:
         raise TuningError(f"--train-size {args.train_size}: there are {TRAIN_IMAGES} training "
                           f"images; give at most {TRAIN_IMAGES}, or leave it out for all")
     _apply_threads(args)
-    from .retrain import retrain_best  # noqa: PLC0415 - imports the training stack
+    from .retrain import choose_trial, retrain_best  # noqa: PLC0415 - the training stack
+    choose_trial(study, args.trial)     # a wrong --trial is refused before any training
     tty = sys.stderr.isatty() and not args.quiet
     result = retrain_best(study, settings, args.out, epochs=args.epochs,
                           train_size=args.train_size, device=args.device, progress=tty,
-                          log=None if (args.quiet or tty) else _err)
+                          log=None if (args.quiet or tty) else _err, trial=args.trial)
     print(f"retrained trial {result['trial']} ({settings.space}) on {result['train_size']} "
           f"images for {result['epochs']} epochs in {result['train_seconds']:.1f}s")
+    in_study = ("" if result["validation_error"] is None else
+                f"; validation error in the study {result['validation_error']:.4f}")
+    if result.get("objectives"):
+        in_study = "; in the study " + report.format_values(
+            result["objectives"].values(), list(result["objectives"]))
     print(f"test accuracy: {result['test_accuracy']:.4f} (test error "
-          f"{result['test_error']:.4f}; validation error in the study "
-          f"{result['validation_error']:.4f})")
+          f"{result['test_error']:.4f}{in_study})")
     from .results import per_class_table  # noqa: PLC0415
     print(per_class_table(result["per_class"]))
     print(f"wrote {args.out}/: model.npz, result.json, confusion_matrix.png, "

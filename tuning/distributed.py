@@ -199,9 +199,13 @@ def _study_options(args) -> dict:
 
 def _settings_text(settings: StudySettings) -> str:
     train_size = "all" if settings.train_size is None else settings.train_size
-    return (f"space {settings.space}, sampler {settings.sampler}, pruner {settings.pruner}, "
+    text = (f"space {settings.space}, sampler {settings.sampler}, pruner {settings.pruner}, "
             f"{settings.epochs} epochs, train {train_size} / val {settings.val_size} images, "
             f"seed {settings.seed}")
+    if settings.multi_objective:
+        text += (f"; objectives {', '.join(settings.metric_names)} (no pruning with several "
+                 f"objectives)")
+    return text
 
 
 def _require_name(args) -> str:
@@ -270,7 +274,7 @@ def cmd_worker(args) -> int:
         print(f"[{label}] {text}", file=sys.stderr, flush=True)
 
     def on_trial(frozen):
-        print(f"[{label}] {report.trial_line(frozen)}", flush=True)
+        print(f"[{label}] {report.trial_line(frozen, settings.metric_names)}", flush=True)
 
     objective = make_objective(settings, device=args.device, progress=False,
                                log=None if args.quiet else err)
@@ -425,7 +429,7 @@ def run_local_workers(args) -> int:
         printed = set(already)
         while True:
             running = [p for p in procs if p.poll() is None]
-            printed |= _print_new(study, printed)
+            printed |= _print_new(study, printed, settings.metric_names)
             if not running:
                 break
             time.sleep(POLL_SECONDS)
@@ -436,7 +440,7 @@ def run_local_workers(args) -> int:
                 p.send_signal(signal.SIGINT)
         for p in procs:
             p.wait()
-        _print_new(study, printed)
+        _print_new(study, printed, settings.metric_names)
     finally:
         signal.signal(signal.SIGTERM, previous)
     seconds = time.perf_counter() - start
@@ -469,12 +473,12 @@ def run_local_workers(args) -> int:
     return status
 
 
-def _print_new(study, printed: set) -> set:
+def _print_new(study, printed: set, names=None) -> set:
     new = set()
     for t in study.get_trials(deepcopy=False):
         if t.state.is_finished() and t.number not in printed:
             label = workers.worker_label(t.user_attrs.get(workers.WORKER_ATTR))
-            print(f"{report.trial_line(t)}  ({label})", flush=True)
+            print(f"{report.trial_line(t, names)}  ({label})", flush=True)
             new.add(t.number)
     return new
 

@@ -14,6 +14,14 @@ attributes: ``config``, ``n_params``, ``curve`` (per-epoch ``train_loss``, ``val
 ``val_error``, ``seconds``, ``lr``), ``seconds`` and ``stop_reason`` (``completed``,
 ``pruned at epoch E``, ``diverged: ...``, ``interrupted``, ``error: ...``).
 
+With several objectives (``objectives=("error", "params")`` or ``("error", "latency")``)
+it returns a tuple: the validation error, then the model's parameter count or its
+inference time per image in milliseconds (``measure_latency``: eval mode, a fixed batch of
+``LATENCY_BATCH`` validation images, the median of ``LATENCY_PASSES`` passes after a
+warm-up), stored on the trial as ``latency_ms`` (with ``latency_batch`` and
+``latency_threads``).  Optuna cannot prune such a study, so nothing is reported per epoch
+(the curve is still stored).
+
 A run whose training loss becomes NaN/inf ends PRUNED (so it never becomes the best
 trial) with ``stop_reason`` saying so; any other exception is recorded and re-raised, so
 Optuna marks the trial FAIL (``study.optimize(..., catch=(Exception,))`` keeps the study
@@ -35,6 +43,41 @@ from minidl.train import NonFiniteLossError, fit
 from .models import build_model
 from .report import format_params
 from .spaces import check_values, get_space
+
+LATENCY_BATCH = 256
+LATENCY_PASSES = 7
+LATENCY_WARMUP = 2
+
+
+def measure_latency(model, images, batch: int = LATENCY_BATCH, passes: int = LATENCY_PASSES,
+                    warmup: int = LATENCY_WARMUP) -> float:
+    """Inference time per image on this machine, in milliseconds.
+
+    The model in eval mode (its previous mode is restored) classifies the first ``batch``
+    of ``images`` ``warmup`` times unmeasured, then ``passes`` times; the median pass,
+    divided by the batch size.  The output is brought back to the host each pass, so a
+    GPU's asynchronous work is included.
+    """
+    from minidl import backend  # noqa: PLC0415
+    x = images[:batch]
+    if len(x) == 0:
+        raise ValueError("measure_latency: no images")
+    ref = next(iter(model.parameters()), None)
+    if ref is not None:
+        x = backend.asarray_like(x, ref.data)
+    saved = [(m, m.training) for m in model.modules()]
+    model.eval()
+    times = []
+    try:
+        for i in range(warmup + passes):
+            t0 = time.perf_counter()
+            backend.to_numpy(model(x))
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+    finally:
+        for m, training in saved:
+            m.training = training
+    return float(np.median(times)) / len(x) * 1000.0
 
 
 def make_optimizer(config: dict, parameters):
@@ -118,10 +161,13 @@ class Objective:
     progress : passed to ``minidl.train.fit`` (a per-epoch bar on stderr when True).
     log : optional ``log(str)``, called with a line when a trial starts and, unless
         ``progress`` draws fit's bar, one line per epoch.
+    objectives : ``("error",)`` (returns a float) or ``("error", "params")``,
+        ``("error", "latency")``, ... (returns a tuple; no pruning).
     """
 
     def __init__(self, train, val, epochs: int, space: str = "lab-mlp", seed: int = 0,
-                 device: str = "cpu", progress=False, log=None, eval_batch_size: int = 1000):
+                 device: str = "cpu", progress=False, log=None, eval_batch_size: int = 1000,
+                 objectives=("error",)):
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"Objective: expected epochs to be a positive int, got {epochs!r}")
         self.train = train
@@ -133,6 +179,11 @@ class Objective:
         self.progress = progress
         self.log = log
         self.eval_batch_size = eval_batch_size
+        self.objectives = tuple(objectives)
+        if not self.objectives or self.objectives[0] != "error" or not set(
+                self.objectives) <= {"error", "params", "latency"}:
+            raise ValueError(f"Objective: objectives must start with 'error', then 'params' "
+                             f"and/or 'latency'; got {objectives!r}")
 
     def _explain(self, trial, exc) -> str:
         """Why the space could not use the trial's given values (Optuna's message does not
@@ -172,6 +223,8 @@ class Objective:
             if not math.isfinite(record["val_loss"]):  # finite training loss, exploded weights
                 raise optuna.TrialPruned(f"diverged: validation loss {record['val_loss']} "
                                          f"at epoch {epoch}")
+            if len(self.objectives) > 1:   # Optuna has no pruning for several objectives
+                return
             trial.report(record["val_error"], epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch} "
@@ -180,13 +233,26 @@ class Objective:
         start = time.perf_counter()
         stop_reason = "error"
         try:
-            _, history = train_config(
+            model, history = train_config(
                 config, self.train, self.val, self.epochs, seed=self.seed + trial.number,
                 callbacks=[report_epoch], device=self.device, progress=self.progress,
                 eval_batch_size=self.eval_batch_size,
                 on_model=lambda m: trial.set_user_attr("n_params", m.num_parameters()))
             stop_reason = history.stop_reason
-            return float(history.epochs[-1]["val_error"])
+            error = float(history.epochs[-1]["val_error"])
+            if len(self.objectives) == 1:
+                return error
+            values = [error]
+            for name in self.objectives[1:]:
+                if name == "params":
+                    values.append(float(model.num_parameters()))
+                else:
+                    latency = measure_latency(model, self.val.x)
+                    trial.set_user_attr("latency_ms", latency)
+                    trial.set_user_attr("latency_batch", min(LATENCY_BATCH, len(self.val.x)))
+                    trial.set_user_attr("latency_threads", minidl.get_num_threads())
+                    values.append(latency)
+            return tuple(values)
         except optuna.TrialPruned as exc:
             stop_reason = str(exc) or "pruned"
             raise

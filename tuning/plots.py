@@ -9,6 +9,15 @@
   ones included (the learning curves the pruner judged);
 - ``slice.png``: the value against each parameter.
 
+and, for a multi-objective study (``--objectives error,params`` / ``error,latency``),
+
+- ``pareto_front.png``: every complete trial on the objectives' axes, the Pareto front
+  highlighted;
+
+the other plots then show the validation error (the first objective).  Such a study
+reports no per-epoch values (Optuna cannot prune it), so ``intermediate_values.png`` is
+skipped with that reason; each trial's learning curve is in its ``curve`` user attribute.
+
 A plot that a small study cannot support is skipped with the reason, never an error.
 """
 from __future__ import annotations
@@ -21,10 +30,17 @@ from optuna.trial import TrialState
 
 PLOTS = ("optimization_history", "param_importances", "parallel_coordinate",
          "intermediate_values", "slice")
+MULTI_PLOTS = ("pareto_front",) + PLOTS
+AXIS_LABELS = {"error": "validation error", "params": "parameters",
+               "latency_ms": "latency (ms per image)"}
 
 
-def _why_not(name: str, n_complete: int, has_intermediate: bool) -> str | None:
+def _why_not(name: str, n_complete: int, has_intermediate: bool,
+             multi: bool = False) -> str | None:
     if name == "intermediate_values":
+        if multi:
+            return ("a multi-objective study reports no per-epoch values (Optuna cannot "
+                    "prune it); each trial's learning curve is its 'curve' in `trials --json`")
         return None if has_intermediate else "no trial has reported an intermediate value yet"
     if name == "param_importances" and n_complete < 2:
         return f"parameter importances need at least 2 complete trials (the study has {n_complete})"
@@ -50,11 +66,14 @@ def write_plots(study, out_dir) -> tuple[list, list]:
     import matplotlib.pyplot as plt  # noqa: PLC0415
     from optuna.visualization import matplotlib as ovm  # noqa: PLC0415
 
+    from .report import metric_names  # noqa: PLC0415
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     trials = study.get_trials(deepcopy=False)
     n_complete = sum(t.state == TrialState.COMPLETE for t in trials)
     has_intermediate = any(t.intermediate_values for t in trials)
+    multi = len(study.directions) > 1
     functions = {
         "optimization_history": ovm.plot_optimization_history,
         "param_importances": ovm.plot_param_importances,
@@ -62,9 +81,17 @@ def write_plots(study, out_dir) -> tuple[list, list]:
         "intermediate_values": ovm.plot_intermediate_values,
         "slice": ovm.plot_slice,
     }
+    if multi:
+        # the single-objective plots show the first objective, the validation error
+        error = {"target": lambda t: t.values[0], "target_name": "validation error"}
+        functions = {name: (lambda f: lambda s: f(s, **error))(f)
+                     if name != "intermediate_values" else f
+                     for name, f in functions.items()}
+        labels = [AXIS_LABELS.get(n, n) for n in metric_names(study)]
+        functions["pareto_front"] = lambda s: ovm.plot_pareto_front(s, target_names=labels)
     written, skipped = [], []
-    for name in PLOTS:
-        reason = _why_not(name, n_complete, has_intermediate)
+    for name in (MULTI_PLOTS if multi else PLOTS):
+        reason = _why_not(name, n_complete, has_intermediate, multi)
         if reason is not None:
             skipped.append(f"{name}: skipped, {reason}")
             continue

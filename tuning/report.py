@@ -1,4 +1,10 @@
-"""Text, CSV and JSON views of a study: one line per trial, the trials table, the best trial."""
+"""Text, CSV and JSON views of a study: one line per trial, the trials table, the best trial.
+
+A multi-objective study (``--objectives error,params`` or ``error,latency``) has no single
+best trial: ``best_*`` then give its Pareto front (the complete trials no other complete
+trial beats on every objective), and the tables show each objective's value in a column
+of its own (``error``, ``params``, ``latency_ms``) instead of ``value``.
+"""
 from __future__ import annotations
 
 import csv
@@ -58,16 +64,59 @@ def last_intermediate(trial):
     return step, trial.intermediate_values[step]
 
 
-def trial_line(trial) -> str:
-    """One line for a finished trial: number, state, value, seconds, params (and why)."""
+def metric_names(study) -> list:
+    """The names of the study's objectives: ``["error"]``, ``["error", "params"]``, ..."""
+    n = len(study.directions)
+    names = study.metric_names
+    if names and len(names) == n:
+        return list(names)
+    return ["error"] if n == 1 else ["error"] + [f"value{i}" for i in range(1, n)]
+
+
+def is_multi(study) -> bool:
+    return len(study.directions) > 1
+
+
+def format_objective(name: str, value) -> str:
+    """An objective's value as people read it: error 0.1234, params 101,770, 0.0123 ms."""
+    if value is None:
+        return "-"
+    if name == "params":
+        return f"{int(round(value)):,}"
+    if name == "latency_ms":
+        return f"{value:.4g} ms"
+    return f"{value:.4f}"
+
+
+def objective_label(name: str) -> str:
+    """How a line names an objective (its value carries the unit: ``latency 0.05 ms``)."""
+    return "latency" if name == "latency_ms" else name
+
+
+def format_values(values, names) -> str:
+    return ", ".join(f"{objective_label(n)} {format_objective(n, v)}"
+                     for n, v in zip(names, values))
+
+
+def trial_line(trial, names=None) -> str:
+    """One line for a finished trial: number, state, value(s), seconds, params (and why).
+
+    ``names``: the study's objective names (``metric_names``); a trial of a
+    multi-objective study shows every value (``error 0.1234, params 101,770``).
+    """
     state = trial.state.name
-    if trial.state == TrialState.COMPLETE:
+    values = trial.values if trial.state == TrialState.COMPLETE else None
+    if values is not None and len(values) > 1:
+        names = names or ["error"] + [f"value{i}" for i in range(1, len(values))]
+        value = format_values(values, names)
+    elif trial.state == TrialState.COMPLETE:
         value = f"{trial.value:.4f}"
     else:
         last = last_intermediate(trial)
         value = "-" if last is None else f"{last[1]:.4f}@{last[0]}"
     seconds = trial_seconds(trial)
-    line = (f"trial {trial.number:3d}  {state:<8s}  value {value:<9s}  "
+    label = "" if values is not None and len(values) > 1 else "value "
+    line = (f"trial {trial.number:3d}  {state:<8s}  {label}{value:<9s}  "
             f"{'?' if seconds is None else f'{seconds:.1f}'}s  {format_params(trial.params)}")
     reason = trial.user_attrs.get("stop_reason")
     if trial.state != TrialState.COMPLETE and reason:
@@ -106,10 +155,70 @@ def best_trial(study):
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         raise TuningError(f"study {study.study_name!r} has no completed trial yet")
+    if is_multi(study):
+        raise TuningError(
+            f"study {study.study_name!r} has several objectives "
+            f"({', '.join(metric_names(study))}), so no single best trial; its Pareto front "
+            f"is trials {', '.join(str(t.number) for t in pareto_front(study))}: choose one "
+            f"with --trial N")
     return study.best_trial
 
 
+def pareto_front(study) -> list:
+    """The complete trials of a multi-objective study that no other complete trial
+    dominates (Optuna's ``best_trials``), sorted by their objective values."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        raise TuningError(f"study {study.study_name!r} has no completed trial yet")
+    return sorted(study.best_trials, key=lambda t: (list(t.values), t.number))
+
+
+def _front_dict(study, settings) -> dict:
+    names = metric_names(study)
+    front = []
+    for t in pareto_front(study):
+        front.append({
+            "trial": t.number,
+            "values": dict(zip(names, t.values)),
+            "validation_accuracy": 1.0 - t.values[0],
+            "params": t.params,
+            "config": config_from_params(settings.space, t.params),
+            "n_params": t.user_attrs.get("n_params"),
+            "seconds": trial_seconds(t),
+        })
+    return {
+        "study_name": study.study_name,
+        "space": settings.space,
+        "objectives": names,
+        "directions": [d.name.lower() for d in study.directions],
+        "pareto_front": front,
+        "settings": settings.to_dict(),
+    }
+
+
+def _front_text(study, settings) -> str:
+    best = _front_dict(study, settings)
+    names = best["objectives"]
+    front = best["pareto_front"]
+    lines = [summary_line(study),
+             f"Pareto front ({', '.join(names)}; all minimized): {len(front)} trial"
+             f"{'s' * (len(front) != 1)} that no other complete trial beats on every "
+             f"objective"]
+    header = ["trial"] + [objective_label(n) for n in names] + ["hyperparameters"]
+    rows = [[str(t["trial"])] + [format_objective(n, t["values"][n]) for n in names]
+            + [format_params(t["params"])] for t in front]
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header) - 1)]
+    for row in [header] + rows:
+        lines.append("  " + "  ".join(c.rjust(w) for c, w in zip(row, widths)) + "  " + row[-1])
+    lines.append(f"retrain one with: {tuning_command()} retrain --study-name "
+                 f"{study.study_name} --trial N --out DIR")
+    return "\n".join(lines)
+
+
 def best_dict(study, settings) -> dict:
+    """The best trial; for a multi-objective study its Pareto front (``pareto_front``)."""
+    if is_multi(study):
+        return _front_dict(study, settings)
     best = best_trial(study)
     return {
         "study_name": study.study_name,
@@ -126,7 +235,10 @@ def best_dict(study, settings) -> dict:
 
 
 def best_text(study, settings) -> str:
-    """The best value and hyperparameters, presented as the lab does."""
+    """The best value and hyperparameters, presented as the lab does (the Pareto front
+    for a multi-objective study)."""
+    if is_multi(study):
+        return _front_text(study, settings)
     best = best_dict(study, settings)
     lines = [summary_line(study),
              f"Best trial: {best['trial']}",
@@ -144,14 +256,20 @@ def _param_columns(trials, settings) -> list:
 
 
 def trial_rows(study, settings) -> tuple[list, list]:
-    """``(columns, rows)``: number, state, value, seconds, n_params, stop_reason, params."""
+    """``(columns, rows)``: number, state, value, seconds, n_params, stop_reason, params.
+
+    A multi-objective study has a column per objective (``error``, ``params``,
+    ``latency_ms``) where a single-objective one has ``value``.
+    """
     trials = study.get_trials(deepcopy=False)
     params = _param_columns(trials, settings)
-    columns = ["number", "state", "value", "seconds", "n_params", "stop_reason"] + params
+    names = metric_names(study) if is_multi(study) else ["value"]
+    columns = ["number", "state"] + names + ["seconds", "n_params", "stop_reason"] + params
     rows = []
     for t in trials:
-        row = [t.number, t.state.name, t.value, trial_seconds(t), t.user_attrs.get("n_params"),
-               t.user_attrs.get("stop_reason", "")]
+        values = list(t.values) if t.values is not None else [None] * len(names)
+        row = [t.number, t.state.name, *values, trial_seconds(t),
+               t.user_attrs.get("n_params"), t.user_attrs.get("stop_reason", "")]
         row += [t.params.get(p) for p in params]
         rows.append(row)
     return columns, rows
@@ -165,6 +283,10 @@ def trials_table(study, settings) -> str:
             return "-"
         if column == "seconds":
             return f"{v:.1f}"
+        if column == "params":
+            return str(int(round(v)))
+        if column == "latency_ms":
+            return f"{v:.4g}"
         if isinstance(v, float):
             return f"{v:.4f}" if abs(v) >= 1e-3 or v == 0 else f"{v:.3g}"
         return str(v)
@@ -206,12 +328,20 @@ def dumps(value) -> str:
 
 
 def trials_json(study) -> str:
+    """Every trial as strict JSON; a multi-objective study's trials carry ``values``
+    (``{"error": ..., "params": ...}``, null when the trial has none) instead of ``value``."""
+    multi = is_multi(study)
+    names = metric_names(study)
     items = []
     for t in study.get_trials(deepcopy=False):
+        if multi:
+            value = {"values": None if t.values is None else dict(zip(names, t.values))}
+        else:
+            value = {"value": t.value}
         items.append({
             "number": t.number,
             "state": t.state.name,
-            "value": t.value,
+            **value,
             "params": t.params,
             "intermediate_values": {str(k): v for k, v in sorted(t.intermediate_values.items())},
             "seconds": trial_seconds(t),

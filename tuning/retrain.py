@@ -1,5 +1,9 @@
 """The final step: train the best configuration on all training data, test it once.
 
+``trial=N`` retrains trial N's configuration instead of the best (any COMPLETE or PRUNED
+trial); a multi-objective study has no single best trial, so there it is required (the
+error names the Pareto-front trials).
+
 ``retrain_best`` trains the study's best configuration on the training and validation
 parts together (all 60 000 training images unless ``train_size`` subsamples them) for
 the study's number of epochs, evaluates the model once on the 10 000 test images, and
@@ -24,7 +28,9 @@ from minidl.train import NonFiniteLossError, evaluate
 
 from .data import retrain_data, test_data
 from .objective import train_config
-from .report import best_trial, dumps
+from optuna.trial import TrialState
+
+from .report import best_trial, dumps, is_multi, metric_names, pareto_front
 from .results import write_test_report
 from .spaces import config_from_params
 from .storage import TuningError
@@ -32,11 +38,37 @@ from .storage import TuningError
 MONITOR_SIZE = 1000
 
 
+def choose_trial(study, number: int | None = None):
+    """Trial ``number`` (COMPLETE or PRUNED), or the best trial when None; TuningError
+    otherwise (for a multi-objective study without ``number``: naming its Pareto front)."""
+    if number is None:
+        return best_trial(study)
+    trials = study.get_trials(deepcopy=False)
+    found = [t for t in trials if t.number == number]
+    if not found:
+        raise TuningError(f"--trial {number}: study {study.study_name!r} has no trial "
+                          f"{number} (its trials are 0..{len(trials) - 1})"
+                          if trials else f"--trial {number}: the study has no trials")
+    trial = found[0]
+    if trial.state not in (TrialState.COMPLETE, TrialState.PRUNED) or not trial.params:
+        hint = ""
+        if is_multi(study):
+            try:
+                hint = "; the Pareto front is trials " + ", ".join(
+                    str(t.number) for t in pareto_front(study))
+            except TuningError:
+                pass
+        raise TuningError(f"--trial {number}: trial {number} is {trial.state.name}, not a "
+                          f"finished trial (COMPLETE or PRUNED) with parameters{hint}")
+    return trial
+
+
 def retrain_best(study, settings, out_dir, epochs: int | None = None,
                  train_size: int | None = None, device: str = "cpu", progress=False,
-                 log=None) -> dict:
-    """Retrain the best trial's configuration, test it once, save it; the result dict."""
-    best = best_trial(study)
+                 log=None, trial: int | None = None) -> dict:
+    """Retrain the best trial's configuration (or trial number ``trial``'s), test it
+    once, save it; the result dict."""
+    best = choose_trial(study, trial)
     config = config_from_params(settings.space, best.params)
     epochs = settings.epochs if epochs is None else int(epochs)
     train = retrain_data(train_size, settings.seed)
@@ -66,7 +98,7 @@ def retrain_best(study, settings, out_dir, epochs: int | None = None,
         "study_name": study.study_name,
         "space": settings.space,
         "trial": best.number,
-        "validation_error": best.value,
+        "validation_error": best.values[0] if best.values else None,
         "params": best.params,
         "config": config,
         "epochs": epochs,
@@ -81,6 +113,9 @@ def retrain_best(study, settings, out_dir, epochs: int | None = None,
         "test_loss": scores["loss"],
         "model_file": model_path.name,
     }
+    if is_multi(study):
+        result["objectives"] = (None if best.values is None
+                                else dict(zip(metric_names(study), best.values)))
     result.update(write_test_report(
         model, test, out, f"{study.study_name}, trial {best.number}: test accuracy "
                           f"{scores['accuracy']:.4f}"))

@@ -1,7 +1,7 @@
 """Creating, configuring and reopening studies: the functions every command builds on.
 
 A study remembers how it was made.  ``StudySettings`` (space, epochs, data sizes, seed,
-sampler, pruner, grid) is stored as the study user attribute ``tuning_settings`` when
+sampler, pruner, grid, objectives) is stored as the study user attribute ``tuning_settings`` when
 the study is created, so ``run`` (resuming), ``best``, ``plot``, ``retrain`` and any
 worker process rebuild the same objective, sampler and pruner from the storage alone.
 
@@ -31,6 +31,13 @@ class StudyExistsError(TuningError):
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "ga", "qmc")
 PRUNERS = ("median", "hyperband", "none")
+# What a study minimises: the validation error, and optionally the model's parameter count
+# and its measured inference time per image (milliseconds, ``tuning.objective``).
+OBJECTIVES = ("error", "params", "latency")
+DEFAULT_OBJECTIVES = "error"
+METRIC_NAMES = {"error": "error", "params": "params", "latency": "latency_ms"}
+# Samplers that cannot optimise several objectives at once (Optuna raises at the first trial)
+SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)
 
 # Defaults of a new study (chosen so that `make tune`, 20 lab-mlp trials, ends in about
 # 5 minutes on 2 cores); every one is a command-line option.
@@ -61,6 +68,7 @@ class StudySettings:
     sampler: str = DEFAULT_SAMPLER
     pruner: str = DEFAULT_PRUNER
     grid: dict | None = None
+    objectives: str = DEFAULT_OBJECTIVES
 
     def __post_init__(self):
         get_space(self.space)
@@ -83,6 +91,32 @@ class StudySettings:
                               f"{', '.join(PRUNERS)}")
         if (self.sampler == "grid") != (self.grid is not None):
             raise TuningError("a grid is given exactly when the sampler is 'grid'")
+        names = parse_objectives(self.objectives)
+        if len(names) > 1:
+            if self.sampler in SINGLE_OBJECTIVE_SAMPLERS:
+                raise TuningError(
+                    f"--sampler {self.sampler} cannot optimise several objectives "
+                    f"(--objectives {self.objectives}); use tpe (multi-objective TPE), ga "
+                    f"(NSGA-II), random, qmc or grid, or --objectives error")
+            if self.pruner != "none":
+                raise TuningError(
+                    f"--pruner {self.pruner}: Optuna cannot prune a study with several "
+                    f"objectives (--objectives {self.objectives}); leave --pruner out (it is "
+                    f"then none) or give --objectives error")
+
+    @property
+    def objective_names(self) -> tuple:
+        """``("error",)``, ``("error", "params")``, ``("error", "latency")``, ..."""
+        return parse_objectives(self.objectives)
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objective_names) > 1
+
+    @property
+    def metric_names(self) -> list:
+        """The objectives' names as the study stores them (``latency`` is ``latency_ms``)."""
+        return [METRIC_NAMES[n] for n in self.objective_names]
 
     def check_data_sizes(self, n_images: int | None = None) -> None:
         """TuningError unless the data holds ``val_size`` + ``train_size`` images.
@@ -102,7 +136,12 @@ class StudySettings:
                               f"{self.val_size}); give at most {n - self.val_size}, or all")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        # a single-objective study is stored as before the setting existed (and reads back
+        # the same): older versions of the package can still open it
+        if data["objectives"] == DEFAULT_OBJECTIVES:
+            del data["objectives"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "StudySettings":
@@ -120,6 +159,8 @@ class StudySettings:
         if space is None:
             raise TuningError("a new study needs --space (one of lab-mlp, mlp, cnn)")
         get_space(space)
+        objectives = ",".join(parse_objectives(options.get("objectives") or DEFAULT_OBJECTIVES))
+        multi = objectives != DEFAULT_OBJECTIVES
         sampler = options.get("sampler") or DEFAULT_SAMPLER
         train_size = options.get("train_size")
         if train_size is None:
@@ -137,8 +178,8 @@ class StudySettings:
                    val_size=_given(options, "val_size", DEFAULT_VAL_SIZE),
                    seed=_given(options, "seed", DEFAULT_SEED),
                    sampler=sampler,
-                   pruner=_given(options, "pruner", DEFAULT_PRUNER),
-                   grid=grid)
+                   pruner=_given(options, "pruner", "none" if multi else DEFAULT_PRUNER),
+                   grid=grid, objectives=objectives)
         settings.check_data_sizes()
         return settings
 
@@ -155,6 +196,11 @@ class StudySettings:
             if wanted != self.train_size:
                 problems.append(f"--train-size {given['train_size']} (the study has "
                                 f"{'all' if self.train_size is None else self.train_size})")
+        if "objectives" in given:
+            wanted = ",".join(parse_objectives(given["objectives"]))
+            if wanted != self.objectives:
+                problems.append(f"--objectives {given['objectives']} (the study has "
+                                f"{self.objectives})")
         if "grid_file" in given:
             if self.grid is None:
                 problems.append("--grid-file (the study's sampler is not grid)")
@@ -164,6 +210,25 @@ class StudySettings:
             raise TuningError(
                 f"study {study_name!r} exists with other settings: " + "; ".join(problems) +
                 ". Leave these options out to continue it, or choose a new --study-name.")
+
+
+def parse_objectives(text) -> tuple:
+    """``"error,params"`` -> ``("error", "params")``; TuningError for anything else.
+
+    The validation error always comes first (plots, ``retrain`` and the tables rely on
+    it); ``params`` and ``latency`` may follow, each at most once.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise TuningError(f"--objectives: expected e.g. error or error,params, got {text!r}")
+    names = tuple(part.strip().lower() for part in text.split(","))
+    unknown = [n for n in names if n not in OBJECTIVES]
+    if unknown:
+        raise TuningError(f"--objectives {text}: unknown objective {unknown[0]!r}; expected "
+                          f"error, error,params or error,latency (or error,params,latency)")
+    if names[0] != "error" or len(set(names)) != len(names):
+        raise TuningError(f"--objectives {text}: the validation error comes first and each "
+                          f"objective once, e.g. error,params or error,latency")
+    return names
 
 
 def _given(options, name, default):
@@ -313,11 +378,16 @@ def create_study(storage, study_name: str, settings: StudySettings, *salt: int):
     """Create a new study with ``settings`` stored in it; TuningError if it exists."""
     try:
         study = optuna.create_study(storage=storage, study_name=study_name,
-                                    direction="minimize", sampler=make_sampler(settings, *salt),
+                                    directions=["minimize"] * len(settings.objective_names),
+                                    sampler=make_sampler(settings, *salt),
                                     pruner=make_pruner(settings))
     except optuna.exceptions.DuplicatedStudyError:
         raise StudyExistsError(f"study {study_name!r} already exists in this storage") from None
     study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
+    if settings.multi_objective:   # plots and Optuna's own tools then name the axes
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(settings.metric_names)
     return study
 
 
@@ -386,4 +456,5 @@ def make_objective(settings: StudySettings, device: str = "cpu", progress=False,
 
     train, val = study_data(settings.val_size, settings.seed, settings.train_size)
     return Objective(train, val, settings.epochs, space=settings.space, seed=settings.seed,
-                     device=device, progress=progress, log=log)
+                     device=device, progress=progress, log=log,
+                     objectives=settings.objective_names)
