@@ -79,6 +79,7 @@ import minidl
 from benchmarks import common
 threads, steps = int(sys.argv[1]), int(sys.argv[2])
 minidl.performance.apply(num_threads=threads)
+minidl.kernels.use_reference(False)     # Numba's layers are measured: the fast routes, always
 out = {}
 for dtype in (np.float32, np.float64):
     minidl.manual_seed(0)
