@@ -38,7 +38,7 @@ import numpy as np
 
 from .. import backend
 from . import registry
-from .gemm import matmul
+from .products import matmul      # the registered operation: MINIDL_KERNELS=reference applies
 
 MODES = ("RNN_TANH", "RNN_RELU", "LSTM", "GRU")
 GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
