@@ -8,6 +8,8 @@ the machine's thread count.
 """
 from __future__ import annotations
 
+import json
+
 import os
 import subprocess
 import sys
@@ -353,6 +355,31 @@ def test_thread_environment_in_a_fresh_process():
     out = subprocess.run([sys.executable, "-c", "import minidl"], env=env, capture_output=True,
                          text=True, timeout=120, cwd=root)
     assert out.returncode != 0 and "MINIDL_NUM_THREADS must be a positive integer" in out.stderr
+
+
+def test_one_thread_pool_at_a_time():
+    """Once minidl's kernels run on 2 threads, BLAS gets 1 where minidl's GEMM has a vector
+    route (OpenBLAS's spinning threads and Numba's fought for the cores), else keeps 2."""
+    code = (
+        "import json, numpy as np, minidl\n"
+        "from threadpoolctl import threadpool_info\n"
+        "def blas(): return sorted({l['num_threads'] for l in threadpool_info()"
+        " if l['user_api'] == 'blas' and 'numpy' in l['filepath']})\n"   # NumPy's BLAS
+        "seen = [blas()]\n"
+        "from minidl.kernels import _parallel, gemm\n"
+        "_parallel.force = 'parallel'\n"
+        "minidl.kernels.max_pool2d_forward(np.ones((4, 2, 6, 6), np.float32), 2)\n"
+        "seen.append(blas())\n"
+        "minidl.set_num_threads(2)\n"
+        "seen.append(blas())\n"
+        "minidl.set_num_threads(1)\n"
+        "seen.append(blas())\n"
+        "print(json.dumps([gemm.isa() is not None, seen]))\n")
+    out = _run_fresh(code, MINIDL_NUM_THREADS="2", NUMBA_NUM_THREADS="2")
+    assert out.returncode == 0, out.stderr
+    route, seen = json.loads(out.stdout.strip().splitlines()[-1])
+    expected = [1] if route else [2]
+    assert seen == [[2], expected, expected, [1]]
 
 
 def _run_fresh(code: str, **env_vars) -> subprocess.CompletedProcess:
