@@ -7,6 +7,10 @@
     python -m tuning plot --study-name lab-mlp-demo --out studies/lab-mlp-demo-plots
     python -m tuning retrain --study-name lab-mlp-demo --out studies/lab-mlp-demo-model
 
+Several objectives: ``run --objectives error,params`` (or ``error,latency``) makes a
+multi-objective study (no pruning); ``best`` then lists its Pareto front, ``plot`` adds
+``pareto_front.png`` and ``retrain --trial N`` retrains the chosen trial.
+
 Scaling out (``tuning.distributed``): ``create``, ``worker``, ``fail-stale``,
 ``grpc-proxy`` and ``run --workers K``.
 

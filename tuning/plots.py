@@ -59,6 +59,17 @@ def _name_the_value(ax) -> None:
             set_("epoch")
 
 
+def _log_scale_spread(ax, study):
+    """A 2-objective Pareto plot's second axis (parameters, latency) on a log scale when its
+    values span more than a factor of 20, as a CNN space's parameter counts do."""
+    if len(study.directions) == 2:
+        values = [t.values[1] for t in study.get_trials(deepcopy=False,
+                                                        states=(TrialState.COMPLETE,))]
+        if values and min(values) > 0 and max(values) / min(values) > 20:
+            ax.set_yscale("log")
+    return ax
+
+
 def write_plots(study, out_dir) -> tuple[list, list]:
     """Write the PNGs into ``out_dir``; return ``(written paths, skipped messages)``."""
     import matplotlib  # noqa: PLC0415 - plotting is optional at import time
@@ -88,7 +99,8 @@ def write_plots(study, out_dir) -> tuple[list, list]:
                      if name != "intermediate_values" else f
                      for name, f in functions.items()}
         labels = [AXIS_LABELS.get(n, n) for n in metric_names(study)]
-        functions["pareto_front"] = lambda s: ovm.plot_pareto_front(s, target_names=labels)
+        functions["pareto_front"] = lambda s: _log_scale_spread(
+            ovm.plot_pareto_front(s, target_names=labels), s)
     written, skipped = [], []
     for name in (MULTI_PLOTS if multi else PLOTS):
         reason = _why_not(name, n_complete, has_intermediate, multi)
