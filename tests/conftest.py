@@ -148,3 +148,28 @@ def pytest_terminal_summary(terminalreporter):
     for route, why in missing.items():
         if route not in done:
             terminalreporter.write_line(f"NOT exercised: {route} ({why})")
+
+
+@pytest.fixture
+def fast_kernels():
+    """Kernels on their fast routes for the test, also in a run under
+    ``MINIDL_KERNELS=reference`` (for tests about the fast routes themselves)."""
+    from minidl import kernels
+    previous = kernels.use_reference(False)
+    yield
+    kernels.use_reference(previous)
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch, capsys):
+    """Run ``tuning`` in a fresh folder; returns (exit status, stdout, stderr)."""
+    from tuning.cli import main
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("OPTUNA_STORAGE", raising=False)
+
+    def run(*argv):
+        status = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    return run

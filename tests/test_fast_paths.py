@@ -34,13 +34,8 @@ _, _, NT_ROWS, NT_COLS = gemm.tile_geometry()
 
 
 
-@pytest.fixture(autouse=True)
-def fast_by_default():
-    """These tests are about the fast routes: they run them also in a run under
-    ``MINIDL_KERNELS=reference`` (the switch's own tests are in test_registry.py)."""
-    previous = kernels.use_reference(False)
-    yield
-    kernels.use_reference(previous)
+# these tests are about the fast routes: run them also under MINIDL_KERNELS=reference
+pytestmark = pytest.mark.usefixtures("fast_kernels")
 
 @pytest.fixture(params=["serial", "parallel"])
 def driver(request, monkeypatch):

@@ -14,13 +14,8 @@ RTOL = {np.float64: 1e-12, np.float32: 2e-5}
 
 
 
-@pytest.fixture(autouse=True)
-def fast_by_default():
-    """These tests are about the fast routes: they run them also in a run under
-    ``MINIDL_KERNELS=reference`` (the switch's own tests are in test_registry.py)."""
-    previous = kernels.use_reference(False)
-    yield
-    kernels.use_reference(previous)
+# these tests are about the fast routes: run them also under MINIDL_KERNELS=reference
+pytestmark = pytest.mark.usefixtures("fast_kernels")
 
 @pytest.fixture(params=["serial", "parallel"])
 def driver(request, monkeypatch):

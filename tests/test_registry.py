@@ -35,12 +35,8 @@ class FastRouteCalled(AssertionError):
     pass
 
 
-@pytest.fixture(autouse=True)
-def fast_by_default():
-    """These tests start from the rule, also in a run under ``MINIDL_KERNELS=reference``."""
-    previous = kernels.use_reference(False)
-    yield
-    kernels.use_reference(previous)
+# these tests start from the rule, also in a run under MINIDL_KERNELS=reference
+pytestmark = pytest.mark.usefixtures("fast_kernels")
 
 
 @pytest.fixture

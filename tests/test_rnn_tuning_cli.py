@@ -8,21 +8,13 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tuning.cli import main
 
 TINY = ["--epochs", "1", "--train-size", "128", "--val-size", "128"]
 
 
-@pytest.fixture
-def cli(tmp_path, monkeypatch, capsys, fashion_mnist):
-    monkeypatch.chdir(tmp_path)
-
-    def run(*argv):
-        status = main([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        return status, out, err
-
-    return run
+# `cli` (tests/conftest.py) runs tuning in a fresh folder;
+# these tests need the real data set
+pytestmark = pytest.mark.usefixtures("fashion_mnist")
 
 
 def test_rnn_study_every_command(cli, tmp_path):

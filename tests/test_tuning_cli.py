@@ -11,7 +11,6 @@ from optuna.trial import TrialState
 
 import minidl
 from minidl.train import evaluate
-from tuning.cli import main
 from tuning.data import test_data as load_test_data
 from tuning.models import build_model
 from tuning.plots import PLOTS
@@ -20,17 +19,9 @@ from tuning.spaces import LAB_GRID
 TINY = ["--epochs", "1", "--train-size", "200", "--val-size", "200"]
 
 
-@pytest.fixture
-def cli(tmp_path, monkeypatch, capsys, fashion_mnist):
-    """Run ``tuning`` in a fresh folder; returns (exit status, stdout, stderr)."""
-    monkeypatch.chdir(tmp_path)
-
-    def run(*argv):
-        status = main([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        return status, out, err
-
-    return run
+# `cli` (tests/conftest.py) runs tuning in a fresh folder;
+# these tests need the real data set
+pytestmark = pytest.mark.usefixtures("fashion_mnist")
 
 
 def load(name, storage=None):

@@ -21,7 +21,6 @@ from optuna.trial import TrialState
 
 from tuning import storage as storage_mod
 from tuning import workers
-from tuning.cli import main
 from tuning.storage import JournalDamagedError, JournalWarning, TuningError, open_storage
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,17 +34,7 @@ LAB_PARAMS = {"hidden_size": 128, "dropout_rate": 0.2, "learn_rate": 1e-3, "opti
               "batch_size": 64}
 
 
-@pytest.fixture
-def cli(tmp_path, monkeypatch, capsys):
-    """Run ``tuning`` in a fresh folder; returns (exit status, stdout, stderr)."""
-    monkeypatch.chdir(tmp_path)
-
-    def run(*argv):
-        status = main([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        return status, out, err
-
-    return run
+# `cli` (tests/conftest.py) runs tuning in a fresh folder
 
 
 def _env():
