@@ -13,44 +13,9 @@ import minidl
 from minidl import nn, optim
 from minidl.data import FASHION_MNIST_MEAN, FASHION_MNIST_STD, prepare
 from minidl.train import fit
+from recorders import BatchRecorder, LossRecorder
 
 RTOL = 1e-8
-
-
-class BatchRecorder(nn.Module):
-    """Passes through to ``inner`` and remembers each training batch's input."""
-
-    def __init__(self, inner):
-        super().__init__()
-        self.inner = inner
-        self.inputs = []
-
-    def forward(self, x):
-        if self.training:
-            self.inputs.append(np.array(x, copy=True))
-        return self.inner(x)
-
-    def backward(self, dout):
-        return self.inner.backward(dout)
-
-
-class LossRecorder:
-    """CrossEntropyLoss remembering each training batch's targets and loss."""
-
-    def __init__(self, model):
-        self.crit = nn.CrossEntropyLoss()
-        self.model = model
-        self.targets, self.losses = [], []
-
-    def __call__(self, logits, y):
-        loss = self.crit(logits, y)
-        if self.model.training:
-            self.targets.append(np.array(y, copy=True))
-            self.losses.append(loss)
-        return loss
-
-    def backward(self):
-        return self.crit.backward()
 
 
 @pytest.fixture(scope="module")
