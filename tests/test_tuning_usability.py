@@ -94,3 +94,37 @@ def test_progress_text():
     assert report.progress_text(1, 4, 10.0) == "(1 of 4, 10s elapsed, ~30s left)"
     assert report.progress_text(3, 4, 95.0) == "(3 of 4, 1m35s elapsed, ~32s left)"
     assert report.progress_text(2, None, 5.2) == "(2 done, 5s elapsed)"
+
+
+def test_an_enqueued_trial_shows_its_queued_values(cli):
+    import json
+    status, out, err = cli("enqueue", "--space", "lab-mlp", "--study-name", "q",
+                           "--params", '{"hidden_size": 128, "learn_rate": 0.001}')
+    assert status == 0, err
+    status, out, err = cli("trials", "--study-name", "q", "--json")
+    assert status == 0, err
+    (trial,) = json.loads(out)
+    assert trial["state"] == "WAITING"
+    assert trial["params"] == {"hidden_size": 128, "learn_rate": 0.001}
+
+
+def test_parallel_coordinate_plot_is_readable(tmp_path):
+    """Its own title gone (the figure's names the study), one wide figure, labels on boxes."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import optuna
+    from tuning import plots
+    study = optuna.create_study(study_name="pc", direction="minimize")
+    rng = np.random.default_rng(0)
+    dists = {"a": optuna.distributions.FloatDistribution(0, 1),
+             "b": optuna.distributions.IntDistribution(1, 9)}
+    for _ in range(6):
+        study.add_trial(optuna.trial.create_trial(
+            params={"a": float(rng.random()), "b": int(rng.integers(1, 10))},
+            distributions=dists, value=float(rng.random())))
+    axes = optuna.visualization.matplotlib.plot_parallel_coordinate(study)
+    fig = axes.figure
+    plots._readable_parallel_coordinate(fig)
+    assert axes.get_title() == "" and fig.get_size_inches()[0] >= 8
+    labels = [t for ax in fig.axes for t in list(ax.texts) + ax.get_yticklabels()]
+    assert labels and all(t.get_bbox_patch() is not None for t in labels)

@@ -70,6 +70,22 @@ def _log_scale_spread(ax, study):
     return ax
 
 
+def _readable_parallel_coordinate(fig) -> None:
+    """Optuna draws one vertical axis per parameter, labelled in place: widen the figure
+    so the axes are apart, drop its own title (ours is the figure's), and put each axis
+    label on a white box so it stays legible where the trial lines cross it."""
+    axes = fig.axes
+    main = axes[0]
+    n_axes = max(2, len(main.get_xticks()))
+    fig.set_size_inches(max(8.0, 1.7 * n_axes), 5.5)
+    main.set_title("")
+    for ax in axes:
+        for text in list(ax.texts) + ax.get_yticklabels():
+            text.set_fontsize(8)
+            text.set_bbox({"facecolor": "white", "edgecolor": "none", "alpha": 0.85,
+                           "pad": 1.0})
+
+
 def write_plots(study, out_dir) -> tuple[list, list]:
     """Write the PNGs into ``out_dir``; return ``(written paths, skipped messages)``."""
     import matplotlib  # noqa: PLC0415 - plotting is optional at import time
@@ -119,6 +135,8 @@ def write_plots(study, out_dir) -> tuple[list, list]:
         for ax in (axes.flat if hasattr(axes, "flat") else [axes]):
             _name_the_value(ax)
         fig = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
+        if name == "parallel_coordinate":
+            _readable_parallel_coordinate(fig)
         fig.suptitle(f"{study.study_name}: {name.replace('_', ' ')}", fontsize=10)
         path = out / f"{name}.png"
         fig.savefig(path, dpi=100, bbox_inches="tight")

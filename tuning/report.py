@@ -327,6 +327,14 @@ def dumps(value) -> str:
     return json.dumps(json_safe(value), indent=2, allow_nan=False, default=str)
 
 
+def queued_params(trial) -> dict:
+    """A trial's parameters; for one still WAITING in the queue (``enqueue``), the values it
+    was queued with (Optuna fills ``params`` only once the trial runs)."""
+    if trial.params or trial.state != TrialState.WAITING:
+        return trial.params
+    return dict(trial.system_attrs.get("fixed_params") or {})
+
+
 def trials_json(study) -> str:
     """Every trial as strict JSON; a multi-objective study's trials carry ``values``
     (``{"error": ..., "params": ...}``, null when the trial has none) instead of ``value``."""
@@ -342,7 +350,7 @@ def trials_json(study) -> str:
             "number": t.number,
             "state": t.state.name,
             **value,
-            "params": t.params,
+            "params": queued_params(t),
             "intermediate_values": {str(k): v for k, v in sorted(t.intermediate_values.items())},
             "seconds": trial_seconds(t),
             "datetime_start": t.datetime_start.isoformat() if t.datetime_start else None,
