@@ -5,6 +5,19 @@ from .. import backend, kernels
 from .optimizer import Optimizer
 
 
+def check_moment_settings(opt, group) -> None:
+    """Check ``eps``, ``betas`` (a pair in [0, 1)) and ``weight_decay`` of an Adam-style
+    ``group`` with ``opt``'s checkers (Adam, AdamW, AdamHD share them)."""
+    opt._require_number("eps", group["eps"])
+    betas = group["betas"]
+    opt._require(isinstance(betas, (tuple, list)) and len(betas) == 2, "betas",
+                 "a pair (beta1, beta2)", betas)
+    group["betas"] = tuple(betas)
+    for i in range(2):
+        opt._require_number(f"betas[{i}]", betas[i], low=0.0, high=1.0)
+    opt._require_number("weight_decay", group["weight_decay"])
+
+
 class Adam(Optimizer):
     r"""Adam: steps scaled by running estimates of the gradient's first two moments.
 
@@ -67,14 +80,7 @@ class Adam(Optimizer):
 
     def _check_hyperparameters(self, group):
         self._require_number("lr", group["lr"])
-        self._require_number("eps", group["eps"])
-        betas = group["betas"]
-        self._require(isinstance(betas, (tuple, list)) and len(betas) == 2, "betas",
-                      "a pair (beta1, beta2)", betas)
-        group["betas"] = tuple(betas)
-        for i in range(2):
-            self._require_number(f"betas[{i}]", betas[i], low=0.0, high=1.0)
-        self._require_number("weight_decay", group["weight_decay"])
+        check_moment_settings(self, group)
         self._require_bool("amsgrad", group["amsgrad"])
 
     def step(self, closure=None):

@@ -34,6 +34,7 @@ import math
 import numbers
 
 from .. import backend
+from .adam import check_moment_settings
 from .optimizer import Optimizer
 
 
@@ -274,14 +275,7 @@ class AdamHD(_HypergradientOptimizer):
 
     def _check_hyperparameters(self, group):
         self._check_learning_rates(group)
-        self._require_number("eps", group["eps"])
-        betas = group["betas"]
-        self._require(isinstance(betas, (tuple, list)) and len(betas) == 2, "betas",
-                      "a pair (beta1, beta2)", betas)
-        group["betas"] = tuple(betas)
-        for i in range(2):
-            self._require_number(f"betas[{i}]", betas[i], low=0.0, high=1.0)
-        self._require_number("weight_decay", group["weight_decay"])
+        check_moment_settings(self, group)
 
     def step(self, closure=None):
         """Adapt ``lr`` and update every parameter that has a gradient (in place);
