@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from tuning import report
 
@@ -108,6 +109,7 @@ def test_an_enqueued_trial_shows_its_queued_values(cli):
     assert trial["params"] == {"hidden_size": 128, "learn_rate": 0.001}
 
 
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 def test_parallel_coordinate_plot_is_readable(tmp_path):
     """Its own title gone (the figure's names the study), one wide figure, labels on boxes."""
     import matplotlib
