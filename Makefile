@@ -1,13 +1,14 @@
 # Two commands do everything on a fresh machine:
 #   make tune   set up, fetch Fashion-MNIST, run a 20-trial lab-mlp study, report and plot
 #   make test   set up (with torch for parity) and run the whole test suite
+#   make docs   rebuild and execute the tutorial notebooks (docs/tutorials)
 PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PIP     = $(VENV)/bin/pip
 TORCH  ?= torch==2.13.0
 
-.PHONY: tune test test-notorch venv venv-test data clean bench
+.PHONY: tune test test-notorch venv venv-test data clean bench docs
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +48,12 @@ $(NOTORCH)/.installed: pyproject.toml
 test-notorch: $(NOTORCH)/.installed
 	@! $(NOTORCH)/bin/python -c "import torch" 2>/dev/null || { echo "torch is installed in $(NOTORCH)"; exit 1; }
 	MINIDL_REQUIRE_TORCH= $(NOTORCH)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+# Rebuild every tutorial notebook (docs/tutorials/src/*.py -> docs/tutorials/*.ipynb) and
+# execute it on the full data, so the committed notebooks carry their outputs.
+docs: venv-test
+	$(PY) -m minidl.data.fetch
+	$(PY) docs/tutorials/build.py
 
 bench: venv-test
 	$(PY) -m benchmarks.training
