@@ -11,8 +11,9 @@ from .random import manual_seed
 from .gradcheck import gradcheck
 from .serialization import save, load
 from .threads import set_num_threads, get_num_threads
+from .summary import summary
 
 __version__ = "0.1.0"
 
 __all__ = ["nn", "optim", "data", "train", "performance", "manual_seed", "gradcheck", "save", "load",
-           "set_num_threads", "get_num_threads", "__version__"]
+           "set_num_threads", "get_num_threads", "summary", "__version__"]
