@@ -210,7 +210,7 @@ class _ProgressBar:
         self.last_width = 0
         self.last_draw = -math.inf
 
-    def _write(self, text: str, end: str = ""):
+    def _write(self, text: str, end: str = "", done: int = 1, total: int = 1):
         pad = max(0, self.last_width - len(text))
         self.stream.write("\r" + text + " " * pad + end)
         self.stream.flush()
@@ -227,7 +227,8 @@ class _ProgressBar:
             return
         self.last_draw = now
         self._write(f"epoch {epoch}/{self.epochs} {self._bar(step, n_steps)} "
-                    f"{step}/{n_steps} loss {loss:.4f} {images_per_sec:,.0f} img/s")
+                    f"{step}/{n_steps} loss {loss:.4f} {images_per_sec:,.0f} img/s",
+                    done=step, total=n_steps)
 
     def end_epoch(self, rec, n_steps):
         self._write(
@@ -244,6 +245,51 @@ class _ProgressBar:
             self.open_line = False
 
 
+class _NotebookProgress(_ProgressBar):
+    """The same line in a Jupyter notebook: one output per epoch, updated in place.
+
+    Each epoch's line is a display (``IPython.display.display(..., display_id=True)``)
+    whose content is replaced as the epoch advances, with an HTML ``<progress>`` bar and
+    the terminal's text as the plain-text form, so a saved notebook shows every
+    epoch's final line.  Needs no ipywidgets.
+    """
+
+    def __init__(self, epochs: int, min_interval: float = 0.25):
+        super().__init__(None, epochs, min_interval)
+        self.handle = None
+
+    def _write(self, text: str, end: str = "", done: int = 1, total: int = 1):
+        from IPython.display import display  # noqa: PLC0415 - only inside a notebook kernel
+        import html  # noqa: PLC0415
+
+        bundle = {"text/plain": text,
+                  "text/html": f'<progress value="{done}" max="{max(total, 1)}" '
+                               f'style="width:12em;vertical-align:middle"></progress> '
+                               f'<code>{html.escape(text)}</code>'}
+        if self.handle is None:
+            self.handle = display(bundle, raw=True, display_id=True)
+        else:
+            self.handle.update(bundle, raw=True)
+        self.open_line = not end
+        if end:
+            self.handle = None        # the next epoch gets a line of its own
+
+    def close(self):
+        self.open_line = False
+
+
+def _in_notebook() -> bool:
+    """True inside a Jupyter kernel (IPython's ZMQ shell); IPython is never imported here."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    try:
+        shell = ipython.get_ipython()
+    except Exception:  # noqa: BLE001 - a broken IPython install: draw as in a terminal
+        return False
+    return type(shell).__name__ == "ZMQInteractiveShell"
+
+
 class _NoProgress:
     def update(self, *args):
         pass
@@ -256,11 +302,15 @@ class _NoProgress:
 
 
 def _make_progress(progress, epochs):
+    if progress is not None and not isinstance(progress, bool):
+        raise ValueError(f"fit: expected progress to be None, True or False, got {progress!r}")
+    if progress is False:
+        return _NoProgress()
+    if _in_notebook():
+        return _NotebookProgress(epochs)
     if progress is None:
         isatty = getattr(sys.stderr, "isatty", None)
         progress = bool(isatty and isatty())
-    if not isinstance(progress, bool):
-        raise ValueError(f"fit: expected progress to be None, True or False, got {progress!r}")
     return _ProgressBar(sys.stderr, epochs) if progress else _NoProgress()
 
 
@@ -299,8 +349,9 @@ def fit(model, loss_fn, optimizer, train, val, epochs: int, batch_size: int,
         and ``images_per_sec``).
     augment : optional ``augment(xb, rng) -> xb`` applied to training batches
         (``minidl.data.Augment``).
-    progress : None shows a per-epoch bar on stderr only when stderr is a terminal;
-        False never; True always.
+    progress : None shows a per-epoch bar on stderr only when stderr is a terminal, and
+        in a Jupyter notebook a bar per epoch in the cell's output; False never; True
+        always (in a notebook, the notebook bar).
     eval_batch_size : batch size of the validation passes (bounded memory).
 
     Returns
