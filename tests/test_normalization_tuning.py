@@ -30,7 +30,7 @@ def kinds(model):
 def test_added_parameters_and_their_distributions():
     space = spaces.get_space("cnn")
     assert [n for n in space.param_names if n in spaces.ADDED_PARAMS["cnn"]] == [
-        "filters_multiplier", "convs_per_block", "batch_norm"]
+        "filters_multiplier", "convs_per_block", "batch_norm", "hypergradient"]
     assert {n: space.defaults[n] for n in spaces.ADDED_PARAMS["cnn"]} == spaces.ADDED_PARAMS["cnn"]
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=5))
     study.optimize(lambda t: float(len(spaces.cnn(t)["filters"])), n_trials=30)

@@ -144,3 +144,83 @@ def test_objective_rejects_bad_arguments(small_data):
 
 def test_every_space_is_covered():
     assert sorted(SMALL) == sorted(spaces.SPACES)
+
+
+# -- hypergradient optimizers (issue 15) ----------------------------------------------------
+
+HD_MLP = {**SMALL["mlp"], "optimizer": "SGD", "learn_rate": 0.01, "lr_schedule": "none",
+          "hypergradient": True, "hypergrad_lr": 1e-3}
+
+
+def test_make_optimizer_builds_the_hd_optimizers():
+    from minidl import nn, optim
+    params = list(nn.Linear(3, 2).parameters())
+    sgd = objective_module.make_optimizer(
+        {"optimizer": "SGD-HD", "learn_rate": 0.1, "momentum": 0.9, "weight_decay": 1e-4,
+         "hypergrad_lr": 1e-3}, params)
+    assert isinstance(sgd, optim.SGDHD)
+    assert sgd.param_groups[0]["momentum"] == 0.9 and sgd.param_groups[0]["hypergrad_lr"] == 1e-3
+    adam = objective_module.make_optimizer(
+        {"optimizer": "Adam-HD", "learn_rate": 1e-3, "hypergrad_lr": 1e-7}, params)
+    assert isinstance(adam, optim.AdamHD) and adam.param_groups[0]["hypergrad_lr"] == 1e-7
+    with pytest.raises(ValueError, match="Adam-HD needs config\\['hypergrad_lr'\\]"):
+        objective_module.make_optimizer({"optimizer": "Adam-HD", "learn_rate": 1e-3}, params)
+    with pytest.raises(ValueError, match="unknown optimizer 'Adagrad'.*SGD-HD"):
+        objective_module.make_optimizer({"optimizer": "Adagrad", "learn_rate": 1e-3}, params)
+
+
+def test_the_curve_holds_each_epochs_adapted_learning_rate(small_data):
+    train, val = small_data
+    trial = optuna.trial.FixedTrial(HD_MLP, number=0)
+    Objective(train, val, epochs=3, space="mlp", seed=0)(trial)
+    config, curve = trial.user_attrs["config"], trial.user_attrs["curve"]
+    assert config["optimizer"] == "SGD-HD" and config["hypergrad_lr"] == 1e-3
+    assert trial.user_attrs["stop_reason"] == "completed"
+    assert curve[0]["lr"] == 0.01                          # the initial rate
+    # no schedule: an epoch starts with the rate the previous one ended with ...
+    assert [r["lr"] for r in curve[1:]] == [r["lr_end"] for r in curve[:-1]]
+    # ... and the hypergradient moved it during every epoch
+    assert all(r["lr_end"] != r["lr"] for r in curve)
+
+    plain = optuna.trial.FixedTrial({**HD_MLP, "hypergradient": False}, number=0)
+    Objective(train, val, epochs=2, space="mlp", seed=0)(plain)
+    assert plain.user_attrs["config"]["optimizer"] == "SGD"
+    assert all(r["lr"] == r["lr_end"] == 0.01 for r in plain.user_attrs["curve"])
+
+
+def test_every_command_handles_a_hypergradient_configuration(cli, fashion_mnist):
+    """enqueue -> run -> worker -> best -> trials -> retrain on an SGD-HD configuration."""
+    import json
+    data = ["--study-name", "hd", "--space", "mlp", "--epochs", "2", "--train-size", "300",
+            "--val-size", "200", "--pruner", "none"]
+    params = {k: v for k, v in HD_MLP.items() if k != "lr_schedule"}
+    status, out, err = cli("enqueue", *data, "--params", json.dumps(params))
+    assert status == 0, err
+    status, out, err = cli("run", "--study-name", "hd", "--n-trials", "1", "--quiet")
+    assert status == 0, err
+    status, out, err = cli("enqueue", "--study-name", "hd", "--params",
+                           json.dumps({**params, "optimizer": "Adam", "learn_rate": 1e-3,
+                                       "hypergrad_lr": 1e-7}))
+    assert status == 0, err
+    status, out, err = cli("worker", "--study-name", "hd", "--max-trials", "2", "--quiet")
+    assert status == 0, err
+    status, out, err = cli("trials", "--study-name", "hd", "--json")
+    assert status == 0, err
+    trials = json.loads(out)
+    trials = trials["trials"] if isinstance(trials, dict) else trials
+    assert len(trials) == 2
+    for t, name in zip(trials, ("SGD-HD", "Adam-HD")):
+        assert t["state"] == "COMPLETE", t
+        assert t["params"]["hypergradient"] is True
+        assert t["user_attrs"]["config"]["optimizer"] == name
+        assert len(t["user_attrs"]["curve"]) == 2
+        assert all("lr_end" in r for r in t["user_attrs"]["curve"])
+    status, out, err = cli("best", "--study-name", "hd", "--json")
+    assert status == 0, err
+    assert json.loads(out)["params"]["hypergradient"] is True
+    status, out, err = cli("retrain", "--study-name", "hd", "--out", "model", "--train-size",
+                           "400", "--epochs", "1", "--quiet")
+    assert status == 0, err
+    result = json.loads(open("model/result.json").read())
+    assert result["config"]["optimizer"] in ("SGD-HD", "Adam-HD")
+    assert 0 < result["test_accuracy"] <= 1

@@ -19,10 +19,13 @@ optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 
 def _max_depth_params(space):
+    """The defaults, deepest network, hypergradient on: every parameter is asked."""
     params = dict(space.defaults)
     for key in ("n_layers", "n_conv"):
         if key in params:
             params[key] = spaces.MAX_LAYERS
+    if "hypergradient" in params:
+        params["hypergradient"] = True
     return params
 
 
@@ -192,3 +195,60 @@ def test_check_params_for_enqueue():
     assert len(messages) == 1 and "learn_rate" in messages[0]
     with pytest.raises(TuningError, match="learn_rate: expected a finite number > 0"):
         check_params("lab-mlp", {"learn_rate": -1.0}, outside_range=True)
+
+
+# -- hypergradient optimizers in the mlp and cnn spaces (issue 15) --------------------------
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_hypergradient_is_a_new_name_and_makes_the_optimizer_hd(name):
+    space = spaces.get_space(name)
+    assert spaces.ADDED_PARAMS[name]["hypergradient"] is False
+    assert space.defaults["hypergradient"] is False
+    # the last two names asked: the order of the older parameters is unchanged
+    assert space.param_names[-2:] == ["hypergradient", "hypergrad_lr"]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=11))
+    study.optimize(lambda t: float(len(space.function(t))), n_trials=60)
+    seen = set()
+    for t in study.trials:
+        config = t.user_attrs.get("config") or spaces.config_from_params(name, t.params)
+        base = t.params["optimizer"]
+        assert t.distributions["optimizer"] == optuna.distributions.CategoricalDistribution(
+            spaces.OPTIMIZERS)              # the choice list did not change
+        if base == "RMSprop":               # no -HD variant: not asked
+            assert "hypergradient" not in t.params and config["optimizer"] == "RMSprop"
+            continue
+        assert t.distributions["hypergradient"] == \
+            optuna.distributions.CategoricalDistribution([False, True])
+        if t.params["hypergradient"]:
+            assert t.distributions["hypergrad_lr"] == optuna.distributions.FloatDistribution(
+                *spaces.HYPERGRAD_LR_RANGE, log=True)
+            assert config["optimizer"] == base + "-HD"
+            assert config["hypergrad_lr"] == t.params["hypergrad_lr"]
+        else:
+            assert "hypergrad_lr" not in t.params and "hypergrad_lr" not in config
+            assert config["optimizer"] == base
+        seen.add(config["optimizer"])
+    assert seen == {"Adam", "SGD", "Adam-HD", "SGD-HD"}
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_params_from_before_hypergradient_replay_the_plain_optimizer(name):
+    old = {k: v for k, v in _max_depth_params(spaces.get_space(name)).items()
+           if k not in ("hypergradient", "hypergrad_lr")}
+    config = spaces.config_from_params(name, old)
+    assert config["optimizer"] == "Adam" and "hypergrad_lr" not in config
+    config = spaces.config_from_params(name, {**old, "optimizer": "SGD", "hypergradient": True,
+                                              "hypergrad_lr": 1e-3})
+    assert config["optimizer"] == "SGD-HD" and config["hypergrad_lr"] == 1e-3
+
+
+def test_check_params_knows_the_hypergradient_names():
+    assert check_params("cnn", {"optimizer": "SGD", "hypergradient": True,
+                                "hypergrad_lr": 1e-3}) == []
+    assert check_params("mlp", {"hypergradient": True}) == []      # hypergrad_lr sampled
+    with pytest.raises(TuningError, match="hypergrad_lr 0.5 is outside the space's range"):
+        check_params("mlp", {"hypergradient": True, "hypergrad_lr": 0.5})
+    with pytest.raises(TuningError, match="hypergradient: expected one of \\[False, True\\]"):
+        check_params("cnn", {"hypergradient": "yes"})
+    with pytest.raises(TuningError, match="unknown parameter.*hypergradient"):
+        check_params("lab-mlp", {"hypergradient": True})

@@ -11,7 +11,9 @@ validation set (lower is better, so the study minimises).
 Every epoch ``trial.report(val_error, epoch)`` and ``trial.should_prune()`` let the
 pruner stop an unpromising trial.  What happened is stored on the trial as user
 attributes: ``config``, ``n_params``, ``curve`` (per-epoch ``train_loss``, ``val_loss``,
-``val_error``, ``seconds``, ``lr``), ``seconds`` and ``stop_reason`` (``completed``,
+``val_error``, ``seconds``, ``lr``: the learning rate the epoch started with, ``lr_end``:
+the rate after its last step -- they differ within an epoch for Adam-HD and SGD-HD,
+which adapt it every step), ``seconds`` and ``stop_reason`` (``completed``,
 ``pruned at epoch E``, ``diverged: ...``, ``interrupted``, ``error: ...``).
 
 With several objectives (``objectives=("error", "params")`` or ``("error", "latency")``)
@@ -80,19 +82,56 @@ def measure_latency(model, images, batch: int = LATENCY_BATCH, passes: int = LAT
     return float(np.median(times)) / len(x) * 1000.0
 
 
+OPTIMIZER_NAMES = ("Adam", "SGD", "RMSprop", "Adam-HD", "SGD-HD")
+
+
 def make_optimizer(config: dict, parameters):
-    """The minidl optimizer ``config["optimizer"]`` names, with its learning rate and decay."""
+    """The minidl optimizer ``config["optimizer"]`` names, with its learning rate and decay.
+
+    ``Adam-HD`` and ``SGD-HD`` (``minidl.optim.AdamHD``, ``SGDHD``) start from
+    ``learn_rate`` and adapt it every step with step size ``config["hypergrad_lr"]``.
+    """
     name = config["optimizer"]
     lr = float(config["learn_rate"])
     wd = float(config.get("weight_decay", 0.0))
+    momentum = float(config.get("momentum", 0.0))
     if name == "Adam":
         return optim.Adam(parameters, lr=lr, weight_decay=wd)
     if name == "SGD":
-        return optim.SGD(parameters, lr=lr, momentum=float(config.get("momentum", 0.0)),
-                         weight_decay=wd)
+        return optim.SGD(parameters, lr=lr, momentum=momentum, weight_decay=wd)
     if name == "RMSprop":
         return optim.RMSprop(parameters, lr=lr, weight_decay=wd)
-    raise ValueError(f"make_optimizer: unknown optimizer {name!r}; expected Adam, SGD or RMSprop")
+    if name in ("Adam-HD", "SGD-HD"):
+        if "hypergrad_lr" not in config:
+            raise ValueError(f"make_optimizer: {name} needs config['hypergrad_lr']")
+        hypergrad_lr = float(config["hypergrad_lr"])
+        if name == "Adam-HD":
+            return optim.AdamHD(parameters, lr=lr, weight_decay=wd, hypergrad_lr=hypergrad_lr)
+        return optim.SGDHD(parameters, lr=lr, momentum=momentum, weight_decay=wd,
+                           hypergrad_lr=hypergrad_lr)
+    raise ValueError(f"make_optimizer: unknown optimizer {name!r}; expected one of "
+                     f"{', '.join(OPTIMIZER_NAMES)}")
+
+
+class EpochEndRate:
+    """Notes the learning rate each epoch ends with, then steps the schedule (if any).
+
+    ``fit`` steps its ``scheduler`` once at the end of every epoch, after the epoch's
+    last optimizer step and before the callbacks run; given this object as its
+    scheduler, ``rates[-1]`` in a callback is the rate after the epoch's last step
+    (for Adam-HD / SGD-HD the adapted rate; ``fit``'s record ``lr`` is the rate the
+    epoch started with).
+    """
+
+    def __init__(self, optimizer, scheduler=None):
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.rates = []
+
+    def step(self):
+        self.rates.append(float(self.optimizer.param_groups[0]["lr"]))
+        if self.scheduler is not None:
+            self.scheduler.step()
 
 
 def make_scheduler(config: dict, optimizer, epochs: int):
@@ -127,7 +166,8 @@ def train_config(config: dict, train, val, epochs: int, seed: int = 0, callbacks
     """Build the model ``config`` describes (weights seeded by ``seed``) and ``fit`` it.
 
     ``on_model(model)``, when given, is called with the new model before training.
-    Returns ``(model, history)``.  The one training path of the package: the objective
+    Each callback's record also holds ``lr_end``, the learning rate after the epoch's
+    last step (see ``EpochEndRate``).  Returns ``(model, history)``.  The one training path of the package: the objective
     and ``tuning retrain`` both call it.
     """
     minidl.manual_seed(int(seed))
@@ -137,13 +177,16 @@ def train_config(config: dict, train, val, epochs: int, seed: int = 0, callbacks
     if on_model is not None:
         on_model(model)
     optimizer = make_optimizer(config, model.parameters())
+    rate = EpochEndRate(optimizer, make_scheduler(config, optimizer, int(epochs)))
+    # every callback sees the rate the epoch ended with as record["lr_end"]
+    callbacks = [lambda epoch, record, cb=cb: cb(epoch, {**record, "lr_end": rate.rates[-1]})
+                 for cb in callbacks]
     # A diverging run overflows before its loss turns NaN; fit raises NonFiniteLossError
     # for it, so NumPy's overflow warnings would only repeat that, once per layer.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         history = fit(model, nn.CrossEntropyLoss(), optimizer, train, val, epochs=int(epochs),
                       batch_size=int(config["batch_size"]),
-                      scheduler=make_scheduler(config, optimizer, int(epochs)),
-                      callbacks=callbacks, seed=int(seed), augment=make_augment(config),
+                      scheduler=rate, callbacks=callbacks, seed=int(seed), augment=make_augment(config),
                       progress=progress, eval_batch_size=eval_batch_size)
     return model, history
 
@@ -215,7 +258,8 @@ class Objective:
 
         def report_epoch(epoch, record):
             curve.append({k: float(record[k]) for k in
-                          ("epoch", "train_loss", "val_loss", "val_error", "seconds", "lr")})
+                          ("epoch", "train_loss", "val_loss", "val_error", "seconds", "lr",
+                           "lr_end")})
             if self.log is not None and not self.progress:
                 self.log(f"  trial {trial.number} epoch {epoch}/{self.epochs} "
                          f"train_loss {record['train_loss']:.4f} val_error "

@@ -42,6 +42,12 @@ IMAGE_SHAPE = (1, 28, 28)
 NUM_CLASSES = 10
 
 OPTIMIZERS = ["Adam", "SGD", "RMSprop"]
+# Optimizers with a hypergradient variant (``hypergradient`` True: SGD-HD, Adam-HD).
+HYPERGRADIENT_OPTIMIZERS = {"Adam": "Adam-HD", "SGD": "SGD-HD"}
+# ``hypergrad_lr`` (the learning rate of the learning rate) is searched on a log scale over
+# both optimizers' useful values: the paper uses 1e-7 (MLP) and 1e-8 (VGG) for Adam-HD,
+# whose hypergradient sums normalised steps, and 1e-3 for SGD-HD.
+HYPERGRAD_LR_RANGE = (1e-9, 1e-2)
 BATCH_SIZES = [32, 64, 128]
 LR_SCHEDULES = ["none", "step", "cosine"]
 ACTIVATIONS = ["ReLU", "Tanh", "LeakyReLU"]
@@ -89,8 +95,30 @@ def lab_mlp(trial) -> dict:
     return config
 
 
+def _hypergradient_params(trial, space: str, given, config: dict) -> dict:
+    """``hypergradient`` (asked when the optimizer has a -HD variant, see
+    ``HYPERGRADIENT_OPTIMIZERS``) and, when it is on, ``hypergrad_lr`` (log scale).
+
+    On, the effective optimizer is SGD-HD or Adam-HD (``minidl.optim.SGDHD`` /
+    ``AdamHD``): ``config["optimizer"]`` names it (``"SGD-HD"``, ``"Adam-HD"``), the
+    parameter ``optimizer`` keeps its choice list.  ``hypergradient`` was added after the
+    first studies: a replayed or enqueued trial whose given parameters lack it gets False
+    (``ADDED_PARAMS``), the optimizer it ran with.
+    """
+    if config["optimizer"] not in HYPERGRADIENT_OPTIMIZERS:
+        return {}
+    if not _suggest_added(given, space, trial.suggest_categorical, "hypergradient",
+                          [False, True]):
+        return {}
+    return {"optimizer": HYPERGRADIENT_OPTIMIZERS[config["optimizer"]],
+            "hypergrad_lr": trial.suggest_float("hypergrad_lr", *HYPERGRAD_LR_RANGE, log=True)}
+
+
 def mlp(trial) -> dict:
-    """Task 1: 1 to 3 hidden layers of 32..512 units each (log scale), one activation."""
+    """Task 1: 1 to 3 hidden layers of 32..512 units each (log scale), one activation.
+
+    Adam and SGD may run as Adam-HD / SGD-HD (``hypergradient``, ``hypergrad_lr``: see
+    ``_hypergradient_params``)."""
     n_layers = trial.suggest_int("n_layers", 1, MAX_LAYERS)
     hidden = [trial.suggest_int(f"hidden_l{i}", 32, 512, log=True) for i in range(n_layers)]
     config = {
@@ -102,13 +130,19 @@ def mlp(trial) -> dict:
     config.update(_training_params(trial, OPTIMIZERS))
     config.update(_regularisation_params(trial))
     config.update(momentum=SGD_MOMENTUM, augment_strength=0.0)
+    config.update(_hypergradient_params(trial, "mlp", _given_params(trial), config))
     return config
 
 
 # Parameters added to a space after studies were stored with it, and the value that
 # reproduces those studies' models (no batch normalization, one convolution per block,
-# filters as drawn).  Also the parameters' defaults.
-ADDED_PARAMS = {"cnn": {"filters_multiplier": 1, "convs_per_block": 1, "batch_norm": False}}
+# filters as drawn, no hypergradient).  Also the parameters' defaults.
+ADDED_PARAMS = {"mlp": {"hypergradient": False},
+                "cnn": {"filters_multiplier": 1, "convs_per_block": 1, "batch_norm": False,
+                        "hypergradient": False}}
+# The default of ``hypergrad_lr``, asked only when ``hypergradient`` is on (the paper's
+# Adam-HD value for an MLP).
+HYPERGRAD_LR_DEFAULT = 1e-7
 
 
 def _given_params(trial):
@@ -180,7 +214,8 @@ def cnn(trial, image_size: int = IMAGE_SHAPE[1]) -> dict:
 
     ``filters_multiplier``, ``convs_per_block`` and ``batch_norm`` were added after the
     first studies: a replayed or enqueued trial whose given parameters lack them gets 1,
-    1 and False (``ADDED_PARAMS``).
+    1 and False (``ADDED_PARAMS``).  Adam and SGD may run as Adam-HD / SGD-HD
+    (``hypergradient``, ``hypergrad_lr``, asked last: see ``_hypergradient_params``).
     """
     n_conv = trial.suggest_int("n_conv", 1, MAX_LAYERS)
     filters = [trial.suggest_categorical(f"filters_l{i}", FILTERS) for i in range(n_conv)]
@@ -213,6 +248,7 @@ def cnn(trial, image_size: int = IMAGE_SHAPE[1]) -> dict:
     config.update(_regularisation_params(trial))
     config.update(momentum=SGD_MOMENTUM,
                   augment_strength=trial.suggest_float("augment_strength", 0.0, 1.0))
+    config.update(_hypergradient_params(trial, "cnn", given, config))
     return config
 
 
@@ -257,6 +293,8 @@ class Space:
 
 _TRAINING_DEFAULTS = {"learn_rate": 1e-3, "optimizer": "Adam", "batch_size": 64}
 _REGULARISATION_DEFAULTS = {"weight_decay": 1e-5, "lr_schedule": "none"}
+_HYPERGRADIENT_DEFAULTS = {"hypergradient": False, "hypergrad_lr": HYPERGRAD_LR_DEFAULT}
+_CNN_BLOCK_ADDED = {k: v for k, v in ADDED_PARAMS["cnn"].items() if k != "hypergradient"}
 
 SPACES = {
     "lab-mlp": Space(
@@ -267,17 +305,18 @@ SPACES = {
         "mlp", mlp,
         {"n_layers": 2, "hidden_l0": 256, "hidden_l1": 128, "hidden_l2": 64,
          "activation": "ReLU", "dropout_rate": 0.2, **_TRAINING_DEFAULTS,
-         **_REGULARISATION_DEFAULTS},
-        "task 1: 1-3 hidden layers with their own sizes, activation, schedule"),
+         **_REGULARISATION_DEFAULTS, **_HYPERGRADIENT_DEFAULTS},
+        "task 1: 1-3 hidden layers with their own sizes, activation, schedule, "
+        "Adam/SGD with or without hypergradient (Adam-HD, SGD-HD)"),
     "cnn": Space(
         "cnn", cnn,
         {"n_conv": 2, "filters_l0": 32, "filters_l1": 64, "filters_l2": 64,
-         "kernel_l0": 3, "kernel_l1": 3, "kernel_l2": 3, **ADDED_PARAMS["cnn"],
+         "kernel_l0": 3, "kernel_l1": 3, "kernel_l2": 3, **_CNN_BLOCK_ADDED,
          "pool_type": "max",
          "pool_kernel": 2, "dense_size": 128, "dropout_rate": 0.25, **_TRAINING_DEFAULTS,
-         **_REGULARISATION_DEFAULTS, "augment_strength": 0.0},
+         **_REGULARISATION_DEFAULTS, "augment_strength": 0.0, **_HYPERGRADIENT_DEFAULTS},
         "task 2: 1-3 conv blocks (filters up to 128, kernel 3/5/7, 1-2 convs, batch norm), "
-        "max/avg pooling 2/3, dense head"),
+        "max/avg pooling 2/3, dense head, optional Adam-HD/SGD-HD"),
     "rnn": Space(
         "rnn", rnn,
         {"cell": "LSTM", "n_layers": 1, "hidden_l0": 128, "hidden_l1": 64, "hidden_l2": 64,
