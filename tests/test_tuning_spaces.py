@@ -252,3 +252,12 @@ def test_check_params_knows_the_hypergradient_names():
         check_params("cnn", {"hypergradient": "yes"})
     with pytest.raises(TuningError, match="unknown parameter.*hypergradient"):
         check_params("lab-mlp", {"hypergradient": True})
+
+
+def test_params_asked_lists_what_a_trial_of_those_values_uses():
+    asked = spaces.params_asked("cnn", {"n_conv": 1, "optimizer": "RMSprop"})
+    assert "kernel_l0" in asked and "kernel_l1" not in asked and "filters_l1" not in asked
+    assert "hypergradient" not in asked and asked["optimizer"] == "RMSprop"
+    assert list(asked) == [n for n in spaces.get_space("cnn").param_names if n in asked]
+    asked = spaces.params_asked("mlp", {"hypergradient": True})
+    assert asked["hypergrad_lr"] == spaces.HYPERGRAD_LR_DEFAULT

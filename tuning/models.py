@@ -52,7 +52,8 @@ def build_lab_nnet(input_size: int, hidden_size: int, dropout_rate: float) -> La
 
 
 _ACTIVATIONS = {"ReLU": nn.ReLU, "Tanh": nn.Tanh, "LeakyReLU": nn.LeakyReLU}
-_POOLS = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
+# pool_type -> layer (also the candidates of tuning.darts's mixed pooling)
+POOL_LAYERS = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
 
 
 def _activation(name: str) -> nn.Module:
@@ -107,10 +108,10 @@ def build_cnn(config: dict, input_shape=IMAGE_SHAPE) -> nn.Sequential:
         raise ValueError(f"build_cnn: expected batch_norm to be a bool, got {batch_norm!r}")
     pool_kernel = int(config["pool_kernel"])
     try:
-        pool_cls = _POOLS[config["pool_type"]]
+        pool_cls = POOL_LAYERS[config["pool_type"]]
     except KeyError:
         raise ValueError(f"build_cnn: unknown pool_type {config['pool_type']!r}; expected "
-                         f"one of {sorted(_POOLS)}") from None
+                         f"one of {sorted(POOL_LAYERS)}") from None
     pool_after, size = conv_pool_plan(height, kernels, pool_kernel)
     layers = []
     in_ch = channels

@@ -400,6 +400,16 @@ class _CheckingTrial:
         pass
 
 
+def params_asked(space_name: str, values: dict) -> dict:
+    """The parameters a trial with these ``values`` asks for, in the order it asks: a
+    one-block ``cnn`` asks no ``kernel_l1``, an RMSprop trial no ``hypergradient``.  The
+    space's defaults stand in for values not given."""
+    space = get_space(space_name)
+    trial = _CheckingTrial(values, space.defaults)
+    space.function(trial)
+    return {name: trial.params[name] for name in trial.asked}
+
+
 def check_values(space_name: str, values: dict, outside_range: bool = False) -> list:
     """Refuse parameter values a trial of ``space_name`` cannot use; return warnings.
 
