@@ -33,25 +33,11 @@ from pathlib import Path
 import optuna
 from optuna.storages.journal import JournalFileBackend
 
+# The package's errors live in ``tuning.errors``; imported from here too (older code does).
+from .errors import JournalDamagedError, JournalWarning, StudyNotFoundError, TuningError  # noqa: F401
+
 DEFAULT_DIR = Path("studies")
 _RDB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "oracle", "mssql")
-
-
-class TuningError(Exception):
-    """A user-facing error: the CLI prints its message and exits with status 1."""
-
-
-class StudyNotFoundError(TuningError, LookupError):
-    pass
-
-
-class JournalDamagedError(TuningError):
-    """A journal file holds lines that are not journal records: nothing is appended to it."""
-
-
-class JournalWarning(UserWarning):
-    """A journal line that is not a record was skipped while reading (the CLI prints it)."""
-
 
 # Study names become file names (``studies/<name>.log``), so they are plain names.
 STUDY_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
@@ -71,6 +57,39 @@ def default_journal_path(study_name: str) -> Path:
 
 def is_url(spec: str) -> bool:
     return "://" in spec
+
+
+_RDB = ("postgresql", "postgres", "mysql", "oracle", "mssql")
+
+
+def storage_kind(spec: str | None) -> str:
+    """``journal`` (a file path or None), ``sqlite``, ``rdb``, ``grpc``, ``redis`` or ``other``."""
+    if spec is None or not is_url(spec):
+        return "journal"
+    scheme = spec.split("://", 1)[0].split("+", 1)[0].lower()
+    if scheme == "sqlite":
+        return "sqlite"
+    if scheme in _RDB:
+        return "rdb"
+    if scheme == "grpc":
+        return "grpc"
+    if scheme in ("redis", "rediss", "unix"):
+        return "redis"
+    return "other"
+
+
+SQLITE_REFUSED = (
+    "SQLite is not made for several processes writing at once (they fail with 'database is "
+    "locked'). For workers on one machine use a journal file: leave --storage out (it is "
+    "studies/<study-name>.log) or give a path such as studies/{name}.log. For workers on "
+    "several machines use PostgreSQL or MySQL: --storage postgresql://USER:PASSWORD@HOST/DB "
+    "(see the README's 'Scaling out'). One process can keep SQLite with `tuning run`.")
+
+
+def refuse_sqlite(spec: str | None, study_name: str | None) -> None:
+    """TuningError for an SQLite URL: several processes cannot share one."""
+    if storage_kind(spec) == "sqlite":
+        raise TuningError(SQLITE_REFUSED.format(name=study_name or "NAME"))
 
 
 def describe(spec: str | None, study_name: str | None) -> str:

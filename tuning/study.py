@@ -20,13 +20,10 @@ import numpy as np
 import optuna
 
 from .spaces import LAB_GRID, check_values, get_space
-from .storage import StudyNotFoundError, TuningError, study_names
+from .errors import StudyExistsError, StudyNotFoundError, TuningError
+from .storage import study_names
 
 SETTINGS_ATTR = "tuning_settings"
-
-
-class StudyExistsError(TuningError):
-    """``create_study`` found a study of that name already in the storage."""
 
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "ga", "qmc")
@@ -458,3 +455,27 @@ def make_objective(settings: StudySettings, device: str = "cpu", progress=False,
     return Objective(train, val, settings.epochs, space=settings.space, seed=settings.seed,
                      device=device, progress=progress, log=log,
                      objectives=settings.objective_names)
+
+
+def load_any_study(storage, study_name: str):
+    """Any study (also one not made by ``tuning``), or ``StudyNotFoundError``."""
+    try:
+        return optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        names = study_names(storage)
+        raise StudyNotFoundError(
+            f"study {study_name!r} not found; " + (f"studies in this storage: {', '.join(names)}"
+                                                   if names else "this storage has no studies")
+        ) from None
+
+
+def settings_text(settings: StudySettings) -> str:
+    """``space cnn, sampler tpe, pruner median, 3 epochs, ...``: a study's settings in a line."""
+    train_size = "all" if settings.train_size is None else settings.train_size
+    text = (f"space {settings.space}, sampler {settings.sampler}, pruner {settings.pruner}, "
+            f"{settings.epochs} epochs, train {train_size} / val {settings.val_size} images, "
+            f"seed {settings.seed}")
+    if settings.multi_objective:
+        text += (f"; objectives {', '.join(settings.metric_names)} (no pruning with several "
+                 f"objectives)")
+    return text

@@ -43,18 +43,26 @@ Dead workers
     finds dead workers on any machine (see ``tuning.distributed``).
 
 The worker loop (``run_worker``)
-    Claim, train, tell, repeat.  Between trials it fails the trials of dead workers: with
+    The one engine of every command that runs trials: ``tuning run`` (in its own
+    process, a loop with one worker), ``tuning worker`` and each process of
+    ``run --workers K``.  Claim, train, tell, repeat.  Between trials it fails the trials of dead workers: with
     a heartbeat (RDB storages), Optuna's stale-trial check, which sees every machine;
     otherwise the trials of dead workers on its own machine, so local workers on a
-    journal file clean up after a killed sibling by themselves.  Ctrl-C (or SIGTERM, see
-    ``tuning.distributed``) marks the trial in progress FAIL and queues its parameters
+    journal file clean up after a killed sibling by themselves.  It stops at the budget
+    (``max_trials`` finished trials in the study, ``n_trials`` trials ended by this
+    worker), at the ``timeout``, when asked (``should_stop``, or ``study.stop()`` as
+    Optuna's grid sampler calls once its grid is done).  Ctrl-C (or SIGTERM, with
+    ``interrupt_signals``) marks the trial in progress FAIL and queues its parameters
     again.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
+import signal
 import socket
+import threading
 import time
 import warnings
 import zlib
@@ -63,6 +71,9 @@ import optuna
 from optuna.trial import TrialState
 
 from . import report
+from .errors import TuningError, WorkerInterrupted  # noqa: F401 - WorkerInterrupted: old imports
+from .storage import (database_error, driver_missing, open_storage, refuse_sqlite,
+                      storage_kind)
 
 WORKER_ATTR = "worker"
 NOT_STARTED = "not started: "
@@ -70,6 +81,65 @@ NOT_STARTED = "not started: "
 # on without it): a configuration that kills its worker (out of memory) must not loop.
 MAX_RETRIES = 2
 FINISHED_OK = report.FINISHED_OK
+HEARTBEAT_INTERVAL = 10  # seconds between a worker's heartbeats on an RDB storage
+GRACE_FACTOR = 3  # a trial is stale after GRACE_FACTOR missed heartbeat intervals
+
+
+# -- the storage and the machine a worker uses --------------------------------------------
+
+def open_worker_storage(spec: str | None, study_name: str, heartbeat: int = HEARTBEAT_INTERVAL,
+                        must_exist: bool = True, sqlite: bool = False):
+    """The storage a worker uses: RDB URLs get Optuna's heartbeat and retry of stale trials.
+
+    SQLite is refused (several processes cannot write it at once) unless ``sqlite``:
+    ``tuning run`` in one process may keep it.  ``must_exist``: a journal file must be
+    there already (``tuning worker``; ``run`` creates its study).
+    """
+    if not sqlite:
+        refuse_sqlite(spec, study_name)
+    if storage_kind(spec) == "rdb":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            try:
+                return optuna.storages.RDBStorage(
+                    spec, heartbeat_interval=int(heartbeat),
+                    grace_period=GRACE_FACTOR * int(heartbeat),
+                    heartbeat_stale_trial_callback=retry_callback())
+            except ImportError as exc:
+                raise TuningError(driver_missing(spec, exc)) from None
+            except Exception as exc:  # SQLAlchemy: server down, wrong password, ...
+                raise TuningError(database_error(spec, exc)) from None
+    return open_storage(spec, study_name, must_exist=must_exist)
+
+
+def default_threads(n_workers: int) -> int:
+    """A worker's share of the cores this process may use, when ``n_workers`` share them."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, int(n_workers)))
+
+
+def _raise_interrupt(signum, _frame):
+    signal.signal(signum, signal.SIG_IGN)  # one signal stops the worker; ignore repeats
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def interrupt_signals(signals=(signal.SIGINT, signal.SIGTERM)):
+    """Inside: the first SIGINT or SIGTERM raises KeyboardInterrupt, repeats are ignored
+    (so cleaning up after the first is not cut short); the previous handlers come back on
+    leaving.  Outside the main thread (where handlers cannot be set) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, _raise_interrupt) for s in signals}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 # -- who runs a trial ------------------------------------------------------------------
@@ -315,31 +385,30 @@ def budget_state(study) -> tuple[int, int]:
 
 # -- the loop ----------------------------------------------------------------------
 
-class WorkerInterrupted(Exception):
-    """Ctrl-C/SIGTERM stopped a worker; ``trial`` is the number of the trial it failed."""
-
-    def __init__(self, trial):
-        super().__init__(trial)
-        self.trial = trial
-
-
 def run_worker(study, objective, *, max_trials: int | None = None,
-               timeout: float | None = None, identity: dict | None = None,
-               poll: float = 1.0, on_trial=None, log=None, on_wait=None) -> dict:
+               n_trials: int | None = None, timeout: float | None = None,
+               identity: dict | None = None, poll: float = 1.0, on_trial=None, log=None,
+               on_wait=None, should_stop=None) -> dict:
     """Run trials of ``study`` with ``objective`` until the budget or time is spent.
 
     ``max_trials``: stop when the study holds that many finished (COMPLETE/PRUNED) trials
-    (None: no budget).  ``timeout`` (seconds): start no trial after that.  ``identity``:
-    this worker's ``worker`` attribute (``worker_identity``).  ``on_trial(frozen)`` is
-    called for every trial this worker ends; ``log(text)`` with what it does to other
-    trials (failing a dead worker's trial, re-queueing); ``on_wait(text)`` when it waits
-    for running trials at the end of the budget.
+    (None: no budget); every trial claims its place first (``claim``).  ``n_trials``:
+    stop after this worker ended that many trials (any state; a trial that lost its
+    claim does not count).  ``timeout`` (seconds): start no trial after that.
+    ``should_stop()``: asked after every trial; True stops the loop (so does
+    ``study.stop()`` inside a trial or callback, as Optuna's grid sampler does when its
+    grid is done).  ``identity``: this worker's ``worker`` attribute
+    (``worker_identity``).  ``on_trial(frozen)`` is called for every trial this worker
+    ends; ``log(text)`` with what it does to other trials (failing a dead worker's
+    trial, re-queueing); ``on_wait(text)`` when it waits for running trials at the end
+    of the budget.
     Returns ``{"trials": [numbers ended here], "finished": n, "stop": why}``.  Raises
     ``WorkerInterrupted`` on KeyboardInterrupt, after failing and re-queueing its trial.
     """
     identity = identity or worker_identity()
     log = log or (lambda _text: None)
     on_wait = on_wait or (lambda _text: None)
+    should_stop = should_stop or (lambda: False)
     mine = []
     current = {}
 
@@ -361,26 +430,49 @@ def run_worker(study, objective, *, max_trials: int | None = None,
         if on_trial is not None:
             on_trial(frozen)
 
+    budget = _Budget(max_trials, n_trials, timeout, mine, should_stop)
     try:
-        stop = _loop(study, gated, ended, current, max_trials, timeout, poll, log, on_wait)
+        stop = _loop(study, gated, ended, current, budget, poll, log, on_wait)
     except KeyboardInterrupt:
+        number, requeued, note = None, False, ""
         if "id" in current and not current.get("unclaimed"):
             frozen = study._storage.get_trial(current["id"])
-            if frozen.state == TrialState.FAIL:
-                requeue_failed(study, frozen)
-        raise WorkerInterrupted(current.get("number")) from None
+            if frozen.state == TrialState.FAIL:    # the interrupted trial (Optuna failed it)
+                number = frozen.number
+                requeued, note = requeue_failed(study, frozen)
+        raise WorkerInterrupted(number, requeued, note) from None
     finished, _ = budget_state(study)
     return {"trials": mine, "finished": finished, "stop": stop}
 
 
-def _loop(study, gated, ended, current, max_trials, timeout, poll, log, on_wait) -> str:
+class _Budget:
+    """When ``run_worker`` stops, apart from the study's finished trials: why, or None."""
+
+    def __init__(self, max_trials, n_trials, timeout, mine, should_stop):
+        self.max_trials = max_trials
+        self.n_trials = n_trials
+        self.timeout = timeout
+        self.mine = mine
+        self.should_stop = should_stop
+        self.started = time.monotonic()
+
+    def spent(self) -> str | None:
+        if self.n_trials is not None and len(self.mine) >= self.n_trials:
+            return f"ran {len(self.mine)} trials (--n-trials {self.n_trials})"
+        if self.timeout is not None and time.monotonic() - self.started >= self.timeout:
+            return f"timeout ({self.timeout:g}s)"
+        return None
+
+
+def _loop(study, gated, ended, current, budget, poll, log, on_wait) -> str:
     """``run_worker``'s loop; returns why it stopped."""
-    started = time.monotonic()
+    max_trials = budget.max_trials
     waiting_logged = False
     heartbeat = has_heartbeat(study)
     while True:
-        if timeout is not None and time.monotonic() - started >= timeout:
-            return f"timeout ({timeout:g}s)"
+        why = budget.spent()
+        if why:
+            return why
         if heartbeat:
             fail_stale_heartbeat(study)
         else:
@@ -394,7 +486,7 @@ def _loop(study, gated, ended, current, max_trials, timeout, poll, log, on_wait)
             if finished + running >= max_trials:
                 if not waiting_logged:
                     on_wait(f"waiting: {finished} finished + {running} running trials reach "
-                        f"--max-trials {max_trials}")
+                            f"--max-trials {max_trials}")
                     waiting_logged = True
                 time.sleep(poll)
                 continue
@@ -416,3 +508,10 @@ def _loop(study, gated, ended, current, max_trials, timeout, poll, log, on_wait)
             if requeue(study, frozen):
                 log(f"trial {frozen.number} lost its claim; its parameters are queued again")
         current.clear()
+        # ``study.stop()`` during the trial (Optuna's grid sampler once the grid is done, a
+        # callback): Optuna keeps that request in the study's ``_stop_flag`` until the next
+        # ``optimize`` resets it, so it is read here, after the trial.
+        if getattr(study, "_stop_flag", False):
+            return "the study was stopped (e.g. a grid sampler whose grid is done)"
+        if budget.should_stop():
+            return "asked to stop"

@@ -1,0 +1,212 @@
+"""Options and helpers shared by the ``tuning`` commands, each defined once.
+
+A command's ``add_arguments(parser)`` picks the groups it takes:
+
+    add_study_location(parser)       --study-name, --storage
+    add_storage(parser)              --storage alone (``studies``, ``grpc-proxy``)
+    add_study_settings(parser)       --space, --epochs, --train-size, --val-size, --seed,
+                                     --sampler, --pruner, --objectives, --grid-file
+    add_data_options(parser, ...)    --epochs, --train-size, --val-size (a group of its own
+                                     or inside another; the help texts can be replaced)
+    add_seed(parser, ...)            --seed
+    add_running(parser)              --threads, --device, --quiet
+    add_heartbeat(parser)            --heartbeat (PostgreSQL/MySQL workers)
+    add_out_dir(parser, ...)         --out DIR (checked with ``check_out_dir``)
+
+and its ``run(args)`` the helpers: ``study_options(args)`` (the settings as
+``StudySettings.from_options`` takes them), ``new_study_name`` / ``require_study_name``,
+``open_existing(args)`` (a study that must exist, ``(study, settings)``),
+``apply_threads(args)``, ``progress_flags(args)``, ``check_out_dir``, ``err(text)``.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from ..argtypes import non_negative_int, positive_int
+from ..errors import TuningError
+from ..spaces import SPACES
+from ..storage import check_study_name, folder_problem, open_storage
+from ..study import PRUNERS, SAMPLERS, open_study
+from ..workers import GRACE_FACTOR, HEARTBEAT_INTERVAL
+
+# The options a study stores (``tuning.study.StudySettings.from_options``).
+STUDY_OPTIONS = ("space", "epochs", "train_size", "val_size", "seed", "sampler", "pruner",
+                 "grid_file", "objectives")
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer its reader left
+
+
+def train_size_or_all(text: str):
+    """``--train-size``: a positive integer or ``all``."""
+    return "all" if text == "all" else positive_int(text)
+
+
+# -- where a study is ---------------------------------------------------------------------
+
+def add_study_name(parser, help: str | None = None) -> None:
+    parser.add_argument("--study-name", help=help or "the study's name (run/enqueue/create: "
+                        "defaults to the --space name)")
+
+
+def add_storage(parser, required: bool = False, help: str | None = None,
+                metavar: str = "URL_OR_PATH") -> None:
+    """``--storage``; defaults to ``$OPTUNA_STORAGE`` as Optuna's own CLI does."""
+    parser.add_argument(
+        "--storage", metavar=metavar, required=required,
+        default=None if required else (os.environ.get("OPTUNA_STORAGE") or None),
+        help=help or "an Optuna journal file, or an Optuna storage URL (sqlite:///x.db, "
+        "postgresql://...); default: $OPTUNA_STORAGE if set (as Optuna's own CLI), else "
+        "./studies/<study-name>.log")
+
+
+def add_study_location(parser) -> None:
+    """``--study-name`` and ``--storage``."""
+    add_study_name(parser)
+    add_storage(parser)
+
+
+# -- a study's settings ----------------------------------------------------------------
+
+def add_data_options(parser, *, epochs_help: str | None = None,
+                     train_size_help: str | None = None, train_size_all: bool = True,
+                     val_size: bool = True) -> None:
+    """``--epochs``, ``--train-size`` (N or ``all`` unless ``train_size_all`` is False),
+    ``--val-size`` (unless ``val_size`` is False)."""
+    parser.add_argument("--epochs", type=positive_int, metavar="E",
+                        help=epochs_help or "training epochs per trial (default: lab-mlp and "
+                        "mlp 10, cnn and rnn 3)")
+    parser.add_argument("--train-size", metavar="N|all" if train_size_all else "N",
+                        type=train_size_or_all if train_size_all else positive_int,
+                        help=train_size_help or "subsample the training part to N images "
+                        "(default: lab-mlp and mlp all (50000 with the default --val-size), "
+                        "cnn and rnn 10000)")
+    if val_size:
+        parser.add_argument("--val-size", type=positive_int, metavar="N",
+                            help="validation images split off the training set (default "
+                            "10000)")
+
+
+def add_seed(parser, help: str | None = None) -> None:
+    parser.add_argument("--seed", type=non_negative_int, metavar="S",
+                        help=help or "data split, sampler and training seed (default 0)")
+
+
+def add_study_settings(parser) -> None:
+    """The settings stored in a new study (``tuning.study.StudySettings``), as one group."""
+    g = parser.add_argument_group(
+        "study settings", "stored in a new study; an existing study keeps its own (giving a "
+        "different value is an error)")
+    g.add_argument("--space", choices=sorted(SPACES),
+                   help="search space: " + "; ".join(f"{s.name}: {s.description}"
+                                                     for s in SPACES.values()))
+    add_data_options(g)
+    add_seed(g)
+    g.add_argument("--sampler", choices=SAMPLERS, help="default tpe (multivariate); ga is "
+                   "NSGA-II, cmaes is CMA-ES, qmc is scrambled Sobol")
+    g.add_argument("--pruner", choices=PRUNERS, help="default median (none with several "
+                   "--objectives: Optuna cannot prune them, and another pruner is refused)")
+    g.add_argument("--objectives", metavar="LIST",
+                   help="what the study minimises: error (default: the validation error), "
+                   "error,params (and the parameter count) or error,latency (and the "
+                   "measured inference time per image, ms); several objectives give a "
+                   "Pareto front (samplers tpe, ga (NSGA-II), random, qmc, grid)")
+    g.add_argument("--grid-file", metavar="JSON", help="grid sampler: a JSON object mapping "
+                   "parameters to lists of values (axes) or single values (fixed); default "
+                   "the lab's grid learn_rate {0.01, 0.001, 0.0001} x batch_size {32, 64, 128}")
+
+
+# -- how trials run ---------------------------------------------------------------------
+
+def add_running(parser) -> None:
+    """``--threads``, ``--device``, ``--quiet``."""
+    parser.add_argument("--threads", type=positive_int, metavar="N",
+                        help="BLAS and Numba threads (default: minidl's default)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
+
+
+def add_heartbeat(parser) -> None:
+    parser.add_argument("--heartbeat", type=positive_int, default=HEARTBEAT_INTERVAL,
+                        metavar="SECONDS",
+                        help="PostgreSQL/MySQL: heartbeat interval; a trial whose process "
+                        f"misses {GRACE_FACTOR} beats is failed and retried (default "
+                        f"{HEARTBEAT_INTERVAL})")
+
+
+def add_out_dir(parser, help: str | None = None) -> None:
+    parser.add_argument("--out", required=True, metavar="DIR", help=help)
+
+
+# -- helpers for ``run(args)`` -----------------------------------------------------------
+
+def study_options(args) -> dict:
+    """The study settings given on the command line (None: not given)."""
+    return {name: getattr(args, name, None) for name in STUDY_OPTIONS}
+
+
+def new_study_name(args) -> str:
+    """``--study-name``, or the space's name for a new study; a plain name either way."""
+    name = args.study_name if args.study_name is not None else getattr(args, "space", None)
+    if name is None:
+        raise TuningError("give --study-name, or --space to name a new study after its space")
+    return check_study_name(name)
+
+
+def require_study_name(args) -> str:
+    if args.study_name is None:
+        raise TuningError("give --study-name")
+    return check_study_name(args.study_name)
+
+
+def open_existing(args):
+    """``(study, settings)`` of the study ``--study-name``/``--storage`` name; it must exist."""
+    if args.study_name is not None and args.storage is None:
+        check_study_name(args.study_name)  # it names a file: studies/<name>.log
+    storage = open_storage(args.storage, args.study_name, must_exist=True, write=False)
+    return open_study(storage, args.study_name)
+
+
+def err(text: str) -> None:
+    """A line on standard error."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def apply_threads(args) -> None:
+    """Apply --threads, and refuse --device cuda up front when CuPy or a GPU is missing."""
+    if getattr(args, "threads", None):
+        import minidl  # noqa: PLC0415
+        minidl.set_num_threads(args.threads)
+    if getattr(args, "device", "cpu") == "cuda":
+        from minidl import backend  # noqa: PLC0415
+        try:
+            backend.require_cuda()
+        except RuntimeError as exc:
+            raise TuningError(f"--device cuda: {exc}") from None
+
+
+def progress_flags(args) -> tuple[bool, bool]:
+    """``(bar, lines)``: fit's progress bar on a terminal, else per-epoch lines (on
+    standard error), neither with ``--quiet``."""
+    quiet = getattr(args, "quiet", False)
+    tty = sys.stderr.isatty() and not quiet
+    return tty, not quiet and not tty
+
+
+def check_out_dir(out: str) -> Path:
+    """TuningError unless ``out`` is a folder that exists or can be made, and is writable.
+
+    Checked before any training, so that a result is not lost at the end.
+    """
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise TuningError(f"--out {out}: is a file; give a folder (it is created if missing)")
+    problem = folder_problem(path.absolute())
+    if problem:
+        raise TuningError(f"--out {out}: {problem}; give a writable folder")
+    for name in ("model.npz", "result.json"):
+        if (path / name).is_dir():
+            raise TuningError(f"--out {out}: {path / name} is a folder; remove it or give "
+                              f"another --out")
+    return path
