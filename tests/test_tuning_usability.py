@@ -130,3 +130,60 @@ def test_parallel_coordinate_plot_is_readable(tmp_path):
     assert axes.get_title() == "" and fig.get_size_inches()[0] >= 8
     labels = [t for ax in fig.axes for t in list(ax.texts) + ax.get_yticklabels()]
     assert labels and all(t.get_bbox_patch() is not None for t in labels)
+
+
+def test_retrain_seeds_params_file_and_model_summaries(cli, tmp_path, fashion_mnist):
+    import json
+
+    import minidl
+    from tuning.models import build_model
+    tiny = ["--epochs", 1, "--train-size", 300, "--val-size", 200]
+    assert cli("run", "--space", "lab-mlp", "--study-name", "m", "--n-trials", 2, "--pruner",
+               "none", "--seed", 4, *tiny)[0] == 0
+    # best: the best trial's model as minidl.summary's table, and in --json
+    status, out, _ = cli("best", "--study-name", "m")
+    best = json.loads(cli("best", "--study-name", "m", "--json")[1])
+    n_params = build_model(best["config"]).num_parameters()
+    assert status == 0 and n_params == best["n_params"]
+    assert f"Model of trial {best['trial']} (minidl.summary" in out
+    assert f"Total params: {n_params:,}" in out and "Linear" in out
+    assert best["summary"]["total_params"] == n_params
+    assert best["summary"]["input_shape"] == [1, 1, 28, 28]
+
+    # retrain: the study's seed by default, --seed S another one (the same images)
+    runs = {}
+    for seed in (None, 4, 7):
+        folder = f"r{seed}"
+        extra = [] if seed is None else ["--seed", seed]
+        status, out, err = cli("retrain", "--study-name", "m", "--out", folder,
+                               "--train-size", 300, *extra)
+        assert status == 0, err
+        result = json.loads((tmp_path / folder / "result.json").read_text())
+        assert result["seed"] == (4 if seed is None else seed)
+        assert f"(seed {result['seed']})" in out and f"Total params: {n_params:,}" in out
+        runs[seed] = (result, np.load(tmp_path / folder / "model.npz"))
+    weights = {seed: runs[seed][1]["layers.1.weight"] for seed in runs}
+    assert np.array_equal(weights[None], weights[4])        # the default is the study's seed
+    assert not np.array_equal(weights[4], weights[7])       # another seed, other weights
+    assert runs[4][0]["train_size"] == runs[7][0]["train_size"] == 300
+
+    # retrain --params FILE --space: a configuration that is no study's trial
+    (tmp_path / "params.json").write_text(json.dumps({"hidden_size": 64, "optimizer": "SGD"}))
+    status, out, err = cli("retrain", "--params", "params.json", "--space", "lab-mlp",
+                           "--out", "given", "--epochs", 1, "--train-size", 300, "--seed", 2)
+    assert status == 0, err
+    result = json.loads((tmp_path / "given" / "result.json").read_text())
+    assert result["study_name"] is None and result["trial"] is None and result["seed"] == 2
+    assert result["params"]["hidden_size"] == 64 and result["params"]["optimizer"] == "SGD"
+    assert result["config"]["hidden_size"] == 64 and result["epochs"] == 1
+    assert "learn_rate" in result["params"]                    # left out: the default
+    assert "retrained the given lab-mlp configuration" in out
+    metadata = minidl.load(build_model(result["config"]), tmp_path / "given" / "model.npz")
+    assert metadata["test_accuracy"] == result["test_accuracy"]
+    for argv, needle in [(["--space", "lab-mlp", "--study-name", "m"], "leave out --study-name"),
+                         ([], "--params needs --space"),
+                         (["--space", "mlp"], "unknown parameter")]:
+        status, _, err = cli("retrain", "--params", "params.json", "--out", "x", *argv)
+        assert status == 1 and needle in err, err
+    status, _, err = cli("retrain", "--study-name", "m", "--space", "lab-mlp", "--out", "x")
+    assert status == 1 and "--space is for --params" in err

@@ -361,6 +361,17 @@ def trials_json(study) -> str:
     return dumps(items)
 
 
+INPUT_SHAPE = (1, 1, 28, 28)  # one Fashion-MNIST image, as every space's models take it
+
+
+def model_summary(config: dict):
+    """``minidl.summary`` of the model ``config`` builds, for one image (``INPUT_SHAPE``):
+    its layers, output shapes, parameter counts and multiply-adds."""
+    import minidl  # noqa: PLC0415 - the model stack only when a summary is asked for
+    from .models import build_model  # noqa: PLC0415
+    return minidl.summary(build_model(config), INPUT_SHAPE)
+
+
 def print_closing(study, settings, name: str, storage) -> None:
     """The end of a ``run``: the best trial as the lab presents it, and how to plot."""
     try:

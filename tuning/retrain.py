@@ -12,6 +12,12 @@ writes ``model.npz`` (``minidl.save``, with the config and test accuracy as meta
 ``misclassified.png`` and ``model.txt`` into the output folder (``tuning.results``;
 ``tuning.load_model(folder)`` gives the model back).
 
+``seed`` (``retrain --seed S``) sets the weight initialisation and batch order (default:
+the study's seed); a ``train_size`` subsample is drawn with the study's seed, so retrains
+with several seeds train on the same images.  ``retrain_params`` retrains a space's
+parameters given directly (``retrain --params FILE --space SPACE``, e.g. the
+``params.json`` of ``tuning darts``), without a study.
+
 ``fit`` validates after every epoch; here there is no held-out data left to select
 with, so it monitors the first ``MONITOR_SIZE`` training images (reported as
 ``train_monitor_accuracy``, a training accuracy, not a validation one).
@@ -32,7 +38,7 @@ from optuna.trial import TrialState
 
 from .report import best_trial, dumps, is_multi, metric_names, pareto_front
 from .results import write_test_report
-from .spaces import config_from_params
+from .spaces import config_from_params, get_space
 from .storage import TuningError
 
 MONITOR_SIZE = 1000
@@ -65,13 +71,61 @@ def choose_trial(study, number: int | None = None):
 
 def retrain_best(study, settings, out_dir, epochs: int | None = None,
                  train_size: int | None = None, device: str = "cpu", progress=False,
-                 log=None, trial: int | None = None) -> dict:
+                 log=None, trial: int | None = None, seed: int | None = None) -> dict:
     """Retrain the best trial's configuration (or trial number ``trial``'s), test it
-    once, save it; the result dict."""
+    once, save it; the result dict.
+
+    ``seed``: the weight initialisation and batch order of this retrain (default: the
+    study's seed); a ``train_size`` subsample is drawn with the study's seed either way,
+    so retrains with several seeds see the same images.
+    """
     best = choose_trial(study, trial)
     config = config_from_params(settings.space, best.params)
-    epochs = settings.epochs if epochs is None else int(epochs)
-    train = retrain_data(train_size, settings.seed)
+    result = {"study_name": study.study_name, "space": settings.space, "trial": best.number,
+              "validation_error": best.values[0] if best.values else None,
+              "params": best.params, "config": config}
+    if is_multi(study):
+        result["objectives"] = (None if best.values is None
+                                else dict(zip(metric_names(study), best.values)))
+    return _retrain(result, out_dir, settings.epochs if epochs is None else int(epochs),
+                    train_size, settings.seed, settings.seed if seed is None else int(seed),
+                    device, progress, log, f"{study.study_name}, trial {best.number}",
+                    f"trial {best.number}'s configuration")
+
+
+def params_config(space_name: str, params: dict) -> tuple[dict, dict]:
+    """``(params, config)`` of a space for the given parameter values; parameters left
+    out take the space's defaults, and ``params`` holds every value the space used."""
+    import optuna  # noqa: PLC0415
+
+    space = get_space(space_name)
+    fixed = optuna.trial.FixedTrial({**space.defaults, **params})
+    config = space.function(fixed)
+    return dict(fixed.params), config
+
+
+def retrain_params(space_name: str, params: dict, out_dir, epochs: int | None = None,
+                   train_size: int | None = None, seed: int = 0, device: str = "cpu",
+                   progress=False, log=None) -> dict:
+    """Retrain a configuration given as a space's parameters (e.g. ``tuning darts``'s
+    ``params.json``), without a study; test it once, save it; the result dict (its
+    ``study_name`` and ``trial`` are None).  ``epochs`` defaults to the space's default
+    for a study; ``seed`` draws a ``train_size`` subsample, the weights and batch order."""
+    from .study import DEFAULT_EPOCHS  # noqa: PLC0415
+
+    params, config = params_config(space_name, params)
+    result = {"study_name": None, "space": space_name, "trial": None,
+              "validation_error": None, "params": params, "config": config}
+    epochs = DEFAULT_EPOCHS[space_name] if epochs is None else int(epochs)
+    return _retrain(result, out_dir, epochs, train_size, int(seed), int(seed), device,
+                    progress, log, f"{space_name} configuration", "the configuration")
+
+
+def _retrain(result: dict, out_dir, epochs: int, train_size, data_seed: int, seed: int,
+             device, progress, log, title: str, what: str) -> dict:
+    """Train ``result["config"]`` on the training images, test it once, write the folder."""
+    config = result["config"]
+    train = retrain_data(train_size, data_seed)
     monitor = train.subset(np.arange(min(MONITOR_SIZE, len(train))))
 
     def log_epoch(epoch, record):
@@ -81,12 +135,11 @@ def retrain_best(study, settings, out_dir, epochs: int | None = None,
 
     start = time.perf_counter()
     try:
-        model, history = train_config(config, train, monitor, epochs, seed=settings.seed,
+        model, history = train_config(config, train, monitor, epochs, seed=seed,
                                       callbacks=[log_epoch], device=device,
                                       progress=progress)
     except NonFiniteLossError as exc:
-        raise TuningError(f"retraining trial {best.number}'s configuration diverged: {exc}") \
-            from None
+        raise TuningError(f"retraining {what} diverged: {exc}") from None
     train_seconds = time.perf_counter() - start
     test = test_data()
     scores = evaluate(model, test)
@@ -94,16 +147,10 @@ def retrain_best(study, settings, out_dir, epochs: int | None = None,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model_path = out / "model.npz"
-    result = {
-        "study_name": study.study_name,
-        "space": settings.space,
-        "trial": best.number,
-        "validation_error": best.values[0] if best.values else None,
-        "params": best.params,
-        "config": config,
+    result.update({
         "epochs": epochs,
         "train_size": len(train),
-        "seed": settings.seed,
+        "seed": seed,
         "n_params": model.num_parameters(),
         "train_seconds": train_seconds,
         "final_train_loss": history.epochs[-1]["train_loss"],
@@ -112,15 +159,11 @@ def retrain_best(study, settings, out_dir, epochs: int | None = None,
         "test_error": scores["error"],
         "test_loss": scores["loss"],
         "model_file": model_path.name,
-    }
-    if is_multi(study):
-        result["objectives"] = (None if best.values is None
-                                else dict(zip(metric_names(study), best.values)))
+    })
     result.update(write_test_report(
-        model, test, out, f"{study.study_name}, trial {best.number}: test accuracy "
-                          f"{scores['accuracy']:.4f}"))
+        model, test, out, f"{title}: test accuracy {scores['accuracy']:.4f}"))
     minidl.save(model, model_path, config=config,
-                test_accuracy=float(scores["accuracy"]), study_name=study.study_name,
-                trial=int(best.number))
+                test_accuracy=float(scores["accuracy"]), study_name=result["study_name"],
+                trial=None if result["trial"] is None else int(result["trial"]))
     (out / "result.json").write_text(dumps(result) + "\n")
     return result

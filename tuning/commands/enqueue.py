@@ -1,8 +1,6 @@
 """``tuning enqueue``: queue a configuration to be evaluated next (manual search)."""
 from __future__ import annotations
 
-import json
-
 from .. import report
 from ..errors import TuningError
 from ..spaces import check_values
@@ -17,23 +15,18 @@ HELP = "queue a configuration to be evaluated next (manual search)"
 def add_arguments(parser) -> None:
     options.add_study_location(parser)
     options.add_study_settings(parser)
-    parser.add_argument("--params", required=True, metavar="JSON",
-                        help='e.g. \'{"learn_rate": 0.001, "batch_size": 64}\'; parameters '
-                        'left out are sampled. Values must lie inside the space')
+    parser.add_argument("--params", required=True, metavar="JSON|FILE",
+                        help='e.g. \'{"learn_rate": 0.001, "batch_size": 64}\', or a file '
+                        'holding such an object; parameters left out are sampled. Values '
+                        'must lie inside the space')
     parser.add_argument("--outside-range", action="store_true",
                         help="accept numbers outside the range the space searches (still "
                         "refused: values no trial can use, such as a negative layer size)")
 
 
 def parse_params(text: str) -> dict:
-    try:
-        params = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise TuningError(f"--params is not valid JSON ({exc}): {text}") from None
-    if not isinstance(params, dict) or not params:
-        raise TuningError(f"--params: expected a non-empty JSON object like "
-                          f'\'{{"learn_rate": 0.001}}\', got {text}')
-    return params
+    """``--params``: a JSON object (or a file holding one); see ``options.parse_params``."""
+    return options.parse_params(text)
 
 
 def check_params(space_name: str, params: dict, outside_range: bool = False) -> list:

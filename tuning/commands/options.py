@@ -69,6 +69,14 @@ def add_study_location(parser) -> None:
 
 # -- a study's settings ----------------------------------------------------------------
 
+def add_space(parser, help: str | None = None, **kwargs) -> None:
+    """``--space`` (one of ``tuning.spaces.SPACES``); ``kwargs`` go to ``add_argument``
+    (e.g. ``choices``, ``default``)."""
+    kwargs.setdefault("choices", sorted(SPACES))
+    parser.add_argument("--space", help=help or "search space: " + "; ".join(
+        f"{s.name}: {s.description}" for s in SPACES.values()), **kwargs)
+
+
 def add_data_options(parser, *, epochs_help: str | None = None,
                      train_size_help: str | None = None, train_size_all: bool = True,
                      val_size: bool = True) -> None:
@@ -98,9 +106,7 @@ def add_study_settings(parser) -> None:
     g = parser.add_argument_group(
         "study settings", "stored in a new study; an existing study keeps its own (giving a "
         "different value is an error)")
-    g.add_argument("--space", choices=sorted(SPACES),
-                   help="search space: " + "; ".join(f"{s.name}: {s.description}"
-                                                     for s in SPACES.values()))
+    add_space(g)
     add_data_options(g)
     add_seed(g)
     g.add_argument("--sampler", choices=SAMPLERS, help="default tpe (multivariate); ga is "
@@ -166,6 +172,26 @@ def open_existing(args):
         check_study_name(args.study_name)  # it names a file: studies/<name>.log
     storage = open_storage(args.storage, args.study_name, must_exist=True, write=False)
     return open_study(storage, args.study_name)
+
+
+def parse_params(text: str, option: str = "--params") -> dict:
+    """A non-empty JSON object of parameter values, given as text or, when ``text`` names
+    an existing file (``tuning darts``'s ``params.json``), as that file's content."""
+    import json  # noqa: PLC0415
+    source = text
+    if not text.lstrip().startswith("{") and Path(text).is_file():
+        try:
+            source = Path(text).read_text()
+        except OSError as exc:
+            raise TuningError(f"{option} {text}: cannot read it ({exc.strerror})") from None
+    try:
+        params = json.loads(source)
+    except json.JSONDecodeError as exc:
+        raise TuningError(f"{option} is not valid JSON ({exc}): {text}") from None
+    if not isinstance(params, dict) or not params:
+        raise TuningError(f"{option}: expected a non-empty JSON object like "
+                          f'\'{{"learn_rate": 0.001}}\', got {text}')
+    return params
 
 
 def err(text: str) -> None:
