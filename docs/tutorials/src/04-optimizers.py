@@ -389,6 +389,8 @@ plt.show()
 # the usual starting points for each method, not tuned values (tutorial 5 tunes them).
 
 # %%
+import warnings
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm, imported by Optuna
 from minidl.data import (FASHION_MNIST_MEAN, FASHION_MNIST_STD, iterate_batches,
                          load_fashion_mnist, prepare)
 from minidl.train import evaluate
