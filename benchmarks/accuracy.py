@@ -42,28 +42,19 @@ VAL_SIZE = 10_000
 
 # -- models ---------------------------------------------------------------------------
 
+# The two models are the training benchmark's lab_mlp_256 and cnn_2conv (one builder for
+# minidl.nn and torch.nn alike: ``common.build_model``).
+COMMON_NAMES = {"mlp": "lab_mlp_256", "cnn": "cnn_2conv"}
+
+
 def build_minidl(name: str):
     from minidl import nn
-    if name == "mlp":
-        return nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Dropout(0.3),
-                             nn.Linear(256, 10))
-    return nn.Sequential(
-        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.5),
-        nn.Linear(128, 10))
+    return common.build_model(nn, COMMON_NAMES[name])
 
 
 def build_torch(name: str):
     from torch import nn
-    if name == "mlp":
-        return nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Dropout(0.3),
-                             nn.Linear(256, 10))
-    return nn.Sequential(
-        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.5),
-        nn.Linear(128, 10))
+    return common.build_model(nn, COMMON_NAMES[name])
 
 
 # -- data -------------------------------------------------------------------------------

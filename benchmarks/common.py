@@ -549,7 +549,11 @@ def _sequence_glue(nn):
 
 
 def build_model(nn, name: str):
-    """Build model ``name`` from ``nn`` (``minidl.nn`` or ``torch.nn``: same names and args)."""
+    """Build model ``name`` from ``nn`` (``minidl.nn`` or ``torch.nn``: same names and args).
+
+    The one builder of every benchmark's models (training, coldstart, threading, accuracy,
+    parity, hypergradient): ``MODELS`` lists the training benchmark's, plus
+    ``cnn_2conv_narrow`` (8 and 16 filters, the parity table's training run)."""
     if name == "lab_mlp_256":
         return nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Dropout(0.3),
                              nn.Linear(256, 10))
@@ -574,12 +578,17 @@ def build_model(nn, name: str):
                              nn.ReLU(), nn.MaxPool2d(2),
                              nn.Flatten(), nn.Linear(3136, 128), nn.ReLU(), nn.Dropout(0.5),
                              nn.Linear(128, 10))
+    if name == "cnn_2conv_narrow":  # the parity table's training run: a quick 2-conv CNN
+        return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10))
     if name in ("lstm_128", "gru_128"):     # each image row one step, the last hidden state
         to_sequence, last_hidden = _sequence_glue(nn)
         cell = nn.LSTM if name == "lstm_128" else nn.GRU
         return nn.Sequential(to_sequence(28), last_hidden(cell(28, 128, batch_first=True)),
                              nn.Linear(128, 10))
-    raise ValueError(f"build_model: unknown model {name!r}; expected one of {list(MODELS)}")
+    raise ValueError(f"build_model: unknown model {name!r}; expected one of "
+                     f"{list(MODELS) + ['cnn_2conv_narrow']}")
 
 
 # name -> (description, training batch size, target ratio for the training step, issue's

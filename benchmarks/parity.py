@@ -293,9 +293,7 @@ def _train_models(nn, name):
     if name == "small CNN (conv5x5, avgpool)":
         return common.build_model(nn, "cnn_small")
     if name == "CNN (2 conv, maxpool)":
-        return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                             nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                             nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10))
+        return common.build_model(nn, "cnn_2conv_narrow")
     raise ValueError(name)
 
 

@@ -1,0 +1,4 @@
+"""``python -m benchmarks.kernels``: see ``benchmarks.kernels``."""
+from .cli import main
+
+raise SystemExit(main())
