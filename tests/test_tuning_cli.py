@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 
 import optuna
 import pytest
@@ -152,6 +153,9 @@ def test_grid_sampler_runs_the_lab_grid_then_stops(cli):
     assert points == {(lr, bs) for lr in LAB_GRID["learn_rate"] for bs in LAB_GRID["batch_size"]}
     assert {t.params["hidden_size"] for t in study.trials} == {128}
     assert {t.params["optimizer"] for t in study.trials} == {"Adam"}
+    # the grid is done: running it again runs nothing (its budget is the grid's size)
+    status, out, _ = cli("run", "--study-name", "grid")
+    assert status == 0 and "nothing to run" in out and len(load("grid").trials) == 9
 
 
 def test_grid_file(cli, tmp_path):
@@ -230,3 +234,28 @@ def test_clear_errors(cli, tmp_path):
     assert status == 1 and "study 'other' not found; studies in this storage: e" in err
     status, _, err = cli("run", "--study-name", "fresh", "--n-trials", 1)
     assert status == 1 and "a new study needs --space" in err
+
+
+def test_run_in_one_process_is_the_worker_loop(cli, monkeypatch):
+    # one engine: `run` hands its budget to tuning.workers.run_worker, as `worker` does
+    from tuning import workers
+    calls = []
+    real = workers.run_worker
+
+    def spy(study, objective, **kwargs):
+        calls.append(kwargs)
+        return real(study, objective, **kwargs)
+
+    monkeypatch.setattr(workers, "run_worker", spy)
+    status, out, _ = cli("run", "--space", "lab-mlp", "--study-name", "one", "--n-trials", 2,
+                         "--total", 3, *TINY)
+    assert status == 0, out
+    assert len(calls) == 1 and (calls[0]["n_trials"], calls[0]["max_trials"]) == (2, 3)
+    assert "(2 of 2," in out and "ran 2 trials" in out
+    status, out, _ = cli("run", "--study-name", "one", "--total", 3)
+    assert status == 0 and (calls[1]["n_trials"], calls[1]["max_trials"]) == (1, 3)
+    study = load("one")
+    assert states(study) == [TrialState.COMPLETE] * 3
+    # every trial records the process that ran it, as a worker's trials do
+    assert all(t.user_attrs[workers.WORKER_ATTR]["pid"] == os.getpid() and
+               t.user_attrs[workers.WORKER_ATTR]["trial"] == t.number for t in study.trials)

@@ -247,8 +247,10 @@ def test_requeue_failed_keeps_optunas_bookkeeping_and_bound(tmp_path):
     assert not queued and f"retried {workers.MAX_RETRIES} times" in why
 
 
-def test_ctrl_c_on_a_plain_run_requeues_the_trial(tmp_path, fashion_mnist):
-    """SIGINT in the middle of a trial: FAIL, queued again, run first by the next run."""
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_on_a_plain_run_requeues_the_trial(tmp_path, fashion_mnist, signum):
+    """SIGINT (or SIGTERM, as for a worker: one engine) in the middle of a trial: FAIL,
+    queued again, run first by the next run."""
     import signal
     import time
     settings = ["--space", "lab-mlp", "--epochs", "30", "--train-size", "3000",
@@ -260,7 +262,7 @@ def test_ctrl_c_on_a_plain_run_requeues_the_trial(tmp_path, fashion_mnist):
         deadline = time.monotonic() + 90
         for line in proc.stderr:
             if line.startswith("  trial 0 epoch 1/30"):
-                proc.send_signal(signal.SIGINT)
+                proc.send_signal(getattr(signal, signum))
                 break
             assert time.monotonic() < deadline
         _, err = proc.communicate(timeout=60)

@@ -170,18 +170,20 @@ def _run_here(args, name, storage, study, settings, given) -> int:
     # The budget: this session's trials (--n-trials, and what --total still misses) and
     # the study's finished trials (--total; a grid study alone: its grid's size).
     n_trials, target = args.n_trials, args.total
+    grid = settings.sampler == "grid" and target is None and n_trials is None \
+        and args.timeout is None
+    if grid:
+        target = grid_size(settings)
     if target is not None:
         missing = target - done
         if missing <= 0:
-            out.print(f"the study already has {done} finished trials (--total {target}); "
-                      f"nothing to run")
+            limit = f"its grid of {target} points" if grid else f"--total {target}"
+            out.print(f"the study already has {done} finished trials ({limit}); nothing to run")
             n_trials = 0
         else:
             n_trials = missing if n_trials is None else min(n_trials, missing)
     if settings.sampler == "grid":
         out.print(f"grid of {grid_size(settings)} points: {settings.grid['axes']}")
-        if n_trials is None and args.timeout is None:
-            target = grid_size(settings)
 
     if n_trials != 0 and not out.broken:
         if "f" not in objective:
