@@ -1,0 +1,237 @@
+"""Tutorial 1: a layer by hand (source of docs/tutorials/01-layer-by-hand.ipynb; see build.py)."""
+# %% [markdown]
+# # 1. A layer by hand: `Linear`, forward and backward
+#
+# minidl has no autograd: every layer's backward pass is the chain rule written out by hand.
+# This notebook takes the simplest layer with weights, `nn.Linear`, writes its forward and
+# backward passes out in NumPy, checks them against the layer, against finite differences
+# (`minidl.gradcheck`) and against PyTorch, and then looks at the weight gradient as a picture.
+#
+# The data are real Fashion-MNIST images (28 x 28 pixels, 10 classes of clothing).
+
+# %%
+import os, time
+SMALL = os.environ.get("MINIDL_TUTORIAL_SMALL", "") not in ("", "0")   # the test suite sets it
+%matplotlib inline
+
+import numpy as np
+import matplotlib.pyplot as plt
+
+import minidl
+from minidl import nn, optim
+from minidl.data import load_fashion_mnist, prepare, FASHION_MNIST_MEAN, FASHION_MNIST_STD
+
+CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+           "Sneaker", "Bag", "Ankle boot")
+N_TRAIN = 2000 if SMALL else 60000        # images for the short training at the end
+EPOCHS = 1 if SMALL else 5
+minidl.manual_seed(0)
+print("small data" if SMALL else "full run", "| minidl", minidl.__version__)
+
+# %% [markdown]
+# ## The data
+#
+# `load_fashion_mnist` finds the four IDX files (here the Debian package's copy) and returns
+# uint8 arrays. `prepare` scales the pixels to $[0, 1]$, normalises them with the training
+# set's mean and standard deviation, and adds a channel axis: images become `(N, 1, 28, 28)`.
+
+# %%
+raw = load_fashion_mnist(download=False)
+data = prepare(raw.train_images[:N_TRAIN], raw.train_labels[:N_TRAIN],
+               FASHION_MNIST_MEAN, FASHION_MNIST_STD)
+print(data)
+
+fig, axes = plt.subplots(1, 8, figsize=(10, 1.8))
+for ax, img, label in zip(axes, raw.train_images[:8], raw.train_labels[:8]):
+    ax.imshow(img, cmap="gray_r")
+    ax.set_title(CLASSES[label], fontsize=8)
+    ax.axis("off")
+plt.show()
+
+# %% [markdown]
+# ## Forward: $y = x W^T + b$
+#
+# A batch of $N$ flattened images $x \in \mathbb{R}^{N \times 784}$ goes through a layer with
+# weight $W \in \mathbb{R}^{10 \times 784}$ and bias $b \in \mathbb{R}^{10}$:
+#
+# $$ y_{nj} = \sum_{i} x_{ni} W_{ji} + b_j . $$
+#
+# Each of the 10 outputs is a weighted sum of the 784 pixels: one *score* per class.
+# We compute it three ways: the layer, one NumPy line, and the loop oracle
+# `minidl.kernels.naive.linear_forward_naive`, which spells out every multiply-add.
+
+# %%
+from minidl.kernels.naive import linear_forward_naive, linear_backward_naive
+
+x = data.x[:4].reshape(4, -1).astype(np.float64)     # 4 images, 784 pixels each
+t = data.y[:4]                                       # their labels
+layer = nn.Linear(784, 10).double()                  # float64 for exact comparisons
+W, b = layer.weight.data, layer.bias.data
+
+y_layer = layer(x)
+y_numpy = x @ W.T + b
+y_loops = linear_forward_naive(x, W, b)
+print("y shape:", y_layer.shape)
+print("layer vs numpy :", np.abs(y_layer - y_numpy).max())
+print("layer vs loops :", np.abs(y_layer - y_loops).max())
+
+# %% [markdown]
+# ## Backward: the chain rule, entry by entry
+#
+# A loss $L$ follows the layer; the layer receives $G = \partial L / \partial y$
+# (shape $N \times 10$) and must return $\partial L / \partial x$ and accumulate
+# $\partial L / \partial W$, $\partial L / \partial b$. Since $y_{nj}$ depends on $W_{ji}$
+# through the single term $x_{ni} W_{ji}$:
+#
+# $$ \frac{\partial L}{\partial W_{ji}} = \sum_n \frac{\partial L}{\partial y_{nj}}
+#    \frac{\partial y_{nj}}{\partial W_{ji}} = \sum_n G_{nj}\, x_{ni}
+#    \quad\Longrightarrow\quad \frac{\partial L}{\partial W} = G^T x ,$$
+#
+# $$ \frac{\partial L}{\partial b_j} = \sum_n G_{nj}, \qquad
+#    \frac{\partial L}{\partial x_{ni}} = \sum_j G_{nj} W_{ji}
+#    \quad\Longrightarrow\quad \frac{\partial L}{\partial x} = G\, W . $$
+#
+# The shapes check themselves: $G^T x$ is $10 \times 784$ like $W$, $G W$ is $N \times 784$
+# like $x$. For $G$ we use the gradient of the cross-entropy loss of the 4 labels
+# (notebook 3 derives it: $G = (\mathrm{softmax}(y) - \mathrm{onehot}(t)) / N$).
+
+# %%
+loss_fn = nn.CrossEntropyLoss()
+loss = loss_fn(y_layer, t)
+G = loss_fn.backward()                 # dL/dy, shape (4, 10)
+print(f"loss {loss:.4f}; G shape {G.shape}")
+
+layer.zero_grad()
+dx_layer = layer.backward(G)
+
+dW_hand, db_hand, dx_hand = G.T @ x, G.sum(axis=0), G @ W
+dx_loops, dW_loops, db_loops = linear_backward_naive(x, W, G)
+for name, layer_value, hand, loops in [("dL/dW", layer.weight.grad, dW_hand, dW_loops),
+                                       ("dL/db", layer.bias.grad, db_hand, db_loops),
+                                       ("dL/dx", dx_layer, dx_hand, dx_loops)]:
+    print(f"{name}: layer vs hand {np.abs(layer_value - hand).max():.1e}, "
+          f"layer vs loops {np.abs(layer_value - loops).max():.1e}")
+
+# %% [markdown]
+# ## Is the backward right? `minidl.gradcheck`
+#
+# Agreeing with our own derivation proves little if the derivation is wrong. Finite
+# differences measure the slope directly: nudge one entry $v$ by $\pm\epsilon$ and
+#
+# $$ \frac{\partial L}{\partial v} \approx \frac{L(v+\epsilon) - L(v-\epsilon)}{2\epsilon} $$
+#
+# with an error of order $\epsilon^2$. `minidl.gradcheck` does this for every entry of the
+# input and of every parameter, in float64, with $L = \sum w \odot y$ for a fixed random $w$
+# (so swapped or sign-flipped entries cannot cancel). Here on a smaller layer (every entry
+# costs two forward passes):
+
+# %%
+from minidl.gradcheck import check_gradients
+
+small_x = np.random.default_rng(0).standard_normal((3, 20))
+print(minidl.gradcheck(nn.Linear(20, 5), small_x))
+print(check_gradients(nn.Linear(20, 5), small_x))
+
+# %% [markdown]
+# And a broken layer: a classic slip is to *average* the bias gradient over the batch
+# instead of summing it. gradcheck names the array, the worst entry, and both values:
+
+# %%
+class BrokenLinear(nn.Linear):
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.bias.grad = dout.mean(axis=0)          # wrong: should be dout.sum(axis=0)
+        return dx
+
+print(minidl.gradcheck(BrokenLinear(20, 5), small_x, raise_exception=False))
+print(check_gradients(BrokenLinear(20, 5), small_x))
+
+# %% [markdown]
+# ## The same numbers as PyTorch
+#
+# When PyTorch is installed, we load the same weights into `torch.nn.Linear` (float64) and let
+# autograd compute the gradients of the same loss. The differences are at the level of
+# float64 rounding. Without PyTorch this cell says so and moves on.
+
+# %%
+try:
+    import torch
+except ImportError:
+    torch = None
+    print("PyTorch is not installed: the comparison with PyTorch is skipped.")
+
+if torch is not None:
+    tl = torch.nn.Linear(784, 10).double()
+    with torch.no_grad():
+        tl.weight.copy_(torch.from_numpy(W))
+        tl.bias.copy_(torch.from_numpy(b))
+    tx = torch.from_numpy(x).requires_grad_(True)
+    tloss = torch.nn.functional.cross_entropy(tl(tx), torch.from_numpy(t))
+    tloss.backward()
+    print(f"torch {torch.__version__}")
+    print("loss  :", abs(tloss.item() - loss))
+    print("dL/dW :", np.abs(tl.weight.grad.numpy() - layer.weight.grad).max())
+    print("dL/db :", np.abs(tl.bias.grad.numpy() - layer.bias.grad).max())
+    print("dL/dx :", np.abs(tx.grad.numpy() - dx_layer).max())
+
+# %% [markdown]
+# ## A picture of the weight gradient
+#
+# Row $j$ of $\partial L/\partial W = G^T x$ has 784 entries, one per pixel: reshaped to
+# $28 \times 28$ it is an image. It is a weighted sum of the batch's images,
+# $\sum_n G_{nj} x_n$, with $G_{nj} = (p_{nj} - [t_n = j])/N$: negative (blue) for the
+# class of an image (the step $-\eta\,\partial L/\partial W$ will *add* that image to the
+# class's weights), positive (red) for the classes the layer wrongly gives probability to.
+# (The background of a normalised image is $-0.81$, not 0, so it takes the opposite colour.)
+# The four images of the batch are shown first.
+
+# %%
+fig, axes = plt.subplots(2, 7, figsize=(10, 3.8))
+for ax in axes.flat:
+    ax.axis("off")
+for ax, img, label in zip(axes[0], x, t):
+    ax.imshow(img.reshape(28, 28), cmap="gray_r")
+    ax.set_title(f"input: {CLASSES[label]}", fontsize=7)
+limit = np.abs(layer.weight.grad).max()
+for j, ax in enumerate(list(axes[0, 4:]) + list(axes[1])):
+    ax.imshow(layer.weight.grad[j].reshape(28, 28), cmap="RdBu_r", vmin=-limit, vmax=limit)
+    ax.set_title(f"dL/dW row {j}\n{CLASSES[j]}", fontsize=7)
+fig.suptitle("One batch's weight gradient, each row as an image (blue < 0 < red)", fontsize=9)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## Many small steps: the weights become templates
+#
+# Softmax regression is this one layer trained with the cross-entropy loss. `minidl.train.fit`
+# runs the loop `zero_grad -> forward -> loss -> backward -> step` over mini-batches (in a
+# notebook it draws a progress bar per epoch). Each step subtracts $\eta$ times the gradient
+# pictured above, so after training every row of $W$ looks like a template of its class.
+
+# %%
+from minidl.data import train_val_split
+from minidl.train import fit
+
+train, val = train_val_split(data, val_size=0.2, seed=0)
+model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+print(minidl.summary(model, (1, 1, 28, 28)))
+history = fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.01),
+              train, val, epochs=EPOCHS, batch_size=64)
+print(f"validation accuracy after {EPOCHS} epoch(s): {history.epochs[-1]['val_accuracy']:.3f}")
+
+# %%
+weights = model[1].weight.data
+fig, axes = plt.subplots(1, 10, figsize=(10, 1.6))
+limit = np.abs(weights).max()
+for j, ax in enumerate(axes):
+    ax.imshow(weights[j].reshape(28, 28), cmap="RdBu_r", vmin=-limit, vmax=limit)
+    ax.set_title(CLASSES[j], fontsize=7)
+    ax.axis("off")
+fig.suptitle("Learned weights W, one row per class (red: pixels that vote for the class)",
+             fontsize=9)
+plt.show()
+
+# %% [markdown]
+# **Try it:** set the bias gradient back to the sum in `BrokenLinear` and rerun gradcheck;
+# change `lr` in `fit` to 0.1 or 0.001 and see how the templates change.
+# Next: [2. Convolution as im2col](02-convolution-im2col.ipynb).

@@ -1,0 +1,255 @@
+"""Tutorial 2: convolution as im2col (source of docs/tutorials/02-convolution-im2col.ipynb)."""
+# %% [markdown]
+# # 2. Convolution as im2col
+#
+# A convolution slides a small filter over the image. Written as loops it is seven nested
+# `for`s; written as **im2col** it is *one matrix product*: copy every patch the filter
+# sees into a column of a matrix, then multiply by the matrix of filters. This is how minidl's
+# `nn.Conv2d` computes (and how most libraries did for years). We build the im2col matrix of a
+# real Fashion-MNIST image, look at it, multiply, run the backward pass with **col2im**, and
+# finally train a small network and look at what its filters learned.
+
+# %%
+import os, time
+SMALL = os.environ.get("MINIDL_TUTORIAL_SMALL", "") not in ("", "0")   # the test suite sets it
+%matplotlib inline
+
+import numpy as np
+import matplotlib.pyplot as plt
+
+import minidl
+from minidl import nn, optim
+from minidl.data import (load_fashion_mnist, prepare, train_val_split, FASHION_MNIST_MEAN,
+                         FASHION_MNIST_STD)
+from minidl.kernels import im2col_reference, col2im_reference
+from minidl.kernels.naive import im2col_naive, conv2d_forward_naive, conv2d_backward_naive
+
+CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+           "Sneaker", "Bag", "Ankle boot")
+N_TRAIN = 1500 if SMALL else 20000
+EPOCHS = 1 if SMALL else 3
+minidl.manual_seed(0)
+
+raw = load_fashion_mnist(download=False)
+data = prepare(raw.train_images[:N_TRAIN], raw.train_labels[:N_TRAIN],
+               FASHION_MNIST_MEAN, FASHION_MNIST_STD)
+print("small data" if SMALL else "full run", "|", data)
+
+# %% [markdown]
+# ## The convolution, as the formula says
+#
+# For an input $x$ of shape $(C, H, W)$, filters $W$ of shape $(O, C, k, k)$, stride $s$ and
+# zero padding $p$, output channel $o$ at position $(u, v)$ is
+#
+# $$ y_{o,u,v} = b_o + \sum_{c=0}^{C-1} \sum_{i=0}^{k-1} \sum_{j=0}^{k-1}
+#      W_{o,c,i,j}\; x^{\text{pad}}_{c,\; u s + i,\; v s + j},
+#    \qquad H_{out} = \Big\lfloor \frac{H + 2p - k}{s} \Big\rfloor + 1 .$$
+#
+# ## im2col on a tiny example
+#
+# im2col makes one **row per filter tap** $(c, i, j)$ — $C k^2$ rows — and one **column per
+# output position** $(u, v)$: column $(u,v)$ holds the $k \times k$ patch that the filter sees
+# there. A $4 \times 4$ image with a $2 \times 2$ filter (stride 1, no padding) has 9 output
+# positions, so its matrix is $4 \times 9$:
+
+# %%
+tiny = np.arange(16, dtype=np.float64).reshape(1, 1, 4, 4)
+print("image:\n", tiny[0, 0])
+cols_tiny = im2col_reference(tiny, 2, stride=1, padding=0)
+print("im2col (rows = taps (i,j) = (0,0), (0,1), (1,0), (1,1); columns = output positions):\n",
+      cols_tiny)
+print("same as the loop oracle im2col_naive:",
+      np.array_equal(cols_tiny, im2col_naive(tiny, 2, 1, 0)[0]))
+
+# %% [markdown]
+# Read column 0: `0, 1, 4, 5` is the top-left $2\times2$ patch; column 1 `1, 2, 5, 6` is the
+# patch one step to the right. Each pixel appears in several columns — the patches overlap.
+# Read a *row* instead: row $(i, j)$ is the whole image shifted by $(i, j)$.
+#
+# `im2col_reference` (in `minidl/kernels/im2col.py`) builds it without looping over positions:
+# for each tap $(i, j)$ it takes one strided slice of the padded image. The fast route
+# (`minidl.kernels.im2col`, compiled with Numba) gives the same numbers.
+#
+# ## The im2col matrix of a real image
+#
+# A $28 \times 28$ image, a $3 \times 3$ filter with padding 1: 9 rows and $28 \cdot 28 = 784$
+# columns. Shown as an image (each row reshaped back to $28 \times 28$ below it), the nine rows
+# are nine shifted copies of the picture. The grey strips are the padding: zeros, lighter than
+# the normalised background ($-0.81$).
+
+# %%
+image = data.x[1:2].astype(np.float64)           # (1, 1, 28, 28): one T-shirt
+cols = im2col_reference(image, 3, stride=1, padding=1)
+print("cols shape:", cols.shape)
+
+fig = plt.figure(figsize=(10, 4.6))
+top = fig.add_axes([0.05, 0.58, 0.9, 0.32])
+top.imshow(cols, aspect="auto", cmap="gray_r", interpolation="nearest")
+top.set_yticks(range(9), [f"tap ({i},{j})" for i in range(3) for j in range(3)], fontsize=7)
+top.set_xlabel("column = output position u*28 + v (784 columns)", fontsize=8)
+top.set_title(f"im2col matrix of one Fashion-MNIST image ({CLASSES[data.y[1]]}), "
+              f"3x3 filter, padding 1: shape {cols.shape}", fontsize=9)
+for r in range(9):
+    ax = fig.add_axes([0.05 + r * 0.1, 0.05, 0.09, 0.36])
+    ax.imshow(cols[r].reshape(28, 28), cmap="gray_r")
+    ax.set_title(f"row {r}: tap ({r // 3},{r % 3})", fontsize=7)
+    ax.axis("off")
+plt.show()
+
+# %% [markdown]
+# ## The product with the filter matrix
+#
+# Flatten each filter into a row: $W_{mat}$ has shape $(O, C k^2)$. Then *all* outputs at
+# once are one matrix product,
+#
+# $$ Y = W_{mat}\, \mathrm{cols} + b \quad (O \times 784), $$
+#
+# and reshaping $Y$ to $(O, 28, 28)$ gives the feature maps. We try three hand-made filters:
+# two edge detectors (Sobel) and a blur, and check the result against `nn.Conv2d` and the
+# seven-loop oracle `conv2d_forward_naive`.
+
+# %%
+sobel_x = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=np.float64)
+filters = np.stack([sobel_x, sobel_x.T, np.full((3, 3), 1 / 9)])[:, None]    # (3, 1, 3, 3)
+W_mat = filters.reshape(3, -1)                                                # (3, 9)
+Y = W_mat @ cols                                                              # (3, 784)
+maps = Y.reshape(1, 3, 28, 28)
+
+conv = nn.Conv2d(1, 3, 3, padding=1).double()
+conv.weight.data[...] = filters
+conv.bias.data[...] = 0
+print("W_mat @ cols vs nn.Conv2d        :", np.abs(maps - conv(image)).max())
+print("W_mat @ cols vs conv2d_forward_naive:",
+      np.abs(maps - conv2d_forward_naive(image, filters, np.zeros(3), 1, 1)).max())
+
+fig, axes = plt.subplots(1, 4, figsize=(10, 2.8))
+axes[0].imshow(image[0, 0], cmap="gray_r")
+axes[0].set_title("input")
+for ax, m, name in zip(axes[1:], maps[0], ["Sobel x (vertical edges)",
+                                           "Sobel y (horizontal edges)", "3x3 blur"]):
+    ax.imshow(m, cmap="RdBu_r" if "Sobel" in name else "gray_r")
+    ax.set_title(name, fontsize=9)
+for ax in axes:
+    ax.axis("off")
+plt.show()
+
+# %% [markdown]
+# For a batch, minidl puts the columns of all $N$ images side by side: `cols` is
+# $(C k^2, N \cdot H_{out} W_{out})$ and one product does the whole batch (see the docstring of
+# `minidl/kernels/im2col.py` for why one large product beats $N$ small ones).
+#
+# ## Backward: the same product, transposed, and col2im
+#
+# With $G = \partial L/\partial Y$ as an $(O, N H_{out} W_{out})$ matrix, the chain rule
+# through $Y = W_{mat}\,\mathrm{cols} + b$ gives, exactly as for `Linear` in notebook 1,
+#
+# $$ \frac{\partial L}{\partial W_{mat}} = G\, \mathrm{cols}^T, \qquad
+#    \frac{\partial L}{\partial b_o} = \sum_m G_{o,m}, \qquad
+#    \frac{\partial L}{\partial\,\mathrm{cols}} = W_{mat}^T\, G . $$
+#
+# The last one is a gradient with respect to the *copies*. Every pixel was copied into several
+# columns, so its gradient is the **sum** over its copies: that is **col2im**, the adjoint
+# of im2col, which adds every entry back to the pixel it came from. Applied to a matrix of
+# ones, col2im counts how many patches each pixel is in:
+
+# %%
+counts = col2im_reference(np.ones_like(cols), image.shape, 3, stride=1, padding=1)
+print("copies of each pixel (top-left corner):\n", counts[0, 0, :4, :4])
+
+rng = np.random.default_rng(0)
+G = rng.standard_normal((3, 784))                  # some dL/dY
+dW_mat = G @ cols.T
+dx = col2im_reference(W_mat.T @ G, image.shape, 3, stride=1, padding=1)
+
+conv.zero_grad()
+conv(image)
+dx_layer = conv.backward(G.reshape(1, 3, 28, 28))
+dx_loops, dW_loops, db_loops = conv2d_backward_naive(image, filters, G.reshape(1, 3, 28, 28), 1, 1)
+print("dL/dW: hand vs layer", np.abs(dW_mat.reshape(filters.shape) - conv.weight.grad).max(),
+      "| hand vs loops", np.abs(dW_mat.reshape(filters.shape) - dW_loops).max())
+print("dL/db: hand vs layer", np.abs(G.sum(axis=1) - conv.bias.grad).max())
+print("dL/dx: hand vs layer", np.abs(dx - dx_layer).max(), "| hand vs loops",
+      np.abs(dx - dx_loops).max())
+print("gradcheck of a small Conv2d:",
+      minidl.gradcheck(nn.Conv2d(2, 3, 3, stride=2, padding=1),
+                       rng.standard_normal((2, 2, 7, 7))))
+
+# %%
+fig, axes = plt.subplots(1, 3, figsize=(9, 3))
+panels = [(counts[0, 0], "col2im(ones): copies per pixel", "viridis"),
+          (G[0].reshape(28, 28), "dL/dY, channel 0", "RdBu_r"),
+          (dx[0, 0], "dL/dx = col2im(W_mat^T G)", "RdBu_r")]
+for ax, (img, title, cmap) in zip(axes, panels):
+    im = ax.imshow(img, cmap=cmap)
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+plt.show()
+
+# %% [markdown]
+# ## A short training, then the learned filters
+#
+# A small convolutional network: 16 filters of $5 \times 5$ on the image, ReLU, max-pooling,
+# 32 filters of $3 \times 3$, pooling, and a `Linear` classifier. `minidl.summary` lists each
+# layer's output shape, parameters and multiply-adds (the convolutions are where the work is).
+
+# %%
+train, val = train_val_split(data, val_size=0.15, seed=0)
+model = nn.Sequential(
+    nn.Conv2d(1, 16, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+    nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+    nn.Flatten(), nn.Linear(32 * 7 * 7, 10))
+print(minidl.summary(model, (1, 1, 28, 28)))
+from minidl.train import fit
+
+t0 = time.perf_counter()
+history = fit(model, nn.CrossEntropyLoss(), optim.Adam(model.parameters(), lr=2e-3),
+              train, val, epochs=EPOCHS, batch_size=64)
+print(f"{EPOCHS} epoch(s) on {len(train)} images in {time.perf_counter() - t0:.1f} s; "
+      f"validation accuracy {history.epochs[-1]['val_accuracy']:.3f}")
+
+# %% [markdown]
+# The first layer's 16 filters are $5 \times 5$ images themselves. Trained on clothing, many
+# become oriented edge detectors (a red side next to a blue side) or light/dark blob detectors.
+# (They started as uniform random noise; a longer training makes them smoother.)
+
+# %%
+w1 = model[0].weight.data[:, 0]                     # (16, 5, 5)
+fig, axes = plt.subplots(2, 8, figsize=(10, 2.8))
+for k, ax in enumerate(axes.flat):
+    limit = np.abs(w1[k]).max()
+    ax.imshow(w1[k], cmap="RdBu_r", vmin=-limit, vmax=limit)
+    ax.set_title(f"filter {k}", fontsize=8)
+    ax.axis("off")
+fig.suptitle("Learned 5x5 filters of the first Conv2d (red > 0 > blue)", fontsize=10)
+plt.show()
+
+# %% [markdown]
+# Their **feature maps** on one image: the output of the first convolution after ReLU,
+# `model[1](model[0](x))`, one $28 \times 28$ map per filter. Each map lights up where its
+# filter's pattern appears: left or right edges, top edges, the bright body of the garment.
+
+# %%
+model.eval()
+sample = val.x[:1]
+feature_maps = model[1](model[0](sample))[0]        # (16, 28, 28)
+fig, axes = plt.subplots(2, 9, figsize=(10, 2.6))
+axes[0, 0].imshow(sample[0, 0], cmap="gray_r")
+axes[0, 0].set_title(CLASSES[val.y[0]], fontsize=8)
+axes[1, 0].axis("off")
+for k, ax in enumerate([a for a in axes.flat if a not in (axes[0, 0], axes[1, 0])]):
+    ax.imshow(feature_maps[k], cmap="magma")
+    ax.set_title(f"map {k}", fontsize=7)
+for ax in axes.flat:
+    ax.set_xticks([])
+    ax.set_yticks([])
+fig.suptitle("Feature maps of the first layer (after ReLU) for one validation image", fontsize=10)
+if not SMALL:
+    os.makedirs("images", exist_ok=True)
+    fig.savefig("images/02-feature-maps.png", dpi=90, bbox_inches="tight")
+plt.show()
+
+# %% [markdown]
+# **Try it:** use `stride=2` in the tiny im2col example and count the columns; replace the
+# blur by your own filter; train with `nn.Conv2d(1, 16, 3, ...)` and compare the filters.
+# Next: [3. Pooling, dropout and the loss](03-pooling-dropout-loss.ipynb).
