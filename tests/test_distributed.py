@@ -417,6 +417,27 @@ def test_postgres_workers_survive_a_killed_worker(tmp_path, postgres_url, fashio
     assert retry.user_attrs["worker"]["rank"] == 0
 
 
+def test_a_plain_run_on_postgres_runs_the_heartbeat(tmp_path, postgres_url, fashion_mnist):
+    # `run` in one process is the worker loop with one worker, on a worker's storage: on
+    # PostgreSQL its trials beat, so a dead `run` is found from any machine
+    import sqlalchemy
+    out = ok(tuning(tmp_path, "run", "--storage", postgres_url, "--study-name", "pg-run",
+                    "--n-trials", 2, "--heartbeat", 1, *TINY))
+    assert "ran 2 trials" in out
+    study = load(postgres_url, "pg-run")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    ids = [t._trial_id for t in study.trials]
+    engine = sqlalchemy.create_engine(postgres_url)
+    try:
+        with engine.connect() as conn:
+            beats = conn.execute(sqlalchemy.text(
+                "SELECT count(*) FROM trial_heartbeats WHERE trial_id = ANY(:ids)"),
+                {"ids": ids}).scalar()
+    finally:
+        engine.dispose()
+    assert beats == 2
+
+
 def test_grpc_proxy_serves_workers(tmp_path, postgres_url, fashion_mnist):
     try:
         import grpc  # noqa: F401
