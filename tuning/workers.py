@@ -23,8 +23,9 @@ The trial budget (``max_trials``)
     trained, and enqueued parameters it carried are queued again.  Before asking, a
     worker waits (polling) while finished + RUNNING trials already reach the budget:
     one of those RUNNING trials may still fail (its worker dies) and leave room.  The
-    guarantee holds among processes that claim (``worker``, ``run --workers``); a plain
-    ``tuning run`` on the same study does not claim.
+    guarantee holds among processes that claim: every command that runs trials with a
+    budget of finished trials (``run --total``, ``worker --max-trials``, ``run --workers``),
+    since they all run this module's loop.
 
 Dead workers
     Every trial of a worker (and of a plain ``tuning run``) records who runs it in the
@@ -40,7 +41,7 @@ Dead workers
     ``RetryHeartbeatStaleTrialCallback`` does: the retry carries the system attribute
     ``failed_trial``), at most ``MAX_RETRIES`` times.
     On RDB storages (PostgreSQL, MySQL) the workers also run Optuna's heartbeat, which
-    finds dead workers on any machine (see ``tuning.distributed``).
+    finds dead workers on any machine (``open_worker_storage``).
 
 The worker loop (``run_worker``)
     The one engine of every command that runs trials: ``tuning run`` (in its own
