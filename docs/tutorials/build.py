@@ -138,11 +138,17 @@ def execute(nb, small: bool, cwd: Path = HERE, timeout: int = CELL_TIMEOUT_S) ->
     os.environ[SMALL_ENV] = "1" if small else "0"
     try:
         with tempfile.TemporaryDirectory(prefix="minidl-nb-") as socket_dir:
-            client = NotebookClient(nb, km=kernel_manager(socket_dir), timeout=timeout,
+            km = kernel_manager(socket_dir)
+            client = NotebookClient(nb, km=km, timeout=timeout,
                                     record_timing=False, allow_errors=False,
                                     resources={"metadata": {"path": str(cwd)}})
             t0 = time.perf_counter()
-            client.execute()
+            try:
+                client.execute()
+            finally:
+                # nbclient stops only the kernels it started itself: stop ours
+                if km.has_kernel:
+                    km.shutdown_kernel(now=False)
             seconds = time.perf_counter() - t0
     finally:
         if saved is None:
