@@ -4,6 +4,7 @@ A command's ``add_arguments(parser)`` picks the groups it takes:
 
     add_study_location(parser)       --study-name, --storage
     add_storage(parser)              --storage alone (``studies``, ``grpc-proxy``)
+    add_space(parser, ...)           --space alone (``retrain --params``)
     add_study_settings(parser)       --space, --epochs, --train-size, --val-size, --seed,
                                      --sampler, --pruner, --objectives, --grid-file
     add_data_options(parser, ...)    --epochs, --train-size, --val-size (a group of its own
@@ -16,7 +17,8 @@ A command's ``add_arguments(parser)`` picks the groups it takes:
 and its ``run(args)`` the helpers: ``study_options(args)`` (the settings as
 ``StudySettings.from_options`` takes them), ``new_study_name`` / ``require_study_name``,
 ``open_existing(args)`` (a study that must exist, ``(study, settings)``),
-``apply_threads(args)``, ``progress_flags(args)``, ``check_out_dir``, ``err(text)``.
+``apply_threads(args)``, ``progress_flags(args)``, ``check_out_dir``,
+``parse_params(text)`` (a JSON object given as text or as a file), ``err(text)``.
 """
 from __future__ import annotations
 
