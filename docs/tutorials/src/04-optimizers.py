@@ -169,7 +169,7 @@ ROSENBROCK_OPTIMIZERS = {
     "SGDHD":    lambda p: optim.SGDHD(p, lr=1e-3, hypergrad_lr=1e-9),
     "AdamHD":   lambda p: optim.AdamHD(p, lr=1e-2, hypergrad_lr=1e-4),
 }
-QUADRATIC_STEPS, ROSENBROCK_STEPS = 150, 1000
+QUADRATIC_STEPS, ROSENBROCK_STEPS = 150, (300 if SMALL else 1000)
 
 start = time.perf_counter()
 quad_runs = {name: trajectory(make, quadratic_grad, (-3.0, 3.0), QUADRATIC_STEPS)
@@ -207,7 +207,7 @@ for name in QUADRATIC_OPTIMIZERS:
 
 # %%
 def draw_paths(runs, f, xlim, ylim, levels, title):
-    xs, ys = np.linspace(*xlim, 300), np.linspace(*ylim, 300)
+    xs, ys = np.linspace(*xlim, 100 if SMALL else 250), np.linspace(*ylim, 100 if SMALL else 250)
     X, Y = np.meshgrid(xs, ys)
     Z = f(X, Y)
     fig, axes = plt.subplots(2, 4, figsize=(10, 5), sharex=True, sharey=True)
@@ -223,7 +223,7 @@ def draw_paths(runs, f, xlim, ylim, levels, title):
 
 
 draw_paths(quad_runs, quadratic, (-4, 4), (-2, 5), np.geomspace(0.01, 300, 14),
-           "Skewed quadratic (condition number 25): 150 steps from (-3, 3)")
+           f"Skewed quadratic (condition number 25): {QUADRATIC_STEPS} steps from (-3, 3)")
 plt.show()
 
 # %% [markdown]
@@ -244,7 +244,7 @@ plt.show()
 
 # %%
 draw_paths(rosen_runs, rosenbrock, (-2, 2), (-1, 3), np.geomspace(0.05, 2500, 14),
-           "Rosenbrock: 1000 steps from (-1.5, 2)")
+           f"Rosenbrock: {ROSENBROCK_STEPS} steps from (-1.5, 2)")
 plt.show()
 
 # %% [markdown]
@@ -396,8 +396,8 @@ from minidl.data import (FASHION_MNIST_MEAN, FASHION_MNIST_STD, iterate_batches,
 from minidl.train import evaluate
 from tuning.models import build_lab_nnet
 
-N_TRAIN = 2000 if SMALL else 20000
-N_VAL = 1000 if SMALL else 5000
+N_TRAIN = 1000 if SMALL else 20000
+N_VAL = 500 if SMALL else 5000
 EPOCHS = 1 if SMALL else 3
 BATCH = 64
 

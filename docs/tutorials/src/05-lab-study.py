@@ -56,11 +56,11 @@ print("small mode" if SMALL else "full mode")
 # so its numbers are noisier; the committed notebook is a full run.
 
 # %%
-N_TRAIN = 1500 if SMALL else 10000
+N_TRAIN = 1000 if SMALL else 10000
 N_VAL = 500 if SMALL else 5000
 N_TEST = 1000 if SMALL else 10000
 EPOCHS = 3 if SMALL else 4
-N_TRIALS = 7 if SMALL else 20
+N_TRIALS = 6 if SMALL else 20
 
 raw = load_fashion_mnist(download=False)
 
