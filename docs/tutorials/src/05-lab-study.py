@@ -59,7 +59,7 @@ print("small mode" if SMALL else "full mode")
 N_TRAIN = 1000 if SMALL else 10000
 N_VAL = 500 if SMALL else 5000
 N_TEST = 1000 if SMALL else 10000
-EPOCHS = 3 if SMALL else 4
+EPOCHS = 2 if SMALL else 4
 N_TRIALS = 6 if SMALL else 20
 
 raw = load_fashion_mnist(download=False)
