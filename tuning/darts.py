@@ -28,9 +28,9 @@ which candidate to keep by gradient descent:
   from the same hand-written backward pass (``MixedOp.backward``).
 - **Derived configuration.**  Each choice takes the candidate with the largest weight
   :math:`\mathrm{softmax}(\alpha)_k`; with the base parameters this is a complete set
-  of the ``cnn`` space's parameters (``params.json``), which ``tuning enqueue
-  --params`` queues into a study (e.g. to seed a TPE study) and ``tuning retrain``
-  trains.
+  of the ``cnn`` space's parameters (``params.json``), which ``tuning retrain
+  --params`` trains and tests and ``tuning enqueue --params`` queues into a study (e.g.
+  to seed a TPE study).
 
 The data are the same as ``tuning run``'s with the same options: the training images
 split once into a training part and a validation part with ``--seed``
@@ -67,8 +67,6 @@ ARCH_BETAS = (0.5, 0.999)
 ARCH_WEIGHT_DECAY = 1e-3
 DEFAULT_ARCH_LR = 3e-3
 RECORD_EVERY = 10          # steps between two records of the architecture weights
-# The parameters DARTS decides (kernel_l0, kernel_l1, kernel_l2, pool_type).
-SEARCHED_PREFIXES = ("kernel_l", "pool_type")
 
 
 class SuperNet(nn.Module):
