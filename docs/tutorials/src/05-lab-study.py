@@ -228,13 +228,14 @@ print(f"best hyperparameters: {study.best_params}")
 def optuna_plot(function, size, **kwargs):
     with plt.rc_context():                       # keep Optuna's style change local
         axes = function(study, **kwargs)
-    for ax in np.atleast_1d(axes).flat:
+    figure = np.atleast_1d(axes).flat[0].figure
+    for ax in figure.axes:                       # colour bars included
         for get, set_ in ((ax.get_xlabel, ax.set_xlabel), (ax.get_ylabel, ax.set_ylabel)):
             label = {"Objective Value": "validation error", "Intermediate Value":
                      "validation error", "Step": "epoch"}.get(get())
             if label:
                 set_(label)
-    np.atleast_1d(axes).flat[0].figure.set_size_inches(*size)
+    figure.set_size_inches(*size)
     return axes
 
 
@@ -288,7 +289,8 @@ plt.show()
 #
 # One panel per hyperparameter: every finished trial's error against that
 # hyperparameter's value, coloured by trial number (darker = later). What to look at: a
-# clear valley (the learning-rate panel, on its log axis) says where the good values are;
+# clear trend or valley (look at the learning-rate panel, on its log axis) says where the
+# good values are;
 # a flat cloud says the hyperparameter hardly matters in this range; late trials (dark)
 # gathering in one region show where TPE has decided to search.
 
