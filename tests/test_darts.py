@@ -102,20 +102,21 @@ def test_search_moves_the_architecture_and_derives_a_cnn_configuration(tiny_data
     assert (tmp_path / "alphas.png").stat().st_size > 1000
 
 
-def test_ctrl_c_keeps_what_the_search_learned(tiny_data):
+def test_ctrl_c_keeps_what_the_search_learned(tiny_data, monkeypatch):
     train, val = tiny_data
-    calls = []
+    lines = []
+    real_step = darts._step
 
-    def progress(text):
-        calls.append(text)
-        if len(calls) == 3:
+    def interrupt_in_epoch_2(*args, **kwargs):    # Ctrl-C at epoch 2's first step
+        if lines:
             raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
 
+    monkeypatch.setattr(darts, "_step", interrupt_in_epoch_2)
     result = darts.search(darts.base_params(TINY), train, val, epochs=2, seed=0,
-                          arch_lr=0.05, progress=progress)
-    # progress speaks at an epoch's first and last step (4 steps an epoch here): the third
-    # call is epoch 2's first step
-    assert result.interrupted and result.steps == 5 and len(result.epochs_done) == 1
-    assert result.trajectory[-1]["step"] == 5 and result.trajectory[-1]["epoch"] == 1.25
+                          arch_lr=0.05, log=lines.append, record_every=100)
+    assert result.interrupted and result.steps == 4 and len(result.epochs_done) == 1
+    # the trajectory ends with the weights the search stopped at
+    assert [(r["step"], r["epoch"]) for r in result.trajectory] == [(0, 0.0), (4, 1.0)]
     assert result.trajectory[-1]["kernel_l0"] == result.choices["kernel_l0"][1]
     assert spaces.check_values("cnn", result.params) == []

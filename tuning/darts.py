@@ -264,7 +264,7 @@ def search(base: dict, train, val, epochs: int, seed: int = 0,
                 sums["train_seen"] += len(yt)
                 result.steps += 1
                 if result.steps % record_every == 0:
-                    record(result.steps, epoch - 1 + step / n_steps)
+                    record(result.steps, result.steps / n_steps)
                 now = time.perf_counter()
                 if progress is not None and (now - last_progress > 0.5 or step == n_steps):
                     last_progress = now
@@ -292,8 +292,8 @@ def search(base: dict, train, val, epochs: int, seed: int = 0,
                     f"{weights_text(net.choices())} ({rec['seconds']:.1f}s)")
     except KeyboardInterrupt:
         result.interrupted = True
-        record(result.steps, result.trajectory[-1]["epoch"] if result.steps == 0 else
-               (len(result.epochs_done) + (result.steps % n_steps) / n_steps))
+        if result.trajectory[-1]["step"] != result.steps:
+            record(result.steps, result.steps / n_steps)
     finally:
         result.choices = net.choices()
         result.seconds = time.perf_counter() - start
