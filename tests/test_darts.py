@@ -74,12 +74,14 @@ def tiny_data(fashion_mnist):
 
 def test_search_moves_the_architecture_and_derives_a_cnn_configuration(tiny_data, tmp_path):
     train, val = tiny_data
-    base = darts.base_params(TINY)
+    base = darts.base_params({**TINY, "lr_schedule": "cosine"})
     lines = []
     result = darts.search(base, train, val, epochs=2, seed=3, arch_lr=0.05, log=lines.append,
                           record_every=2)
     assert not result.interrupted and result.steps == 8 and len(result.epochs_done) == 2
     assert len(lines) == 2 and lines[1].startswith("  epoch 2/2 train_loss")
+    # the weights' rate each epoch started with: cosine over the 2 epochs of the search
+    assert [r["lr"] for r in result.epochs_done] == pytest.approx([1e-3, 5e-4])
     first, last = result.trajectory[0], result.trajectory[-1]
     assert first["step"] == 0 and first["kernel_l0"] == pytest.approx([1 / 3] * 3)
     assert [r["step"] for r in result.trajectory] == [0, 2, 4, 6, 8]

@@ -245,6 +245,7 @@ def search(base: dict, train, val, epochs: int, seed: int = 0,
     try:
         for epoch in range(1, int(epochs) + 1):
             t_epoch, last_progress = time.perf_counter(), 0.0
+            lr = float(weight_opt.param_groups[0]["lr"])     # the rate this epoch starts with
             net.train()
             sums = {"train_loss": 0.0, "train_correct": 0, "arch_loss": 0.0,
                     "arch_correct": 0, "train_seen": 0, "arch_seen": 0}
@@ -281,7 +282,7 @@ def search(base: dict, train, val, epochs: int, seed: int = 0,
                    "arch_val_loss": sums["arch_loss"] / sums["arch_seen"],
                    "val_loss": scores["loss"], "val_error": scores["error"],
                    "seconds": time.perf_counter() - t_epoch,
-                   "lr": float(weight_opt.param_groups[0]["lr"]),
+                   "lr": lr,
                    "choices": {name: w for name, (_, w) in net.choices().items()}}
             result.epochs_done.append(rec)
             if result.steps % record_every:
