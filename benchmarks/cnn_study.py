@@ -16,7 +16,9 @@ One run is a whole experiment with a fixed budget on a 2-core machine:
    retrained on 60 000 images within the budget. The search space is unchanged; the
    gate only says what this budget can afford, and TPE learns from the pruned trials.
 3. **Retrain** the best configuration on train + validation (60 000 images) for
-   ``--retrain-epochs`` (15) and test it once on the 10 000 test images
+   ``--retrain-epochs`` (a number, or ``auto``: as many epochs as the rest of
+   ``--budget-minutes`` holds, estimated from the best trial's measured epoch time
+   scaled to 60 000 images, between 5 and 40) and test it once on the 10 000 test images
    (``tuning.retrain``), with the weight seeds ``--retrain-seeds`` (the first is the
    one whose search + retrain time counts).
 
@@ -173,7 +175,10 @@ def main(argv=None) -> int:
     parser.add_argument("--train-size", type=int, default=20000)
     parser.add_argument("--val-size", type=int, default=10000)
     parser.add_argument("--max-madds", type=float, default=12e6)
-    parser.add_argument("--retrain-epochs", type=int, default=15)
+    parser.add_argument("--retrain-epochs", default="15",
+                        help="a number, or auto: fill the rest of --budget-minutes")
+    parser.add_argument("--budget-minutes", type=float, default=58.0,
+                        help="search + first retrain (for --retrain-epochs auto)")
     parser.add_argument("--retrain-seeds", type=int, nargs="+", default=None,
                         help="weight seeds of the retrains (default: the study seed only)")
     parser.add_argument("--threads", type=int, default=None)
@@ -206,14 +211,18 @@ def main(argv=None) -> int:
                  best_forward_madds=best.user_attrs.get("forward_madds"))
     save_state(out, state)
     from tuning.retrain import retrain_best  # noqa: PLC0415 - the training stack
+    if "retrain_epochs" not in state:
+        state["retrain_epochs"] = retrain_epochs(args, state, best)
+        save_state(out, state)
+    epochs = state["retrain_epochs"]
     done = {r["seed"] for r in state.setdefault("retrains", [])}
     for seed in args.retrain_seeds or [args.seed]:
         if seed in done:
             continue
-        print(f"retrain: trial {best.number}, weight seed {seed}, {args.retrain_epochs} epochs",
+        print(f"retrain: trial {best.number}, weight seed {seed}, {epochs} epochs",
               flush=True)
         result = retrain_best(study, settings, out / f"retrain_seed{seed}",
-                              epochs=args.retrain_epochs, log=print,
+                              epochs=epochs, log=print,
                               **_seed_kw(seed, settings.seed))
         state["retrains"].append({k: result[k] for k in
                                   ("seed", "epochs", "train_seconds", "test_accuracy",
@@ -226,6 +235,24 @@ def main(argv=None) -> int:
     write_markdown(out, state)
     print((out / "summary.md").read_text())
     return 0
+
+
+def retrain_epochs(args, state: dict, best) -> int:
+    """``--retrain-epochs``, or for ``auto`` the epochs that fit in what is left of
+    ``--budget-minutes`` after the search: the best trial's median epoch time (training
+    on ``--train-size`` images plus validation) scaled to 60 000 images, kept in [5, 40]."""
+    if args.retrain_epochs != "auto":
+        return int(args.retrain_epochs)
+    seconds = sorted(point["seconds"] for point in best.user_attrs.get("curve", []))
+    if not seconds:
+        return 15
+    per_epoch = seconds[len(seconds) // 2] * 60000 / args.train_size
+    left = args.budget_minutes * 60 - state["search_seconds"]
+    epochs = int(max(5, min(40, left // per_epoch)))
+    state["retrain_epoch_estimate_seconds"] = per_epoch
+    print(f"retrain epochs: {epochs} (about {per_epoch:.0f} s each, {left / 60:.1f} min left "
+          f"of the {args.budget_minutes:g}-minute budget)", flush=True)
+    return epochs
 
 
 def _seed_kw(seed: int, study_seed: int) -> dict:
