@@ -53,7 +53,7 @@ import numpy as np
 import minidl
 from minidl import nn, optim
 from minidl.data import iterate_batches
-from minidl.nn.darts import MixedOp
+from minidl.nn.darts import MixedOp, softmax
 from minidl.train import NonFiniteLossError, evaluate
 
 from .models import POOL_LAYERS
@@ -140,9 +140,9 @@ class SuperNet(nn.Module):
 
 
 def _softmax_list(alpha) -> list:
-    a = np.asarray(minidl.backend.to_numpy(alpha.data), dtype=np.float64)
-    e = np.exp(a - a.max())
-    return [float(v) for v in e / e.sum()]
+    """softmax(alpha) as a list of floats (computed in float64)."""
+    return [float(v) for v in softmax(np.asarray(minidl.backend.to_numpy(alpha.data),
+                                                dtype=np.float64))]
 
 
 def derive(choices: dict) -> dict:
