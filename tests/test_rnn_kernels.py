@@ -20,6 +20,7 @@ def test_cells_are_registry_operations():
     for cell in ("rnn", "lstm", "gru"):
         assert names[f"{cell}_cell_forward"]["route"] == "reference"   # NumPy's SIMD exp/tanh
         assert names[f"{cell}_cell_backward"]["route"] == "numba"
+    assert names["recurrent_forward"]["route"] == "numba"       # the one-kernel time loop
 
 RTOL = {np.float64: 1e-12, np.float32: 1e-5}
 DTYPES = [pytest.param(np.float64, id="f64"), pytest.param(np.float32, id="f32")]
@@ -182,3 +183,86 @@ def test_time_loop_on_both_routes(rng, monkeypatch, mode, dtype):
         results.append([hs, *(b for b in back if b is not None)])
     for a, b in zip(*results):
         close(a, b, dtype, mode)
+
+
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("T,N,H", [(1, 1, 1), (5, 19, 37), (3, 16, 32)])
+@pytest.mark.parametrize("split", ["serial", "parallel"])
+@pytest.mark.parametrize("given", ["all", "no_d_hs", "no_state_grads"])
+def test_whole_loop_kernels_match_the_step_loop(rng, monkeypatch, mode, dtype, T, N, H, split,
+                                                given):
+    """The one-kernel loops (``_rnn_numba.recurrent_forward_numba`` and backward) against
+    the step-by-step reference, on one thread and with the batch split over threads
+    (row blocks), with and without the optional gradients, for batch sizes that are not
+    a whole number of GEMM tiles; and each backward route takes the other's cache."""
+    import minidl.kernels._rnn_numba as twins
+    from minidl.kernels import _parallel
+    monkeypatch.setattr(_parallel, "force", split)
+    monkeypatch.setattr(twins, "_row_blocks",
+                        lambda N, T, G: (2, -(-N // 2), T * N * G) if split == "parallel"
+                        else (1, N, T * N * G))
+    G = rnn_kernels.GATES[mode] * H
+    xg = data(rng, (T, N, G), dtype, 1.0)
+    w_hh = data(rng, (G, H), dtype, 0.4)
+    b_hh = data(rng, (G,), dtype, 0.4)
+    h0 = data(rng, (N, H), dtype, 1.0)
+    c0 = data(rng, (N, H), dtype, 1.0) if mode == "LSTM" else None
+    d_hs = None if given == "no_d_hs" else data(rng, (T, N, H), dtype, 1.0)
+    dh_n = None if given == "no_state_grads" else data(rng, (N, H), dtype, 1.0)
+    dc_n = data(rng, (N, H), dtype, 1.0) if mode == "LSTM" and given == "all" else None
+    hs, cache = twins.recurrent_forward_numba(mode, xg, w_hh, b_hh, h0, c0)
+    with reference_kernels():
+        hs_ref, cache_ref = rnn_kernels.recurrent_forward_reference(mode, xg, w_hh, b_hh, h0,
+                                                                    c0)
+        back_ref = rnn_kernels.recurrent_backward_reference(d_hs, dh_n, dc_n, w_hh, cache_ref)
+        back_mixed = rnn_kernels.recurrent_backward_reference(d_hs, dh_n, dc_n, w_hh, cache)
+    close(hs, hs_ref, dtype, "hs")
+    for key in ("gates", "cs", "tcs", "hg_ns"):
+        if cache_ref[key] is not None:
+            close(cache[key], cache_ref[key], dtype, key)
+    for back in (twins.recurrent_backward_numba(d_hs, dh_n, dc_n, w_hh, cache),
+                 twins.recurrent_backward_numba(d_hs, dh_n, dc_n, w_hh, cache_ref), back_mixed):
+        for a, b, what in zip(back, back_ref, ("dxg", "dhg", "dh0", "dc0")):
+            if b is None:
+                assert a is None, what
+            else:
+                close(a, b, dtype, what)
+
+
+def test_whole_loop_kernels_refuse_other_modes(rng):
+    import minidl.kernels._rnn_numba as twins
+    x = np.zeros((2, 3, 4))
+    with pytest.raises(ValueError, match="'LSTM' or 'GRU'"):
+        twins.recurrent_forward_numba("RNN_TANH", x, np.zeros((4, 4)), None, np.zeros((3, 4)))
+
+
+def test_float32_exp_and_tanh_of_the_loops():
+    """``_exp32``/``_tanh32`` (the vectorisable float32 exp and tanh of the whole-loop
+    kernels) against float64 NumPy: within 3 float32 ulp where the result is a normal
+    number, exact at 0, +-inf and NaN."""
+    import numba
+    import minidl.kernels._rnn_numba as twins
+
+    @numba.njit(error_model="numpy")
+    def apply(x, e, t):
+        for i in range(x.size):
+            e[i] = twins._exp32(x[i])
+            t[i] = twins._tanh32(x[i])
+
+    x = np.concatenate([np.linspace(-87, 88, 200_001), np.linspace(-1, 1, 20_001),
+                        np.geomspace(1e-30, 80, 5_001), -np.geomspace(1e-30, 80, 5_001)]
+                       ).astype(np.float32)
+    e, t = np.empty_like(x), np.empty_like(x)
+    apply(x, e, t)
+    x64 = x.astype(np.float64)
+    ulp = np.finfo(np.float32).eps
+    assert np.max(np.abs(e / np.exp(x64) - 1)) < 3 * ulp
+    t_want = np.tanh(x64)
+    assert np.max(np.abs(t - t_want) / np.maximum(np.abs(t_want), np.finfo(np.float32).tiny)
+                  ) < 3 * ulp
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 100.0, -120.0], np.float32)
+    e, t = np.empty_like(special), np.empty_like(special)
+    apply(special, e, t)
+    np.testing.assert_array_equal(e, [1, 1, np.inf, 0, np.nan, np.inf, 0])
+    np.testing.assert_array_equal(t, [0, -0.0, 1, -1, np.nan, 1, -1])

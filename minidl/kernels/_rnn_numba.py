@@ -182,3 +182,448 @@ def gru_cell_backward_numba(dh, gates, hg_n, h_prev):
     dxg, dhg, dh_direct = np.empty_like(gates), np.empty_like(gates), np.empty_like(dh)
     _gru_backward(dh, gates, hg_n, h_prev, dxg, dhg, dh_direct, dh.dtype.type(1))
     return dxg, dhg, dh_direct
+
+
+# == the whole time loop in one kernel (LSTM, GRU) =======================================
+#
+# ``recurrent_forward`` / ``recurrent_backward`` in ``rnn.py`` run one layer-direction
+# step by step from Python: per step a registry call for the hidden product, one for
+# the cell, and NumPy temporaries.  The kernels below run the whole loop in Numba:
+#
+#     for t:  hg = h_{t-1} W_hh^T + b_hh          (minidl's GEMM micro-kernel, float32)
+#             cell(xg_t, hg, state)  unit by unit  (fused gates + state update)
+#
+# and backward ``for t = T-1..0: cell backward; dh_{t-1} = da^hh_t W_hh (+ dh z)``.  The
+# batch rows are independent through time, so on several threads each thread runs the
+# whole loop for its own block of rows (``prange`` over row blocks): one launch per
+# sequence, no synchronisation per step.  The input projection ``x W_ih^T`` of all
+# steps and the weight gradients stay big products in the layer (``nn.rnn``).
+#
+# exp and tanh: Numba calls libm's scalar functions, which lose to NumPy's SIMD loops
+# (see ``rnn.forward_twins``).  For float32 the loops below use ``_exp``/``_tanh``,
+# written with arithmetic LLVM vectorises (Cephes' expf/tanhf polynomials, about 1-2
+# ulp; 0, inf and NaN exact); float64 keeps libm (``math.exp``/``math.tanh``).
+
+from llvmlite import ir
+from numba import prange, types
+from numba.extending import intrinsic, overload
+
+from ._gemm_numba import NN_ROWS, _nn_columns, _pack_a
+from ._parallel import pick
+from ..threads import numba_threads
+
+
+@intrinsic
+def _f32_from_bits(typingctx, bits):
+    """The float32 whose IEEE bits are the int32 ``bits`` (a register reinterpretation)."""
+    sig = types.float32(types.int32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+    return sig, codegen
+
+
+_F = np.float32
+_LOG2E, _HALF, _ONE, _TWO = _F(1.4426950408889634), _F(0.5), _F(1.0), _F(2.0)
+_LN2_HI, _LN2_LO = _F(0.693359375), _F(-2.12194440e-4)        # ln 2 = HI + LO (Cody-Waite)
+_P0, _P1, _P2, _P3, _P4, _P5 = (_F(1.9875691500e-4), _F(1.3981999507e-3), _F(8.3334519073e-3),
+                                _F(4.1665795894e-2), _F(1.6666665459e-1), _F(5.0000001201e-1))
+_EXP_MAX, _EXP_MIN = _F(88.0), _F(-87.0)       # 2^n stays a normal float32 in between
+_OVERFLOW, _UNDERFLOW = _F(88.72283935546875), _F(-103.97208)   # e^x is inf / 0 past these
+_T0, _T1, _T2, _T3, _T4 = (_F(-5.70498872745e-3), _F(2.06390887954e-2), _F(-5.37397155531e-2),
+                           _F(1.33314422036e-1), _F(-3.33332819422e-1))
+_TANH_SMALL = _F(0.625)
+_INF, _ZERO = _F(np.inf), _F(0.0)
+_I127, _I23 = np.int32(127), np.int32(23)
+
+# The helpers are inlined into the loops (``inline="always"``) and the kernels use
+# ``error_model="numpy"`` (a division by zero gives inf, no Python exception check): both
+# are needed for LLVM to vectorise the loops over units.
+
+
+@njit(inline="always", error_model="numpy")
+def _exp32(x):
+    """e^x for float32 x (Cephes expf): ``x = n ln2 + r``, ``|r| <= ln2/2``,
+    ``e^x = 2^n p(r)``, 2^n built from its IEEE bits.  Within [-87, 88] about 2 ulp
+    (measured: 1.2e-7 relative); beyond, e^x is taken at the nearer end (off by at most
+    a factor e^0.72 there, which changes a sigmoid or tanh by under 1e-38), inf past
+    88.72, 0 below -103.97; NaN stays NaN."""
+    y = min(max(x, _EXP_MIN), _EXP_MAX)
+    n = np.floor(y * _LOG2E + _HALF)
+    r = y - n * _LN2_HI - n * _LN2_LO
+    p = ((((_P0 * r + _P1) * r + _P2) * r + _P3) * r + _P4) * r + _P5
+    e = (p * r * r + r + _ONE) * _f32_from_bits(np.int32(n) + _I127 << _I23)
+    e = _INF if x > _OVERFLOW else e
+    e = _ZERO if x < _UNDERFLOW else e
+    return e if x == x else x
+
+
+@njit(inline="always", error_model="numpy")
+def _tanh32(x):
+    """tanh for float32 (Cephes tanhf): ``x + x^3 P(x^2)`` below 0.625 in magnitude,
+    else ``sign(x) (1 - 2 / (e^{2|x|} + 1))``."""
+    a = abs(x)
+    z = x * x
+    small = ((((_T0 * z + _T1) * z + _T2) * z + _T3) * z + _T4) * z * x + x
+    big = _ONE - _TWO / (_exp32(_TWO * a) + _ONE)
+    big = big if x >= 0 else -big
+    return small if a < _TANH_SMALL else (big if x == x else x)
+
+
+def _exp(x):
+    return math.exp(x)
+
+
+def _tanh(x):
+    return math.tanh(x)
+
+
+@overload(_exp, inline="always")
+def _exp_overload(x):
+    """float32: ``_exp32`` (vectorisable); float64: libm's ``exp``."""
+    return (lambda x: _exp32(x)) if x == types.float32 else (lambda x: math.exp(x))
+
+
+@overload(_tanh, inline="always")
+def _tanh_overload(x):
+    """float32: ``_tanh32`` (vectorisable); float64: libm's ``tanh``."""
+    return (lambda x: _tanh32(x)) if x == types.float32 else (lambda x: math.tanh(x))
+
+
+@njit(inline="always", error_model="numpy")
+def _sig(a, one):
+    """``1 / (1 + e^{-a})`` (``_exp``: vectorisable for float32)."""
+    return one / (one + _exp(-a))
+
+
+def _hidden_product(h, w, out):
+    out[...] = h @ w
+
+
+@overload(_hidden_product)
+def _hidden_product_overload(h, w, out):
+    """``out = h @ w`` for ``h`` (m, K) rows, ``w`` (K, n) C-contiguous: float32 by
+    minidl's GEMM micro-kernel (``_gemm_numba``), float64 by plain loops."""
+    if h.dtype == types.float32:
+        def tiles(h, w, out):
+            m, k = h.shape
+            _nn_columns(_pack_a(h), m, k, w, out, 0, w.shape[1])
+        return tiles
+
+    def loops(h, w, out):
+        m, k = h.shape
+        n = w.shape[1]
+        for i in range(m):
+            o = out[i]
+            o[:] = 0
+            for kk in range(k):
+                hv = h[i, kk]
+                wr = w[kk]
+                for j in range(n):
+                    o[j] += hv * wr[j]
+    return loops
+
+
+@njit(cache=True, error_model="numpy")
+def _lstm_seq_forward_rows(xg, w_t, b_hh, hs, cs, gates, tcs, hg_all, lo, hi, one):
+    """Rows ``[lo, hi)`` of the batch through all steps (see ``lstm_cell_forward``).
+    ``hs``, ``cs``: ``(T + 1, N, H)``, the initial states in ``[0]``, step t's in ``[t + 1]``."""
+    T = xg.shape[0]
+    G = w_t.shape[1]
+    H = G // 4
+    hg = hg_all[lo:hi]                                   # scratch: this step's h W_hh^T
+    for t in range(T):
+        _hidden_product(hs[t, lo:hi], w_t, hg)
+        for r in range(hi - lo):
+            n = lo + r
+            x, u, gt = xg[t, n], hg[r], gates[t, n]
+            c_prev = cs[t, n]
+            h, c, tc = hs[t + 1, n], cs[t + 1, n], tcs[t, n]
+            xi, xf, xc, xo = x[:H], x[H:2 * H], x[2 * H:3 * H], x[3 * H:]
+            ui, uf, uc, uo = u[:H], u[H:2 * H], u[2 * H:3 * H], u[3 * H:]
+            bi, bf, bc, bo = b_hh[:H], b_hh[H:2 * H], b_hh[2 * H:3 * H], b_hh[3 * H:]
+            gi, gf, gc, go = gt[:H], gt[H:2 * H], gt[2 * H:3 * H], gt[3 * H:]
+            for j in range(H):
+                i = _sig(xi[j] + (ui[j] + bi[j]), one)
+                f = _sig(xf[j] + (uf[j] + bf[j]), one)
+                g = _tanh(xc[j] + (uc[j] + bc[j]))
+                o = _sig(xo[j] + (uo[j] + bo[j]), one)
+                cc = f * c_prev[j] + i * g
+                k = _tanh(cc)
+                c[j] = cc
+                tc[j] = k
+                h[j] = o * k
+                gi[j] = i
+                gf[j] = f
+                gc[j] = g
+                go[j] = o
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _lstm_seq_forward_parallel(xg, w_t, b_hh, hs, cs, gates, tcs, hg, rows, one):
+    N = hs.shape[1]
+    for blk in prange(-(-N // rows)):
+        _lstm_seq_forward_rows(xg, w_t, b_hh, hs, cs, gates, tcs, hg, blk * rows,
+                               min(N, (blk + 1) * rows), one)
+
+
+@njit(cache=True, error_model="numpy")
+def _lstm_seq_forward_serial(xg, w_t, b_hh, hs, cs, gates, tcs, hg, rows, one):
+    _lstm_seq_forward_rows(xg, w_t, b_hh, hs, cs, gates, tcs, hg, 0, hs.shape[1], one)
+
+
+@njit(cache=True, error_model="numpy")
+def _lstm_seq_backward_rows(d_hs, has_d_hs, dh_n, dc_n, w_hh, cs, gates, tcs,
+                            dxg, dh0, dc0, lo, hi, one):
+    # dh0/dc0 (N, H) hold the running dL/dh, dL/dc of these rows until the loop ends
+    """Rows ``[lo, hi)`` back through all steps (see ``lstm_cell_backward``; ``cs`` as
+    in ``_lstm_seq_forward_rows``); the initial states' gradients go to ``dh0``/``dc0``."""
+    T, _, H = tcs.shape
+    m = hi - lo
+    dh, dc = dh0[lo:hi], dc0[lo:hi]
+    dh[:] = dh_n[lo:hi]
+    dc[:] = dc_n[lo:hi]
+    for t in range(T - 1, -1, -1):
+        for r in range(m):
+            n = lo + r
+            d, dcr, gt, k, da = dh[r], dc[r], gates[t, n], tcs[t, n], dxg[t, n]
+            c_prev = cs[t, n]
+            gi, gf, gc, go = gt[:H], gt[H:2 * H], gt[2 * H:3 * H], gt[3 * H:]
+            dai, daf, dac, dao = da[:H], da[H:2 * H], da[2 * H:3 * H], da[3 * H:]
+            dy = d_hs[t, n] if has_d_hs else d_hs[0, 0]       # (1, 1, H) zeros if none
+            for j in range(H):
+                dhj = d[j] + dy[j] if has_d_hs else d[j]
+                i, f, g, o, kj = gi[j], gf[j], gc[j], go[j], k[j]
+                dct = dcr[j] + dhj * o * (one - kj * kj)
+                dai[j] = dct * g * i * (one - i)
+                daf[j] = dct * c_prev[j] * f * (one - f)
+                dac[j] = dct * i * (one - g * g)
+                dao[j] = dhj * kj * o * (one - o)
+                dcr[j] = dct * f
+        _hidden_product(dxg[t, lo:hi], w_hh, dh)         # dh_{t-1} = da_t W_hh
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _lstm_seq_backward_parallel(d_hs, has_d_hs, dh_n, dc_n, w_hh, cs, gates, tcs,
+                                dxg, dh0, dc0, rows, one):
+    N = tcs.shape[1]
+    for blk in prange(-(-N // rows)):
+        _lstm_seq_backward_rows(d_hs, has_d_hs, dh_n, dc_n, w_hh, cs, gates, tcs,
+                                dxg, dh0, dc0, blk * rows, min(N, (blk + 1) * rows), one)
+
+
+@njit(cache=True, error_model="numpy")
+def _lstm_seq_backward_serial(d_hs, has_d_hs, dh_n, dc_n, w_hh, cs, gates, tcs,
+                              dxg, dh0, dc0, rows, one):
+    _lstm_seq_backward_rows(d_hs, has_d_hs, dh_n, dc_n, w_hh, cs, gates, tcs,
+                            dxg, dh0, dc0, 0, tcs.shape[1], one)
+
+
+@njit(cache=True, error_model="numpy")
+def _gru_seq_forward_rows(xg, w_t, b_hh, hs, gates, hg_ns, hg_all, lo, hi, one):
+    """Rows ``[lo, hi)`` through all steps (see ``gru_cell_forward``); ``hs`` as in
+    ``_lstm_seq_forward_rows``; ``hg_ns`` keeps ``h_{t-1} W_hn^T + b_hn`` for backward."""
+    T = xg.shape[0]
+    G = w_t.shape[1]
+    H = G // 3
+    hg = hg_all[lo:hi]                                   # scratch: this step's h W_hh^T
+    for t in range(T):
+        _hidden_product(hs[t, lo:hi], w_t, hg)
+        for r in range(hi - lo):
+            n = lo + r
+            x, u, gt, h, un = xg[t, n], hg[r], gates[t, n], hs[t + 1, n], hg_ns[t, n]
+            h_prev = hs[t, n]
+            xr, xz, xn = x[:H], x[H:2 * H], x[2 * H:]
+            ur, uz, uu = u[:H], u[H:2 * H], u[2 * H:]
+            br, bz, bn = b_hh[:H], b_hh[H:2 * H], b_hh[2 * H:]
+            gr, gz, gn = gt[:H], gt[H:2 * H], gt[2 * H:]
+            for j in range(H):
+                rr = _sig(xr[j] + (ur[j] + br[j]), one)
+                z = _sig(xz[j] + (uz[j] + bz[j]), one)
+                hn = uu[j] + bn[j]
+                nn_ = _tanh(xn[j] + rr * hn)
+                h[j] = (one - z) * nn_ + z * h_prev[j]
+                un[j] = hn
+                gr[j] = rr
+                gz[j] = z
+                gn[j] = nn_
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _gru_seq_forward_parallel(xg, w_t, b_hh, hs, gates, hg_ns, hg, rows, one):
+    N = hs.shape[1]
+    for blk in prange(-(-N // rows)):
+        _gru_seq_forward_rows(xg, w_t, b_hh, hs, gates, hg_ns, hg, blk * rows,
+                              min(N, (blk + 1) * rows), one)
+
+
+@njit(cache=True, error_model="numpy")
+def _gru_seq_forward_serial(xg, w_t, b_hh, hs, gates, hg_ns, hg, rows, one):
+    _gru_seq_forward_rows(xg, w_t, b_hh, hs, gates, hg_ns, hg, 0, hs.shape[1], one)
+
+
+@njit(cache=True, error_model="numpy")
+def _gru_seq_backward_rows(d_hs, has_d_hs, dh_n, w_hh, hs, gates, hg_ns, dxg, dhg, dh0,
+                           carried_all, lo, hi, one):
+    """Rows ``[lo, hi)`` back through all steps (see ``gru_cell_backward``; ``hs`` as in
+    ``_lstm_seq_forward_rows``)."""
+    T, _, H = hg_ns.shape
+    m = hi - lo
+    dh = dh0[lo:hi]                      # the running dL/dh of these rows
+    dh[:] = dh_n[lo:hi]
+    carried = carried_all[lo:hi]         # scratch: dh z, the direct path to h_{t-1}
+    for t in range(T - 1, -1, -1):
+        for r in range(m):
+            n = lo + r
+            d, gt, un, dx, du, dcar = dh[r], gates[t, n], hg_ns[t, n], dxg[t, n], dhg[t, n], \
+                carried[r]
+            h_prev = hs[t, n]
+            gr, gz, gn = gt[:H], gt[H:2 * H], gt[2 * H:]
+            dxr, dxz, dxn = dx[:H], dx[H:2 * H], dx[2 * H:]
+            dur, duz, dun = du[:H], du[H:2 * H], du[2 * H:]
+            dy = d_hs[t, n] if has_d_hs else d_hs[0, 0]       # (1, 1, H) zeros if none
+            for j in range(H):
+                dhj = d[j] + dy[j] if has_d_hs else d[j]
+                rr, z, nn_ = gr[j], gz[j], gn[j]
+                da_n = dhj * (one - z) * (one - nn_ * nn_)
+                da_z = dhj * (h_prev[j] - nn_) * z * (one - z)
+                da_r = da_n * un[j] * rr * (one - rr)
+                dxr[j] = da_r
+                dxz[j] = da_z
+                dxn[j] = da_n
+                dur[j] = da_r
+                duz[j] = da_z
+                dun[j] = da_n * rr
+                dcar[j] = dhj * z
+        _hidden_product(dhg[t, lo:hi], w_hh, dh)          # dh_{t-1} = dh z + da^hh_t W_hh
+        dh += carried
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _gru_seq_backward_parallel(d_hs, has_d_hs, dh_n, w_hh, hs, gates, hg_ns, dxg, dhg,
+                               dh0, carried, rows, one):
+    N = hs.shape[1]
+    for blk in prange(-(-N // rows)):
+        _gru_seq_backward_rows(d_hs, has_d_hs, dh_n, w_hh, hs, gates, hg_ns, dxg, dhg,
+                               dh0, carried, blk * rows, min(N, (blk + 1) * rows), one)
+
+
+@njit(cache=True, error_model="numpy")
+def _gru_seq_backward_serial(d_hs, has_d_hs, dh_n, w_hh, hs, gates, hg_ns, dxg, dhg,
+                             dh0, carried, rows, one):
+    _gru_seq_backward_rows(d_hs, has_d_hs, dh_n, w_hh, hs, gates, hg_ns, dxg, dhg, dh0,
+                           carried, 0, hs.shape[1], one)
+
+
+def _row_blocks(N: int, T: int, G: int):
+    """``(blocks, rows, work)`` for ``pick``: the batch split into one block of rows per
+    thread (a whole number of GEMM tiles where possible), and the elements touched."""
+    threads = numba_threads()
+    rows = -(-N // max(1, threads))
+    rows = -(-rows // NN_ROWS) * NN_ROWS
+    return -(-N // rows), rows, T * N * G
+
+
+# Page placement.  Large NumPy arrays all start at the same offset in a 4 KiB page (they
+# come from mmap), so row j of every array the loops stream through (xg, gates, states)
+# falls into the same L1 cache sets: with a dozen streams per unit loop that thrashes the
+# 8-way L1.  Measured (LSTM forward kernel, 28 x 64 x 128, float32, one core): 18-25 ms
+# with every array at one page offset against 3.6 ms with their starts spread.  So the
+# kernels' arrays are allocated at page offsets ``_SPREAD`` bytes apart (distinct modulo
+# the 512-byte gate blocks of 128 units too) from the array they are read beside.
+_PAGE, _SPREAD = 4096, 320
+
+
+def _placed(shape, dtype, beside, k: int):
+    """``np.empty(shape, dtype)`` starting ``k * _SPREAD`` bytes after ``beside``'s start,
+    modulo a page (over-allocates at most a page)."""
+    dtype = np.dtype(dtype)
+    n = math.prod(shape)
+    buf = np.empty(n + _PAGE // dtype.itemsize, dtype)
+    want = (beside.ctypes.data + k * _SPREAD) % _PAGE
+    skip = ((want - buf.ctypes.data) % _PAGE) // dtype.itemsize
+    return buf[skip:skip + n].reshape(shape)
+
+
+def _with_initial(state0, states):
+    """``(T + 1, N, H)``: ``state0`` then every step's state (the kernels' layout)."""
+    full = np.empty((states.shape[0] + 1, *states.shape[1:]), states.dtype)
+    full[0] = state0
+    full[1:] = states
+    return full
+
+
+def _zeros_if_none(a, shape, dtype):
+    return np.zeros(shape, dtype) if a is None else _c(a, "state")
+
+
+def recurrent_forward_numba(mode, xg, w_hh, b_hh, h0, c0=None):
+    """Numba twin of ``rnn.recurrent_forward_reference`` for ``mode`` LSTM or GRU: the
+    whole loop in one kernel (row blocks in parallel); returns the same ``(hs, cache)``
+    (plus the states with the initial one in front, ``hs_full``/``cs_full``)."""
+    if mode not in ("LSTM", "GRU"):
+        raise ValueError(f"recurrent_forward_numba: expected mode 'LSTM' or 'GRU', got {mode!r}")
+    xg, w_hh, h0 = _c(xg, "xg"), _c(w_hh, "w_hh"), _c(h0, "h0")
+    T, N, G = xg.shape
+    H = w_hh.shape[1]
+    dtype = xg.dtype
+    one = dtype.type(1)
+    w_t = np.ascontiguousarray(w_hh.T)
+    b = _zeros_if_none(b_hh, (G,), dtype)
+    blocks, rows, work = _row_blocks(N, T, G)
+    hs_full = _placed((T + 1, N, H), dtype, xg, 1)
+    hs_full[0] = h0
+    gates = _placed((T, N, G), dtype, xg, 2)
+    cs_full = tcs = hg_ns = None
+    if mode == "LSTM":
+        c0 = _c(c0, "c0")
+        cs_full, tcs = _placed((T + 1, N, H), dtype, xg, 3), _placed((T, N, H), dtype, xg, 4)
+        cs_full[0] = c0
+        run = pick(_lstm_seq_forward_parallel, _lstm_seq_forward_serial, blocks, work)
+        run(xg, w_t, b, hs_full, cs_full, gates, tcs, _placed((N, G), dtype, xg, 5), rows, one)
+    else:
+        hg_ns = _placed((T, N, H), dtype, xg, 3)
+        run = pick(_gru_seq_forward_parallel, _gru_seq_forward_serial, blocks, work)
+        run(xg, w_t, b, hs_full, gates, hg_ns, _placed((N, G), dtype, xg, 5), rows, one)
+    hs = hs_full[1:]
+    return hs, {"mode": mode, "hs": hs, "gates": gates,
+                "cs": None if cs_full is None else cs_full[1:], "tcs": tcs, "hg_ns": hg_ns,
+                "h0": h0, "c0": c0, "hs_full": hs_full, "cs_full": cs_full}
+
+
+def recurrent_backward_numba(d_hs, dh_n, dc_n, w_hh, cache):
+    """Numba twin of ``rnn.recurrent_backward_reference`` (LSTM, GRU)."""
+    mode, hs = cache["mode"], cache["hs"]
+    if mode not in ("LSTM", "GRU"):
+        raise ValueError(f"recurrent_backward_numba: expected an LSTM or GRU cache, got "
+                         f"mode {mode!r}")
+    T, N, H = hs.shape
+    dtype = hs.dtype
+    one = dtype.type(1)
+    w_hh = _c(w_hh, "w_hh")
+    G = w_hh.shape[0]
+    has_d_hs = d_hs is not None
+    d_hs = _c(d_hs, "d_hs") if has_d_hs else np.zeros((1, 1, H), dtype)
+    dh_n = _zeros_if_none(dh_n, (N, H), dtype)
+    blocks, rows, work = _row_blocks(N, T, G)
+    gates = _c(cache["gates"], "gates")
+    dxg = _placed((T, N, G), dtype, gates, 5)
+    dh0 = _placed((N, H), dtype, gates, 7)
+    if mode == "LSTM":
+        cs_full = cache.get("cs_full")
+        if cs_full is None:                       # a cache from the reference route
+            cs_full = _with_initial(cache["c0"], cache["cs"])
+        dc_n = _zeros_if_none(dc_n, (N, H), dtype)
+        dc0 = _placed((N, H), dtype, gates, 8)
+        run = pick(_lstm_seq_backward_parallel, _lstm_seq_backward_serial, blocks, work)
+        run(d_hs, has_d_hs, dh_n, dc_n, w_hh, cs_full, gates, _c(cache["tcs"], "tcs"), dxg,
+            dh0, dc0, rows, one)
+        return dxg, dxg, dh0, dc0
+    hs_full = cache.get("hs_full")
+    if hs_full is None:
+        hs_full = _with_initial(cache["h0"], hs)
+    dhg = _placed((T, N, G), dtype, gates, 6)
+    run = pick(_gru_seq_backward_parallel, _gru_seq_backward_serial, blocks, work)
+    run(d_hs, has_d_hs, dh_n, w_hh, hs_full, gates, _c(cache["hg_ns"], "hg_ns"), dxg, dhg, dh0,
+        _placed((N, H), dtype, gates, 8), rows, one)
+    return dxg, dhg, dh0, None

@@ -7,8 +7,20 @@ left is inherently sequential: each step needs the previous hidden state.  One s
     hg = h_{t-1} W_hh^T + b_hh          (a matrix product, ``matmul``)
     h_t, (c_t) = cell(xg_t, hg, ...)    (element-wise: gate nonlinearities + state update)
 
-``recurrent_forward`` / ``recurrent_backward`` are that loop, written once in plain
-Python; the element-wise cell steps are the kernels, each in two twins:
+The loop itself is a registry operation, ``recurrent_forward`` / ``recurrent_backward``:
+
+* reference (``recurrent_forward_reference`` / ``recurrent_backward_reference``): the
+  loop written once in plain Python, step by step, calling the cell kernels below;
+* Numba route for LSTM and GRU on float32/float64 NumPy arrays
+  (``_rnn_numba.recurrent_forward_numba`` / ``recurrent_backward_numba``): the whole
+  loop in one kernel -- per step the hidden product (minidl's GEMM micro-kernel) and
+  the fused cell -- with the batch split into one block of rows per thread (rows are
+  independent through time, so the threads never wait for each other).  One training
+  step of an LSTM/GRU classifier of 128 units (T=28, batch 64), interleaved against the
+  step-by-step loop on the loaded 2-core development machine: 0.82 / 0.79 of its time
+  on one thread, 0.36 / 0.81 on two (medians of 9 and 7 blocks of 10 steps).
+
+The element-wise cell steps are kernels too, each in two twins:
 
 * ``<cell>_forward_reference`` / ``<cell>_backward_reference`` -- plain NumPy, the
   math a learner reads (also runs on CuPy arrays);
@@ -222,8 +234,8 @@ def _hidden_part(h, w_hh_t, b_hh):
     return hg
 
 
-def recurrent_forward(mode, xg, w_hh, b_hh, h0, c0=None):
-    """Run one layer in one direction over ``T`` steps (step 0 first).
+def recurrent_forward_reference(mode, xg, w_hh, b_hh, h0, c0=None):
+    """Run one layer in one direction over ``T`` steps (step 0 first), step by step.
 
     Parameters
     ----------
@@ -233,28 +245,28 @@ def recurrent_forward(mode, xg, w_hh, b_hh, h0, c0=None):
     h0, c0 : ``(N, H)`` -- initial states (``c0`` for LSTM only)
 
     Returns ``(hs, cache)``: ``hs`` ``(T, N, H)`` the hidden state of every step
-    (so ``h_n = hs[-1]``), and what ``recurrent_backward`` needs: per step, the lists
-    ``gates``, ``cs``, ``tcs`` (``tanh(c_t)``) and ``hg_ns`` (``cache["cs"][-1]`` is an
-    LSTM's ``c_n``).  Lists hold each step's arrays as the cell returned them: no copies.
+    (so ``h_n = hs[-1]``), and what ``recurrent_backward`` needs, every step's
+    ``gates`` ``(T, N, G)`` (LSTM, GRU), ``cs`` and ``tcs`` (``tanh(c_t)``) ``(T, N, H)``
+    (LSTM: ``cache["cs"][-1]`` is ``c_n``) and ``hg_ns`` (GRU: ``h_{t-1} W_hn^T + b_hn``).
     """
     xp = backend.xp(xg)
     T, N, G = xg.shape
     H = w_hh.shape[1]
     hs = xp.empty((T, N, H), xg.dtype)
-    gates, cs, tcs, hg_ns = [], [], [], []
+    gates = xp.empty((T, N, G), xg.dtype) if mode in ("LSTM", "GRU") else None
+    cs = xp.empty((T, N, H), xg.dtype) if mode == "LSTM" else None
+    tcs = xp.empty((T, N, H), xg.dtype) if mode == "LSTM" else None
+    hg_ns = xp.empty((T, N, H), xg.dtype) if mode == "GRU" else None
     h, c = h0, c0
     w_hh_t = xp.ascontiguousarray(w_hh.T)            # (H, G), once for all steps
     for t in range(T):
         hg = _hidden_part(h, w_hh_t, b_hh)
         if mode == "LSTM":
-            h, c, g, tc = lstm_cell_forward(xg[t], hg, c)
-            gates.append(g)
-            cs.append(c)
-            tcs.append(tc)
+            h, c, gates[t], tcs[t] = lstm_cell_forward(xg[t], hg, c)
+            cs[t] = c
         elif mode == "GRU":
-            h, g = gru_cell_forward(xg[t], hg, h)
-            gates.append(g)
-            hg_ns.append(hg[:, 2 * H:])
+            h, gates[t] = gru_cell_forward(xg[t], hg, h)
+            hg_ns[t] = hg[:, 2 * H:]
         else:
             h = rnn_cell_forward(xg[t], hg, mode == "RNN_RELU")
         hs[t] = h
@@ -262,8 +274,8 @@ def recurrent_forward(mode, xg, w_hh, b_hh, h0, c0=None):
                 "h0": h0, "c0": c0}
 
 
-def recurrent_backward(d_hs, dh_n, dc_n, w_hh, cache):
-    """Backpropagation through time for ``recurrent_forward``.
+def recurrent_backward_reference(d_hs, dh_n, dc_n, w_hh, cache):
+    """Backpropagation through time for ``recurrent_forward``, step by step.
 
     ``d_hs``: ``(T, N, H)`` dL/dh_t from above (the layer's output), or None;
     ``dh_n``, ``dc_n``: ``(N, H)`` dL/d(final state), or None.
@@ -311,3 +323,27 @@ def hidden_weight_grads(dhg, hs, h0, with_bias: bool):
     # as (h_prev^T dG)^T: matmul packs a transposed, wide first operand slowly (measured)
     dw = xp.ascontiguousarray(matmul(h_prev.T, d2).T)
     return dw, (d2.sum(axis=0) if with_bias else None)
+
+
+# -- the time loop as registry operations ------------------------------------------------
+def _sequence_ready(mode, xg, w_hh, b_hh, h0, c0=None) -> bool:
+    """The one-kernel loops (``_rnn_numba.recurrent_forward_numba``): LSTM and GRU on
+    NumPy arrays of one float dtype."""
+    return mode in ("LSTM", "GRU") and _numba_ready(xg, w_hh, b_hh, h0, c0)
+
+
+def _sequence_back_ready(d_hs, dh_n, dc_n, w_hh, cache) -> bool:
+    return cache["mode"] in ("LSTM", "GRU") and _numba_ready(
+        cache["hs"], d_hs, dh_n, dc_n, w_hh, cache["h0"], cache["c0"], cache["gates"])
+
+
+_T = 28
+recurrent_forward = _register(
+    "recurrent_forward", recurrent_forward_reference, _sequence_ready,
+    lambda: (("LSTM", np.zeros((_T, _N, 4 * _H), np.float32),
+              np.zeros((4 * _H, _H), np.float32), np.zeros(4 * _H, np.float32),
+              np.zeros((_N, _H), np.float32), np.zeros((_N, _H), np.float32)), {}),
+    "One layer-direction over all steps: ``(hs, cache)``.")
+recurrent_backward = _register(
+    "recurrent_backward", recurrent_backward_reference, _sequence_back_ready, None,
+    "Backpropagation through time for ``recurrent_forward``: ``(dxg, dhg, dh0, dc0)``.")
