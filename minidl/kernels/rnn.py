@@ -344,6 +344,16 @@ recurrent_forward = _register(
               np.zeros((4 * _H, _H), np.float32), np.zeros(4 * _H, np.float32),
               np.zeros((_N, _H), np.float32), np.zeros((_N, _H), np.float32)), {}),
     "One layer-direction over all steps: ``(hs, cache)``.")
+
+
+def _backward_example():
+    z = np.zeros
+    hs, state = z((_T, _N, _H), np.float32), z((_N, _H), np.float32)
+    cache = {"mode": "LSTM", "hs": hs, "h0": state, "c0": state, "cs": hs, "tcs": hs,
+             "gates": z((_T, _N, 4 * _H), np.float32), "hg_ns": None}
+    return (hs, state, state, z((4 * _H, _H), np.float32), cache), {}
+
+
 recurrent_backward = _register(
-    "recurrent_backward", recurrent_backward_reference, _sequence_back_ready, None,
+    "recurrent_backward", recurrent_backward_reference, _sequence_back_ready, _backward_example,
     "Backpropagation through time for ``recurrent_forward``: ``(dxg, dhg, dh0, dc0)``.")
