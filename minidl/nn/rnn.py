@@ -14,8 +14,9 @@ Shapes (``batch_first=False``, torch's default; ``D = 2`` if bidirectional else 
 
 Every step's pre-activations split into an input part and a hidden part,
 ``x_t W_ih^T + b_ih`` and ``h_{t-1} W_hh^T + b_hh``.  The input parts of all steps are
-one matrix product before the loop; the loop (``minidl.kernels.recurrent_forward``)
-does the hidden product and the cell's element-wise update step by step.
+one matrix product before the loop; the loop (``minidl.kernels.recurrent_forward``, a
+registry operation: a step-by-step reference, and for LSTM/GRU one Numba kernel for the
+whole loop) does the hidden product and the cell's element-wise update step by step.
 
 **Backpropagation through time.**  Going backwards from ``t = T-1`` to 0, the
 gradient reaching ``h_t`` is what the output sends (``dL/doutput_t``) plus what step
