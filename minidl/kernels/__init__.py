@@ -39,7 +39,7 @@ from .conv_direct import (conv2d_direct_backward, conv2d_direct_backward_referen
                           direct_output_hw, implicit_gemm_applies)
 from . import gemm, registry
 from .gemm import matmul_reference
-from .products import matmul
+from .products import matmul, matmul_long_k
 from .conv import ConvCache, conv2d_backward, conv2d_forward
 from .im2col import col2im, col2im_reference, im2col, im2col_reference
 from .loss import cross_entropy, cross_entropy_reference
@@ -79,7 +79,7 @@ KERNELS = ("im2col", "col2im", "max_pool2d_forward", "max_pool2d_backward",
            "batch_norm_backward")
 
 __all__ = [*KERNELS, *(f"{k}_reference" for k in KERNELS), *_NUMBA_TWINS,
-           "adam_coefficients", "conv2d_direct_backward", "conv_output_size", "direct_output_hw",
+           "adam_coefficients", "matmul_long_k", "conv2d_direct_backward", "conv_output_size", "direct_output_hw",
            "implicit_gemm_applies", "pool_output_size", "pool_geometry", "pool_options", "pair",
            "conv2d_direct_backward_reference", "registry", "listing", "use_reference",
            "reference_kernels", "reference_only", "conv2d_forward", "conv2d_backward", "ConvCache"]

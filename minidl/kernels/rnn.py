@@ -50,7 +50,7 @@ import numpy as np
 
 from .. import backend
 from . import registry
-from .products import matmul      # the registered operation: MINIDL_KERNELS=reference applies
+from .products import matmul, matmul_long_k  # registered: MINIDL_KERNELS=reference applies
 
 MODES = ("RNN_TANH", "RNN_RELU", "LSTM", "GRU")
 GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
@@ -321,7 +321,7 @@ def hidden_weight_grads(dhg, hs, h0, with_bias: bool):
     h_prev = xp.concatenate([h0[None], hs[:-1]], axis=0).reshape(T * N, H)
     d2 = dhg.reshape(T * N, G)
     # as (h_prev^T dG)^T: matmul packs a transposed, wide first operand slowly (measured)
-    dw = xp.ascontiguousarray(matmul(h_prev.T, d2).T)
+    dw = xp.ascontiguousarray(matmul_long_k(h_prev.T, d2).T)
     return dw, (d2.sum(axis=0) if with_bias else None)
 
 

@@ -123,8 +123,9 @@ def _direction_backward(d_hs, dh_n, dc_n, x2, weights, cache, reverse: bool, nee
         b_hh.accumulate_grad(db_hh, owned=True)
     xp = backend.xp(dxg)
     dxg2 = xp.ascontiguousarray(dxg[::-1] if reverse else dxg).reshape(x2.shape[0], -1)
-    # as (x^T dG)^T: matmul packs a transposed first operand slowly when it is wide
-    w_ih.accumulate_grad(xp.ascontiguousarray(kernels.matmul(x2.T, dxg2).T), owned=True)
+    # as (x^T dG)^T: matmul packs a transposed first operand slowly when it is wide;
+    # the contraction runs over every step and image (matmul_long_k)
+    w_ih.accumulate_grad(xp.ascontiguousarray(kernels.matmul_long_k(x2.T, dxg2).T), owned=True)
     if b_ih is not None:
         b_ih.accumulate_grad(dxg2.sum(axis=0), owned=True)
     dx2 = kernels.matmul(dxg2, w_ih.data) if need_dx else None
