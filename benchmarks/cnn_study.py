@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -44,6 +43,8 @@ from tuning.spaces import conv_pool_plan
 from tuning.storage import StudyNotFoundError
 from tuning.study import StudySettings, create_study, make_objective, open_study
 from tuning.workers import run_worker
+
+from .common import machine_info
 
 SPACE = "cnn"
 
@@ -78,23 +79,6 @@ def gated(objective, max_madds: float):
             raise optuna.TrialPruned(f"too costly ({madds / 1e6:.1f} M multiply-adds)")
         return objective(trial)
     return run
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def vector_flags() -> list:
-    text = Path("/proc/cpuinfo").read_text()
-    flags = set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            break
-    return [f for f in ("avx2", "fma", "avx512f", "avx512bw", "avx512vl") if f in flags]
 
 
 def search(args, out: Path, state: dict) -> tuple:
@@ -190,11 +174,11 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "summary.json"
     state = json.loads(path.read_text()) if path.exists() else {}
-    import subprocess  # noqa: PLC0415
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
-    state.update(study_seed=args.seed, cpu=cpu_name(), vector_extensions=vector_flags(),
-                 threads=minidl.get_num_threads(), commit=commit,
+    machine = machine_info(with_torch=False)
+    state.update(study_seed=args.seed, cpu=machine["cpu"],
+                 vector_extensions=machine["cpu_vector_flags"],
+                 threads=minidl.get_num_threads(), commit=machine["minidl_commit"],
+                 machine=machine,
                  command="python -m benchmarks.cnn_study " + " ".join(sys.argv[1:] if argv is None
                                                                        else argv),
                  settings=vars(args))
@@ -222,8 +206,7 @@ def main(argv=None) -> int:
         print(f"retrain: trial {best.number}, weight seed {seed}, {epochs} epochs",
               flush=True)
         result = retrain_best(study, settings, out / f"retrain_seed{seed}",
-                              epochs=epochs, log=print,
-                              **_seed_kw(seed, settings.seed))
+                              epochs=epochs, log=print, seed=seed)
         state["retrains"].append({k: result[k] for k in
                                   ("seed", "epochs", "train_seconds", "test_accuracy",
                                    "test_loss", "n_params")})
@@ -253,17 +236,6 @@ def retrain_epochs(args, state: dict, best) -> int:
     print(f"retrain epochs: {epochs} (about {per_epoch:.0f} s each, {left / 60:.1f} min left "
           f"of the {args.budget_minutes:g}-minute budget)", flush=True)
     return epochs
-
-
-def _seed_kw(seed: int, study_seed: int) -> dict:
-    """``retrain_best``'s weight seed keyword (``seed``), where this tree's has it."""
-    import inspect  # noqa: PLC0415
-    from tuning.retrain import retrain_best  # noqa: PLC0415
-    if "seed" in inspect.signature(retrain_best).parameters:
-        return {"seed": seed}
-    if seed == study_seed:   # retrain_best's default: the study's seed
-        return {}
-    raise SystemExit("tuning.retrain.retrain_best has no seed= keyword in this tree")
 
 
 if __name__ == "__main__":
