@@ -56,9 +56,9 @@ from minidl.data import iterate_batches
 from minidl.nn.darts import MixedOp, softmax
 from minidl.train import NonFiniteLossError, evaluate
 
-from .models import POOL_LAYERS
+from .models import POOL_LAYERS, cnn_head
 from .objective import make_augment, make_optimizer, make_scheduler
-from .spaces import (IMAGE_SHAPE, KERNEL_SIZES, NUM_CLASSES, POOL_TYPES, check_values,
+from .spaces import (IMAGE_SHAPE, KERNEL_SIZES, POOL_TYPES, check_values,
                      config_from_params, conv_pool_plan, get_space, params_asked)
 
 SPACE = "cnn"
@@ -106,10 +106,7 @@ class SuperNet(nn.Module):
                 layers.append(MixedOp([POOL_LAYERS[p](pool_kernel) for p in POOL_TYPES],
                                       alpha=self.pool_alpha))
         self.pools = any(pool_after)
-        dropout, dense = float(config["dropout_rate"]), int(config["dense_size"])
-        layers += [nn.Flatten(), nn.Dropout(dropout), nn.Linear(in_ch * size * size, dense),
-                   nn.ReLU(), nn.Dropout(dropout), nn.Linear(dense, NUM_CLASSES)]
-        self.layers = nn.Sequential(*layers)
+        self.layers = nn.Sequential(*layers, *cnn_head(config, in_ch * size * size))
 
     def forward(self, x):
         return self.layers(x)

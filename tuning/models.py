@@ -124,11 +124,15 @@ def build_cnn(config: dict, input_shape=IMAGE_SHAPE) -> nn.Sequential:
             in_ch = out_ch
         if pools:
             layers.append(pool_cls(pool_kernel))
-    dropout = float(config["dropout_rate"])
-    dense = int(config["dense_size"])
-    layers += [nn.Flatten(), nn.Dropout(dropout), nn.Linear(in_ch * size * size, dense),
-               nn.ReLU(), nn.Dropout(dropout), nn.Linear(dense, NUM_CLASSES)]
-    return nn.Sequential(*layers)
+    return nn.Sequential(*layers, *cnn_head(config, in_ch * size * size))
+
+
+def cnn_head(config: dict, in_features: int) -> list:
+    """The ``cnn`` space's classifier on the last block's maps: ``Flatten -> Dropout ->
+    Linear(dense_size) -> ReLU -> Dropout -> Linear(10)``."""
+    dropout, dense = float(config["dropout_rate"]), int(config["dense_size"])
+    return [nn.Flatten(), nn.Dropout(dropout), nn.Linear(in_features, dense),
+            nn.ReLU(), nn.Dropout(dropout), nn.Linear(dense, NUM_CLASSES)]
 
 
 def build_model(config: dict, input_shape=IMAGE_SHAPE) -> nn.Module:

@@ -52,10 +52,10 @@ class _Activation(Module):
         return self._backward(dout, self._cache)
 
     def _forward(self, x):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement _forward(x)")
 
     def _backward(self, dout, cache):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement _backward(dout, cache)")
 
 
 class ReLU(_Activation):
