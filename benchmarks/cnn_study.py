@@ -39,7 +39,9 @@ from pathlib import Path
 import optuna
 
 import minidl
-from tuning.spaces import conv_pool_plan
+from tuning.commands.options import parse_params
+from tuning.errors import TuningError
+from tuning.spaces import check_values, conv_pool_plan
 from tuning.storage import StudyNotFoundError
 from tuning.study import StudySettings, create_study, make_objective, open_study
 from tuning.workers import run_worker
@@ -81,7 +83,7 @@ def gated(objective, max_madds: float):
     return run
 
 
-def search(args, out: Path, state: dict) -> tuple:
+def search(args, out: Path, state: dict, starts=()) -> tuple:
     storage = optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(out / "study.log")))
     settings = StudySettings(space=SPACE, epochs=args.epochs, train_size=args.train_size,
@@ -92,6 +94,9 @@ def search(args, out: Path, state: dict) -> tuple:
         study, settings = open_study(storage, name)
     except StudyNotFoundError:
         study = create_study(storage, name, settings)
+        for params in starts:      # queued once, when the study is made (not on resuming)
+            study.enqueue_trial(params, user_attrs={"enqueued": True})
+            print(f"enqueued a starting point: {json.dumps(params)}", flush=True)
     spent = state.get("search_seconds", 0.0)
     budget = args.search_minutes * 60.0
     if spent < budget:
@@ -114,6 +119,17 @@ def search(args, out: Path, state: dict) -> tuple:
             state["search_seconds"] = spent + time.perf_counter() - t0
             save_state(out, state)
     return study, settings, name
+
+
+def starting_point(text: str) -> dict:
+    """``--enqueue``: a JSON object of ``cnn`` parameters (or a file holding one), checked
+    against the space (unknown names and values outside its ranges are refused)."""
+    try:
+        params = parse_params(text, "--enqueue")
+        check_values(SPACE, params)
+    except (TuningError, ValueError) as exc:
+        raise SystemExit(f"cnn_study: --enqueue: {exc}") from None
+    return params
 
 
 def save_state(out: Path, state: dict) -> None:
@@ -166,6 +182,9 @@ def main(argv=None) -> int:
     parser.add_argument("--retrain-seeds", type=int, nargs="+", default=None,
                         help="weight seeds of the retrains (default: the study seed only)")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--enqueue", action="append", default=[], metavar="JSON|FILE",
+                        help="a starting point (``cnn`` parameters, as ``tuning enqueue "
+                        "--params``) the new study evaluates first; repeat for several")
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)   # one line per trial is ours
     if args.threads:
@@ -182,7 +201,8 @@ def main(argv=None) -> int:
                  command="python -m benchmarks.cnn_study " + " ".join(sys.argv[1:] if argv is None
                                                                        else argv),
                  settings=vars(args))
-    study, settings, name = search(args, out, state)
+    starts = [starting_point(text) for text in args.enqueue]
+    study, settings, name = search(args, out, state, starts)
     trials = study.get_trials(deepcopy=False)
     states = optuna.trial.TrialState
     best = study.best_trial
