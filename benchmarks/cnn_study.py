@@ -22,6 +22,12 @@ One run is a whole experiment with a fixed budget on a 2-core machine:
    (``tuning.retrain``), with the weight seeds ``--retrain-seeds`` (the first is the
    one whose search + retrain time counts).
 
+``--enqueue`` (repeatable) queues starting points the new study evaluates first, as
+``tuning enqueue`` does (``benchmarks/cnn_starts/`` holds two textbook batch-norm networks);
+the design that reached 0.93 (``benchmarks/results/cnn_study/README.md``, design C) used
+both, with ``--epochs 4 --train-size 50000 --max-madds 8e6 --search-minutes 38
+--retrain-epochs auto --budget-minutes 58 --threads 1``.
+
 The study is an ordinary `tuning` study (journal file in the output folder), so
 ``python -m tuning report|plot|retrain --storage <out>/study.log --study-name ...`` all
 work on it. Run again with the same arguments to continue an interrupted run: the
