@@ -197,6 +197,21 @@ def test_check_params_for_enqueue():
         check_params("lab-mlp", {"learn_rate": -1.0}, outside_range=True)
 
 
+
+@pytest.mark.parametrize("space,params,name", [("cnn", {"n_conv": 9}, "filters_l3"),
+                                               ("mlp", {"n_layers": 5}, "hidden_l3")])
+def test_a_depth_outside_the_range_is_the_one_reason_given(space, params, name):
+    """More blocks than the space has makes a trial ask for names with no default
+    (filters_l3...); the depth is what to report, not every name it drags in."""
+    with pytest.raises(TuningError) as info:
+        check_params(space, params)
+    text = str(info.value)
+    assert f"{next(iter(params))} {next(iter(params.values()))} is outside" in text
+    assert "expected one of" not in text and "None" not in text and name not in text
+    # accepted with --outside-range: the enqueued trial samples the extra blocks' values
+    messages = check_params(space, params, outside_range=True)
+    assert len(messages) == 1 and name not in messages[0]
+
 # -- hypergradient optimizers in the mlp and cnn spaces (issue 15) --------------------------
 
 @pytest.mark.parametrize("name", ["mlp", "cnn"])

@@ -362,14 +362,21 @@ class _CheckingTrial:
         self.number = 0
         self.params = {}
 
-    def _given(self, name):
+    def _given(self, name, placeholder):
+        """The given value, else the default; for a name with neither (``filters_l5`` when
+        ``n_conv`` is 6: asked only because an earlier number lies outside the space's
+        range, which is reported for that number) ``placeholder``, a value in range, as
+        the sampler would draw one for an enqueued trial."""
         self.asked.append(name)
+        if name not in self._values and name not in self._defaults:
+            self.params[name] = placeholder
+            return placeholder
         value = self._values.get(name, self._defaults.get(name))
         self.params[name] = value
         return value
 
     def suggest_float(self, name, low, high, *, step=None, log=False):
-        value = self._given(name)
+        value = self._given(name, low)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.impossible.append(f"{name}: expected a number, got {value!r}")
         elif not math.isfinite(value):
@@ -380,7 +387,7 @@ class _CheckingTrial:
         return value
 
     def suggest_int(self, name, low, high, *, step=1, log=False):
-        value = self._given(name)
+        value = self._given(name, low)
         if isinstance(value, float) and math.isfinite(value) and value.is_integer():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
@@ -390,7 +397,7 @@ class _CheckingTrial:
         return value
 
     def suggest_categorical(self, name, choices):
-        value = self._given(name)
+        value = self._given(name, choices[0])
         # type-aware: True == 1 and 64.0 == 64 in Python, but not as a choice
         if not any(type(value) is type(c) and value == c for c in choices):
             self.impossible.append(f"{name}: expected one of {list(choices)}, got {value!r}")
