@@ -175,7 +175,8 @@ def test_two_local_workers_on_a_journal_file(tmp_path, fashion_mnist):
     # Running again with the same total has nothing to do.
     again = ok(tuning(tmp_path, "run", "--workers", 2, "--study-name", "two", "--total", 10))
     assert "nothing to run" in again
-    assert len(study.get_trials(deepcopy=False)) == 10
+    # ... and adds no trial (the first run may hold 11: a lost claim, see above)
+    assert len(study.get_trials(deepcopy=False)) == len(trials)
 
 
 def test_fail_stale_on_a_journal_study_with_a_killed_worker(tmp_path, fashion_mnist):
