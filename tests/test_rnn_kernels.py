@@ -38,6 +38,15 @@ def data(rng, shape, dtype, scale=3.0):
     return (rng.standard_normal(shape) * scale).astype(dtype)
 
 
+def loop_inputs(rng, mode, dtype, T, N, H):
+    """A time loop's inputs: ``xg`` (T, N, G), ``w_hh`` (G, H), ``b_hh`` (G,), ``h0`` and,
+    for the LSTM, ``c0`` (N, H); ``G`` is the mode's gates times ``H``."""
+    G = rnn_kernels.GATES[mode] * H
+    return (data(rng, (T, N, G), dtype, 1.0), data(rng, (G, H), dtype, 0.4),
+            data(rng, (G,), dtype, 0.4), data(rng, (N, H), dtype, 1.0),
+            data(rng, (N, H), dtype, 1.0) if mode == "LSTM" else None)
+
+
 def unit_interval(rng, shape, dtype):
     return rng.uniform(0.01, 0.99, shape).astype(dtype)
 
@@ -165,12 +174,7 @@ def test_twins_reject_bad_arrays():
 def test_time_loop_on_both_routes(rng, monkeypatch, mode, dtype):
     """``recurrent_forward``/``recurrent_backward`` give the same on either route."""
     T, N, H = 7, 3, 5
-    G = rnn_kernels.GATES[mode] * H
-    xg = data(rng, (T, N, G), dtype, 1.0)
-    w_hh = data(rng, (G, H), dtype, 0.4)
-    b_hh = data(rng, (G,), dtype, 0.4)
-    h0 = data(rng, (N, H), dtype, 1.0)
-    c0 = data(rng, (N, H), dtype, 1.0) if mode == "LSTM" else None
+    xg, w_hh, b_hh, h0, c0 = loop_inputs(rng, mode, dtype, T, N, H)
     d_hs = data(rng, (T, N, H), dtype, 1.0)
     dh_n = data(rng, (N, H), dtype, 1.0)
     dc_n = data(rng, (N, H), dtype, 1.0) if mode == "LSTM" else None
@@ -202,12 +206,7 @@ def test_whole_loop_kernels_match_the_step_loop(rng, monkeypatch, mode, dtype, T
     monkeypatch.setattr(twins, "_row_blocks",
                         lambda N, T, G: (2, -(-N // 2), T * N * G) if split == "parallel"
                         else (1, N, T * N * G))
-    G = rnn_kernels.GATES[mode] * H
-    xg = data(rng, (T, N, G), dtype, 1.0)
-    w_hh = data(rng, (G, H), dtype, 0.4)
-    b_hh = data(rng, (G,), dtype, 0.4)
-    h0 = data(rng, (N, H), dtype, 1.0)
-    c0 = data(rng, (N, H), dtype, 1.0) if mode == "LSTM" else None
+    xg, w_hh, b_hh, h0, c0 = loop_inputs(rng, mode, dtype, T, N, H)
     d_hs = None if given == "no_d_hs" else data(rng, (T, N, H), dtype, 1.0)
     dh_n = None if given == "no_state_grads" else data(rng, (N, H), dtype, 1.0)
     dc_n = data(rng, (N, H), dtype, 1.0) if mode == "LSTM" and given == "all" else None
