@@ -25,3 +25,6 @@ __all__ += ["utils"]
 from .sequence import ImageToSequence, SequenceOutput, LastHidden
 
 __all__ += ["ImageToSequence", "SequenceOutput", "LastHidden"]
+from .embedding import Embedding
+
+__all__ += ["Embedding"]
