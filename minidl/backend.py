@@ -1,9 +1,18 @@
 """The only place in minidl that knows CuPy exists.
 
 It answers "which array module does this array belong to?" (``xp``), moves
-arrays between host and device, and reports whether a GPU path is available.
-CuPy is imported lazily, on first use of a device path, so ``import minidl``
-never imports it.
+arrays between host and device, hands out CuPy's special functions
+(``device_special``), and reports whether a GPU path is available.  CuPy is
+imported lazily, on first use of a device path, so ``import minidl`` never
+imports it.
+
+Rules of device code (CuPy's, and the test suite's stand-in device enforces them,
+``tests/fakecupy``): a device array never becomes a host array implicitly
+(``np.asarray(device_array)`` raises TypeError; use ``to_numpy``); a host array is
+never an operand of a device computation (move it with ``asarray_like`` first;
+Python and NumPy scalars are fine); Numba functions take host arrays only; and every
+``float()``, ``int()``, ``bool()`` or ``.item()`` of a device array is a copy to the
+host that waits for the device, so the training step does exactly one (the loss).
 """
 from __future__ import annotations
 
@@ -72,6 +81,13 @@ def to_device(a, device: str):
 
 def device_of(a) -> str:
     return "cuda" if is_cupy(a) else "cpu"
+
+
+def device_special(name: str):
+    """The function ``name`` of ``cupyx.scipy.special`` (e.g. ``"erf"``), for device arrays."""
+    _get_cupy()
+    import cupyx.scipy.special as special  # noqa: PLC0415 - optional dependency, GPU only
+    return getattr(special, name)
 
 
 def asarray_like(a, like):

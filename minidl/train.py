@@ -159,6 +159,11 @@ def evaluate(model, data, batch_size: int = 1000, loss_fn=None) -> dict:
     ``"accuracy"`` (fraction with argmax of the logits equal to the label; ties go to the
     first class, as ``argmax``) and ``"error"`` (1 - accuracy), all Python floats.
 
+    On a GPU the images of each batch are moved to the model's device and the labels
+    given to ``loss_fn`` as the data holds them (see ``fit``); each batch's loss is one
+    copy to the host, and the count of correct answers, kept on the device, one more at
+    the end.
+
     The model is put in eval mode (Dropout off) and every submodule's previous mode is
     restored on return, also when an exception (or Ctrl-C) interrupts it.
     """
@@ -175,7 +180,7 @@ def evaluate(model, data, batch_size: int = 1000, loss_fn=None) -> dict:
         loss_sum, correct = 0.0, 0
         for start in range(0, n, batch_size):
             xb = _to_model_device(data.x[start:start + batch_size], ref)
-            yb = _to_model_device(data.y[start:start + batch_size], ref)
+            yb = data.y[start:start + batch_size]
             logits = model(xb)
             if logits.ndim != 2 or logits.shape[0] != len(yb):
                 raise ValueError(
@@ -183,10 +188,12 @@ def evaluate(model, data, batch_size: int = 1000, loss_fn=None) -> dict:
                     f"({len(yb)}, C), got {tuple(logits.shape)}")
             loss_sum += float(loss_fn(logits, yb)) * len(yb)
             xp = backend.xp(logits)
-            correct += int(xp.sum(xp.argmax(logits, axis=1) == yb))
+            # counted where the logits are, read back once at the end
+            correct = correct + xp.sum(xp.argmax(logits, axis=1)
+                                       == backend.asarray_like(yb, logits))
     finally:
         _restore_modes(saved)
-    accuracy = correct / n
+    accuracy = int(correct) / n
     return {"loss": loss_sum / n, "accuracy": accuracy, "error": 1.0 - accuracy}
 
 
@@ -329,8 +336,12 @@ def fit(model, loss_fn, optimizer, train, val, epochs: int, batch_size: int,
         for the validation loss.
     optimizer : a ``minidl.optim`` optimizer over ``model.parameters()``.
     train, val : datasets with ``.x`` and integer labels ``.y`` (``minidl.data.ArrayDataset``).
-        Batches are moved to the model's device; their dtype is the data's (build the
-        data in the model's dtype).
+        Each batch's images are moved to the model's device; their dtype is the data's
+        (build the data in the model's dtype).  The labels go to ``loss_fn`` as the data
+        holds them: ``CrossEntropyLoss`` checks host labels on the host and moves them to
+        the logits' device itself, so a training step on a GPU copies exactly one value
+        back to the host, the loss (for the running mean, the progress bar and the
+        NaN/inf check).
     epochs, batch_size : positive ints.  The last batch of an epoch may be smaller.
     scheduler : optional ``minidl.optim.lr_scheduler`` scheduler, stepped once at the end
         of every epoch; ``ReduceLROnPlateau`` is stepped with the validation loss.
@@ -414,7 +425,7 @@ def fit(model, loss_fn, optimizer, train, val, epochs: int, batch_size: int,
             batches = iterate_batches(train, batch_size, shuffle=True, rng=data_rng,
                                       augment=augment)
             for step, (xb, yb) in enumerate(batches, start=1):
-                xb, yb = _to_model_device(xb, ref), _to_model_device(yb, ref)
+                xb = _to_model_device(xb, ref)
                 optimizer.zero_grad()
                 loss = float(loss_fn(model(xb), yb))
                 if not math.isfinite(loss):

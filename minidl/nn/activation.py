@@ -209,8 +209,7 @@ def erf(x):
     """The error function, element-wise, in ``x``'s dtype (NumPy or CuPy)."""
     global _erf_ufunc
     if backend.is_cupy(x):
-        from cupyx.scipy.special import erf as cupy_erf  # noqa: PLC0415 - GPU only
-        return cupy_erf(x)
+        return backend.device_special("erf")(x)
     if _erf_ufunc is None:
         import numba  # noqa: PLC0415 - compile lazily
         _erf_ufunc = numba.vectorize(["float32(float32)", "float64(float64)"],

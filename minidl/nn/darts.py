@@ -132,7 +132,7 @@ class MixedOp(Module):
         check_dout("MixedOp", dout, self._outs[0].shape, self._outs[0].dtype)
         xp = backend.xp(dout)
         w = self._w
-        g = xp.asarray([float((dout * out).sum()) for out in self._outs], dtype=w.dtype)
+        g = xp.stack([(dout * out).sum() for out in self._outs]).astype(w.dtype)
         self.alpha.accumulate_grad((w * (g - (w * g).sum())).astype(self.alpha.dtype),
                                    owned=True)
         dx = None

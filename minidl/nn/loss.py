@@ -24,6 +24,10 @@ class CrossEntropyLoss(Module):
     ------
     logits : ``(N, C)`` float;  targets : ``(N,)`` integers in ``[0, C)``;
     ``forward`` returns a Python float;  ``backward()`` returns ``(N, C)``.
+    On a GPU the targets may be host or device arrays: host targets are checked on the
+    host and then moved to the logits' device (``fit`` and ``evaluate`` pass them so);
+    checking device targets reads one bool back.  The loss value is the one copy to the
+    host that a forward pass makes.
     An empty batch (``N = 0``) gives NaN, the mean of nothing, and an empty
     gradient, as in torch.
 
@@ -117,9 +121,12 @@ class CrossEntropyLoss(Module):
             raise ValueError(
                 f"{name}: expected targets of shape ({n},) to match logits {tuple(logits.shape)}, "
                 f"got {tuple(targets.shape)}")
-        t = backend.to_numpy(targets)
-        bad = np.flatnonzero((t < 0) | (t >= c))
-        if bad.size:
+        out_of_range = (targets < 0) | (targets >= c)
+        # on a device, one bool read back, and the labels only when one is wrong (a device
+        # does not check indices: an out-of-range one would silently wrap around)
+        if bool(out_of_range.any()):
+            t = backend.to_numpy(targets)
+            bad = np.flatnonzero((t < 0) | (t >= c))
             raise ValueError(
                 f"{name}: expected class indices in [0, {c}) for C={c} classes, got "
                 f"{t[bad[0]]} at position {bad[0]} ({bad.size} out of range)")

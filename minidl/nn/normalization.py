@@ -234,9 +234,15 @@ class _BatchNorm(Module):
         r"""``running = (1 - f) running + f batch`` with ``f = momentum``, or ``1/t`` for the
         cumulative average (``momentum=None``, ``t = num_batches_tracked``); the variance
         averaged is the unbiased one, :math:`\sigma^2 n/(n-1)`."""
-        f = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-        self.running_mean = f * mean + (1.0 - f) * self.running_mean
-        self.running_var = f * (var * (n / (n - 1))) + (1.0 - f) * self.running_var
+        if self.momentum is None:
+            # 1/t from the counter where it is (no copy to the host on a GPU), rounded to
+            # the statistics' dtype as a Python float would be
+            t = self.num_batches_tracked
+            f, keep = (1.0 / t).astype(mean.dtype), (1.0 - 1.0 / t).astype(mean.dtype)
+        else:
+            f, keep = self.momentum, 1.0 - self.momentum
+        self.running_mean = f * mean + keep * self.running_mean
+        self.running_var = f * (var * (n / (n - 1))) + keep * self.running_var
 
     def backward(self, dout):
         """Accumulate dL/dweight and dL/dbias; return dL/dx (None when ``needs_input_grad``

@@ -33,6 +33,8 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy as np
+
 from .. import backend
 from .adam import check_moment_settings
 from .optimizer import Optimizer
@@ -286,6 +288,12 @@ class AdamHD(_HypergradientOptimizer):
             eps = float(group["eps"])
             weight_decay = float(group["weight_decay"])
             hypergrad_lr = float(group["hypergrad_lr"])
+            # The rate changes parameter by parameter (see the class docstring).  It is
+            # kept where the dot products are, a float64 0-d array of the parameters'
+            # module, while the step runs, and read back into the group once at its end:
+            # on a GPU one copy to the host per step, not one per parameter.  The same
+            # float64 operations in the same order as with Python floats.
+            lr, adapted = float(group["lr"]), False
             for p in list(self._params_with_grad(group)):
                 xp = backend.xp(p.data)
                 state = self.state[p]
@@ -304,9 +312,9 @@ class AdamHD(_HypergradientOptimizer):
                     prev_bias_correction1 = 1 - beta1 ** (t - 1)
                     prev_bias_correction2 = 1 - beta2 ** (t - 1)
                     prev_direction = exp_avg / (xp.sqrt(exp_avg_sq) + eps)
-                    h = (float(xp.dot(g.ravel(), prev_direction.ravel()))
-                         * math.sqrt(prev_bias_correction2) / prev_bias_correction1)
-                    group["lr"] = float(group["lr"]) + hypergrad_lr * h
+                    dot = xp.dot(g.ravel(), prev_direction.ravel()).astype(np.float64)
+                    h = dot * math.sqrt(prev_bias_correction2) / prev_bias_correction1
+                    lr, adapted = lr + hypergrad_lr * h, True
 
                 exp_avg *= beta1
                 exp_avg += (1 - beta1) * g
@@ -315,6 +323,10 @@ class AdamHD(_HypergradientOptimizer):
                 denom = xp.sqrt(exp_avg_sq) + eps
                 bias_correction1 = 1 - beta1 ** t
                 bias_correction2 = 1 - beta2 ** t
-                step_size = float(group["lr"]) * math.sqrt(bias_correction2) / bias_correction1
+                step_size = lr * math.sqrt(bias_correction2) / bias_correction1
+                if type(step_size) is not float:    # an array scalar: the parameter's dtype,
+                    step_size = step_size.astype(p.data.dtype)   # as a Python float would be
                 p.data -= step_size * (exp_avg / denom)
+            if adapted:
+                group["lr"] = float(lr)
         return loss
