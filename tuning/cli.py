@@ -30,12 +30,15 @@ finished trial, and exits with status 130.
 
 Every error is one or two lines on standard error saying what went wrong and what to
 do, with exit status 1 (2 for a usage error); ``--debug`` (anywhere on the command line)
-adds the traceback.  A study is stored only once its settings, storage and data (for
+adds the traceback.  A storage that fails under a command (disk full, database gone) is
+one line naming it and the reason.  No message or traceback shows the password of a
+storage URL (``tuning.storage.show_url``, ``scrub``).  A study is stored only once its settings, storage and data (for
 ``run``) or values (for ``enqueue``) have been checked.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 import warnings
@@ -48,6 +51,7 @@ from .commands.options import (EXIT_BROKEN_PIPE, EXIT_INTERRUPTED,  # noqa: F401
                                STUDY_OPTIONS, check_out_dir, err)
 from .commands.run import silence
 from .errors import JournalWarning, TuningError
+from .storage import STORAGE_ENV, describe, scrub, storage_failure
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,13 +101,27 @@ def main(argv=None) -> int:
             silence(sys.stdout)
             return EXIT_BROKEN_PIPE
         except Exception as exc:  # noqa: BLE001 - every error becomes one clear line
+            # a storage URL's password never reaches the screen, whatever printed it
+            urls = (getattr(args, "storage", None), os.environ.get(STORAGE_ENV))
             if debug:
-                traceback.print_exc()
-            err(f"tuning {args.command}: error: {_describe_error(exc)}")
+                err(scrub(traceback.format_exc().rstrip("\n"), *urls))
+            failure = None if isinstance(exc, TuningError) else storage_failure(
+                exc, _where(args), getattr(args, "storage", None))
+            if failure is not None:
+                exc = failure
+            err(scrub(f"tuning {args.command}: error: {_describe_error(exc)}", *urls))
             if not isinstance(exc, (TuningError, FileNotFoundError)) and not debug:
                 err("(an unexpected error: run the command again with --debug for the "
                     "traceback)")
             return 1
+
+
+def _where(args) -> str:
+    """The storage a command was given, for messages (``tuning.storage.describe``)."""
+    spec, name = getattr(args, "storage", None), getattr(args, "study_name", None)
+    if spec is None and not name:
+        return "of this command"
+    return describe(spec, name)
 
 
 def _describe_error(exc: Exception) -> str:

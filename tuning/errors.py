@@ -8,6 +8,10 @@ status 1; any other exception is reported as unexpected (see ``tuning.cli``).
 - ``StudyExistsError``: creating a study whose name is taken.
 - ``JournalDamagedError``: a journal file holds lines that are not records; nothing is
   appended to it (``tuning.storage``).
+- ``StorageIOError``: reading or writing a journal file failed (disk full, permission
+  lost, a file that vanished); ``reason`` is the operating system's word for it.
+- ``StorageFailedError``: the storage failed while trials ran (``tuning.workers``): one
+  line naming the storage (its password masked) and the reason.
 - ``WorkerInterrupted``: Ctrl-C or SIGTERM stopped the worker loop (``tuning.workers``).
 - ``JournalWarning``: a journal line that is not a record was skipped while reading.
 
@@ -31,6 +35,20 @@ class StudyExistsError(TuningError):
 
 class JournalDamagedError(TuningError):
     """A journal file holds lines that are not journal records: nothing is appended to it."""
+
+
+class StorageIOError(TuningError):
+    """Reading or writing a journal file failed: ``where`` (the file), ``reason`` (the
+    operating system's message, e.g. "No space left on device")."""
+
+    def __init__(self, where: str, reason: str, doing: str = "write"):
+        super().__init__(f"cannot {doing} the journal {where}: {reason}")
+        self.where = where
+        self.reason = reason
+
+
+class StorageFailedError(TuningError):
+    """The study's storage failed while trials ran: the run stopped, finished trials stay."""
 
 
 class WorkerInterrupted(Exception):

@@ -17,7 +17,7 @@ import sys
 from optuna.trial import TrialState
 
 from .spaces import config_from_params, get_space
-from .storage import TuningError
+from .storage import TuningError, storage_note, storage_option
 
 
 def tuning_command() -> str:
@@ -378,6 +378,5 @@ def print_closing(study, settings, name: str, storage) -> None:
         print(best_text(study, settings))
     except TuningError as exc:
         print(str(exc))
-    print(f"plots: {tuning_command()} plot --study-name {name}"
-          + (f" --storage {storage}" if storage else "")
-          + f" --out studies/{name}-plots")
+    print(f"plots: {tuning_command()} plot --study-name {name}{storage_option(storage or None)}"
+          f" --out studies/{name}-plots{storage_note(storage or None)}")

@@ -22,6 +22,7 @@ import errno
 import json
 import os
 import re
+import shlex
 import socket
 import stat
 import tempfile
@@ -29,12 +30,14 @@ import time
 import uuid
 import warnings
 from pathlib import Path
+from urllib.parse import unquote
 
 import optuna
 from optuna.storages.journal import JournalFileBackend
 
 # The package's errors live in ``tuning.errors``; imported from here too (older code does).
-from .errors import JournalDamagedError, JournalWarning, StudyNotFoundError, TuningError  # noqa: F401
+from .errors import (JournalDamagedError, JournalWarning, StorageIOError,  # noqa: F401
+                     StudyNotFoundError, TuningError)
 
 DEFAULT_DIR = Path("studies")
 _RDB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "oracle", "mssql")
@@ -93,10 +96,134 @@ def refuse_sqlite(spec: str | None, study_name: str | None) -> None:
 
 
 def describe(spec: str | None, study_name: str | None) -> str:
-    """The storage as the user would pass it again (for messages)."""
+    """The storage for messages: the journal path, or the URL as ``show_url`` shows it."""
     if spec is None:
         return str(default_journal_path(study_name))
-    return spec
+    return show_url(spec)
+
+
+# -- storage URLs shown to people ---------------------------------------------------------
+
+MASK = "***"
+# A query parameter is secret when its name (%-decoded, any case) contains one of these:
+# password, passwd, sslpassword, pwd, secret, client_secret, token, api_key, sslkey, auth...
+SECRET_PARAM_WORDS = ("pass", "pwd", "secret", "token", "key", "auth", "credential")
+_PARAM = re.compile(r"[?&;]([^=&;?#]*)=")
+_NEXT_PARAM = re.compile(r"[&;][^=&;?#]*=")
+# Secrets shorter than this are hidden inside the URL only, not wherever they occur in a
+# message (replacing every "ab" of a text would garble it)
+MIN_SCRUB = 4
+
+
+def secret_spans(url: str) -> list:
+    """``[(start, end), ...]``: the parts of ``url`` that are secret, merged and sorted.
+
+    - the password: from the first ``:`` after ``://`` to the **last** ``@`` (a password
+      may hold ``/ : @ ? %``, and SQLAlchemy takes ``user:p@ss@host`` apart wrongly, so the
+      last ``@`` is taken: too much is hidden rather than a piece of the password shown);
+    - the value of every query parameter whose name contains one of
+      ``SECRET_PARAM_WORDS`` (``?password=...``, ``&sslpassword=...``, ``;token=...``),
+      up to the next ``&name=`` / ``;name=`` or the end (a value may hold ``&`` or ``@``).
+
+    A string without ``://`` (a journal path) has none.
+    """
+    start = url.find("://")
+    if start < 0:
+        return []
+    start += 3
+    spans = []
+    at = url.rfind("@", start)
+    colon = url.find(":", start, max(at, start))
+    if colon >= 0:
+        spans.append((colon + 1, at))
+    for m in _PARAM.finditer(url, start):
+        name = unquote(m.group(1)).lower()
+        if any(word in name for word in SECRET_PARAM_WORDS):
+            nxt = _NEXT_PARAM.search(url, m.end())
+            spans.append((m.end(), nxt.start() if nxt else len(url)))
+    merged = []
+    for a, b in sorted(spans):
+        if a >= b:
+            continue
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def show_url(spec: str | None) -> str | None:
+    """``spec`` as it may be shown to people: the password and secret query values of a
+    URL replaced by ``***``, the rest (scheme, user name, host, port, database, other
+    parameters) as given; a journal path (no ``://``) unchanged.
+
+    The one function that renders a storage for output, logs, listings and messages::
+
+        postgresql+psycopg2://tuning:p/w@db:5432/tuning   -> postgresql+psycopg2://tuning:***@db:5432/tuning
+        postgresql://tuning@db/tuning?password=s3&sslmode=require
+                                                           -> postgresql://tuning@db/tuning?password=***&sslmode=require
+
+    See ``secret_spans`` for what is hidden (``sqlalchemy.engine.make_url`` is not used
+    to render: for ``user:p@ss@host`` it shows ``ss@host`` as the host, and it keeps
+    ``?password=``).
+    """
+    if spec is None:
+        return None
+    out, pos = [], 0
+    for a, b in secret_spans(spec):
+        out += [spec[pos:a], MASK]
+        pos = b
+    out.append(spec[pos:])
+    return "".join(out)
+
+
+def url_secrets(spec: str | None) -> list:
+    """The secret strings of ``spec`` as given and %-decoded, longest first."""
+    if not spec:
+        return []
+    found = set()
+    for a, b in secret_spans(spec):
+        found |= {spec[a:b], unquote(spec[a:b])}
+    return sorted(found, key=len, reverse=True)
+
+
+def scrub(text: str, *specs) -> str:
+    """``text`` with each storage URL of ``specs`` shown as ``show_url`` shows it, and its
+    secrets (``url_secrets``, at least ``MIN_SCRUB`` characters) replaced by ``***``
+    wherever else they occur (a driver's message, a traceback)."""
+    for spec in specs:
+        if not spec or show_url(spec) == spec:
+            continue
+        text = text.replace(spec, show_url(spec))
+        for secret in url_secrets(spec):
+            if len(secret) >= MIN_SCRUB:
+                text = text.replace(secret, MASK)
+    return text
+
+
+STORAGE_ENV = "OPTUNA_STORAGE"
+SECRET_NOTE = (f"(with {STORAGE_ENV} holding the storage URL: a password is never printed; "
+               f"see docs/scaling-out.md)")
+
+
+def storage_option(spec: str | None) -> str:
+    """How a printed hint names the storage: ``""`` for the default journal, else
+    `` --storage PATH_OR_URL`` (shell-quoted), or `` --storage "$OPTUNA_STORAGE"`` for a
+    URL holding a secret, which is never printed (``storage_note`` says where it comes
+    from)."""
+    if spec is None:
+        return ""
+    if show_url(spec) != spec:
+        return f' --storage "${STORAGE_ENV}"'
+    return f" --storage {shlex.quote(spec)}"
+
+
+def storage_note(spec: str | None) -> str:
+    """`` (with OPTUNA_STORAGE holding ...)`` after a hint whose ``storage_option`` reads
+    ``$OPTUNA_STORAGE`` while that variable does not hold ``spec``; else ``""``."""
+    if spec is None or show_url(spec) == spec or os.environ.get(STORAGE_ENV) == spec:
+        return ""
+    return " " + SECRET_NOTE
 
 
 def open_storage(spec: str | None, study_name: str | None, must_exist: bool = False,
@@ -127,6 +254,7 @@ def open_storage(spec: str | None, study_name: str | None, must_exist: bool = Fa
     if path.is_dir():
         raise TuningError(f"--storage {path}: is a directory; give a journal file path inside "
                           f"it, e.g. {path / ((study_name or 'NAME') + '.log')}")
+    check_regular_file(path, "--storage")
     if must_exist and not path.exists():
         raise StudyNotFoundError(
             f"no study storage at {path}" + (f" (no study named {study_name!r} has been run "
@@ -149,6 +277,29 @@ def open_storage(spec: str | None, study_name: str | None, must_exist: bool = Fa
     if write:
         backend.check_appendable()
     return storage
+
+
+def special_file_kind(path) -> str | None:
+    """What ``path`` is when it exists but is not a regular file or folder (a FIFO, a
+    device, a socket), else None; symbolic links are followed."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    for test, kind in ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return None
+
+
+def check_regular_file(path, option: str = "--storage") -> None:
+    """TuningError if ``path`` is a FIFO, a device or a socket: reading one may block for
+    ever (a FIFO) or read nothing (``/dev/null``), so it is refused before it is opened."""
+    kind = special_file_kind(path)
+    if kind is not None:
+        raise TuningError(f"{option} {path}: is {kind}, not a regular file; give a journal "
+                          f"file path (e.g. studies/NAME.log) or a storage URL")
 
 
 def _check_writable(path: Path) -> None:
@@ -188,14 +339,9 @@ def folder_problem(folder: Path) -> str | None:
     return None
 
 
-def _hide_password(url: str) -> str:
-    """``url`` for messages: without a password (``user:***@host``)."""
-    return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
-
-
 def _open_url(url: str, heartbeat_interval):
     scheme = url.split("://", 1)[0].split("+", 1)[0].lower()
-    shown = _hide_password(url)
+    shown = show_url(url)
     if scheme in _RDB_SCHEMES:
         if scheme == "sqlite":
             _check_sqlite_folder(url)
@@ -219,23 +365,26 @@ def _open_url(url: str, heartbeat_interval):
                               f"pip install redis") from None
         except Exception as exc:
             raise TuningError(f"--storage {shown}: cannot reach Redis: "
-                              f"{_first_line(exc)}. Check that the server runs") from None
+                              f"{scrub(_first_line(exc), url)}. Check that the server "
+                              f"runs") from None
     if scheme == "grpc":
         host, _, port = url.split("://", 1)[1].rstrip("/").rpartition(":")
         if not host or not port.isdigit():
-            raise TuningError(f"--storage {url}: expected grpc://HOST:PORT")
+            raise TuningError(f"--storage {shown}: expected grpc://HOST:PORT")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 proxy = optuna.storages.GrpcStorageProxy(host=host, port=int(port))
             proxy.wait_server_ready(timeout=GRPC_CONNECT_TIMEOUT)
         except ImportError as exc:
-            raise TuningError(f"--storage {url}: gRPC is not installed ({exc}): pip install "
+            raise TuningError(f"--storage {shown}: gRPC is not installed ({exc}): pip install "
                               f"grpcio protobuf (the [distributed] extra)") from None
         except Exception as exc:
-            raise TuningError(f"--storage {url}: no gRPC storage proxy answers at "
-                              f"{host}:{port} ({_first_line(exc)}); start one with `python -m "
-                              f"tuning grpc-proxy --storage URL --port {port}`") from None
+            at = f"{host}:{port}" if shown == url else shown
+            raise TuningError(
+                f"--storage {shown}: no gRPC storage proxy answers at {at} "
+                f"({scrub(_first_line(exc), url)}); start one with `python -m tuning "
+                f"grpc-proxy --storage URL --port {port}`") from None
         return proxy
     raise TuningError(
         f"--storage {shown}: unknown URL scheme {scheme!r}; expected a journal file path or a "
@@ -250,8 +399,8 @@ def database_error(url: str, exc: Exception) -> str:
     text = _first_line(exc)
     if text.startswith("(") and ") " in text:  # "(psycopg2.OperationalError) connection ..."
         text = text.split(") ", 1)[1]
-    return (f"--storage {_hide_password(url)}: cannot open the database: {text}. Check that "
-            f"the server runs and the URL (user, password, host, port, database) is right")
+    return (f"--storage {show_url(url)}: cannot open the database: {scrub(text, url)}. Check "
+            f"that the server runs and the URL (user, password, host, port, database) is right")
 
 
 def _first_line(exc: Exception) -> str:
@@ -266,11 +415,11 @@ def _check_sqlite_folder(url: str) -> None:
         return
     db = Path(path[1:])  # sqlite:///rel.db -> rel.db; sqlite:////abs.db -> /abs.db
     if str(db.parent) and not db.parent.is_dir():
-        raise TuningError(f"--storage {url}: the folder {db.parent} does not exist; create it "
+        raise TuningError(f"--storage {show_url(url)}: the folder {db.parent} does not exist; create it "
                           f"(mkdir -p {db.parent}) or give another path")
     problem = None if db.exists() else folder_problem(db.absolute().parent)
     if problem:
-        raise TuningError(f"--storage {url}: cannot create {db}: {problem}")
+        raise TuningError(f"--storage {show_url(url)}: cannot create {db}: {problem}")
 
 
 def driver_missing(spec: str, exc: Exception) -> str:
@@ -285,6 +434,99 @@ def driver_missing(spec: str, exc: Exception) -> str:
     elif scheme.startswith("mysql"):
         hint = " pip install pymysql and write mysql+pymysql://..."
     return f"--storage {scheme}://...: no database driver ({_first_line(exc)}).{hint}"
+
+
+# -- a storage that fails while trials run -----------------------------------------------
+
+def storage_url(storage) -> str | None:
+    """The URL a storage object was opened with (secrets included: never print it), or
+    None (a journal file, a gRPC proxy)."""
+    for obj in (storage, getattr(storage, "_backend", None)):
+        url = getattr(obj, "url", None) or getattr(obj, "_url", None)
+        if isinstance(url, str):
+            return url
+    return None
+
+
+def storage_label(storage) -> str:
+    """The storage object ``storage`` as people know it: the journal file's path, or the
+    URL as ``show_url`` shows it (``grpc://HOST:PORT`` for a gRPC proxy)."""
+    path = getattr(getattr(storage, "_backend", None), "_file_path", None)
+    if path is not None:
+        return str(path)
+    url = storage_url(storage)
+    if url is not None:
+        return show_url(url)
+    if getattr(storage, "_host", None) is not None:
+        return f"grpc://{storage._host}:{storage._port}"
+    return type(storage).__name__
+
+
+def _database_errors() -> tuple:
+    """The exception classes of the database and network clients imported so far."""
+    import sys  # noqa: PLC0415
+    found = []
+    if "sqlalchemy" in sys.modules:
+        found.append(sys.modules["sqlalchemy"].exc.SQLAlchemyError)
+    if "grpc" in sys.modules:
+        found.append(sys.modules["grpc"].RpcError)
+    if "redis" in sys.modules and hasattr(sys.modules["redis"], "exceptions"):
+        found.append(sys.modules["redis"].exceptions.RedisError)
+    return tuple(found)
+
+
+def driver_reason(exc: BaseException) -> str:
+    """A database or gRPC error's own words, in one line: ``connection to server at
+    "127.0.0.1", port 5432 failed: Connection refused`` (SQLAlchemy's ``(psycopg2.
+    OperationalError)`` prefix and its ``[SQL: ...]`` lines left out)."""
+    details = getattr(exc, "details", None)
+    if callable(details):   # grpc.RpcError
+        try:
+            text = details()
+        except Exception:  # noqa: BLE001 - no details: its first line below
+            text = None
+        if text:
+            return str(text).splitlines()[0]
+    text = _first_line(exc)
+    if text.startswith("(") and ") " in text:
+        text = text.split(") ", 1)[1]
+    return text
+
+
+def storage_failure(exc: BaseException, where: str, url: str | None = None):
+    """The ``TuningError`` to stop with when ``exc`` comes from the storage ``where``
+    (its name for people, ``storage_label``; ``url``: its URL, whose secrets are
+    scrubbed from the driver's words) failing, else None.
+
+    ``exc`` is looked at with the exceptions it was raised from or while handling
+    (Optuna turns a failed ``tell`` into ``AssertionError: Should not reach.`` or
+    ``UnboundLocalError``, with the storage's error as their context): a
+    ``StorageIOError`` (a journal's disk full, permission lost) or an error of
+    SQLAlchemy, gRPC or Redis becomes a ``StorageFailedError`` naming the storage and
+    the operating system's or driver's reason; another ``TuningError`` of ours
+    (``JournalDamagedError``) is returned as it is.  Nothing else is taken for a storage
+    failure (a ``BrokenPipeError`` of a closed standard output is not).
+    """
+    from .errors import StorageFailedError  # noqa: PLC0415
+    database = _database_errors()
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, StorageIOError):
+            return StorageFailedError(stopped_message(exc.where, exc.reason))
+        if isinstance(exc, TuningError):
+            return exc
+        if database and isinstance(exc, database):
+            return StorageFailedError(stopped_message(where, scrub(driver_reason(exc), url)))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def stopped_message(where: str, reason: str) -> str:
+    """The one line a run stops with when its storage fails."""
+    return (f"the storage {where} failed: {reason}. The run stopped; the trials finished "
+            f"before are kept there (run the command again once the storage works; "
+            f"--debug shows the traceback)")
 
 
 def study_names(storage) -> list:
@@ -453,12 +695,28 @@ def parse_record(line: bytes) -> dict | None:
 
 def is_torn_record(tail: bytes) -> bool:
     """Could ``tail`` (the bytes after the last newline) be the start of a record this
-    format writes, cut short by a writer that died?  Only such a tail is ever cut off."""
+    format writes, cut short by a writer that died?  It starts as every record does
+    (``RECORD_START``, or is a prefix of it) and holds printable ASCII only (bytes 32 to
+    126: what ``json.dumps`` writes).  A complete record lacking only its newline is not
+    torn (``tail_kind``)."""
     if not tail:
         return False
     if not (tail.startswith(RECORD_START) or RECORD_START.startswith(tail)):
         return False
     return all(32 <= b < 127 for b in tail)
+
+
+def tail_kind(tail: bytes) -> str | None:
+    """What a last line without newline is: None (there is none), ``"record"`` (a complete
+    record whose newline is missing: an editor, a copy tool, a writer that died between
+    the two; it is kept, and the next append adds the newline), ``"torn"`` (the start of a
+    record cut short, ``is_torn_record``: the next append cuts it off) or ``"foreign"``
+    (bytes this format never writes: kept, named, never written behind)."""
+    if not tail:
+        return None
+    if parse_record(tail) is not None:
+        return "record"
+    return "torn" if is_torn_record(tail) else "foreign"
 
 
 def _preview(data: bytes, limit: int = 24) -> str:
@@ -488,6 +746,8 @@ def check_journal_file(path) -> None:
     newline = head.find(b"\n")
     if newline >= 0 and parse_record(head[:newline + 1]) is not None:
         return
+    if newline < 0 and size <= len(head) and tail_kind(head) == "record":
+        return  # one record, its newline missing: the next append adds it
     if newline < 0 and size <= len(head) and is_torn_record(head):
         raise TuningError(
             f"{path} holds no complete journal record, only the start of one ({size} bytes: "
@@ -548,16 +808,24 @@ class JournalFile(JournalFileBackend):
     by something else, a half record glued to another by a plain Optuna writer) is
     skipped with a ``JournalWarning`` naming the line; the records around it are read as
     usual.  Optuna's own reader stops with ``JSONDecodeError``/``UnicodeDecodeError``
-    at such a line.
+    at such a line.  A last line without newline is read as a record when it is one
+    (``tail_kind``: a complete record whose newline is missing).
 
     Writing: a writer killed inside ``write`` can leave a partial last line; appended to
     as it is, the next record would be glued onto it.  So every append, under the lock
     (no live writer is then in the middle of one), first checks what other processes
-    wrote since it last looked: a torn last record of this format (``is_torn_record``)
-    is cut back to the last complete line (what the dead writer never finished, no
-    reader has ever seen); anything else that is not a record (a foreign line anywhere,
-    a foreign tail) stops the append with ``JournalDamagedError``, which says how to
-    repair the file.  Nothing but such a torn record is ever removed.
+    wrote since it last looked (``tail_kind`` of the last line): a torn last record of
+    this format is cut back to the last complete line (what the dead writer never
+    finished, no reader has ever seen); a complete record lacking only its newline gets
+    its newline (nothing is cut: its trial stays as it was); anything else that is not a
+    record (a foreign line anywhere, a foreign tail) stops the append with
+    ``JournalDamagedError``, which says how to repair the file.  Nothing but a last line
+    that does not parse as a record is ever removed.
+
+    Failures: an operating-system error while reading or writing (disk full, permission
+    lost, the file's folder removed) is raised as ``StorageIOError`` naming the file and
+    the reason; what was written before stays (an append cut short by a full disk is a
+    torn record, cut off by the next append).
     """
 
     def __init__(self, file_path: str, grace_period: float = 30.0) -> None:
@@ -572,10 +840,19 @@ class JournalFile(JournalFileBackend):
         self._warned = set()
         self._checked_end = 0      # bytes known to hold only complete records
         self._checked_lines = 0
+        # offsets just after a record read without its newline: the newline an append
+        # adds there later is not a line of its own
+        self._unterminated = set()
 
     # reading
 
     def read_logs(self, log_number_from: int):
+        try:
+            yield from self._read_logs(log_number_from)
+        except OSError as exc:
+            raise StorageIOError(self._file_path, exc.strerror or str(exc), "read") from exc
+
+    def _read_logs(self, log_number_from: int):
         if not os.path.exists(self._file_path):  # nothing written yet
             return
         with open(self._file_path, "rb") as f:
@@ -585,10 +862,15 @@ class JournalFile(JournalFileBackend):
             f.seek(pos)
             while pos < size:
                 line = f.readline(size - pos)
-                if not line.endswith(b"\n"):
+                if line == b"\n" and pos in self._unterminated:
+                    pos += 1   # the newline added after a record already read
+                    continue
+                terminated = line.endswith(b"\n")
+                kind = "line" if terminated else tail_kind(line)
+                if kind != "line" and kind != "record":
                     # the last line: a record being written now, or torn by a dead writer
                     # (cut by the next append), or foreign bytes (named, never cut)
-                    if not is_torn_record(line):
+                    if kind == "foreign":
                         self._warn(("tail", pos),
                                    f"journal {self._file_path}: skipped {len(line)} bytes at "
                                    f"its end that are not a journal record "
@@ -602,6 +884,8 @@ class JournalFile(JournalFileBackend):
                                f"journal {self._file_path}: skipped line {lineno}, which is "
                                f"not a journal record ('{_preview(line)}')")
                     continue
+                if not terminated:
+                    self._unterminated.add(pos)
                 self._offsets.setdefault(number + 1, (pos, lineno))
                 if number >= log_number_from:
                     yield record
@@ -614,67 +898,98 @@ class JournalFile(JournalFileBackend):
 
     # writing
 
-    def scan_for_damage(self, start: int = 0, start_line: int = 0):
-        """``(bad_lines, foreign_tail, torn_at, end, lines)`` of the file from ``start``.
-
-        ``torn_at``: offset of a torn last record of ours (None if there is none);
-        ``end``/``lines``: where the complete lines end.  Only reads.
-        """
-        bad, foreign, torn = {}, None, None
+    def scan_for_damage(self, start: int = 0, start_line: int = 0) -> "Scan":
+        """What the file holds from byte ``start`` (line ``start_line``) on; only reads."""
+        bad, tail, tail_at, foreign = {}, None, None, None
         pos, lineno = start, start_line
-        if not os.path.exists(self._file_path):
-            return bad, foreign, torn, pos, lineno
-        with open(self._file_path, "rb") as f:
-            f.seek(pos)
-            for line in f:
-                if not line.endswith(b"\n"):
-                    if is_torn_record(line):
-                        torn = pos
-                    else:
-                        foreign = (pos, line)
-                    break
-                pos += len(line)
-                lineno += 1
-                if parse_record(line) is None:
-                    bad[lineno] = line[:60]
-        return bad, foreign, torn, pos, lineno
+        if os.path.exists(self._file_path):
+            with open(self._file_path, "rb") as f:
+                f.seek(pos)
+                for line in f:
+                    if not line.endswith(b"\n"):
+                        tail, tail_at = tail_kind(line), pos
+                        if tail == "record":
+                            pos += len(line)
+                            lineno += 1
+                        elif tail == "foreign":
+                            foreign = (pos, line)
+                        break
+                    pos += len(line)
+                    lineno += 1
+                    if parse_record(line) is None:
+                        bad[lineno] = line[:60]
+        return Scan(bad=bad, foreign=foreign, torn=tail_at if tail == "torn" else None,
+                    unterminated=tail == "record", end=pos, lines=lineno)
 
     def check_appendable(self) -> None:
         """JournalDamagedError, with the repair, if an append would go behind damage."""
-        bad, foreign, _, _, _ = self.scan_for_damage()
-        if bad or foreign:
-            raise JournalDamagedError(damage_message(self._file_path, bad, foreign))
+        scan = self.scan_for_damage()
+        if scan.bad or scan.foreign:
+            raise JournalDamagedError(damage_message(self._file_path, scan.bad, scan.foreign))
 
     def append_logs(self, logs: list) -> None:
-        data = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs)
+        data = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs).encode()
         try:
             folder = os.path.dirname(self._file_path)
             if folder:
                 os.makedirs(folder, exist_ok=True)
             self._lock.acquire()
         except OSError as exc:
-            raise TuningError(f"cannot write the journal {self._file_path}: "
-                              f"{exc.strerror or exc}; choose a writable --storage "
-                              f"location") from None
+            raise StorageIOError(self._file_path, exc.strerror or str(exc)) from exc
         try:
-            bad, foreign, torn, end, lines = self.scan_for_damage(self._checked_end,
-                                                                  self._checked_lines)
-            if bad or foreign:
-                raise JournalDamagedError(damage_message(self._file_path, bad, foreign))
-            if torn == 0:  # nothing but a torn record: never empty a file (see open_storage)
+            scan = self.scan_for_damage(self._checked_end, self._checked_lines)
+            if scan.bad or scan.foreign:
+                raise JournalDamagedError(damage_message(self._file_path, scan.bad,
+                                                         scan.foreign))
+            if scan.torn == 0:  # nothing but a torn record: never empty a file (see open_storage)
                 raise JournalDamagedError(
                     f"journal {self._file_path} holds no complete record, only the start of "
                     f"one; tuning leaves it as it is. Delete it to start again")
-            if torn is not None:
-                _truncate(self._file_path, torn)
-            with open(self._file_path, "ab") as f:
-                f.write(data.encode("utf-8"))
-                f.flush()
-                os.fsync(f.fileno())
-            self._checked_end = end + len(data.encode("utf-8"))
-            self._checked_lines = lines + len(logs)
+            if scan.torn is not None:
+                _truncate(self._file_path, scan.torn)
+            if scan.unterminated:   # a complete last record lacking its newline: add it
+                data = b"\n" + data
+            _append(self._file_path, data)
+            self._checked_end = scan.end + len(data)
+            self._checked_lines = scan.lines + len(logs)
+        except OSError as exc:
+            raise StorageIOError(self._file_path, exc.strerror or str(exc)) from exc
         finally:
-            self._lock.release()
+            try:
+                self._lock.release()
+            except OSError as exc:
+                raise StorageIOError(self._file_path, exc.strerror or str(exc)) from exc
+
+
+class Scan:
+    """What ``JournalFile.scan_for_damage`` found: ``bad`` (``{line number: first
+    bytes}`` of complete lines that are not records), ``foreign`` (``(offset, bytes)`` of
+    a last line without newline that tuning did not write, or None), ``torn`` (offset of a
+    torn last record, or None), ``unterminated`` (the last line is a complete record
+    without its newline), ``end``/``lines`` (where the complete lines end, that record
+    included)."""
+
+    def __init__(self, bad, foreign, torn, unterminated, end, lines):
+        self.bad, self.foreign, self.torn = bad, foreign, torn
+        self.unterminated, self.end, self.lines = unterminated, end, lines
+
+
+def _write_chunk(fd: int, data) -> int:
+    """One ``os.write`` (a seam for tests that simulate a full disk)."""
+    return os.write(fd, data)
+
+
+def _append(path: str, data: bytes) -> None:
+    """Append ``data`` to ``path`` (created if missing) and fsync; a short write is
+    continued, an error (a full disk) raised with what was written left in place."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[_write_chunk(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _truncate(path: str, size: int) -> None:

@@ -74,13 +74,17 @@ from optuna.trial import TrialState
 from . import report
 from .errors import TuningError, WorkerInterrupted  # noqa: F401 - WorkerInterrupted: old imports
 from .storage import (database_error, driver_missing, open_storage, refuse_sqlite,
-                      storage_kind)
+                      storage_failure, storage_kind, storage_label, storage_url)
 
 WORKER_ATTR = "worker"
 NOT_STARTED = "not started: "
-# A trial whose worker died is queued again at most this many times (then the study goes
-# on without it): a configuration that kills its worker (out of memory) must not loop.
+# A configuration is queued again at most this many times after failures it can have
+# caused (its worker died while running it), then the study goes on without it: one that
+# kills its worker (out of memory) must not loop.  Interrupts do not count (``requeue_failed``).
 MAX_RETRIES = 2
+# The system attribute listing the numbers of a configuration's trials whose failure
+# counts towards MAX_RETRIES (Optuna's ``retry_history`` lists every earlier trial).
+COUNTED_ATTR = "counted_failures"
 FINISHED_OK = report.FINISHED_OK
 HEARTBEAT_INTERVAL = 10  # seconds between a worker's heartbeats on an RDB storage
 GRACE_FACTOR = 3  # a trial is stale after GRACE_FACTOR missed heartbeat intervals
@@ -102,7 +106,7 @@ def open_worker_storage(spec: str | None, study_name: str, heartbeat: int = HEAR
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             try:
-                return optuna.storages.RDBStorage(
+                return WorkerRDBStorage(
                     spec, heartbeat_interval=int(heartbeat),
                     grace_period=GRACE_FACTOR * int(heartbeat),
                     heartbeat_stale_trial_callback=retry_callback())
@@ -111,6 +115,44 @@ def open_worker_storage(spec: str | None, study_name: str, heartbeat: int = HEAR
             except Exception as exc:  # SQLAlchemy: server down, wrong password, ...
                 raise TuningError(database_error(spec, exc)) from None
     return open_storage(spec, study_name, must_exist=must_exist)
+
+
+_FINISHED_WRITE = threading.local()  # set while WorkerRDBStorage writes a failed trial's reason
+
+
+class WorkerRDBStorage(optuna.storages.RDBStorage):
+    """Optuna's RDB storage as workers open it, with two changes.
+
+    - Its heartbeat outlives a short database outage (a restart): a beat that fails is
+      skipped (``heartbeat_error`` keeps why) and the next one tried, where Optuna's
+      heartbeat thread would die with a traceback and leave a trial that is still being
+      trained to be failed as stale.  A database that stays away stops the worker at
+      its next storage call (``storage_failure``).
+    - ``set_failed_trial_reason`` writes the ``stop_reason`` of a trial its heartbeat
+      check has just failed (Optuna fails it first, then calls the stale-trial callback,
+      and refuses attributes of a finished trial).
+    """
+
+    heartbeat_error = None
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        try:
+            super().record_heartbeat(trial_id)
+        except Exception as exc:  # noqa: BLE001 - the database is away: beat again later
+            self.heartbeat_error = exc
+        else:
+            self.heartbeat_error = None
+
+    def set_failed_trial_reason(self, trial_id: int, reason: str) -> None:
+        _FINISHED_WRITE.on = True
+        try:
+            self.set_trial_user_attr(trial_id, "stop_reason", reason)
+        finally:
+            _FINISHED_WRITE.on = False
+
+    def check_trial_is_updatable(self, trial_id, trial_state) -> None:
+        if not getattr(_FINISHED_WRITE, "on", False):
+            super().check_trial_is_updatable(trial_id, trial_state)
 
 
 def default_threads(n_workers: int) -> int:
@@ -231,25 +273,62 @@ def retry_callback():
     It does what Optuna's ``RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)``
     does (the retry carries the system attributes ``failed_trial`` and
     ``retry_history``), through ``requeue_failed``, which also copes with a value
-    outside its distribution.
+    outside its distribution; and it gives the failed trial its ``stop_reason``
+    (``heartbeat_reason``), which Optuna's heartbeat check leaves empty.  A worker
+    that stopped beating died while running the trial, so the failure counts towards
+    ``MAX_RETRIES``.
     """
-    return lambda study, trial: requeue_failed(study, trial)
+    return _on_stale_trial
 
 
-def requeue_failed(study, frozen) -> tuple[bool, str]:
+def heartbeat_reason(storage, frozen) -> str:
+    """``worker died: no heartbeat for 30s (host pid 123)``: why the heartbeat check
+    failed ``frozen``."""
+    backend = getattr(storage, "_backend", storage)
+    grace = getattr(backend, "grace_period", None)
+    ident = frozen.user_attrs.get(WORKER_ATTR)
+    who = (f" ({ident.get('host')} pid {ident.get('pid')})"
+           if isinstance(ident, dict) and ident.get("trial") == frozen.number else "")
+    silent = f"for {grace}s" if grace is not None else "for too long"
+    return f"worker died: no heartbeat {silent}{who}"
+
+
+def _on_stale_trial(study, frozen) -> None:
+    storage = study._storage
+    backend = getattr(storage, "_backend", storage)
+    if hasattr(backend, "set_failed_trial_reason"):
+        backend.set_failed_trial_reason(frozen._trial_id, heartbeat_reason(storage, frozen))
+    requeue_failed(study, frozen)
+
+
+def requeue_failed(study, frozen, counts: bool = True) -> tuple[bool, str]:
     """Queue a failed trial's configuration again, to run next; ``(queued, why not)``.
 
-    At most ``MAX_RETRIES`` times per original trial.  A trial whose parameters lie
-    outside their distributions (enqueued with ``--outside-range``, or by an older
-    version) cannot be stored again as parameters (Optuna refuses them with a
-    ``ValueError``); its values are queued as fixed parameters instead, as ``enqueue``
-    does, so recovering it never crashes.
+    ``counts``: whether this failure counts towards ``MAX_RETRIES``.  What counts is a
+    failure the configuration can have caused: its worker died while running it (a
+    SIGKILL from outside, which cannot be told apart from the kernel's out-of-memory
+    kill that the configuration's size may have caused; a heartbeat that stopped).
+    What does not count (``counts=False``): an interrupt the tool itself received
+    (Ctrl-C, SIGTERM), which says nothing about the configuration.  The counted
+    failures of a configuration's trials are listed in the system attribute
+    ``counted_failures`` (a retry queued by an older version, without it, counts all of
+    its ``retry_history``); once they exceed ``MAX_RETRIES`` it is not queued again.
+    (A trial that fails by its own exception is not queued again at all.)
+
+    A trial whose parameters lie outside their distributions (enqueued with
+    ``--outside-range``, or by an older version) cannot be stored again as parameters
+    (Optuna refuses them with a ``ValueError``); its values are queued as fixed
+    parameters instead, as ``enqueue`` does, so recovering it never crashes.
     """
     history = list(frozen.system_attrs.get("retry_history", [])) + [frozen.number]
-    if MAX_RETRIES < len(history):
+    counted = list(frozen.system_attrs.get(COUNTED_ATTR,
+                                           frozen.system_attrs.get("retry_history", [])))
+    if counts:
+        counted.append(frozen.number)
+    if len(counted) > MAX_RETRIES:
         return False, f"not queued again (retried {MAX_RETRIES} times already)"
     system_attrs = {"failed_trial": frozen.number, **frozen.system_attrs,
-                    "retry_history": history}
+                    "retry_history": history, COUNTED_ATTR: counted}
     _add_waiting(study, frozen, _configuration_attrs(frozen), system_attrs)
     return True, ""
 
@@ -423,7 +502,13 @@ def run_worker(study, objective, *, max_trials: int | None = None,
                 current["unclaimed"] = True
                 trial.set_user_attr("stop_reason", NOT_STARTED + why)
                 raise _Unclaimed(why)
-        return objective(trial)
+        try:
+            return objective(trial)
+        except optuna.TrialPruned:
+            raise
+        except (Exception, KeyboardInterrupt) as exc:
+            give_reason(study, trial, exc)
+            raise
 
     def ended(_study, frozen):
         if not current.get("unclaimed"):
@@ -433,17 +518,47 @@ def run_worker(study, objective, *, max_trials: int | None = None,
 
     budget = _Budget(max_trials, n_trials, timeout, mine, should_stop)
     try:
-        stop = _loop(study, gated, ended, current, budget, poll, log, on_wait)
-    except KeyboardInterrupt:
-        number, requeued, note = None, False, ""
-        if "id" in current and not current.get("unclaimed"):
-            frozen = study._storage.get_trial(current["id"])
-            if frozen.state == TrialState.FAIL:    # the interrupted trial (Optuna failed it)
-                number = frozen.number
-                requeued, note = requeue_failed(study, frozen)
-        raise WorkerInterrupted(number, requeued, note) from None
-    finished, _ = budget_state(study)
+        try:
+            stop = _loop(study, gated, ended, current, budget, poll, log, on_wait)
+        except KeyboardInterrupt:
+            number, requeued, note = None, False, ""
+            if "id" in current and not current.get("unclaimed"):
+                frozen = study._storage.get_trial(current["id"])
+                if frozen.state == TrialState.FAIL:  # the interrupted trial (Optuna failed it)
+                    number = frozen.number
+                    # an interrupt this process received: not the configuration's doing
+                    requeued, note = requeue_failed(study, frozen, counts=False)
+            raise WorkerInterrupted(number, requeued, note) from None
+        finished, _ = budget_state(study)
+    except (WorkerInterrupted, TuningError):
+        raise
+    except Exception as exc:
+        # the storage failed (disk full, database gone, permission lost): one clear error
+        # naming it, instead of what Optuna makes of it ("AssertionError: Should not
+        # reach.", "UnboundLocalError"); what finished before is in the storage already
+        failure = storage_failure(exc, storage_label(study._storage),
+                                  storage_url(study._storage))
+        if failure is None:
+            raise
+        raise failure from exc
     return {"trials": mine, "finished": finished, "stop": stop}
+
+
+def give_reason(study, trial, exc: BaseException) -> None:
+    """Give a trial that is about to fail its ``stop_reason`` if its objective gave none:
+    ``interrupted`` (Ctrl-C, SIGTERM) or ``error: Type: message``.  Every FAIL says why.
+    A storage that fails meanwhile is left to the error on its way."""
+    try:
+        if study._storage.get_trial(trial._trial_id).user_attrs.get("stop_reason"):
+            return
+        if isinstance(exc, KeyboardInterrupt):
+            reason = "interrupted"
+        else:
+            lines = str(exc).strip().splitlines()
+            reason = f"error: {type(exc).__name__}" + (f": {lines[0]}" if lines else "")
+        trial.set_user_attr("stop_reason", reason)
+    except Exception:  # noqa: BLE001, S110 - the storage is failing: its own error follows
+        pass
 
 
 class _Budget:
@@ -497,9 +612,12 @@ def _loop(study, gated, ended, current, budget, poll, log, on_wait) -> str:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 study.optimize(gated, n_trials=1, catch=(Exception,), callbacks=[ended])
-        except optuna.exceptions.UpdateFinishedTrialError:
+        except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as exc:
             # Another process declared this worker dead (missed heartbeats) and failed
             # its trial; the trial was queued again there, so this result is dropped.
+            # (Optuna's ``tell`` then says "Cannot tell a FAIL trial.")
+            if isinstance(exc, ValueError) and not str(exc).startswith("Cannot tell a "):
+                raise
             log(f"trial {current.get('number')} was failed by another process (its worker "
                 f"looked dead); its result is dropped and its retry runs instead")
             current.clear()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .. import report
 from ..errors import StudyExistsError, StudyNotFoundError, TuningError
-from ..storage import describe, open_storage
+from ..storage import describe, open_storage, storage_note, storage_option
 from ..study import StudySettings, create_study, open_study, settings_text
 from . import options
 
@@ -44,6 +44,6 @@ def run(args) -> int:
             _, settings = open_study(storage, name, given)  # created meanwhile elsewhere
             verb = "reusing"
     print(f"{verb} study {name!r} in {where}: {settings_text(settings)}")
-    print(f"start workers with: {report.tuning_command()} worker --storage {where} "
-          f"--study-name {name} --max-trials N")
+    print(f"start workers with: {report.tuning_command()} worker{storage_option(args.storage)} "
+          f"--study-name {name} --max-trials N{storage_note(args.storage)}")
     return 0

@@ -23,7 +23,8 @@ import time
 from .. import report, workers
 from ..argtypes import positive_float, positive_int
 from ..errors import TuningError, WorkerInterrupted
-from ..storage import describe, open_storage, refuse_sqlite
+from ..storage import (STORAGE_ENV, default_journal_path, describe, open_storage,
+                       refuse_sqlite, storage_note, storage_option)
 from ..study import create_or_open, find_study, grid_size, make_objective, settings_text
 from . import options
 from .worker import interrupted_text
@@ -84,9 +85,9 @@ def resume_command(args, name: str, total: int | None) -> str:
     if args.workers is not None:
         cmd += f" --workers {args.workers}"
     cmd += f" --study-name {name}"
-    if args.storage:
-        cmd += f" --storage {args.storage}"
-    return cmd + (f" --total {total}" if total is not None else " --n-trials N")
+    cmd += storage_option(args.storage or None)
+    return (cmd + (f" --total {total}" if total is not None else " --n-trials N")
+            + storage_note(args.storage or None))
 
 
 # -- in this process: the worker loop with one worker -------------------------------------
@@ -257,7 +258,9 @@ def _run_workers(args, name, storage, study, settings, given) -> int:
           + (f", until the study has {target} finished trials" if target is not None else "")
           + (f", for at most {args.timeout:g}s" if args.timeout is not None else ""), flush=True)
 
-    command = [sys.executable, "-m", "tuning", "worker", "--storage", where,
+    # The storage reaches the workers in their environment, never on their command line
+    # (which any user's `ps` shows): a URL may hold a password.
+    command = [sys.executable, "-m", "tuning", "worker",
                "--study-name", name, "--threads", str(threads), "--device", args.device,
                "--heartbeat", str(args.heartbeat), "--quiet"]
     if target is not None:
@@ -265,6 +268,7 @@ def _run_workers(args, name, storage, study, settings, given) -> int:
     if args.timeout is not None:
         command += ["--timeout", str(args.timeout)]
     env = dict(os.environ)
+    env[STORAGE_ENV] = args.storage if args.storage else str(default_journal_path(name))
     for var in ("MINIDL_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                 "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         env[var] = str(threads)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import TuningError
-from ..storage import open_storage, study_names
+from ..storage import open_storage, show_url, study_names
 from . import options
 
 NAME = "studies"
@@ -47,7 +47,7 @@ def run(args) -> int:
                     best = f"{study.best_value:.4f}"
                 except (ValueError, RuntimeError):    # no complete trial yet
                     best = "-"
-            rows.append((name, where, str(len(trials)), str(finished), best))
+            rows.append((name, show_url(where), str(len(trials)), str(finished), best))
     header = ("study", "storage", "trials", "finished", "best value")
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
     for row in [header] + rows:
