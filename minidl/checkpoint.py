@@ -11,40 +11,84 @@ loading a checkpoint into a fresh model and a fresh optimizer of the same kind g
 bit-identical weights, state arrays and hyperparameters (population-based training,
 ``tuning.pbt``, relies on it to copy one member into another).
 
-File format: one ``numpy.savez`` archive, nothing pickled, holding
+File format: a file of ``minidl.save`` (one ``numpy.savez`` archive, nothing pickled,
+written beside its destination and renamed into place) whose entries are
 
 * ``model/<key>``: every ``model.state_dict()`` entry (parameters and persistent
   buffers, in their own dtypes);
 * ``optimizer/<index>/<name>``: every array of ``optimizer.state_dict()["state"]``
   (``index``: the parameter's position in the optimizer's groups, as torch numbers them);
-* ``__minidl_metadata__``: a one-element string array holding the JSON object
-  ``{"format": "minidl-checkpoint", "version": 1, "metadata": {"optimizer": {"type":
-  "Adam", "param_groups": [...], "scalars": {index: {name: value}}}, "user": {...}}}``
-  -- the optimizer's class, its groups' hyperparameters and its scalar state (step
-  counts), and the keyword arguments given to :func:`save_checkpoint`.
 
-Reading goes through ``minidl.serialization``'s reader (``allow_pickle=False``; a file
-that is missing is a FileNotFoundError, one that is damaged, truncated, pickled or not
-numeric a ValueError naming it), so loading a checkpoint cannot run code.  Floats in the
-JSON are written with Python's shortest round-trip representation, so hyperparameters
-come back bit for bit.
+and whose metadata is ``{"checkpoint": 1, "optimizer": {"type": "Adam", "param_groups":
+[...], "scalars": {index: {name: value}}, "arrays": [[index, name], ...]}, "user":
+{...}}``: the optimizer's class, its groups' hyperparameters, its scalar state (step
+counts), the names of its state arrays, and the keyword arguments given to
+:func:`save_checkpoint`.  JSON writes floats in their shortest round-trip form, so
+hyperparameters come back bit for bit.
+
+Reading is ``minidl.load``'s, with its rules for untrusted files: a stand-in for the
+model (``_Entries``) declares every entry the file must hold, with the shape and kind
+the model and the optimizer's parameters give it, so a missing, unexpected, pickled,
+non-numeric or wrongly shaped entry is a ValueError naming the file before the model or
+the optimizer changes, and a missing file a FileNotFoundError.
 """
 from __future__ import annotations
-
-import json
-import os
 
 import numpy as np
 
 from . import backend
-from .serialization import METADATA_KEY, _json_default, _npz_path, _read
+from .serialization import load, read_metadata, save
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint_metadata"]
 
-CHECKPOINT_FORMAT = "minidl-checkpoint"
 CHECKPOINT_VERSION = 1
 MODEL_PREFIX = "model/"
 OPTIMIZER_PREFIX = "optimizer/"
+
+
+class _Entries:
+    """Stands in for a model in ``minidl.save`` and ``minidl.load``: ``state_dict()`` is
+    the archive's entries (arrays to write, or placeholders of the expected shape and
+    dtype to check a file against), ``load_state_dict`` keeps what was read."""
+
+    def __init__(self, entries: dict):
+        self.entries = entries
+        self.loaded = None
+
+    def state_dict(self) -> dict:
+        return self.entries
+
+    def load_state_dict(self, arrays) -> None:
+        """Keep ``arrays`` when they are exactly the expected entries, in their shapes
+        (what ``Module.load_state_dict`` checks); ValueError naming every problem."""
+        missing = [k for k in self.entries if k not in arrays]
+        unexpected = [k for k in arrays if k not in self.entries]
+        problems = [f"missing keys {missing}"] if missing else []
+        if unexpected:
+            problems.append(f"unexpected keys {unexpected}")
+        problems += [f"'{k}': expected shape {tuple(self.entries[k].shape)}, got "
+                     f"{tuple(np.shape(v))}" for k, v in arrays.items()
+                     if k in self.entries and tuple(np.shape(v)) != self.entries[k].shape]
+        if problems:
+            raise ValueError("; ".join(problems))
+        self.loaded = dict(arrays)
+
+
+def _placeholder(shape, dtype) -> np.ndarray:
+    """An array of ``shape`` and ``dtype`` that takes no memory (its shape and kind are
+    what ``minidl.load`` compares)."""
+    return np.broadcast_to(np.zeros((), dtype=np.dtype(dtype)), tuple(shape))
+
+
+def _param_shapes(optimizer) -> list:
+    """``[(shape, dtype)]`` of the optimizer's parameters, numbered as ``state_dict`` does."""
+    seen, out = set(), []
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if id(p) not in seen:
+                seen.add(id(p))
+                out.append((tuple(p.data.shape), p.data.dtype))
+    return out
 
 
 def save_checkpoint(path, model, optimizer=None, /, **metadata) -> str:
@@ -52,132 +96,132 @@ def save_checkpoint(path, model, optimizer=None, /, **metadata) -> str:
 
     ``.npz`` is appended to ``path`` when missing; ``optimizer`` may be None (weights
     only).  ``metadata`` values must be JSON-serialisable (NumPy scalars and arrays are
-    converted).  The file is written beside its destination, flushed to disk and renamed
-    into place, so a process killed while saving leaves the previous file (or none),
-    never a half-written one.  Returns the path written.
+    converted).  Written by ``minidl.save``: beside its destination, then renamed into
+    place, so a process killed while saving leaves the previous file (or none), never a
+    half-written one.  Returns the path written.
     """
-    arrays = {MODEL_PREFIX + k: backend.to_numpy(v) for k, v in model.state_dict().items()}
-    header = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
-              "metadata": {"optimizer": None, "user": metadata}}
+    entries = {MODEL_PREFIX + k: backend.to_numpy(v) for k, v in model.state_dict().items()}
+    saved = None
     if optimizer is not None:
         state = optimizer.state_dict()
-        scalars = {}
-        for index, entries in state["state"].items():
-            for name, value in entries.items():
+        scalars, names = {}, []
+        for index, values in state["state"].items():
+            for name, value in values.items():
                 if isinstance(value, np.ndarray):
-                    arrays[f"{OPTIMIZER_PREFIX}{index}/{name}"] = value
+                    entries[f"{OPTIMIZER_PREFIX}{index}/{name}"] = value
+                    names.append([int(index), name])
                 else:
                     scalars.setdefault(str(index), {})[name] = value
-        header["metadata"]["optimizer"] = {"type": type(optimizer).__name__,
-                                           "param_groups": state["param_groups"],
-                                           "scalars": scalars}
-    try:
-        text = json.dumps(header, default=_json_default, allow_nan=True)
-    except TypeError as exc:
-        raise ValueError(f"save_checkpoint: metadata must be JSON-serialisable: {exc}") from None
-    arrays[METADATA_KEY] = np.array([text])
-    path = _npz_path(path)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+        saved = {"type": type(optimizer).__name__, "param_groups": state["param_groups"],
+                 "scalars": scalars, "arrays": names}
+    return save(_Entries(entries), path, checkpoint=CHECKPOINT_VERSION, optimizer=saved,
+                user=metadata)
+
+
+def _header(path) -> dict:
+    """The checkpoint part of a file's metadata; ValueError for a file that is not one."""
+    metadata = read_metadata(path)
+    if not isinstance(metadata, dict) or metadata.get("checkpoint") != CHECKPOINT_VERSION \
+            or not isinstance(metadata.get("user"), dict):
+        raise ValueError(f"load_checkpoint: {str(path)!r} is not a checkpoint written by "
+                         f"save_checkpoint (a file of minidl.save? load it with minidl.load)")
+    return metadata
 
 
 def _tuples(value):
-    """JSON gives lists where the optimizer had tuples (Adam's ``betas``)."""
+    """JSON gives lists where the optimizer had tuples."""
     return tuple(value) if isinstance(value, list) else value
 
 
-def _read_checkpoint(path):
-    """``(weights, optimizer_state or None, user metadata)`` of a checkpoint file."""
-    shown = os.fspath(path)
-    arrays, metadata = _read(path)
-    if not isinstance(metadata, dict) or set(metadata) != {"optimizer", "user"}:
-        raise ValueError(f"load_checkpoint: {shown!r} is not a checkpoint written by "
-                         f"save_checkpoint (a file of minidl.save? load it with minidl.load)")
-    weights, state_arrays = {}, {}
-    for key, value in arrays.items():
-        if key.startswith(MODEL_PREFIX):
-            weights[key[len(MODEL_PREFIX):]] = value
-        elif key.startswith(OPTIMIZER_PREFIX) and key.count("/") == 2:
-            _, index, name = key.split("/")
-            state_arrays.setdefault(index, {})[name] = value
-        else:
-            raise ValueError(f"load_checkpoint: entry {key!r} of {shown!r} is neither "
-                             f"{MODEL_PREFIX}<key> nor {OPTIMIZER_PREFIX}<index>/<name>")
-    saved = metadata["optimizer"]
-    if saved is None:
-        return weights, None, metadata["user"]
+def _expected_state(path, saved, params: list, who: str) -> dict:
+    """Placeholders of the optimizer's state arrays: each ``[index, name]`` the file lists,
+    shaped as parameter ``index`` of ``params``."""
+    expected = {}
     try:
-        groups = [{k: (v if k == "params" else _tuples(v)) for k, v in group.items()}
-                  for group in saved["param_groups"]]
-        state = {}
-        for index in set(state_arrays) | set(saved["scalars"]):
-            state[int(index)] = {**saved["scalars"].get(index, {}),
-                                 **state_arrays.get(index, {})}
-        return weights, {"type": saved["type"], "state": state, "param_groups": groups}, \
-            metadata["user"]
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ValueError(f"load_checkpoint: malformed optimizer state in {shown!r} "
+        names = [(int(index), str(name)) for index, name in saved["arrays"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"load_checkpoint: malformed optimizer state in {str(path)!r} "
                          f"({type(exc).__name__}: {exc})") from None
-
-
-def _check_kinds(model, weights: dict, shown: str) -> None:
-    """Float entries take float arrays, integer buffers integer ones (as ``minidl.load``)."""
-    expected = {k: v.dtype.kind for k, v in model.state_dict().items()}
-    for key, value in weights.items():
-        want = expected.get(key)
-        if want == "f" and value.dtype.kind != "f":
-            raise ValueError(f"load_checkpoint: entry {key!r} of {shown!r} has dtype "
-                             f"{value.dtype}, expected floating point")
-        if want is not None and want in "iu" and value.dtype.kind not in "iu":
-            raise ValueError(f"load_checkpoint: entry {key!r} of {shown!r} has dtype "
-                             f"{value.dtype}, expected an integer (it is an integer buffer)")
+    for index, name in names:
+        if not 0 <= index < len(params):
+            raise ValueError(f"load_checkpoint: {str(path)!r} holds optimizer state for "
+                             f"parameter {index}; {who} has {len(params)} parameters")
+        shape, dtype = params[index]
+        expected[f"{OPTIMIZER_PREFIX}{index}/{name}"] = _placeholder(shape, dtype)
+    return expected
 
 
 def load_checkpoint(path, model, optimizer=None, /) -> dict:
     """Load a checkpoint into ``model`` (and ``optimizer``); return its metadata.
 
     ``optimizer`` must be of the class that was saved, over a model of the same shape
-    (built the same way); None loads the weights alone.  The saved hyperparameters
-    (learning rate, ...) replace the optimizer's, as ``Optimizer.load_state_dict`` does.
+    (built the same way); its state and the saved hyperparameters (learning rate, ...)
+    replace its own, as ``Optimizer.load_state_dict`` does.  None loads the weights alone
+    (a saved optimizer state is then checked against ``model.parameters()``, the
+    parameters an optimizer is usually built over, and dropped).
 
     Raises FileNotFoundError when ``path`` does not exist; ValueError naming the file
-    when it is not a readable checkpoint, when ``optimizer`` is given and the file holds
-    no optimizer state or another optimizer's, and (from ``load_state_dict``) naming
-    missing or unexpected keys and wrong shapes.  In every one of these cases neither
-    the model nor the optimizer is changed.
+    when it is not a readable checkpoint (damaged, truncated, pickled, not numeric, not
+    written by :func:`save_checkpoint`), when an entry does not fit the model or the
+    optimizer (kind, missing or unexpected key, shape), when the file holds another
+    optimizer's state or none, and (from ``Optimizer.load_state_dict``) when the
+    parameter groups differ.  In every one of these cases neither the model nor the
+    optimizer is changed.
     """
-    shown = os.fspath(path)
-    weights, state, user = _read_checkpoint(path)
-    _check_kinds(model, weights, shown)
+    metadata = _header(path)
+    saved = metadata.get("optimizer")
+    expected = {MODEL_PREFIX + k: _placeholder(v.shape, v.dtype)
+                for k, v in model.state_dict().items()}
     if optimizer is not None:
-        if state is None:
-            raise ValueError(f"load_checkpoint: {shown!r} holds no optimizer state (it was "
-                             f"saved without an optimizer); pass optimizer=None")
-        if state["type"] != type(optimizer).__name__:
-            raise ValueError(f"load_checkpoint: {shown!r} holds the state of a "
-                             f"{state['type']} optimizer, got a {type(optimizer).__name__}")
+        if saved is None:
+            raise ValueError(f"load_checkpoint: {str(path)!r} holds no optimizer state (it "
+                             f"was saved without an optimizer); pass optimizer=None")
+        kind = saved.get("type") if isinstance(saved, dict) else None
+        if kind != type(optimizer).__name__:
+            raise ValueError(f"load_checkpoint: {str(path)!r} holds the state of a {kind} "
+                             f"optimizer, got a {type(optimizer).__name__}")
+        expected.update(_expected_state(path, saved, _param_shapes(optimizer),
+                                        f"the {type(optimizer).__name__} optimizer"))
+    elif saved is not None:
+        params = [(tuple(p.data.shape), p.data.dtype) for p in model.parameters()]
+        expected.update(_expected_state(path, saved, params, "the model"))
+    entries = _Entries(expected)
+    try:
+        load(entries, path)
+    except ValueError as exc:
+        where = "" if str(path) in str(exc) else f"{str(path)!r}: "
+        raise ValueError(f"load_checkpoint: {where}{exc}") from None
+    weights = {k[len(MODEL_PREFIX):]: v for k, v in entries.loaded.items()
+               if k.startswith(MODEL_PREFIX)}
+    state = None
+    if optimizer is not None:
+        try:
+            arrays = {}
+            for key, value in entries.loaded.items():
+                if key.startswith(OPTIMIZER_PREFIX):
+                    _, index, name = key.split("/", 2)
+                    arrays.setdefault(int(index), {})[name] = value
+            scalars = {int(i): dict(v) for i, v in saved["scalars"].items()}
+            state = {"state": {i: {**scalars.get(i, {}), **arrays.get(i, {})}
+                               for i in sorted(set(arrays) | set(scalars))},
+                     "param_groups": [{k: (v if k == "params" else _tuples(v))
+                                       for k, v in group.items()}
+                                      for group in saved["param_groups"]]}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"load_checkpoint: malformed optimizer state in {str(path)!r} "
+                             f"({type(exc).__name__}: {exc})") from None
     before = {k: np.array(backend.to_numpy(v), copy=True)
               for k, v in model.state_dict().items()}
     model.load_state_dict(weights)           # checks everything before changing anything
     if optimizer is not None:
         try:
-            optimizer.load_state_dict({"state": state["state"],
-                                       "param_groups": state["param_groups"]})
+            optimizer.load_state_dict(state)
         except Exception:
             model.load_state_dict(before)    # both or neither
             raise
-    return user
+    return metadata["user"]
 
 
 def read_checkpoint_metadata(path) -> dict:
     """The keyword arguments given to :func:`save_checkpoint`, without loading anything."""
-    return _read_checkpoint(path)[2]
+    return _header(path)["user"]

@@ -120,7 +120,7 @@ def test_the_file_has_no_pickled_entries_and_no_temporary_file_is_left(tmp_path)
         for key in archive.files:
             assert archive[key].dtype != object
         header = json.loads(str(archive["__minidl_metadata__"][0]))
-    assert header["format"] == "minidl-checkpoint"
+    assert header["metadata"]["checkpoint"] == 1
     assert header["metadata"]["optimizer"]["type"] == "Adam"
     assert header["metadata"]["optimizer"]["scalars"]["0"]["step"] == 2
 
@@ -182,7 +182,7 @@ def test_bad_files_are_clear_errors(tmp_path):
     with zipfile.ZipFile(good, "a") as archive:
         with archive.open("stray.npy", "w") as f:
             np.lib.format.write_array(f, np.zeros(2))
-    with pytest.raises(ValueError, match="'stray' of .* is neither"):
+    with pytest.raises(ValueError, match=r"good.npz.*unexpected keys \['stray'\]"):
         load_checkpoint(good, model)
 
 
@@ -200,3 +200,25 @@ def test_unserialisable_metadata_is_refused(tmp_path):
     with pytest.raises(ValueError, match="JSON-serialisable"):
         save_checkpoint(tmp_path / "c.npz", net(0), object=object())
     assert not os.listdir(tmp_path)
+
+
+def test_optimizer_state_of_the_wrong_shape_is_refused_before_it_is_read(tmp_path):
+    model = net(0)
+    opt = optim.Adam(model.parameters())
+    train_steps(model, opt, np.random.default_rng(0), 1)
+    path = save_checkpoint(tmp_path / "c.npz", model, opt)
+    # a hand-made archive: parameter 0's exp_avg replaced by a much larger array
+    out = tmp_path / "big.npz"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            if info.filename == "optimizer/0/exp_avg.npy":
+                with dst.open(info.filename, "w") as f:
+                    np.lib.format.write_array(f, np.zeros((500, 6), np.float32))
+            else:
+                dst.writestr(info, src.read(info))
+    target = net(3)
+    adam = optim.Adam(target.parameters(), lr=0.5)
+    with pytest.raises(ValueError, match=r"big.npz.*'optimizer/0/exp_avg': expected shape "
+                                         r"\(5, 6\), got \(500, 6\)"):
+        load_checkpoint(out, target, adam)
+    assert adam.param_groups[0]["lr"] == 0.5 and not adam.state
