@@ -9,11 +9,14 @@ File format: one ``.npz`` archive (``numpy.savez``) holding
   ``{"format": "minidl", "version": 1, "metadata": {...}}`` with whatever
   keyword arguments were given to :func:`save`.
 
-Nothing is pickled, and :func:`load` opens the file with
-``allow_pickle=False``, so loading a file cannot run code.  A file that is not
-such an archive (damaged, truncated, another format) is a ValueError naming the
-file, never a ``zipfile`` error.  Weights go through ``Module.load_state_dict``,
-which checks keys, shapes and dtypes before changing anything.
+Nothing is pickled, and :func:`load` refuses an entry that would need pickle, so
+loading a file cannot run code.  A file that is not such an archive (damaged,
+truncated, another format, not a regular file) is a ValueError naming the file,
+never a ``zipfile`` error.  Untrusted files are safe to load: every size is checked
+from the zip's central directory and the entries' .npy headers before any data is
+read, and only the entries the model has are read (see :func:`load`).  Weights go
+through ``Module.load_state_dict``, which checks keys, shapes and dtypes before
+changing anything.
 
 PyTorch interchange (``torch`` imported only inside the functions that need it)::
 
@@ -23,14 +26,19 @@ PyTorch interchange (``torch`` imported only inside the functions that need it):
 from __future__ import annotations
 
 import json
+import math
 import os
+import stat
 import zipfile
 import zlib
 from collections import OrderedDict
+from typing import NamedTuple
 
 import numpy as np
+from numpy.lib import format as npy_format
 
 from . import backend
+from .data.idx import file_kind
 from .nn.module import state_array
 
 __all__ = ["save", "load", "read_metadata", "from_torch_state_dict", "to_torch_state_dict"]
@@ -89,75 +97,227 @@ _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 _NPY_MAGIC = b"\x93NUMPY"
 
 # What reading a damaged archive raises, depending on where the damage is: zipfile
-# (BadZipFile: no end-of-archive record, a bad CRC), zlib (a compressed entry), NumPy
-# (ValueError, EOFError: an entry's header or data cut short) or the file system.
-_DAMAGE_ERRORS = (zipfile.BadZipFile, zlib.error, ValueError, EOFError, OSError)
+# (BadZipFile: no end-of-archive record, a bad CRC; RuntimeError: an encrypted entry;
+# NotImplementedError: an unknown compression method), zlib (a compressed entry), NumPy
+# (ValueError: an entry's .npy header), EOFError (data cut short) or the file system.
+_DAMAGE_ERRORS = (zipfile.BadZipFile, zlib.error, ValueError, EOFError, OSError,
+                  RuntimeError, NotImplementedError)
+
+# The metadata entry is a JSON string (a config, a few numbers): 16 MiB is far more than
+# any save() writes, and bounds what a hostile file can make load() allocate for it.
+MAX_METADATA_BYTES = 16 * 2 ** 20
+_CHUNK = 2 ** 20
 
 
-def _open_archive(path: str):
-    """The ``NpzFile`` at ``path``; FileNotFoundError when it is missing, ValueError
-    naming ``path`` for anything that is not a readable .npz archive."""
+class _Entry(NamedTuple):
+    """One array of an archive as its zip entry and .npy header declare it (nothing read)."""
+
+    key: str
+    info: zipfile.ZipInfo
+    shape: tuple
+    dtype: np.dtype
+    fortran_order: bool
+    data_offset: int            # bytes of .npy header before the data
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+
+def _open_file(path: str):
+    """``path`` opened for reading; FileNotFoundError when it is missing, ValueError naming
+    it when it cannot be read or is not a regular file (a FIFO is refused without waiting
+    for a writer, a device without reading from it)."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(len(_NPY_MAGIC))
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise
-    except OSError as exc:   # a directory, no permission
+    except OSError as exc:   # no permission, a dangling path component
         raise ValueError(f"load: {path!r} is not a readable .npz archive ({exc})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ValueError(f"load: {path!r} is not a readable .npz archive "
+                             f"({file_kind(mode)}, not a regular file)")
+        return open(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _open_archive(f, path: str) -> zipfile.ZipFile:
+    """The zip archive in the open file ``f``; ValueError naming ``path`` for anything that
+    is not a readable .npz archive.  Reads the magic and the zip's central directory only."""
+    head = f.read(len(_NPY_MAGIC))
     if head.startswith(_NPY_MAGIC):
         raise ValueError(f"load: {path!r} holds a single array, expected a .npz archive of weights")
     if not head.startswith(_ZIP_MAGICS):
         what = ("the file is empty" if not head else
                 "it does not begin with a zip header: another format, or a damaged file")
         raise ValueError(f"load: {path!r} is not a readable .npz archive ({what})")
+    f.seek(0)
     try:
-        return np.load(path, allow_pickle=False)
+        return zipfile.ZipFile(f)
     except _DAMAGE_ERRORS as exc:
         raise ValueError(f"load: {path!r} is not a readable .npz archive (damaged or "
                          f"truncated: {type(exc).__name__}: {exc})") from None
 
 
-def _read_entry(archive, key: str, path: str) -> np.ndarray:
-    """One array of ``archive``; ValueError naming the entry and ``path`` when it cannot be read."""
+def _damaged(key: str, path: str, exc: BaseException) -> ValueError:
+    return ValueError(f"load: entry {key!r} of {path!r} is damaged ({type(exc).__name__}: "
+                      f"{exc})")
+
+
+def _not_an_array(key: str, path: str) -> ValueError:
+    return ValueError(f"load: entry {key!r} of {path!r} is not a NumPy array: expected a "
+                      f".npz archive written by minidl.save or numpy.savez")
+
+
+def _read_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, path: str) -> _Entry:
+    """The entry's .npy header, read without reading its data; ValueError naming the entry
+    and ``path`` for a header that is damaged, needs pickle, or declares more (or less)
+    data than the zip entry holds."""
     try:
-        value = archive[key]
-    except ValueError as exc:
-        # NumPy says "allow_pickle" for an object array, which would need pickle
-        if "allow_pickle" in str(exc):
-            raise ValueError(f"load: entry {key!r} of {path!r} cannot be read without "
-                             f"pickle ({exc})") from None
-        raise ValueError(f"load: entry {key!r} of {path!r} is damaged ({exc})") from None
-    except _DAMAGE_ERRORS as exc:
-        raise ValueError(f"load: entry {key!r} of {path!r} is damaged ({type(exc).__name__}: "
-                         f"{exc})") from None
-    if not isinstance(value, np.ndarray):   # a zip member that is not a .npy file
-        raise ValueError(f"load: entry {key!r} of {path!r} is not a NumPy array: expected a "
-                         f".npz archive written by minidl.save or numpy.savez")
-    return value
-
-
-def _read(path):
-    """``(arrays, metadata)`` from a file written by :func:`save` (or any ``.npz`` of arrays)."""
-    path = os.fspath(path)
-    if not os.path.exists(path) and os.path.exists(path + ".npz"):
-        path += ".npz"
-    archive = _open_archive(path)
-    arrays, metadata = OrderedDict(), {}
-    with archive:
-        for key in archive.files:
-            value = _read_entry(archive, key, path)
-            if key == METADATA_KEY:
-                try:
-                    header = json.loads(str(value.reshape(-1)[0]))
-                    metadata = header["metadata"]
-                except (ValueError, KeyError, IndexError, TypeError) as exc:
-                    raise ValueError(f"load: malformed metadata in {path!r} ({exc})") from None
-            elif value.dtype.kind not in "fiu":
-                raise ValueError(f"load: entry {key!r} of {path!r} has dtype {value.dtype}, "
-                                 f"expected floating point (or an integer buffer)")
+        with zf.open(info) as fp:
+            magic = fp.read(len(_NPY_MAGIC))
+            if magic != _NPY_MAGIC:
+                raise _not_an_array(key, path)
+            fp.seek(0)
+            version = npy_format.read_magic(fp)
+            if version == (1, 0):
+                shape, fortran_order, dtype = npy_format.read_array_header_1_0(fp)
+            elif version == (2, 0):
+                shape, fortran_order, dtype = npy_format.read_array_header_2_0(fp)
             else:
-                arrays[key] = value
-    return arrays, metadata
+                raise ValueError(f"load: entry {key!r} of {path!r} is a .npy file of format "
+                                 f"version {version[0]}.{version[1]}, expected 1.0 or 2.0 "
+                                 f"(what numpy.savez writes)")
+            offset = fp.tell()
+    except ValueError as exc:
+        if str(exc).startswith("load: "):
+            raise
+        raise _damaged(key, path, exc) from None
+    except _DAMAGE_ERRORS as exc:
+        raise _damaged(key, path, exc) from None
+    entry = _Entry(key, info, tuple(int(n) for n in shape), dtype, bool(fortran_order), offset)
+    if dtype.hasobject:
+        raise ValueError(f"load: entry {key!r} of {path!r} cannot be read without pickle (it "
+                         f"holds Python objects, dtype {dtype})")
+    held = info.file_size - offset
+    if entry.nbytes != held:
+        raise ValueError(f"load: entry {key!r} of {path!r} is damaged: its header declares "
+                         f"shape {entry.shape} {dtype} ({entry.nbytes:,} bytes), but the "
+                         f"entry holds {held:,} bytes of data")
+    return entry
+
+
+def _entries(zf: zipfile.ZipFile, path: str) -> "OrderedDict[str, _Entry]":
+    """Every entry's header, checked against the zip's central directory; nothing's data
+    is read.  The metadata must be a string of at most ``MAX_METADATA_BYTES``, the other
+    entries numbers (float, int or unsigned int)."""
+    entries = OrderedDict()
+    for info in zf.infolist():
+        key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+        if key in entries:
+            raise ValueError(f"load: entry {key!r} of {path!r} appears twice: a damaged or "
+                             f"hand-made archive")
+        if not info.filename.endswith(".npy"):
+            raise _not_an_array(key, path)
+        entry = entries[key] = _read_header(zf, info, key, path)
+        if key == METADATA_KEY:
+            if entry.nbytes > MAX_METADATA_BYTES:
+                raise ValueError(f"load: entry {key!r} of {path!r} holds {entry.nbytes:,} "
+                                 f"bytes, more than the limit of {MAX_METADATA_BYTES:,} for "
+                                 f"metadata (minidl.serialization.MAX_METADATA_BYTES)")
+            if entry.dtype.kind != "U":
+                raise ValueError(f"load: malformed metadata in {path!r} (dtype "
+                                 f"{entry.dtype}, expected a JSON string)")
+        elif entry.dtype.kind not in "fiu":
+            raise ValueError(f"load: entry {key!r} of {path!r} has dtype {entry.dtype}, "
+                             f"expected floating point (or an integer buffer)")
+    return entries
+
+
+def _read_data(zf: zipfile.ZipFile, entry: _Entry, path: str, keep: bool = True):
+    """The entry's array (its size checked by ``_entries``), read in chunks; with ``keep``
+    False only checked (every byte read, the zip's CRC verified) and None returned."""
+    count = math.prod(entry.shape)
+    array = np.empty(count, dtype=entry.dtype) if keep else None
+    # the array's bytes, filled chunk by chunk (none to fill for an empty array)
+    out = array.reshape(-1).view(np.uint8) if keep and entry.nbytes else None
+    try:
+        with zf.open(entry.info) as fp:
+            fp.read(entry.data_offset)
+            done = 0
+            while done < entry.nbytes:
+                chunk = fp.read(min(_CHUNK, entry.nbytes - done))
+                if not chunk:
+                    raise EOFError(f"{done} of {entry.nbytes} bytes of data")
+                if keep:
+                    out[done:done + len(chunk)] = np.frombuffer(chunk, np.uint8)
+                done += len(chunk)
+            if fp.read(1):       # reading to the end also makes zipfile check the CRC
+                raise ValueError("more data than its header declares")
+    except _DAMAGE_ERRORS as exc:
+        raise _damaged(entry.key, path, exc) from None
+    if not keep:
+        return None
+    if entry.fortran_order:
+        return array.reshape(entry.shape[::-1]).transpose()
+    return array.reshape(entry.shape)
+
+
+def _metadata(zf: zipfile.ZipFile, entries: dict, path: str) -> dict:
+    """The metadata saved by :func:`save` ({} when the archive has none)."""
+    entry = entries.get(METADATA_KEY)
+    if entry is None:
+        return {}
+    value = _read_data(zf, entry, path)
+    try:
+        header = json.loads(str(value.reshape(-1)[0]))
+        return header["metadata"]
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise ValueError(f"load: malformed metadata in {path!r} ({exc})") from None
+
+
+def _fit_problems(model, entries: dict, path: str) -> list:
+    """What keeps the archive's entries from loading into ``model``, from their headers.
+
+    The kinds first (ValueError naming the entry: a float entry for an integer buffer,
+    an integer entry for a parameter), then every missing key, unexpected key and shape
+    mismatch, as ``Module.load_state_dict`` names them, with each entry's size.
+    """
+    own = model.state_dict()
+    for key, entry in entries.items():
+        want = own[key].dtype.kind if key in own else None
+        if want == "f" and entry.dtype.kind != "f":
+            raise ValueError(f"load: entry {key!r} of {path!r} has dtype {entry.dtype}, "
+                             f"expected floating point")
+        if want is not None and want in "iu" and entry.dtype.kind not in "iu":
+            raise ValueError(f"load: entry {key!r} of {path!r} has dtype {entry.dtype}, "
+                             f"expected an integer (it is an integer buffer)")
+    problems = []
+    missing = [k for k in own if k not in entries]
+    unexpected = [k for k in entries if k not in own and k != METADATA_KEY]
+    if missing:
+        problems.append(f"missing keys {missing}")
+    if unexpected:
+        sizes = ", ".join(f"{k!r}: {entries[k].nbytes:,} bytes" for k in unexpected)
+        problems.append(f"unexpected keys {unexpected} (not read; {sizes})")
+    for key, value in own.items():
+        entry = entries.get(key)
+        if entry is not None and entry.shape != tuple(value.shape):
+            problems.append(f"'{key}': expected shape {tuple(value.shape)}, got "
+                            f"{entry.shape} ({entry.nbytes:,} bytes in the file)")
+    return problems
+
+
+def _npz_file(path) -> str:
+    path = os.fspath(path)
+    if not os.path.lexists(path) and os.path.lexists(path + ".npz"):
+        path += ".npz"
+    return path
 
 
 def load(model, path, /) -> dict:
@@ -166,32 +326,45 @@ def load(model, path, /) -> dict:
     Raises FileNotFoundError when ``path`` does not exist, and ValueError naming
     the file when it is not a readable .npz archive of numeric arrays (damaged or
     truncated, another format, pickled objects, entries that are neither float nor
-    integer), or when an entry's kind is not its model entry's kind (float for
-    parameters and float buffers, integer for integer buffers).  Raises ValueError
-    (from ``load_state_dict``) naming missing keys, unexpected keys and shape
-    mismatches.  In every one of these cases the model is left unchanged.  Arrays
-    are cast to the model's dtypes.
+    integer, not a regular file), or when an entry's kind is not its model entry's kind
+    (float for parameters and float buffers, integer for integer buffers).  Raises
+    ValueError naming missing keys, unexpected keys and shape mismatches.  In every one
+    of these cases the model is left unchanged.  Arrays are cast to the model's dtypes.
+
+    Safe for untrusted files: nothing is unpickled, and sizes are checked before any
+    data is read -- each entry's .npy header against its size in the zip's central
+    directory, then its shape against the model's -- so a small file declaring (or
+    holding) gigabytes is refused without reading them, naming the entry and its size.
+    Only the entries the model has (and the metadata, at most ``MAX_METADATA_BYTES``)
+    are read.  A FIFO or device is refused without waiting on it.
     """
-    path_read = os.fspath(path)
-    arrays, metadata = _read(path)
-    expected = {k: v.dtype.kind for k, v in model.state_dict().items()}
-    for key, value in arrays.items():
-        want = expected.get(key)
-        if want is None:
-            continue           # an unexpected key: load_state_dict names it
-        if want == "f" and value.dtype.kind != "f":
-            raise ValueError(f"load: entry {key!r} of {path_read!r} has dtype {value.dtype}, "
-                             f"expected floating point")
-        if want in "iu" and value.dtype.kind not in "iu":
-            raise ValueError(f"load: entry {key!r} of {path_read!r} has dtype {value.dtype}, "
-                             f"expected an integer (it is an integer buffer)")
+    path = _npz_file(path)
+    with _open_file(path) as f, _open_archive(f, path) as zf:
+        entries = _entries(zf, path)
+        metadata = _metadata(zf, entries, path)
+        problems = _fit_problems(model, entries, path)
+        if problems:
+            raise ValueError(f"load: {path!r} does not fit the model "
+                             f"({type(model).__name__}): " + "; ".join(problems))
+        arrays = OrderedDict((key, _read_data(zf, entry, path))
+                             for key, entry in entries.items() if key != METADATA_KEY)
     model.load_state_dict(arrays)
     return metadata
 
 
 def read_metadata(path) -> dict:
-    """The metadata stored by :func:`save`, without loading weights into a model."""
-    return _read(path)[1]
+    """The metadata stored by :func:`save`, without loading weights into a model.
+
+    The file is checked as :func:`load` checks it: every entry is read (in chunks, none
+    kept) so that a damaged archive is a ValueError naming it here too.
+    """
+    path = _npz_file(path)
+    with _open_file(path) as f, _open_archive(f, path) as zf:
+        entries = _entries(zf, path)
+        for key, entry in entries.items():
+            if key != METADATA_KEY:
+                _read_data(zf, entry, path, keep=False)
+        return _metadata(zf, entries, path)
 
 
 def from_torch_state_dict(state_dict) -> "OrderedDict[str, np.ndarray]":

@@ -188,7 +188,7 @@ def read_idx(path, max_bytes: int = MAX_BYTES) -> np.ndarray:
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise IDXError(f"{path}: expected a regular file, found {_file_kind(st.st_mode)}")
+            raise IDXError(f"{path}: expected a regular file, found {file_kind(st.st_mode)}")
     except BaseException:
         os.close(fd)
         raise
@@ -201,8 +201,9 @@ def read_idx(path, max_bytes: int = MAX_BYTES) -> np.ndarray:
         return _read_stream(_Reader(f, path, None), path, max_bytes, st.st_size)
 
 
-def _file_kind(mode: int) -> str:
-    """What a path that is not a regular file is, for messages."""
+def file_kind(mode: int) -> str:
+    """What a path that is not a regular file is (``os.stat``'s ``st_mode``), for messages:
+    ``"a FIFO (named pipe)"``, ``"a directory"``... (also ``minidl.load``'s)."""
     for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
                        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
                        (stat.S_ISSOCK, "a socket")):
