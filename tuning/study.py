@@ -26,7 +26,7 @@ from .storage import study_names
 SETTINGS_ATTR = "tuning_settings"
 
 
-SAMPLERS = ("tpe", "random", "grid", "cmaes", "ga", "qmc")
+SAMPLERS = ("tpe", "random", "grid", "cmaes", "ga", "qmc", "rl")
 PRUNERS = ("median", "hyperband", "none")
 # What a study minimises: the validation error, and optionally the model's parameter count
 # and its measured inference time per image (milliseconds, ``tuning.objective``).
@@ -34,7 +34,7 @@ OBJECTIVES = ("error", "params", "latency")
 DEFAULT_OBJECTIVES = "error"
 METRIC_NAMES = {"error": "error", "params": "params", "latency": "latency_ms"}
 # Samplers that cannot optimise several objectives at once (Optuna raises at the first trial)
-SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)
+SINGLE_OBJECTIVE_SAMPLERS = ("cmaes", "rl")
 
 # Defaults of a new study (chosen so that `make tune`, 20 lab-mlp trials, ends in about
 # 5 minutes on 2 cores); every one is a command-line option.
@@ -340,6 +340,11 @@ def make_sampler(settings: StudySettings, *salt: int):
             return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True,
                                               seed=settings.seed,
                                               warn_independent_sampling=False)
+        if name == "rl":
+            from .rl_sampler import RLSampler  # noqa: PLC0415 - builds on minidl
+            # Unsalted: its policy is learned from the study's history and trial n's draws
+            # come from (seed, n), so every session and worker must share the seed.
+            return RLSampler(seed=sampler_seed(settings.seed))
     raise TuningError(f"unknown sampler {name!r}")
 
 
