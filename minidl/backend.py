@@ -53,6 +53,11 @@ def cuda_available() -> bool:
         return False
 
 
+def device_loaded() -> bool:
+    """Whether CuPy has been imported here (no array can be on a device before)."""
+    return _cupy is not None
+
+
 def is_cupy(a) -> bool:
     return _cupy is not None and isinstance(a, _cupy.ndarray)
 

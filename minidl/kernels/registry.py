@@ -4,12 +4,16 @@ An *operation* (``im2col``, ``max_pool2d_forward``, ``matmul``, ...) is what a l
 calls.  Its entry holds
 
 * the **reference**: plain NumPy, written to be read; it is what the tests trust and
-  what a learner should open first.  It also runs on CuPy arrays (``backend.xp``), so
-  on a GPU the reference *is* the GPU route;
+  what a learner should open first.  It takes its array module from its arguments
+  (``backend.xp``), so it also runs on CuPy arrays: on a GPU the reference *is* the
+  device route (the *array-module reference*);
 * its **fast routes**: Numba twins (``_<name>_numba.py``), each with the predicate
   that says whether it applies to the given arguments on this machine (array type,
-  dtype, layout, CPU vector instructions, thread count);
-* the **rule**: the first fast route whose predicate holds, else the reference.
+  dtype, layout, CPU vector instructions, thread count), and the device whose arrays
+  it takes (``"cpu"`` for every Numba route: Numba compiles for host memory);
+* the **rule**: for host arrays, the first CPU route whose predicate holds, else the
+  reference; for device arrays (any argument a CuPy array), the first device route
+  whose predicate holds -- there are none yet -- else the reference.
 
 Calling the operation applies the rule.  One switch forces the reference everywhere:
 the environment variable ``MINIDL_KERNELS=reference`` (read once, when minidl is
@@ -18,7 +22,8 @@ Results agree between the routes to rounding (see ``tests/test_kernels.py`` and
 ``tests/test_fast_paths.py``), so the whole test suite passes either way.
 
 ``python -m minidl.kernels`` prints, for every operation, the route it takes on this
-machine for a typical float32 call (``listing()`` returns the same rows).
+machine for a typical float32 call, with host arrays and with device arrays
+(``listing()`` returns the same rows).
 
 Fast twins are imported on first use, by module name: the registry and the
 dispatchers never import Numba at ``import minidl`` time, and a twin never imports its
@@ -29,6 +34,8 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+
+from .. import backend
 
 ENV_VAR = "MINIDL_KERNELS"
 _CHOICES = {"": False, "fast": False, "reference": True}
@@ -72,17 +79,25 @@ def reference_kernels(on: bool = True):
         use_reference(previous)
 
 
+DEVICES = ("cpu", "cuda")
+
+
 class Route:
-    """A fast implementation of an operation: ``module.attr``, taken when ``applies(*args)``.
+    """A fast implementation of an operation: ``module.attr``, taken when ``applies(*args)``
+    for arguments on ``device`` (``"cpu"``: host arrays; ``"cuda"``: CuPy arrays).
 
     ``module`` is a module of ``minidl.kernels`` (``"._im2col_numba"``), imported the
     first time the route runs; ``attr`` is looked up on every call (tests may replace it).
     """
 
-    __slots__ = ("name", "module", "attr", "applies", "_module")
+    __slots__ = ("name", "module", "attr", "applies", "device", "_module")
 
-    def __init__(self, name: str, module: str, attr: str, applies):
+    def __init__(self, name: str, module: str, attr: str, applies, device: str = "cpu"):
+        if device not in DEVICES:
+            raise ValueError(f"kernel route {name!r}: expected device 'cpu' or 'cuda', "
+                             f"got {device!r}")
         self.name, self.module, self.attr, self.applies = name, module, attr, applies
+        self.device = device
         self._module = None
 
     def function(self):
@@ -95,8 +110,18 @@ class Route:
 
 
 def numba(module: str, attr: str, applies) -> Route:
-    """A Numba route (the usual kind of fast route)."""
-    return Route("numba", module, attr, applies)
+    """A Numba route (the usual kind of fast route): host arrays only."""
+    return Route("numba", module, attr, applies, device="cpu")
+
+
+def _device(args, kwargs) -> str:
+    """``"cuda"`` when any argument is a CuPy array, else ``"cpu"``."""
+    if not backend.device_loaded():      # CuPy never imported: nothing can be on a device
+        return "cpu"
+    for a in (*args, *kwargs.values()):
+        if backend.is_cupy(a):
+            return "cuda"
+    return "cpu"
 
 
 class Operation:
@@ -114,16 +139,16 @@ class Operation:
         """The fast route these arguments take, or None for the reference."""
         if _reference_only:
             return None
+        device = _device(args, kwargs)
         for route in self.routes:
-            if route.applies(*args, **kwargs):
+            if route.device == device and route.applies(*args, **kwargs):
                 return route
         return None
 
     def __call__(self, *args, **kwargs):
-        if not _reference_only:
-            for route in self.routes:
-                if route.applies(*args, **kwargs):
-                    return route.function()(*args, **kwargs)
+        route = self.pick(*args, **kwargs)
+        if route is not None:
+            return route.function()(*args, **kwargs)
         return self.reference(*args, **kwargs)
 
     def __repr__(self) -> str:
@@ -151,22 +176,31 @@ def operations() -> dict[str, Operation]:
 def listing() -> list[dict]:
     """For each operation: the route a typical float32 call takes here, and the others.
 
-    Rows ``{"operation", "route", "reference", "fast", "example"}``: ``route`` is
-    ``"reference"`` or the fast route's name, as the rule picks it for the example
-    arguments (the lab CNN's sizes) with the current switch, threads and CPU.
+    Rows ``{"operation", "route", "device", "reference", "fast", "example"}``: ``route``
+    is ``"reference"`` or the fast route's name, as the rule picks it for the example
+    arguments (the lab CNN's sizes, host arrays) with the current switch, threads and
+    CPU; ``device`` is the route the same call takes with device (CuPy) arrays: the
+    array-module ``"reference"`` unless a device route applies.
     """
     rows = []
     for name, op in operations().items():
-        route, example = "-", "-"
+        route, device, example = "-", "-", "-"
         if op.example is not None:
             args, kwargs = op.example()
             picked = op.pick(*args, **kwargs)
             route = "reference" if picked is None else picked.name
             example = _describe(args)
-        rows.append({"operation": name, "route": route,
+        if not any(r.device == "cuda" for r in op.routes) or _reference_only:
+            device = "reference"
+        elif op.example is not None and backend.cuda_available():
+            args, kwargs = op.example()
+            picked = op.pick(*(backend.to_device(a, "cuda") if hasattr(a, "dtype") else a
+                               for a in args), **kwargs)
+            device = "reference" if picked is None else picked.name
+        rows.append({"operation": name, "route": route, "device": device,
                      "reference": f"{op.reference.__module__}.{op.reference.__name__}",
-                     "fast": ", ".join(f"{r.name}: minidl.kernels.{r.module[1:]}.{r.attr}"
-                                       for r in op.routes) or "-",
+                     "fast": ", ".join(f"{r.name} ({r.device}): minidl.kernels."
+                                       f"{r.module[1:]}.{r.attr}" for r in op.routes) or "-",
                      "example": example})
     return rows
 
@@ -184,13 +218,15 @@ def _describe(args) -> str:
 def format_listing(rows=None) -> str:
     """``listing()`` as a plain-text table (what ``python -m minidl.kernels`` prints)."""
     rows = listing() if rows is None else rows
-    head = ("operation", "route", "example", "reference", "fast")
-    widths = [max(len(head[i]), *(len(r[h]) for r in rows)) for i, h in enumerate(head[:3])]
+    head = ("operation", "route", "device", "example", "reference", "fast")
+    widths = [max(len(head[i]), *(len(r[h]) for r in rows)) for i, h in enumerate(head[:4])]
     lines = [f"{ENV_VAR}={'reference' if _reference_only else 'fast'}: "
              + ("every operation runs its reference" if _reference_only
                 else "each operation takes its first fast route that applies, else its reference"),
-             "  ".join(h.ljust(w) for h, w in zip(head[:3], widths)) + "  reference / fast"]
+             "route: with host (NumPy) arrays; device: with device (CuPy) arrays, where the "
+             "reference runs on CuPy through backend.xp (the array-module reference)",
+             "  ".join(h.ljust(w) for h, w in zip(head[:4], widths)) + "  reference / fast"]
     for r in rows:
-        lines.append("  ".join(r[h].ljust(w) for h, w in zip(head[:3], widths))
+        lines.append("  ".join(r[h].ljust(w) for h, w in zip(head[:4], widths))
                      + f"  {r['reference']} / {r['fast']}")
     return "\n".join(lines)

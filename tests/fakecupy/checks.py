@@ -26,6 +26,14 @@ def assert_close(device_value, cpu_value, what: str):
         for i, (d, c) in enumerate(zip(device_value, cpu_value)):
             assert_close(d, c, f"{what}[{i}]")
         return
+    if isinstance(cpu_value, dict):
+        assert isinstance(device_value, dict) and device_value.keys() == cpu_value.keys(), what
+        for key, c in cpu_value.items():
+            assert_close(device_value[key], c, f"{what}[{key!r}]")
+        return
+    if isinstance(cpu_value, (str, bool)):
+        assert device_value == cpu_value, what
+        return
     if isinstance(cpu_value, (float, int)):
         assert isinstance(device_value, (float, int)), \
             f"{what}: expected a Python number, got {type(device_value).__name__}"
