@@ -57,6 +57,7 @@ from minidl.nn.darts import MixedOp, softmax
 from minidl.train import NonFiniteLossError, evaluate
 
 from .models import POOL_LAYERS, cnn_head
+from .outputs import OutputFolder
 from .objective import make_augment, make_optimizer, make_scheduler
 from .spaces import (IMAGE_SHAPE, KERNEL_SIZES, POOL_TYPES, check_values,
                      config_from_params, conv_pool_plan, get_space, params_asked)
@@ -309,22 +310,30 @@ def weights_text(choices: dict) -> str:
 
 # -- results ------------------------------------------------------------------------------
 
-def _write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file and rename it over ``path``: a second Ctrl-C
-    never leaves half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+# Every file a search writes into its folder (``tuning.outputs.OutputFolder``'s names).
+DARTS_FILES = ("params.json", "darts.json", "alphas.png")
 
 
-def save(result: SearchResult, out_dir, settings: dict) -> dict:
+def output_folder(out_dir, overwrite: bool = False) -> OutputFolder:
+    """``out_dir`` as the ``OutputFolder`` of a search (``DARTS_FILES``): it replaces
+    only files an earlier search left there, unless ``overwrite``."""
+    if isinstance(out_dir, OutputFolder):
+        return out_dir
+    return OutputFolder(out_dir, "darts", DARTS_FILES, overwrite=overwrite)
+
+
+def save(result: SearchResult, out_dir, settings: dict, overwrite: bool = False) -> dict:
     """Write ``params.json`` (the derived configuration's ``cnn`` parameters),
     ``darts.json`` (everything: settings, per-epoch records, the weights' trajectory,
     the final weights) and ``alphas.png`` (the architecture weights over the search)
-    into ``out_dir``; returns the ``darts.json`` dict."""
+    into ``out_dir`` (a folder or an ``OutputFolder``); returns the ``darts.json`` dict.
+
+    Each file is renamed into place whole (a second Ctrl-C never leaves half a file);
+    TuningError, before anything is written, when the folder holds a file of those
+    names that no earlier search left there (unless ``overwrite``)."""
     from .report import dumps  # noqa: PLC0415
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    folder = output_folder(out_dir, overwrite)
+    folder.check()
     params = result.params
     summary = {
         "space": SPACE,
@@ -343,9 +352,9 @@ def save(result: SearchResult, out_dir, settings: dict) -> dict:
         "supernet_params": result.n_params,
         "trajectory": result.trajectory,
     }
-    _write_atomically(out / "params.json", dumps(params) + "\n")
-    _write_atomically(out / "darts.json", dumps(summary) + "\n")
-    plot_weights(result, out / "alphas.png")
+    folder.write_text("params.json", dumps(params) + "\n")
+    folder.write_text("darts.json", dumps(summary) + "\n")
+    folder.write("alphas.png", lambda path: plot_weights(result, path))
     return summary
 
 

@@ -9,6 +9,9 @@ it adds to the output folder:
 - ``misclassified.png``: up to 25 test images the model got wrong, with both labels;
 - ``model.txt``: the network, layer by layer, and its parameter count.
 
+(``RETRAIN_FILES``, with ``model.npz`` and ``result.json``; ``tuning.outputs`` keeps a
+retrain from replacing such a file it did not write.)
+
 ``load_model(folder)`` rebuilds the network from ``result.json``'s config and loads
 ``model.npz`` into it: one call gives the trained model back, in eval mode.
 """
@@ -28,6 +31,9 @@ from minidl.data.idx import file_kind
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
            "Sneaker", "Bag", "Ankle boot")
 MISCLASSIFIED_SHOWN = 25
+# Every file `retrain` writes into its folder (``tuning.outputs.OutputFolder``'s names).
+RETRAIN_FILES = ("model.npz", "result.json", "confusion_matrix.png", "misclassified.png",
+                 "model.txt")
 
 
 def predict(model, x, batch_size: int = 1000) -> np.ndarray:
@@ -112,16 +118,17 @@ def _plot_misclassified(images: np.ndarray, y_true, y_pred, path: Path) -> None:
     plt.close(fig)
 
 
-def write_test_report(model, test, out_dir, title: str) -> dict:
-    """Predict ``test`` once more, write the pictures and ``model.txt`` into ``out_dir``;
-    returns ``{"per_class": ..., "confusion_matrix": ...}`` for ``result.json``."""
-    out = Path(out_dir)
+def write_test_report(model, test, folder, title: str) -> dict:
+    """Predict ``test`` once more, write the pictures and ``model.txt`` into ``folder`` (a
+    ``tuning.outputs.OutputFolder``); returns ``{"per_class": ..., "confusion_matrix":
+    ...}`` for ``result.json``."""
     y_pred = predict(model, test.x)
     y_true = np.asarray(test.y)
     matrix = confusion_matrix(y_true, y_pred, len(CLASSES))
-    _plot_confusion(matrix, out / "confusion_matrix.png", title)
-    _plot_misclassified(np.asarray(test.x), y_true, y_pred, out / "misclassified.png")
-    (out / "model.txt").write_text(f"{model!r}\n\nparameters: {model.num_parameters():,}\n")
+    folder.write("confusion_matrix.png", lambda path: _plot_confusion(matrix, path, title))
+    folder.write("misclassified.png", lambda path: _plot_misclassified(
+        np.asarray(test.x), y_true, y_pred, path))
+    folder.write_text("model.txt", f"{model!r}\n\nparameters: {model.num_parameters():,}\n")
     return {"per_class": per_class(matrix), "confusion_matrix": matrix.tolist()}
 
 

@@ -10,7 +10,9 @@ the study's number of epochs, evaluates the model once on the 10 000 test images
 writes ``model.npz`` (``minidl.save``, with the config and test accuracy as metadata),
 ``result.json`` (with per-class accuracy and the confusion matrix), ``confusion_matrix.png``,
 ``misclassified.png`` and ``model.txt`` into the output folder (``tuning.results``;
-``tuning.load_model(folder)`` gives the model back).
+``tuning.load_model(folder)`` gives the model back).  A file of those names that no
+earlier retrain left in the folder is never replaced: the retrain refuses before
+training, unless ``overwrite`` (``tuning.outputs``).
 
 ``seed`` (``retrain --seed S``) sets the weight initialisation and batch order (default:
 the study's seed); a ``train_size`` subsample is drawn with the study's seed, so retrains
@@ -25,7 +27,6 @@ with, so it monitors the first ``MONITOR_SIZE`` training images (reported as
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -36,8 +37,9 @@ from .data import retrain_data, test_data
 from .objective import train_config
 from optuna.trial import TrialState
 
+from .outputs import OutputFolder
 from .report import best_trial, dumps, is_multi, metric_names, pareto_front
-from .results import write_test_report
+from .results import RETRAIN_FILES, write_test_report
 from .spaces import config_from_params, get_space
 from .storage import TuningError
 
@@ -71,13 +73,16 @@ def choose_trial(study, number: int | None = None):
 
 def retrain_best(study, settings, out_dir, epochs: int | None = None,
                  train_size: int | None = None, device: str = "cpu", progress=False,
-                 log=None, trial: int | None = None, seed: int | None = None) -> dict:
+                 log=None, trial: int | None = None, seed: int | None = None,
+                 overwrite: bool = False) -> dict:
     """Retrain the best trial's configuration (or trial number ``trial``'s), test it
     once, save it; the result dict.
 
     ``seed``: the weight initialisation and batch order of this retrain (default: the
     study's seed); a ``train_size`` subsample is drawn with the study's seed either way,
-    so retrains with several seeds see the same images.
+    so retrains with several seeds see the same images.  ``out_dir``: a folder, or a
+    ``tuning.outputs.OutputFolder``; before training, TuningError when it holds a file
+    of a retrain's names that no retrain left there (unless ``overwrite``).
     """
     best = choose_trial(study, trial)
     config = config_from_params(settings.space, best.params)
@@ -90,7 +95,7 @@ def retrain_best(study, settings, out_dir, epochs: int | None = None,
     return _retrain(result, out_dir, settings.epochs if epochs is None else int(epochs),
                     train_size, settings.seed, settings.seed if seed is None else int(seed),
                     device, progress, log, f"{study.study_name}, trial {best.number}",
-                    f"trial {best.number}'s configuration")
+                    f"trial {best.number}'s configuration", overwrite)
 
 
 def params_config(space_name: str, params: dict) -> tuple[dict, dict]:
@@ -106,11 +111,12 @@ def params_config(space_name: str, params: dict) -> tuple[dict, dict]:
 
 def retrain_params(space_name: str, params: dict, out_dir, epochs: int | None = None,
                    train_size: int | None = None, seed: int = 0, device: str = "cpu",
-                   progress=False, log=None) -> dict:
+                   progress=False, log=None, overwrite: bool = False) -> dict:
     """Retrain a configuration given as a space's parameters (e.g. ``tuning darts``'s
     ``params.json``), without a study; test it once, save it; the result dict (its
     ``study_name`` and ``trial`` are None).  ``epochs`` defaults to the space's default
-    for a study; ``seed`` draws a ``train_size`` subsample, the weights and batch order."""
+    for a study; ``seed`` draws a ``train_size`` subsample, the weights and batch order.
+    ``out_dir`` and ``overwrite`` as for ``retrain_best``."""
     from .study import DEFAULT_EPOCHS  # noqa: PLC0415
 
     params, config = params_config(space_name, params)
@@ -118,13 +124,23 @@ def retrain_params(space_name: str, params: dict, out_dir, epochs: int | None = 
               "validation_error": None, "params": params, "config": config}
     epochs = DEFAULT_EPOCHS[space_name] if epochs is None else int(epochs)
     return _retrain(result, out_dir, epochs, train_size, int(seed), int(seed), device,
-                    progress, log, f"{space_name} configuration", "the configuration")
+                    progress, log, f"{space_name} configuration", "the configuration",
+                    overwrite)
+
+
+def output_folder(out_dir, overwrite: bool = False) -> OutputFolder:
+    """``out_dir`` as the ``OutputFolder`` of a retrain (``RETRAIN_FILES``)."""
+    if isinstance(out_dir, OutputFolder):
+        return out_dir
+    return OutputFolder(out_dir, "retrain", RETRAIN_FILES, overwrite=overwrite)
 
 
 def _retrain(result: dict, out_dir, epochs: int, train_size, data_seed: int, seed: int,
-             device, progress, log, title: str, what: str) -> dict:
+             device, progress, log, title: str, what: str, overwrite: bool) -> dict:
     """Train ``result["config"]`` on the training images, test it once, write the folder."""
     config = result["config"]
+    folder = output_folder(out_dir, overwrite)
+    folder.check()                     # before training: a refusal loses nothing
     train = retrain_data(train_size, data_seed)
     monitor = train.subset(np.arange(min(MONITOR_SIZE, len(train))))
 
@@ -144,9 +160,6 @@ def _retrain(result: dict, out_dir, epochs: int, train_size, data_seed: int, see
     test = test_data()
     scores = evaluate(model, test)
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model_path = out / "model.npz"
     result.update({
         "epochs": epochs,
         "train_size": len(train),
@@ -158,12 +171,13 @@ def _retrain(result: dict, out_dir, epochs: int, train_size, data_seed: int, see
         "test_accuracy": scores["accuracy"],
         "test_error": scores["error"],
         "test_loss": scores["loss"],
-        "model_file": model_path.name,
+        "model_file": "model.npz",
     })
     result.update(write_test_report(
-        model, test, out, f"{title}: test accuracy {scores['accuracy']:.4f}"))
-    minidl.save(model, model_path, config=config,
-                test_accuracy=float(scores["accuracy"]), study_name=result["study_name"],
-                trial=None if result["trial"] is None else int(result["trial"]))
-    (out / "result.json").write_text(dumps(result) + "\n")
+        model, test, folder, f"{title}: test accuracy {scores['accuracy']:.4f}"))
+    folder.write("model.npz", lambda path: minidl.save(
+        model, path, config=config, test_accuracy=float(scores["accuracy"]),
+        study_name=result["study_name"],
+        trial=None if result["trial"] is None else int(result["trial"])))
+    folder.write_text("result.json", dumps(result) + "\n")
     return result

@@ -28,8 +28,8 @@ DESCRIPTION = (
     "options are run's. Prints and writes the derived configuration as the cnn space's "
     "parameters (OUT/params.json: `retrain --params` trains it, `enqueue --params` queues it "
     "into a study), OUT/darts.json and a plot of "
-    "the architecture weights (OUT/alphas.png). Ctrl-C stops the search and saves what it "
-    "learned so far (exit status 130).")
+    "the architecture weights (OUT/alphas.png). Ctrl-C or SIGTERM stops the search and saves "
+    "what it learned so far (exit status 130).")
 
 
 def add_arguments(parser) -> None:
@@ -51,7 +51,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--arch-lr", type=float, default=DEFAULT_ARCH_LR, metavar="LR",
                         help=f"Adam learning rate of the architecture parameters (default "
                         f"{DEFAULT_ARCH_LR:g}; the paper's 3e-4 is for 50 epochs)")
-    options.add_out_dir(parser, help="the folder for params.json, darts.json and alphas.png")
+    options.add_out_dir(parser, help="the folder for params.json, darts.json and alphas.png "
+                        "(created if missing). Files of these names that an earlier darts "
+                        "search left there are replaced; any other file of these names is "
+                        "kept, and the command refuses before searching: give --overwrite, or "
+                        "another folder")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace files in --out of the names above even when no earlier "
+                        "darts search wrote them (the user's own, or edited since)")
 
 
 def _base(text):
@@ -80,6 +87,18 @@ def run(args) -> int:
                                            "val_size": args.val_size, "seed": args.seed})
     out = options.check_out_dir(args.out)
     options.apply_threads(args)
+    from .. import darts  # noqa: PLC0415 - the training stack
+    from ..workers import interrupt_signals  # noqa: PLC0415
+    folder = darts.output_folder(out, overwrite=args.overwrite)
+    folder.check()                  # before searching: a refusal loses nothing
+    # SIGTERM stops the command as Ctrl-C does: while loading the data (exit status 130),
+    # or during the search, which then saves what it learned; after the first signal its
+    # repeats are ignored, so saving is not cut short
+    with interrupt_signals():
+        return _search_and_save(args, base, settings, out, folder)
+
+
+def _search_and_save(args, base, settings, out, folder) -> int:
     import minidl  # noqa: PLC0415 - the training stack
     from .. import darts  # noqa: PLC0415
     from ..data import study_data  # noqa: PLC0415
@@ -102,7 +121,7 @@ def run(args) -> int:
                           arch_lr=args.arch_lr, log=log, progress=status)
     if status is not None:
         status.clear()
-    darts.save(result, out, {
+    darts.save(result, folder, {
         "epochs": settings.epochs, "epochs_done": len(result.epochs_done),
         "train_size": len(train), "val_size": len(val), "seed": settings.seed,
         "arch_lr": args.arch_lr, "arch_betas": list(darts.ARCH_BETAS),

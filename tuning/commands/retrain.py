@@ -5,6 +5,12 @@ a space's parameters given with ``--params`` (e.g. ``tuning darts``'s ``params.j
 ``--seed S`` sets the weight initialisation and batch order (default: the study's seed;
 0 with ``--params``), so a configuration can be retrained with several seeds.  It
 prints ``minidl.summary`` of the retrained model.
+
+``--out DIR``: a file there of one of the names a retrain writes is replaced only when an
+earlier retrain left it (unchanged since); any other is kept and the command refuses
+before training, unless ``--overwrite`` (``tuning.outputs``).  Ctrl-C or SIGTERM stops
+the retrain (exit status 130); each file is renamed into place whole, so the folder
+never holds half a file.
 """
 from __future__ import annotations
 
@@ -20,7 +26,14 @@ HELP = "train the best configuration on train+val, test it once"
 def add_arguments(parser) -> None:
     options.add_study_location(parser)
     options.add_running(parser)
-    options.add_out_dir(parser, help="the folder for model.npz, result.json and the plots")
+    options.add_out_dir(parser, help="the folder for model.npz, result.json, "
+                        "confusion_matrix.png, misclassified.png and model.txt (created if "
+                        "missing). Files of these names that an earlier retrain left there "
+                        "are replaced; any other file of these names is kept, and the command "
+                        "refuses before training: give --overwrite, or another folder")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace files in --out of the names above even when no earlier "
+                        "retrain wrote them (the user's own, or edited since)")
     parser.add_argument("--trial", type=non_negative_int, metavar="N",
                         help="retrain trial N's configuration (default: the best trial; "
                         "required for a study with several objectives, e.g. one of its "
@@ -59,23 +72,36 @@ def run(args) -> int:
         except ValueError as exc:
             raise TuningError(f"--params: {exc}") from None
     options.check_out_dir(args.out)
+    from ..outputs import OutputFolder  # noqa: PLC0415
+    from ..results import RETRAIN_FILES  # noqa: PLC0415
+    folder = OutputFolder(args.out, "retrain", RETRAIN_FILES, overwrite=args.overwrite)
+    folder.check()
     from ..data import TRAIN_IMAGES  # noqa: PLC0415
     if args.train_size is not None and args.train_size > TRAIN_IMAGES:
         raise TuningError(f"--train-size {args.train_size}: there are {TRAIN_IMAGES} training "
                           f"images; give at most {TRAIN_IMAGES}, or leave it out for all")
     options.apply_threads(args)
     from ..retrain import choose_trial, retrain_best, retrain_params  # noqa: PLC0415
+    from ..workers import interrupt_signals  # noqa: PLC0415
     bar, lines = options.progress_flags(args)
     common = dict(epochs=args.epochs, train_size=args.train_size, device=args.device,
                   progress=bar, log=options.err if lines else None, seed=args.seed)
-    if study is None:
-        result = retrain_params(args.space, params, args.out,
-                                **{**common, "seed": args.seed or 0})
-        what = f"the given {args.space} configuration"
-    else:
+    if study is not None:
         choose_trial(study, args.trial)     # a wrong --trial is refused before any training
-        result = retrain_best(study, settings, args.out, trial=args.trial, **common)
-        what = f"trial {result['trial']} ({settings.space})"
+    try:
+        with interrupt_signals():           # SIGTERM stops it as Ctrl-C does
+            if study is None:
+                result = retrain_params(args.space, params, folder,
+                                        **{**common, "seed": args.seed or 0})
+                what = f"the given {args.space} configuration"
+            else:
+                result = retrain_best(study, settings, folder, trial=args.trial, **common)
+                what = f"trial {result['trial']} ({settings.space})"
+    except KeyboardInterrupt:
+        done = (f"wrote only {', '.join(folder.written)} before it stopped"
+                if folder.written else "nothing was written")
+        options.err(f"\ninterrupted: the retrain did not finish; {done} in {args.out}/")
+        return options.EXIT_INTERRUPTED
     print(f"retrained {what} on {result['train_size']} images for {result['epochs']} epochs "
           f"(seed {result['seed']}) in {result['train_seconds']:.1f}s")
     in_study = ("" if result["validation_error"] is None else
