@@ -177,14 +177,23 @@ def show_url(spec: str | None) -> str | None:
     return "".join(out)
 
 
+_DELIMITERS = re.compile(r"[/@:?&=#;]")
+
+
 def url_secrets(spec: str | None) -> list:
-    """The secret strings of ``spec`` as given and %-decoded, longest first."""
+    """The secret strings of ``spec``, longest first: each secret part as given and
+    %-decoded, and their pieces between URL delimiters (``/ @ : ? & = # ;``), which is
+    what a driver quotes when it takes a URL apart wrongly (``invalid literal for int():
+    'ss@host:1'``)."""
     if not spec:
         return []
     found = set()
     for a, b in secret_spans(spec):
-        found |= {spec[a:b], unquote(spec[a:b])}
-    return sorted(found, key=len, reverse=True)
+        for text in (spec[a:b], unquote(spec[a:b])):
+            found.add(text)
+            found.update(_DELIMITERS.split(text))
+    found.discard("")
+    return sorted(found, key=lambda text: (-len(text), text))
 
 
 def scrub(text: str, *specs) -> str:

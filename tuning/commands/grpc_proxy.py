@@ -23,7 +23,8 @@ HELP = "serve a PostgreSQL/MySQL storage to workers as grpc://HOST:PORT"
 
 def add_arguments(parser) -> None:
     options.add_storage(parser, required=True, metavar="URL",
-                        help="the RDB storage to serve (postgresql://..., mysql://...)")
+                        help="the RDB storage to serve (postgresql://..., mysql://...); default: "
+                        "$OPTUNA_STORAGE if set")
     parser.add_argument("--host", default="localhost",
                         help="address to listen on (default localhost; 0.0.0.0 for all)")
     parser.add_argument("--port", type=positive_int, default=13000, help="default 13000")
@@ -50,8 +51,8 @@ def run(args) -> int:
         raise TuningError(driver_missing(args.storage, exc)) from None
     except Exception as exc:  # SQLAlchemy: server down, wrong password, ...
         raise TuningError(database_error(args.storage, exc)) from None
-    print(f"starting the gRPC proxy for {show_url(args.storage)} on {args.host}:{args.port}; "
-          f"workers use --storage grpc://HOST:{args.port}; Ctrl-C stops", flush=True)
+    started = (f"starting the gRPC proxy for {show_url(args.storage)} on {args.host}:"
+               f"{args.port}; workers use --storage grpc://HOST:{args.port}; Ctrl-C stops")
     with workers.interrupt_signals(), warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         # Optuna's own server object, so that Ctrl-C stops it: run_grpc_proxy_server leaves
@@ -60,9 +61,11 @@ def run(args) -> int:
         try:
             server = make_server(storage, args.host, args.port)
         except ImportError:      # a later Optuna moved its server: its public function
+            print(started, flush=True)
             optuna.storages.run_grpc_proxy_server(storage, host=args.host, port=args.port)
             return 0
         server.start()
+        print(started, flush=True)   # once it listens (Ctrl-C from here on stops it)
         try:
             server.wait_for_termination()
         finally:

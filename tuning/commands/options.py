@@ -54,10 +54,11 @@ def add_study_name(parser, help: str | None = None) -> None:
 
 def add_storage(parser, required: bool = False, help: str | None = None,
                 metavar: str = "URL_OR_PATH") -> None:
-    """``--storage``; defaults to ``$OPTUNA_STORAGE`` as Optuna's own CLI does."""
+    """``--storage``; defaults to ``$OPTUNA_STORAGE`` as Optuna's own CLI does (also where
+    it is ``required``: the variable keeps a password off the command line)."""
+    from_env = os.environ.get("OPTUNA_STORAGE") or None
     parser.add_argument(
-        "--storage", metavar=metavar, required=required,
-        default=None if required else (os.environ.get("OPTUNA_STORAGE") or None),
+        "--storage", metavar=metavar, required=required and from_env is None, default=from_env,
         help=help or "an Optuna journal file, or an Optuna storage URL (sqlite:///x.db, "
         "postgresql://...); default: $OPTUNA_STORAGE if set (as Optuna's own CLI), else "
         "./studies/<study-name>.log")
