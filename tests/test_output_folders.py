@@ -188,3 +188,22 @@ def test_retrain_and_darts_into_the_same_folder_again(cli, fashion_mnist):
     assert status == 0, err
     assert json.loads(Path("final/darts.json").read_text())["settings"]["seed"] == 3
     assert json.loads(Path("final/result.json").read_text())["space"] == "lab-mlp"
+
+
+def test_write_test_report_into_a_plain_folder_still_writes(tmp_path):
+    """A caller passing a path (not an OutputFolder) gets the files, as before."""
+    import numpy as np
+
+    from minidl.data import ArrayDataset
+    from tuning.models import build_model
+    from tuning.results import write_test_report
+    rng = np.random.default_rng(0)
+    test = ArrayDataset(rng.standard_normal((20, 1, 28, 28)).astype(np.float32),
+                        rng.integers(0, 10, 20))
+    (tmp_path / "model.txt").write_text("replaced: the caller asked for a plain folder")
+    report = write_test_report(build_model({"model": "lab-mlp", "hidden_size": 8,
+                                            "dropout_rate": 0.0}), test, tmp_path, "t")
+    assert np.array(report["confusion_matrix"]).sum() == 20
+    assert "Linear" in (tmp_path / "model.txt").read_text()
+    for name in ("confusion_matrix.png", "misclassified.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"

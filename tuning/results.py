@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 from minidl.data.idx import file_kind
 
+from .outputs import OutputFolder
+
 # Fashion-MNIST's ten labels, in label order (0 = T-shirt/top ... 9 = Ankle boot)
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
            "Sneaker", "Bag", "Ankle boot")
@@ -119,9 +121,14 @@ def _plot_misclassified(images: np.ndarray, y_true, y_pred, path: Path) -> None:
 
 
 def write_test_report(model, test, folder, title: str) -> dict:
-    """Predict ``test`` once more, write the pictures and ``model.txt`` into ``folder`` (a
-    ``tuning.outputs.OutputFolder``); returns ``{"per_class": ..., "confusion_matrix":
-    ...}`` for ``result.json``."""
+    """Predict ``test`` once more, write the pictures and ``model.txt`` into ``folder``;
+    returns ``{"per_class": ..., "confusion_matrix": ...}`` for ``result.json``.
+
+    ``folder``: a ``tuning.outputs.OutputFolder`` (checked by the caller before its
+    work), or a plain folder path, whose files of those names are replaced as they are.
+    """
+    if not isinstance(folder, OutputFolder):
+        folder = OutputFolder(folder, "retrain", RETRAIN_FILES, overwrite=True)
     y_pred = predict(model, test.x)
     y_true = np.asarray(test.y)
     matrix = confusion_matrix(y_true, y_pred, len(CLASSES))
