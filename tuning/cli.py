@@ -105,8 +105,7 @@ def main(argv=None) -> int:
             urls = (getattr(args, "storage", None), os.environ.get(STORAGE_ENV))
             if debug:
                 err(scrub(traceback.format_exc().rstrip("\n"), *urls))
-            failure = None if isinstance(exc, TuningError) else storage_failure(
-                exc, _where(args), getattr(args, "storage", None))
+            failure = storage_failure(exc, _where(args), getattr(args, "storage", None))
             if failure is not None:
                 exc = failure
             err(scrub(f"tuning {args.command}: error: {_describe_error(exc)}", *urls))

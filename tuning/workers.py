@@ -530,7 +530,7 @@ def run_worker(study, objective, *, max_trials: int | None = None,
                     requeued, note = requeue_failed(study, frozen, counts=False)
             raise WorkerInterrupted(number, requeued, note) from None
         finished, _ = budget_state(study)
-    except (WorkerInterrupted, TuningError):
+    except WorkerInterrupted:
         raise
     except Exception as exc:
         # the storage failed (disk full, database gone, permission lost): one clear error
@@ -538,7 +538,7 @@ def run_worker(study, objective, *, max_trials: int | None = None,
         # reach.", "UnboundLocalError"); what finished before is in the storage already
         failure = storage_failure(exc, storage_label(study._storage),
                                   storage_url(study._storage))
-        if failure is None:
+        if failure is None or failure is exc:
             raise
         raise failure from exc
     return {"trials": mine, "finished": finished, "stop": stop}

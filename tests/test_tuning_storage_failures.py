@@ -1,0 +1,333 @@
+"""Issue 23, items 3 and 4: a storage that fails is one line, and nothing finished is lost.
+
+Disk full, permission lost or database gone while trials run stops the command with one
+line naming the storage (its password masked) and the operating system's or driver's
+reason, exit status 1; ``--debug`` shows the traceback.  Special files (a FIFO,
+``/dev/null``) are refused before they are opened.  ``grpc-proxy`` refuses a port
+another process listens on.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from conftest import require_or_skip
+from tuning import storage as storage_mod
+from tuning.storage import open_storage
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--space", "lab-mlp", "--epochs", "1", "--train-size", "200", "--val-size", "200",
+        "--pruner", "none", "--sampler", "random"]
+STOPPED = ("failed: {reason}. The run stopped; the trials finished before are kept there "
+           "(run the command again once the storage works; --debug shows the traceback)")
+
+
+def _env(**extra):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    env.update(OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="1", MINIDL_NUM_THREADS="1")
+    env.pop("OPTUNA_STORAGE", None)
+    env.update(extra)
+    return env
+
+
+def tuning(cwd, *args, timeout=300, **env):
+    return subprocess.run([sys.executable, "-m", "tuning", *map(str, args)], cwd=cwd,
+                          env=_env(**env), capture_output=True, text=True, timeout=timeout)
+
+
+def one_line(err: str) -> str:
+    """The only non-empty line of ``err`` (no traceback, nothing else)."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def load(path, name="s"):
+    return optuna.load_study(study_name=name, storage=open_storage(str(path), name, write=False))
+
+
+# -- special files ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", [["best"], ["trials"], ["run", "--n-trials", "1", *TINY],
+                                     ["worker"], ["fail-stale"]])
+def test_a_fifo_as_storage_is_refused_at_once(tmp_path, command):
+    fifo = tmp_path / "s.log"
+    os.mkfifo(fifo)
+    result = tuning(tmp_path, command[0], "--storage", fifo, "--study-name", "s", *command[1:],
+                    timeout=60)     # it used to block for ever, reading the FIFO
+    assert result.returncode == 1
+    assert one_line(result.stderr) == (
+        f"tuning {command[0]}: error: --storage {fifo}: is a named pipe (FIFO), not a regular "
+        f"file; give a journal file path (e.g. studies/NAME.log) or a storage URL")
+
+
+def test_dev_null_from_the_environment_is_refused(tmp_path):
+    for command in (["trials", "--study-name", "s"], ["studies"],
+                    ["run", "--study-name", "s", "--n-trials", "1", *TINY]):
+        result = tuning(tmp_path, *command, OPTUNA_STORAGE="/dev/null", timeout=60)
+        assert result.returncode == 1
+        assert one_line(result.stderr) == (
+            f"tuning {command[0]}: error: --storage /dev/null: is a character device, not a "
+            f"regular file; give a journal file path (e.g. studies/NAME.log) or a storage URL")
+    assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
+
+
+def test_special_file_kinds(tmp_path):
+    os.mkfifo(tmp_path / "p")
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(tmp_path / "sock"))
+        assert storage_mod.special_file_kind(tmp_path / "sock") == "a socket"
+    (tmp_path / "f").write_text("")
+    os.symlink(tmp_path / "p", tmp_path / "link")
+    assert storage_mod.special_file_kind(tmp_path / "p") == "a named pipe (FIFO)"
+    assert storage_mod.special_file_kind(tmp_path / "link") == "a named pipe (FIFO)"
+    assert storage_mod.special_file_kind("/dev/null") == "a character device"
+    assert storage_mod.special_file_kind(tmp_path / "f") is None
+    assert storage_mod.special_file_kind(tmp_path) is None
+    assert storage_mod.special_file_kind(tmp_path / "missing") is None
+
+
+# -- a journal whose writes fail mid-run ----------------------------------------------------
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EACCES, errno.EROFS])
+def test_a_journal_that_fails_mid_run_stops_with_one_line(cli, monkeypatch, tmp_path,
+                                                          fashion_mnist, code):
+    status, out, err = cli("run", "--study-name", "s", "--n-trials", 1, *TINY)
+    assert status == 0, err
+    log = tmp_path / "studies" / "s.log"
+    before = log.read_bytes()
+    real = storage_mod._write_chunk
+    calls = []
+
+    def failing(fd, data):
+        """The first two appends go through; the third writes half, then the disk is
+        full (or the file's permission or the file system's write access is gone)."""
+        calls.append(len(data))
+        if len(calls) < 3:
+            return real(fd, data)
+        if len(calls) == 3:
+            return real(fd, bytes(data[:len(data) // 2]))
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(storage_mod, "_write_chunk", failing)
+    for debug in ([], ["--debug"]):
+        calls.clear()
+        status, out, err = cli(*debug, "run", "--study-name", "s", "--n-trials", 3)
+        assert status == 1, err
+        line = f"tuning run: error: the storage studies/s.log " + STOPPED.format(
+            reason=os.strerror(code))
+        if debug:
+            assert "Traceback" in err and err.rstrip().endswith(line), err
+            assert "StorageIOError" in err
+        else:
+            assert one_line(err) == line
+            assert "AssertionError" not in err and "Should not reach" not in err
+    monkeypatch.setattr(storage_mod, "_write_chunk", real)
+    # what finished before is there, byte for byte; the half record is cut by the next append
+    assert log.read_bytes().startswith(before)
+    trials = load(log).trials
+    assert trials[0].state == TrialState.COMPLETE
+    assert trials[0].value == load(log).best_value
+    status, out, err = cli("enqueue", "--study-name", "s", "--params", '{"learn_rate": 0.01}')
+    assert status == 0, err
+    assert load(log).trials[0].state == TrialState.COMPLETE
+
+
+def test_a_full_disk_under_a_real_run(tmp_path, fashion_mnist):
+    """A tmpfs of 256 KiB filled up while `run` writes its journal (root only: mount)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}); "
+                    f"test_a_journal_that_fails_mid_run_stops_with_one_line simulates it")
+    try:
+        log = disk / "s.log"
+        first = tuning(tmp_path, "run", "--storage", log, "--study-name", "s", "--n-trials", 1,
+                       *TINY)
+        assert first.returncode == 0, first.stderr
+        fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)  # fill the disk up
+        try:
+            while True:
+                os.write(fd, b"\0" * 512)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+        finally:
+            os.close(fd)
+        full = tuning(tmp_path, "run", "--storage", log, "--study-name", "s", "--n-trials", 6)
+        assert full.returncode == 1, full.stdout + full.stderr
+        assert one_line(full.stderr) == (f"tuning run: error: the storage {log} "
+                                         + STOPPED.format(reason="No space left on device"))
+        os.unlink(disk / "filler")
+        study = load(log)
+        assert study.trials[0].state == TrialState.COMPLETE
+        # the run goes on where it stopped: the trial cut short by the full disk is failed
+        # (its process is gone) with a reason and run again
+        again = tuning(tmp_path, "run", "--storage", log, "--study-name", "s", "--total", 3)
+        assert again.returncode == 0, again.stderr
+        trials = load(log).trials
+        assert sum(t.state == TrialState.COMPLETE for t in trials) == 3
+        for t in trials:
+            assert t.state in (TrialState.COMPLETE, TrialState.FAIL), t
+            if t.state == TrialState.FAIL:
+                assert t.user_attrs["stop_reason"].startswith("worker died: "), t.user_attrs
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+# -- PostgreSQL stopped under a running worker ----------------------------------------------
+
+@pytest.fixture
+def pg():
+    """A throwaway PostgreSQL server of this test's own (it is stopped and started)."""
+    from benchmarks.pgserver import PostgresServer, available
+    why = available()
+    if why:
+        require_or_skip("MINIDL_REQUIRE_POSTGRES", why)
+    with PostgresServer() as server:
+        yield server
+
+
+SLOW = ["--space", "lab-mlp", "--epochs", "3", "--train-size", "6000", "--val-size", "500",
+        "--pruner", "none", "--sampler", "random"]
+
+
+def _wait(predicate, what, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(0.1)
+    pytest.fail(f"{what} within {timeout}s")
+
+
+def test_postgres_stopped_under_a_running_worker(tmp_path, pg, fashion_mnist):
+    url = pg.url
+    created = tuning(tmp_path, "create", "--storage", url, "--study-name", "s", *SLOW)
+    assert created.returncode == 0, created.stderr
+    worker = subprocess.Popen([sys.executable, "-m", "tuning", "worker", "--storage", url,
+                               "--study-name", "s", "--max-trials", "6", "--heartbeat", "1",
+                               "--threads", "1", "--quiet"], cwd=tmp_path, env=_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        study = optuna.load_study(study_name="s", storage=url)
+
+        def second_trial_running():
+            trials = study.get_trials(deepcopy=False)
+            return (sum(t.state == TrialState.COMPLETE for t in trials) >= 1 and
+                    any(t.state == TrialState.RUNNING and "config" in t.user_attrs
+                        for t in trials))
+
+        _wait(second_trial_running, "no trial completed and another started")
+        finished = {t.number: t.value for t in study.get_trials(deepcopy=False)
+                    if t.state == TrialState.COMPLETE}
+        pg.stop("fast")                       # the database goes away mid-trial
+        out, err = worker.communicate(timeout=180)
+    finally:
+        worker.kill()
+    assert worker.returncode == 1, out + err
+    line = one_line(err)
+    prefix = f"tuning worker: error: the storage {url} failed: "
+    assert line.startswith(prefix) and line.endswith(STOPPED.split("{reason}")[1]), line
+    reason = line[len(prefix):-len(STOPPED.split("{reason}")[1])]
+    assert reason and "Should not reach" not in reason and "UnboundLocalError" not in reason
+
+    pg.start()                                # back: nothing finished was lost
+    study = optuna.load_study(study_name="s", storage=url)
+    kept = {t.number: t.value for t in study.trials if t.state == TrialState.COMPLETE}
+    assert {n: kept[n] for n in finished} == finished
+    # the trial cut short is failed by the heartbeat of the next worker, with a reason,
+    # and run again
+    time.sleep(3.5)                           # > 3 missed beats of 1 s
+    again = tuning(tmp_path, "worker", "--storage", url, "--study-name", "s", "--max-trials",
+                   len(kept) + 1, "--heartbeat", 1, "--threads", 1, "--quiet")
+    assert again.returncode == 0, again.stderr
+    trials = optuna.load_study(study_name="s", storage=url).trials
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert failed and all(t.user_attrs["stop_reason"].startswith("worker died: no heartbeat")
+                          for t in failed), [t.user_attrs for t in failed]
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+
+
+# -- grpc-proxy and a port in use -----------------------------------------------------------
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _grpc_or_skip():
+    try:
+        import grpc  # noqa: F401
+    except ImportError:
+        require_or_skip("MINIDL_REQUIRE_POSTGRES", "grpcio is not installed (the [distributed] "
+                        "extra)")
+
+
+@pytest.mark.parametrize("reuseport", [False, True])
+def test_grpc_proxy_refuses_a_port_in_use(tmp_path, reuseport):
+    _grpc_or_skip()
+    port = _free_port()
+    with socket.socket() as taken:
+        if reuseport:   # as a gRPC server listens: sharing the port
+            taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        result = tuning(tmp_path, "grpc-proxy", "--storage", f"sqlite:///{tmp_path}/x.db",
+                        "--host", "127.0.0.1", "--port", port, timeout=60)
+    assert result.returncode == 1
+    assert one_line(result.stderr) == (
+        f"tuning grpc-proxy: error: --port {port}: another process already listens on "
+        f"127.0.0.1:{port} (another gRPC proxy?); stop it, or choose another --port")
+    assert result.stdout == ""
+
+
+def test_a_second_grpc_proxy_on_the_same_port_is_refused(tmp_path):
+    _grpc_or_skip()
+    port = _free_port()
+    args = [sys.executable, "-m", "tuning", "grpc-proxy", "--storage",
+            f"sqlite:///{tmp_path}/x.db", "--host", "127.0.0.1", "--port", str(port)]
+    first = subprocess.Popen(args, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout.readline().startswith("starting the gRPC proxy for sqlite:///")
+        second = tuning(tmp_path, *args[3:], timeout=60)
+        assert second.returncode == 1
+        assert f"--port {port}: another process already listens on 127.0.0.1:{port}" in \
+            one_line(second.stderr)
+        assert first.poll() is None          # the first one serves on
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=60)
+    assert first.returncode == 130          # stopped by Ctrl-C, as documented
+
+
+def test_the_proxy_listens_without_sharing_its_port(tmp_path):
+    """Even past the check (two proxies started at the same instant), the server is made
+    without SO_REUSEPORT, so the second cannot listen."""
+    _grpc_or_skip()
+    from tuning.commands.grpc_proxy import make_server
+    from tuning.errors import TuningError
+    storage = optuna.storages.get_storage(f"sqlite:///{tmp_path}/x.db")
+    port = _free_port()
+    server = make_server(storage, "127.0.0.1", port)
+    server.start()
+    try:
+        with pytest.raises(TuningError, match=f"--port {port}: cannot listen on 127.0.0.1:{port}"):
+            make_server(storage, "127.0.0.1", port)
+    finally:
+        server.stop(0).wait(10)
