@@ -182,33 +182,55 @@ def fma_instructions(asm: str) -> dict:
     return counts
 
 
-def _run_threads(fn, n: int) -> float:
-    """Wall seconds for ``fn(i)`` run on ``n`` Python threads released together
-    (``fn`` must release the GIL: a ``nogil`` Numba function)."""
-    if n == 1:
-        t0 = time.perf_counter()
-        fn(0)
-        return time.perf_counter() - t0
-    start = threading.Barrier(n + 1)
+def _run_threads(fn, n: int) -> tuple[float, list[float]]:
+    """``fn(i)`` on ``n`` Python threads released together (``fn`` must release the GIL:
+    a ``nogil`` Numba function); returns the wall seconds until all are done and each
+    thread's own CPU seconds (``time.thread_time``)."""
+    cpu = [0.0] * n
     errors = []
+    start = threading.Barrier(n + 1) if n > 1 else None
 
     def body(i):
-        start.wait()
+        if start is not None:
+            start.wait()
+        t0 = time.thread_time()
         try:
             fn(i)
         except Exception as exc:        # re-raised below, in the caller's thread
             errors.append(exc)
-    workers = [threading.Thread(target=body, args=(i,)) for i in range(n)]
-    for w in workers:
-        w.start()
-    start.wait()
-    t0 = time.perf_counter()
-    for w in workers:
-        w.join()
-    seconds = time.perf_counter() - t0
+        cpu[i] = time.thread_time() - t0
+    if n == 1:
+        t0 = time.perf_counter()
+        body(0)
+        wall = time.perf_counter() - t0
+    else:
+        workers = [threading.Thread(target=body, args=(i,)) for i in range(n)]
+        for w in workers:
+            w.start()
+        start.wait()
+        t0 = time.perf_counter()
+        for w in workers:
+            w.join()
+        wall = time.perf_counter() - t0
     if errors:
         raise errors[0]
-    return seconds
+    return wall, cpu
+
+
+def _rates(work_per_thread: float, wall: float, cpu: list[float]) -> tuple[float, float]:
+    """``(per wall second, per CPU second)`` of ``len(cpu)`` threads that each did
+    ``work_per_thread``: the total over the wall time, and the sum of each thread's work
+    over its own CPU time (what the cores deliver while they run it: time taken by other
+    processes is not counted)."""
+    return (len(cpu) * work_per_thread / wall,
+            sum(work_per_thread / max(c, 1e-9) for c in cpu))
+
+
+def _cell(samples_cpu: list[float], samples_wall: list[float], unit: str) -> dict:
+    return {f"{unit}_best": max(samples_cpu), f"{unit}_median": statistics.median(samples_cpu),
+            f"{unit}_wall_best": max(samples_wall),
+            f"{unit}_wall_median": statistics.median(samples_wall),
+            "samples_cpu": samples_cpu, "samples_wall": samples_wall}
 
 
 def measure_peak(route: str, thread_counts, repeats: int, sample_s: float) -> dict:
@@ -226,9 +248,7 @@ def measure_peak(route: str, thread_counts, repeats: int, sample_s: float) -> di
     # iterations for one sample: calibrate on one thread
     iters = 10_000
     while True:
-        t0 = time.perf_counter()
-        kernel(outs[0], iters, a, b)
-        dt = time.perf_counter() - t0
+        dt = min(_run_threads(lambda i: kernel(outs[0], iters, a, b), 1)[1])
         if dt >= sample_s / 4 or iters > 1 << 34:
             break
         iters *= 4
@@ -238,17 +258,17 @@ def measure_peak(route: str, thread_counts, repeats: int, sample_s: float) -> di
               "fma_instructions": check, "iterations": iters,
               "numba_cpu_name": os.environ.get("NUMBA_CPU_NAME", "host"), "threads": {}}
     for n in thread_counts:
-        samples = []
+        samples_cpu, samples_wall = [], []
         for _ in range(repeats):
-            seconds = _run_threads(lambda i: kernel(outs[i], iters, a, b), n)
-            samples.append(n * flops_per_thread / seconds / 1e9)
+            wall, cpu = _run_threads(lambda i: kernel(outs[i], iters, a, b), n)
+            per_wall, per_cpu = _rates(flops_per_thread / 1e9, wall, cpu)
+            samples_wall.append(per_wall)
+            samples_cpu.append(per_cpu)
         for out in outs[:n]:
             if not np.allclose(out, expect, rtol=1e-3):
                 raise RuntimeError(f"roofline: FMA loop of route {route} computed "
                                    f"{out[:4]}, expected {expect:.4f} per lane")
-        result["threads"][str(n)] = {"gflops_best": max(samples),
-                                     "gflops_median": statistics.median(samples),
-                                     "samples": samples}
+        result["threads"][str(n)] = _cell(samples_cpu, samples_wall, "gflops")
     return result
 
 
@@ -280,6 +300,22 @@ def _stream_kernels():
 
 
 STREAM_BYTES = {"copy": 2 * FLOAT, "triad": 3 * FLOAT}   # counted per element
+
+
+def _stream_arrays(count: int, offset: int = 1088) -> list[np.ndarray]:
+    """Three float32 arrays of ``count`` elements filled with 1, 2, 3, carved from one
+    page-aligned buffer so that their starts differ by ``offset`` bytes modulo 4 KiB:
+    arrays whose addresses agree in their low 12 bits make loads wait on unrelated
+    stores ("4K aliasing"), which cut an L1 copy to a third on the development machine."""
+    stride = -(-count * FLOAT // 4096) * 4096 + offset
+    raw = np.empty(3 * stride + 4096, np.uint8)
+    start = (-raw.ctypes.data) % 4096
+    out = []
+    for j in range(3):
+        a = raw[start + j * stride:start + j * stride + count * FLOAT].view(np.float32)
+        a[:] = 1.0 + j
+        out.append(a)
+    return out
 
 
 def stream_levels(caches: dict, quick: bool, mem_available: int | None) -> dict:
@@ -326,8 +362,7 @@ def measure_bandwidth(levels: dict, thread_counts, repeats: int, sample_s: float
             cell = {}
             for name, per_elem in STREAM_BYTES.items():
                 count = max(1024, per_thread // per_elem)
-                arrays = [[np.full(count, 1.0 + j, np.float32) for j in range(3)]
-                          for _ in range(n)]
+                arrays = [_stream_arrays(count) for _ in range(n)]
                 s = np.float32(0.5)
 
                 def run(i, reps, name=name):
@@ -339,25 +374,25 @@ def measure_bandwidth(levels: dict, thread_counts, repeats: int, sample_s: float
                 run(0, 1)
                 reps = 1
                 while True:
-                    dt = _run_threads(lambda i: run(i, reps), 1)
+                    dt = min(_run_threads(lambda i: run(i, reps), 1)[1])
                     if dt >= sample_s / 4 or reps > 1 << 30:
                         break
                     reps *= 4
                 reps = max(1, int(reps * sample_s / max(dt, 1e-9)))
-                samples = []
+                samples_cpu, samples_wall = [], []
                 for _ in range(repeats):
-                    seconds = _run_threads(lambda i: run(i, reps), n)
-                    samples.append(n * reps * count * per_elem / seconds / 1e9)
+                    wall, cpu = _run_threads(lambda i: run(i, reps), n)
+                    per_wall, per_cpu = _rates(reps * count * per_elem / 1e9, wall, cpu)
+                    samples_wall.append(per_wall)
+                    samples_cpu.append(per_cpu)
                 if name == "triad":      # every thread's a = b + s' c, with b = 2, c = 3
                     for a, b, c in arrays:
                         s_last = np.float32(s + np.float32(reps - 1) * np.float32(1e-7))
                         if not np.allclose(a, b + s_last * c, rtol=1e-5):
                             raise RuntimeError(f"roofline: STREAM triad ({level}) "
                                                f"computed {a[:3]}")
-                cell[name] = {"gbs_best": max(samples),
-                              "gbs_median": statistics.median(samples),
-                              "samples": samples, "elements_per_thread": count,
-                              "reps": reps}
+                cell[name] = {**_cell(samples_cpu, samples_wall, "gbs"),
+                              "elements_per_thread": count, "reps": reps}
                 del arrays
             result[level]["threads"][str(n)] = cell
             log(f"bandwidth {level:4s} t={n}: copy {cell['copy']['gbs_best']:.1f}, "
@@ -669,80 +704,107 @@ def op_bound(op: dict, limits: dict, threads: int) -> dict:
 
 
 # ============================================================== measured steps
-def _pc():
-    return time.perf_counter()
+class _Timer:
+    """Intervals on the wall clock and, when ``cpu``, on the process's CPU clock
+    (``time.process_time``: every thread of the process), recorded by name."""
+
+    def __init__(self, cpu: bool):
+        self.cpu = cpu
+        self.wall: dict[str, list] = {}
+        self.cpu_s: dict[str, list] = {}
+
+    def now(self) -> tuple[float, float]:
+        return time.perf_counter(), (time.process_time() if self.cpu else 0.0)
+
+    def add(self, name: str, t0, t1=None) -> None:
+        t1 = self.now() if t1 is None else t1
+        self.wall.setdefault(name, []).append(t1[0] - t0[0])
+        if self.cpu:
+            self.cpu_s.setdefault(name, []).append(t1[1] - t0[1])
+
+    def result(self) -> dict:
+        return {"wall": self.wall, "cpu": self.cpu_s}
 
 
 class _Runner:
     """``benchmarks.training``'s runner (model, Adam, loss, batches) plus a step timed
-    operation by operation (``op_times``)."""
+    operation by operation (``op_times``), on the wall clock and, on one thread, on the
+    process's CPU clock."""
 
     def __init__(self, framework: str):
         from .training import _Runner as TrainingRunner
         self.inner = TrainingRunner(framework)
         self.framework = framework
+        self.threads = 1
 
     def setup(self, model_name: str, threads: int, n_train: int, warmup: int) -> dict:
         batch = MODELS[model_name][1]
         info = self.inner.setup(model_name, threads, n_train, infer_n=batch,
                                 infer_batch=batch)
+        self.threads = threads
         self.inner.train(warmup)
         layers = list(self.inner.model)
         self.first = next(i for i, layer in enumerate(layers)
                           if next(iter(layer.parameters()), None) is not None)
         return info
 
-    def train(self, steps: int) -> float:
-        return self.inner.train(steps)
+    def train(self, steps: int) -> tuple[float, float]:
+        """``(wall, CPU)`` seconds per step over ``steps`` training steps (CPU: the
+        whole process's, every thread included)."""
+        c0 = time.process_time()
+        wall = self.inner.train(steps)
+        return wall, (time.process_time() - c0) / steps
 
     def op_times(self, steps: int) -> dict:
         """Seconds of each operation in each of ``steps`` training steps:
-        ``{name: [seconds per step]}``; names as ``model_ops``'s (plus minidl's
-        recurrent kernels and the instrumented step's total)."""
+        ``{"wall": {name: [seconds per step]}, "cpu": {...}}`` (``cpu`` empty on more
+        than one thread); names as ``model_ops``'s, plus minidl's recurrent kernels and
+        the instrumented step's total."""
+        timer = _Timer(cpu=self.threads == 1)
         if self.framework == "minidl":
-            return self._minidl_op_times(steps)
-        return self._torch_op_times(steps)
+            self._minidl_op_times(steps, timer)
+        else:
+            self._torch_op_times(steps, timer)
+        return timer.result()
 
-    def _minidl_op_times(self, steps: int) -> dict:
+    def _minidl_op_times(self, steps: int, timer: _Timer) -> None:
         r = self.inner
         model, opt, crit = r.model, r.opt, r.crit
         model.train()
         model.needs_input_grad = False
         layers = list(model)
         names = [f"{i} {self._label(layer)}" for i, layer in enumerate(layers)]
-        rec: dict[str, list] = {}
-        sub: dict[str, float] = {}
-        restore = self._time_recurrent_kernels(sub)
+        sub: dict[str, list] = {}
+        restore = self._time_recurrent_kernels(sub, timer)
         try:
             for _ in range(steps):
                 sub.clear()
                 xb, yb = r._next_batch()
-                t_step = _pc()
+                t_step = timer.now()
                 opt.zero_grad()
                 x = xb
                 for i, layer in enumerate(layers):
-                    t0 = _pc()
+                    t0 = timer.now()
                     x = layer(x)
-                    rec.setdefault(f"{names[i]} fwd", []).append(_pc() - t0)
-                t0 = _pc()
+                    timer.add(f"{names[i]} fwd", t0)
+                t0 = timer.now()
                 loss = crit(x, yb)
                 d = crit.backward()
-                rec.setdefault("loss (fwd+bwd)", []).append(_pc() - t0)
+                timer.add("loss (fwd+bwd)", t0)
                 for i in range(len(layers) - 1, self.first - 1, -1):
-                    t0 = _pc()
+                    t0 = timer.now()
                     d = layers[i].backward(d)
-                    rec.setdefault(f"{names[i]} bwd", []).append(_pc() - t0)
-                t0 = _pc()
+                    timer.add(f"{names[i]} bwd", t0)
+                t0 = timer.now()
                 opt.step()
-                rec.setdefault("optimizer (Adam)", []).append(_pc() - t0)
-                rec.setdefault("step (instrumented)", []).append(_pc() - t_step)
-                for k, v in sub.items():
-                    rec.setdefault(k, []).append(v)
+                timer.add("optimizer (Adam)", t0)
+                timer.add("step (instrumented)", t_step)
+                for k, (wall, cpu) in sub.items():
+                    timer.add(k, (0.0, 0.0), (wall, cpu))
         finally:
             restore()
         if not math.isfinite(float(loss)):
             raise RuntimeError(f"minidl: non-finite loss {loss}")
-        return rec
 
     @staticmethod
     def _label(layer) -> str:
@@ -751,9 +813,11 @@ class _Runner:
             return type(layer.rnn).__name__
         return kind
 
-    def _time_recurrent_kernels(self, sub: dict):
+    @staticmethod
+    def _time_recurrent_kernels(sub: dict, timer: _Timer):
         """Wrap minidl's recurrent-loop kernels (looked up on their module at each call)
-        with timers adding into ``sub``; returns the function that unwraps them."""
+        with timers adding ``[wall, cpu]`` into ``sub``; returns the function that
+        unwraps them."""
         try:
             from minidl.kernels import rnn as rk
         except ImportError:
@@ -769,11 +833,14 @@ class _Runner:
             saved[attr] = fn
 
             def timed(*args, _fn=fn, _label=label, **kwargs):
-                t0 = _pc()
+                t0 = timer.now()
                 try:
                     return _fn(*args, **kwargs)
                 finally:
-                    sub[_label] = sub.get(_label, 0.0) + _pc() - t0
+                    t1 = timer.now()
+                    acc = sub.setdefault(_label, [0.0, 0.0])
+                    acc[0] += t1[0] - t0[0]
+                    acc[1] += t1[1] - t0[1]
             setattr(rk, attr, timed)
 
         def restore():
@@ -781,47 +848,47 @@ class _Runner:
                 setattr(rk, attr, fn)
         return restore
 
-    def _torch_op_times(self, steps: int) -> dict:
+    def _torch_op_times(self, steps: int, timer: _Timer) -> None:
         r = self.inner
         model, opt, crit = r.model, r.opt, r.crit
         model.train()
         layers = list(model)
         names = [f"{i} {self._label(layer)}" for i, layer in enumerate(layers)]
-        rec: dict[str, list] = {}
         for _ in range(steps):
             xb, yb = r._next_batch()
-            t_step = _pc()
+            t_step = timer.now()
             opt.zero_grad()
             x = xb
             outs = []
             for i, layer in enumerate(layers):
-                t0 = _pc()
+                t0 = timer.now()
                 x = layer(x)
-                rec.setdefault(f"{names[i]} fwd", []).append(_pc() - t0)
+                timer.add(f"{names[i]} fwd", t0)
                 outs.append(x)
+            # a hook on a layer's output fires just before the gradient function that
+            # made it runs: the start of that layer's backward, the end of the next one's
             marks = {}
             for i in range(self.first, len(layers)):
                 if outs[i].requires_grad:
-                    outs[i].register_hook(lambda g, i=i: marks.__setitem__(i, _pc()))
-            t0 = _pc()
+                    outs[i].register_hook(lambda g, i=i: marks.__setitem__(i, timer.now()))
+            t0 = timer.now()
             loss = crit(x, yb)
-            t_loss = _pc() - t0
-            t0 = _pc()
+            t_loss = timer.now()
             loss.backward()
-            t_end = _pc()
+            t_end = timer.now()
             value = loss.item()
             last = len(layers) - 1
-            rec.setdefault("loss (fwd+bwd)", []).append(t_loss + marks[last] - t0)
+            # the loss: its forward, then its backward up to the last layer's start
+            timer.add("loss (fwd+bwd)", t0, marks[last])
             for i in range(last, self.first - 1, -1):
                 end = marks.get(i - 1, t_end) if i > self.first else t_end
-                rec.setdefault(f"{names[i]} bwd", []).append(end - marks[i])
-            t0 = _pc()
+                timer.add(f"{names[i]} bwd", marks[i], end)
+            t0 = timer.now()
             opt.step()
-            rec.setdefault("optimizer (Adam)", []).append(_pc() - t0)
-            rec.setdefault("step (instrumented)", []).append(_pc() - t_step)
+            timer.add("optimizer (Adam)", t0)
+            timer.add("step (instrumented)", t_step)
         if not math.isfinite(value):
             raise RuntimeError(f"torch: non-finite loss {value}")
-        return rec
 
 
 def Worker(framework: str) -> common.Worker:
@@ -830,30 +897,42 @@ def Worker(framework: str) -> common.Worker:
 
 def measure_model(name: str, threads: int, workers: dict, args, log) -> dict:
     """The step (interleaved blocks, median) and each operation (median over
-    ``args.op_steps`` steps, in alternating blocks) for each framework."""
+    ``args.op_steps`` steps, in alternating blocks) for each framework, on the wall
+    clock and (one thread) the process's CPU clock."""
     fws = list(workers)
     setup = {fw: workers[fw].call("setup", name, threads, args.n_train, args.warmup)
              for fw in fws}
-    probe = {fw: workers[fw].call("train", 3) for fw in fws}
+    probe = {fw: workers[fw].call("train", 3)[0] for fw in fws}
     steps = {fw: max(2, int(args.block_seconds / max(probe[fw], 1e-6))) for fw in fws}
-    samples = common.interleaved(
-        {fw: (lambda fw=fw: workers[fw].call("train", steps[fw])) for fw in fws},
-        args.rounds, budget_s=args.budget_seconds, settle_s=common.SETTLE_S)
-    per_op = {fw: {} for fw in fws}
+    cpu_samples = {fw: [] for fw in fws}
+
+    def sampler(fw):
+        wall, cpu = workers[fw].call("train", steps[fw])
+        cpu_samples[fw].append(cpu)
+        return wall
+    samples = common.interleaved({fw: (lambda fw=fw: sampler(fw)) for fw in fws},
+                                 args.rounds, budget_s=args.budget_seconds,
+                                 settle_s=common.SETTLE_S)
+    per_op = {fw: {"wall": {}, "cpu": {}} for fw in fws}
     blocks = max(1, args.op_blocks)
     per_block = max(1, math.ceil(args.op_steps / blocks))
     for b in range(blocks):
         for fw in fws[b % len(fws):] + fws[:b % len(fws)]:
             time.sleep(common.SETTLE_S)
-            for k, v in workers[fw].call("op_times", per_block).items():
-                per_op[fw].setdefault(k, []).extend(v)
+            for clock, recs in workers[fw].call("op_times", per_block).items():
+                for k, v in recs.items():
+                    per_op[fw][clock].setdefault(k, []).extend(v)
     out = {"setup": setup, "steps_per_block": steps}
     for fw in fws:
-        out[fw] = {"step": {**common.summarize(samples[fw]), "samples": samples[fw]},
-                   "ops": {k: {**common.summarize(v), "samples": v}
-                           for k, v in per_op[fw].items()}}
+        out[fw] = {"step": {"wall": {**common.summarize(samples[fw]), "samples": samples[fw]},
+                            "cpu": {**common.summarize(cpu_samples[fw]),
+                                    "samples": cpu_samples[fw]}},
+                   "ops": {clock: {k: {**common.summarize(v), "samples": v}
+                                   for k, v in recs.items()}
+                           for clock, recs in per_op[fw].items()}}
     log(f"{name:12s} t={threads} " + "  ".join(
-        f"{fw} {out[fw]['step']['median'] * 1e3:.3f} ms" for fw in fws))
+        f"{fw} wall {out[fw]['step']['wall']['median'] * 1e3:.3f} ms, cpu "
+        f"{out[fw]['step']['cpu']['median'] * 1e3:.3f} ms" for fw in fws))
     return out
 
 
@@ -866,43 +945,45 @@ def _us(s):
     return "—" if s is None else common.fmt_time(s)
 
 
+def clock_for(threads: int) -> str:
+    """The clock a row's times are read on: the process's CPU time on one thread (all
+    the work runs on the calling thread, so it is the time the work held a core,
+    whatever other processes did meanwhile), the wall clock on more."""
+    return "cpu" if threads == 1 else "wall"
+
+
 def build_rows(models_ops: dict, measured: dict, limits: dict, threads_list) -> list[dict]:
     """One row per model and thread count: the step's bound, each framework's step and
-    its multiple, and the per-operation rows."""
+    its multiple (on ``clock_for(threads)``), and the per-operation rows."""
     rows = []
     for threads in threads_list:
+        clock = clock_for(threads)
         for name, mo in models_ops.items():
             meas = measured.get((name, threads))
             if meas is None:
                 continue
             fws = [fw for fw in ("minidl", "torch") if fw in meas]
-            op_rows = []
-            for op in mo["ops"]:
-                b = op_bound(op, limits, threads)
-                row = {"op": op["name"], "kind": op["kind"], "flops": op["flops"],
+
+            def op_row(op, b, **extra):
+                row = {"op": op["name"], **extra, "kind": op["kind"], "flops": op["flops"],
                        "bytes": op["bytes"], "footprint": op["footprint"],
                        "intensity": op["flops"] / op["bytes"] if op["bytes"] else None,
                        "bound_s": b["seconds"], "limited_by": b["limited_by"],
                        "bound_threads": b["threads"], "level": b["level"],
                        "bound_terms": b.get("terms")}
                 for fw in fws:
-                    m = meas[fw]["ops"].get(op["name"], {}).get("median")
+                    m = meas[fw]["ops"][clock].get(op["name"], {}).get("median")
                     row[fw] = m
                     row[f"{fw}_x"] = (m / b["seconds"]) if (m and b["seconds"]) else None
-                op_rows.append(row)
+                    row[f"{fw}_wall"] = meas[fw]["ops"]["wall"].get(op["name"], {}).get("median")
+                return row
+
+            op_rows = []
+            for op in mo["ops"]:
+                b = op_bound(op, limits, threads)
+                op_rows.append(op_row(op, b))
                 for part, pb in zip(op["parts"], b.get("parts", [])):
-                    prow = {"op": "  " + part["name"], "kind": part["kind"], "part_of": op["name"],
-                            "flops": part["flops"], "bytes": part["bytes"],
-                            "footprint": part["footprint"],
-                            "intensity": part["flops"] / part["bytes"] if part["bytes"] else None,
-                            "bound_s": pb["seconds"], "limited_by": pb["limited_by"],
-                            "bound_threads": pb["threads"], "level": pb["level"],
-                            "bound_terms": pb.get("terms")}
-                    for fw in fws:
-                        m = meas[fw]["ops"].get(part["name"], {}).get("median")
-                        prow[fw] = m
-                        prow[f"{fw}_x"] = (m / pb["seconds"]) if (m and pb["seconds"]) else None
-                    op_rows.append(prow)
+                    op_rows.append(op_row(part, pb, part_of=op["name"]))
             bound = sum(r["bound_s"] for r in op_rows if "part_of" not in r)
             by_kind = {}
             for r in op_rows:
@@ -911,20 +992,45 @@ def build_rows(models_ops: dict, measured: dict, limits: dict, threads_list) -> 
                         else r["limited_by"]
                     key = "memory" if key in ("L1", "L2", "L3", "DRAM") else key
                     by_kind[key] = by_kind.get(key, 0.0) + r["bound_s"]
-            row = {"model": name, "batch": mo["batch"], "threads": threads,
+            row = {"model": name, "batch": mo["batch"], "threads": threads, "clock": clock,
                    "bound_s": bound, "bound_by_kind": by_kind, "ops": op_rows}
             for fw in fws:
-                step = meas[fw]["step"]["median"]
+                step = meas[fw]["step"][clock]["median"]
+                wall = meas[fw]["step"]["wall"]["median"]
+                inst = meas[fw]["ops"][clock].get("step (instrumented)", {})
                 row[fw] = {"step_s": step, "x_bound": step / bound if bound else None,
-                           "runs": meas[fw]["step"]["runs"],
+                           "wall_step_s": wall,
+                           "wall_x_bound": wall / bound if bound else None,
+                           "runs": meas[fw]["step"]["wall"]["runs"],
                            "steps_per_block": meas["steps_per_block"][fw],
-                           "instrumented_step_s":
-                               meas[fw]["ops"].get("step (instrumented)", {}).get("median"),
-                           "op_steps": meas[fw]["ops"].get("step (instrumented)", {}).get("runs")}
+                           "instrumented_step_s": inst.get("median"),
+                           "op_steps": inst.get("runs")}
+            for fw in fws:
+                row[fw]["largest_gap"] = largest_gap(row, fw)
             if "torch" in fws:
                 row["ratio"] = common.ratio(row["minidl"]["step_s"], row["torch"]["step_s"])
+                row["wall_ratio"] = common.ratio(row["minidl"]["wall_step_s"],
+                                                 row["torch"]["wall_step_s"])
             rows.append(row)
     return rows
+
+
+def largest_gap(row: dict, fw: str) -> dict | None:
+    """The operation with the most measured time above its bound in ``fw``'s step:
+    ``{"op", "gap_s", "share"}`` (share of the plain step's median)."""
+    best = None
+    for o in row["ops"]:
+        if "part_of" in o or o.get(fw) is None:
+            continue
+        gap = o[fw] - o["bound_s"]
+        if best is None or gap > best["gap_s"]:
+            best = {"op": o["op"], "gap_s": gap, "share": o[fw] / row[fw]["step_s"]}
+    return best
+
+
+def _largest_gap(row, fw):
+    g = largest_gap(row, fw)
+    return "—" if g is None else f"{g['op']} ({g['share']:.0%} of the step)"
 
 
 def _level_text(bytes_):
@@ -946,8 +1052,11 @@ def render(args, info, info_end, uptimes, limits_raw, limits, rows) -> str:
             "multiply-adds on register-resident accumulators (Numba, LLVM vector "
             "intrinsics), per vector route, each in its own process; best of "
             f"{args.limit_repeats} samples (median beside it). Flops = 2 per "
-            "multiply-add. *asm*: the packed-single FMA instructions found in the "
-            "compiled loop, by register, and how many take a memory operand.", ""]
+            "multiply-add. Each thread's rate is its work over its own CPU time "
+            "(`time.thread_time`), so time other processes held the core is not counted; "
+            "the wall-clock rate (total work / wall time) is beside it. *asm*: the "
+            "packed-single FMA instructions found in the compiled loop, by register, and "
+            "how many take a memory operand.", ""]
     prow = []
     for route, res in peaks.items():
         chk = res["fma_instructions"]
@@ -957,24 +1066,28 @@ def render(args, info, info_end, uptimes, limits_raw, limits, rows) -> str:
             prow.append([route, f"{res['lanes']} × {res['accumulators']} {res['register']}",
                          res["numba_cpu_name"], n, common.fmt_num(c["gflops_best"]),
                          common.fmt_num(c["gflops_median"]),
-                         common.fmt_num(c["gflops_best"] / int(n)), asm])
+                         common.fmt_num(c["gflops_best"] / int(n)),
+                         f"{common.fmt_num(c['gflops_wall_best'])} "
+                         f"({common.fmt_num(c['gflops_wall_median'])})", asm])
     out.append(common.markdown_table(
         ["route", "lanes × accumulators", "Numba CPU", "threads", "GFLOP/s (best)",
-         "GFLOP/s (median)", "per core", "asm"], prow))
+         "GFLOP/s (median)", "per core", "wall-clock GFLOP/s best (median)", "asm"], prow))
     out += ["", "Memory bandwidth, STREAM copy (`c = a`: 8 bytes per element) and triad "
                 "(`a = b + s·c`: 12 bytes per element), GB/s = 1e9 bytes/s, best of "
-                f"{args.limit_repeats} (median). Working set: per thread for L1 and L2 "
-                "(each thread its own arrays in its own core's cache), in total for L3 and "
-                "memory.", ""]
+                f"{args.limit_repeats} (median), per CPU second as the peak (wall clock "
+                "beside). Working set: per thread for L1 and L2 (each thread its own "
+                "arrays in its own core's cache), in total for L3 and memory.", ""]
     brow = []
     for level, v in bandwidth.items():
         for n, c in v["threads"].items():
             brow.append([level, _level_text(v["working_set_bytes"])
                          + (" per thread" if v["private"] else " total"), n,
                          f"{c['copy']['gbs_best']:.1f} ({c['copy']['gbs_median']:.1f})",
-                         f"{c['triad']['gbs_best']:.1f} ({c['triad']['gbs_median']:.1f})"])
+                         f"{c['triad']['gbs_best']:.1f} ({c['triad']['gbs_median']:.1f})",
+                         f"{c['copy']['gbs_wall_best']:.1f} / "
+                         f"{c['triad']['gbs_wall_best']:.1f}"])
     out.append(common.markdown_table(["level", "working set", "threads", "copy GB/s",
-                                      "triad GB/s"], brow))
+                                      "triad GB/s", "wall clock: copy / triad best"], brow))
     caches = limits_raw["caches"]
     out += ["", "Caches (from `/sys`): " + ", ".join(
         f"{k} {_level_text(v)}" + (" per core" if k in ("L1", "L2") else " shared")
@@ -1018,22 +1131,33 @@ def render(args, info, info_end, uptimes, limits_raw, limits, rows) -> str:
             f"Step: interleaved blocks of ~{args.block_seconds:g} s alternating between "
             f"the frameworks (each in its own process), median over the rounds "
             f"(*runs×steps*). Per operation: median over N = {args.op_steps} timed steps "
-            f"per framework (in {args.op_blocks} alternating blocks).", ""]
+            f"per framework (in {args.op_blocks} alternating blocks). **Clock**: on one "
+            "thread the process's CPU time (`time.process_time`, every thread of the "
+            "worker: the work runs on the calling thread, so this is the time it held a "
+            "core, whatever other processes did meanwhile); on two threads the wall clock "
+            "(a parallel region waits for its slowest thread, so the time other processes "
+            "take is in it). The wall-clock step and its multiple are beside.", ""]
     srow = []
     for r in rows:
         m, t = r["minidl"], r.get("torch")
         kinds = ", ".join(f"{k} {v / r['bound_s']:.0%}" for k, v in
                           sorted(r["bound_by_kind"].items(), key=lambda kv: -kv[1])
                           if v >= 0.005 * r["bound_s"])
+        wall = (f"{_us(m['wall_step_s'])} ({_fmt_x(m['wall_x_bound'])})"
+                + (f" / {_us(t['wall_step_s'])} ({_fmt_x(t['wall_x_bound'])})" if t else ""))
         srow.append([r["model"], r["batch"], r["threads"], _us(r["bound_s"]), kinds,
-                     _us(m["step_s"]), _fmt_x(m["x_bound"]),
+                     r["clock"], _us(m["step_s"]), _fmt_x(m["x_bound"]),
                      _us(t["step_s"]) if t else "—", _fmt_x(t["x_bound"]) if t else "—",
                      common.fmt_num(r.get("ratio"), 2),
+                     wall if r["clock"] != "wall" else "(same)",
+                     _largest_gap(r, "minidl"),
                      f"{m['runs']}×{m['steps_per_block']}"
                      + (f" / {t['runs']}×{t['steps_per_block']}" if t else "")])
     out.append(common.markdown_table(
-        ["model", "batch", "threads", "bound", "bound set by", "minidl", "minidl × bound",
-         "torch", "torch × bound", "minidl / torch", "runs×steps (minidl / torch)"], srow))
+        ["model", "batch", "threads", "bound", "bound set by", "clock", "minidl",
+         "minidl × bound", "torch", "torch × bound", "minidl / torch",
+         "wall clock: minidl (× bound) / torch (× bound)", "minidl's largest gap",
+         "runs×steps (minidl / torch)"], srow))
     out += ["", "## Per operation", "",
             "Bound per operation with what sets it (*compute*, a level's *bandwidth*, or "
             "*latency*) and the thread count it assumes; each framework's median time and "
@@ -1041,8 +1165,8 @@ def render(args, info, info_end, uptimes, limits_raw, limits, rows) -> str:
             "(bound only, or minidl's own kernels timed inside the layer). *instrumented "
             "step* is the sum as timed operation by operation, beside the plain step.", ""]
     for r in rows:
-        out += [f"### {r['model']}, {r['threads']} thread{'s' if r['threads'] > 1 else ''}",
-                ""]
+        out += [f"### {r['model']}, {r['threads']} thread{'s' if r['threads'] > 1 else ''} "
+                f"({'CPU time' if r['clock'] == 'cpu' else 'wall clock'})", ""]
         orow = []
         for o in r["ops"]:
             orow.append([o["op"], common.fmt_num(o["flops"] / 1e6), common.fmt_num(o["bytes"] / 1e6),

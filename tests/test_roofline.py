@@ -5,7 +5,7 @@ Nothing here asserts a speed.  What is asserted: the operations' multiply-adds a
 ``max(flops / peak, bytes / bandwidth, syncs x latency)`` with the right cache level and
 the best thread count; the assembly check sees what it should; and a ``--quick`` run
 writes its JSON, Markdown and one roofline PNG per model into a temporary folder (not
-``benchmarks/results/``), measures every operation it bounds, and reports multiples
+``benchmarks/results/roofline/``), measures every operation it bounds, and reports multiples
 that are its measured times over its bounds.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pytest
 from benchmarks import roofline as rf
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
+RESULTS = REPO / "benchmarks" / "results" / "roofline"     # the script's default --out
 
 
 # ----------------------------------------------------------------------- cost model
@@ -158,12 +158,21 @@ def test_stream_levels_and_routes():
     assert rf.routes_available(["sse4_2"]) == []
 
 
+def test_stream_arrays_avoid_4k_aliasing():
+    arrays = rf._stream_arrays(3072)
+    assert [a.ctypes.data % 4096 for a in arrays] == [0, 1088, 2176]
+    assert [float(a[0]) for a in arrays] == [1.0, 2.0, 3.0]
+    assert all(a.size == 3072 and a.dtype.name == "float32" for a in arrays)
+    ends = [a.ctypes.data + a.nbytes for a in arrays]
+    assert all(ends[j] <= arrays[j + 1].ctypes.data for j in range(2))
+
+
 # ----------------------------------------------------------------------- --quick run
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     """One ``--quick`` run (with PyTorch when it is installed), shared by the tests below."""
     out = tmp_path_factory.mktemp("roofline")
-    before = sorted((p.name, p.stat().st_mtime) for p in RESULTS.rglob("*"))
+    before = sorted((p.name, p.stat().st_mtime) for p in RESULTS.rglob("*"))  # may not exist
     env = dict(os.environ)
     proc = subprocess.run([sys.executable, "-m", "benchmarks.roofline", "--quick",
                            "--out", str(out)], cwd=str(REPO), env=env,
@@ -218,6 +227,14 @@ def test_quick_rows_are_measured_over_bound(quick_run):
                 bw = k["bandwidth_gbs"][level] * 1e9
                 assert terms[f"{level} bandwidth"] == pytest.approx(o["bytes"] / bw)
                 assert terms["compute"] == pytest.approx(o["flops"] / (k["peak_gflops"] * 1e9))
+        if r["threads"] == 1:
+            # one thread: the process's CPU time, which cannot exceed the wall time
+            # unless another thread of the worker did work (then it would be the wrong clock)
+            assert r["clock"] == "cpu"
+            for fw in fws:
+                assert 0 < r[fw]["step_s"] <= 1.2 * r[fw]["wall_step_s"], (r["model"], fw)
+        gap = r["minidl"]["largest_gap"]
+        assert gap["op"] in {o["op"] for o in top} and 0 < gap["share"] <= 1.5
         # minidl's recurrent kernels are timed inside the layer
         if r["model"] in ("lstm_128", "gru_128"):
             loop = next(o for o in r["ops"] if o["op"].strip() == "recurrent loop fwd")
