@@ -6,16 +6,20 @@ running the tests (so in ``.venv`` with torch and in ``.venv-notorch`` without),
 data (``MINIDL_TUTORIAL_SMALL=1``); any error in any cell fails the test.  Each code cell
 that calls ``plt.show()`` must have produced a PNG.  The committed notebooks must be
 built from their sources (``docs/tutorials/src/NN-name.py``) and carry the outputs of a
-full run (``make docs`` regenerates them).  The time each notebook took is printed in the
-terminal summary ("tutorial notebooks").
+full run (``make docs`` regenerates them); a markdown cell with ``{{name}}`` placeholders
+must read exactly as its template filled from the values the committed outputs recorded.
+Every ``plt.show()`` checks the figure rules while the tests run them (``tutorial.figures``).
+The time each notebook took is printed in the terminal summary ("tutorial notebooks").
 """
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import require_or_skip
@@ -85,9 +89,15 @@ def test_committed_notebook_is_current_and_has_outputs(source):
     assert path.exists(), f"{path.name} is missing: run `make docs`"
     committed = nbformat.read(str(path), as_version=4)
     fresh = build.to_notebook(source)
-    assert [(c.cell_type, c.source) for c in committed.cells] == \
-        [(c.cell_type, c.source) for c in fresh.cells], (
+    assert [(c.cell_type, c.get("metadata", {}).get("minidl", {}).get("template", c.source))
+            for c in committed.cells] == [(c.cell_type, c.source) for c in fresh.cells], (
         f"{path.name} was not built from src/{source.name} as it is now: run `make docs`")
+    refilled = copy.deepcopy(committed)
+    build.fill(refilled, path.name)       # from the values the committed outputs recorded
+    stale = [i for i, (a, b) in enumerate(zip(refilled.cells, committed.cells))
+             if a.source != b.source]
+    assert not stale, (f"{path.name}: cells {stale} do not read as their templates filled "
+                       f"from the values the notebook recorded: run `make docs`")
     assert committed.metadata.get("minidl_tutorial", {}).get("small") is False, (
         f"{path.name} must carry the outputs of a full run (`make docs`), not a small one")
     code = [c for c in committed.cells if c.cell_type == "code"]
@@ -111,6 +121,7 @@ def test_notebook_executes_on_small_data(notebook):
     t0 = time.perf_counter()
     build.execute(nb, small=True, timeout=180)
     TIMES[notebook.stem] = time.perf_counter() - t0
+    build.fill(nb, notebook.stem)          # every quoted value recorded, every record quoted
     figures = _figure_cells(nb)
     missing = [nb.cells.index(c) for c in figures if not _has_png(c)]
     assert not missing, f"{notebook.name}: figure cells {missing} drew no picture"
@@ -129,3 +140,93 @@ def test_bad_markdown_line_is_a_clear_error():
         build.parse_cells("# %% [markdown]\nnot a comment\n", "t.py")
     with pytest.raises(build.SourceError, match=r"expected '# %%' or '# %% \[markdown\]'"):
         build.parse_cells("# %% [raw]\n", "t.py")
+
+
+# -- stated values (tutorial.record / {{name}}), claims ------------------------------------
+def _notebook_with(markdown: str, values: dict):
+    import nbformat
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_markdown_cell(markdown)
+    cell.metadata["minidl"] = {"template": markdown}
+    code = nbformat.v4.new_code_cell("record(...)")
+    code.outputs = [nbformat.v4.new_output("display_data", data={
+        build.FACTS_MIME: values, "text/plain": "values quoted in the text"})]
+    nb.cells = [code, cell]
+    return nb
+
+
+def test_placeholders_are_filled_from_recorded_values():
+    nb = _notebook_with("ends at $f = {{f:.1e}}$ after {{steps}} steps ({{name}})",
+                        {"f": 0.000163, "steps": 150, "name": "Adam"})
+    build.fill(nb)
+    assert nb.cells[1].source == "ends at $f = 1.6e-04$ after 150 steps (Adam)"
+    assert nb.cells[1].metadata["minidl"]["template"].startswith("ends at $f = {{f:.1e}}$")
+    fresh = build.parse_cells("# %% [markdown]\n# $\\frac{a}{b}$ is {{x}}\n")
+    assert fresh == [("markdown", "$\\frac{a}{b}$ is {{x}}")]
+
+
+def test_a_quoted_value_nobody_recorded_or_a_record_nobody_quotes_is_an_error():
+    with pytest.raises(build.FillError, match=r"quotes \{\{g\}\}, but no cell recorded it"):
+        build.fill(_notebook_with("{{g}}", {"f": 1.0}))
+    with pytest.raises(build.FillError, match="recorded but quoted by no text: unused"):
+        build.fill(_notebook_with("{{f}}", {"f": 1.0, "unused": 2}))
+    with pytest.raises(build.FillError, match="cannot format"):
+        build.fill(_notebook_with("{{f:.2f}}", {"f": "text"}))
+
+
+def test_claim_fails_when_the_run_contradicts_the_text(capsys):
+    from tutorial import ClaimError, claim, record
+    claim(2 > 1, "two is more than one")
+    assert "checked: two is more than one" in capsys.readouterr().out
+    with pytest.raises(ClaimError, match="the text says: 'one is more than two'"):
+        claim(1 > 2, "one is more than two")
+    with pytest.raises(ValueError, match="finite number"):
+        record(x=float("nan"))
+
+
+# -- figure rules (tutorial.figures) ---------------------------------------------------------
+@pytest.fixture
+def plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as pyplot
+    yield pyplot
+    pyplot.close("all")
+
+
+def test_a_figure_that_keeps_the_rules_passes(plt):
+    from tutorial.figures import problems
+    fig, (ax, bx) = plt.subplots(1, 2)
+    ax.plot([0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 4, 5], label="a")
+    ax.plot([0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 4, 5.01], "--", label="b")   # overlaps: styled
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    image = bx.imshow(np.arange(-4, 5).reshape(3, 3), cmap="RdBu_r", vmin=-4, vmax=4)
+    bx.axis("off")
+    fig.colorbar(image, ax=bx, label="gradient")
+    fig.suptitle("two panels")
+    assert problems(fig) == []
+
+
+def test_each_figure_rule_is_enforced(plt):
+    from tutorial.figures import problems
+    fig, ax = plt.subplots()
+    ax.plot([0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 4, 5], label="Adam")
+    ax.plot([0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 4, 5], label="AdamW")
+    ax.set_ylabel("Objective Value")
+    image = ax.imshow(np.arange(9.0).reshape(3, 3) - 2, cmap="RdBu_r")
+    fig.colorbar(image, ax=ax)
+    found = "\n".join(problems(fig))
+    for expected in ("no title", "no x-axis label", "diverging map RdBu_r",
+                     "colour bar has no label", "'Adam' and 'AdamW' overlap",
+                     "Optuna's generic label"):
+        assert expected in found, f"{expected!r} not reported in:\n{found}"
+
+
+def test_show_raises_on_a_broken_figure(plt, monkeypatch):
+    from tutorial.figures import FigureRuleError, install
+    monkeypatch.setattr(plt, "show", plt.show)      # put back the unchecked one afterwards
+    install()
+    plt.subplots(1, 2)
+    with pytest.raises(FigureRuleError, match="no title"):
+        plt.show()

@@ -12,9 +12,21 @@ build), with ``docs/tutorials`` as the working directory, and written back with 
 outputs.  ``--small`` sets ``MINIDL_TUTORIAL_SMALL=1``, which each notebook's first cell
 reads to shrink its data and epochs (the test suite runs them so).
 
+Stated values: a markdown cell may hold ``{{name}}`` or ``{{name:.3f}}`` (a Python format
+spec); after the run every such placeholder is replaced by the value a code cell recorded
+with ``tutorial.record(name=value)`` in the same run (``fill``).  The template is kept in
+the cell's metadata (``minidl.template``), so a committed notebook shows the filled text
+and still says where each number came from.  A placeholder that no cell recorded, or a
+recorded value that no text uses, is an error.
+
+Figure rules: before the first cell, the kernel runs ``tutorial.figures.install()``, which
+makes every ``plt.show()`` check its figure (title, axis labels, diverging maps centred on
+zero, Optuna's generic labels, overlapping lines); that set-up cell is removed again after
+the run.
+
 The committed notebooks are full runs; ``tests/test_tutorials.py`` checks that they match
-their sources, carry outputs, and that every figure cell (a cell calling ``plt.show()``)
-produced a picture.
+their sources (filled from their own recorded values), carry outputs, and that every
+figure cell (a cell calling ``plt.show()``) produced a picture.
 """
 from __future__ import annotations
 
@@ -31,10 +43,21 @@ SRC = HERE / "src"
 SMALL_ENV = "MINIDL_TUTORIAL_SMALL"
 CELL_TIMEOUT_S = 900
 _MARKER = re.compile(r"^# %%(?P<rest>.*)$")
+PLACEHOLDER = re.compile(r"\{\{\s*(?P<name>[A-Za-z_]\w*)\s*(?::(?P<spec>[^{}]*))?\}\}")
+SETUP_CELL = ("from tutorial.figures import install as _install_figure_rules\n"
+              "_install_figure_rules()\ndel _install_figure_rules")
+
+if str(HERE) not in sys.path:                 # the notebooks' support package, `tutorial`
+    sys.path.insert(0, str(HERE))
+from tutorial import FACTS_MIME  # noqa: E402
 
 
 class SourceError(ValueError):
     """A tutorial source that cannot be cut into cells."""
+
+
+class FillError(ValueError):
+    """A markdown placeholder without a recorded value, or a recorded value never used."""
 
 
 def sources() -> list[Path]:
@@ -95,7 +118,10 @@ def to_notebook(source: Path):
         if kind == "code":
             nb.cells.append(nbformat.v4.new_code_cell(text))
         else:
-            nb.cells.append(nbformat.v4.new_markdown_cell(text))
+            cell = nbformat.v4.new_markdown_cell(text)
+            if PLACEHOLDER.search(text):
+                cell.metadata["minidl"] = {"template": text}
+            nb.cells.append(cell)
     # stable ids, so a rebuild only changes what changed
     for i, cell in enumerate(nb.cells):
         cell["id"] = f"{source.stem[:2]}-{i:03d}"
@@ -103,6 +129,53 @@ def to_notebook(source: Path):
                                  "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     return nb
+
+
+def recorded(nb) -> dict:
+    """The values the notebook's outputs recorded (``tutorial.record``), by name."""
+    values: dict = {}
+    for index, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            facts = out.get("data", {}).get(FACTS_MIME)
+            for name, value in (facts or {}).items():
+                if name in values:
+                    raise FillError(f"cell {index}: the value {name!r} is recorded twice")
+                values[name] = value
+    return values
+
+
+def fill_text(template: str, values: dict, where: str = "") -> tuple[str, set]:
+    """``template`` with every ``{{name:spec}}`` replaced; also the names it used."""
+    used = set()
+
+    def replace(match):
+        name, spec = match.group("name"), match.group("spec") or ""
+        if name not in values:
+            raise FillError(f"{where}: the text quotes {{{{{name}}}}}, but no cell recorded "
+                            f"it (recorded: {', '.join(sorted(values)) or 'nothing'})")
+        used.add(name)
+        try:
+            return format(values[name], spec)
+        except (TypeError, ValueError) as exc:
+            raise FillError(f"{where}: cannot format {name}={values[name]!r} with "
+                            f"{spec!r}: {exc}") from None
+
+    return PLACEHOLDER.sub(replace, template), used
+
+
+def fill(nb, name: str = "notebook") -> None:
+    """Fill every templated markdown cell of ``nb`` from the values its outputs recorded."""
+    values = recorded(nb)
+    used = set()
+    for index, cell in enumerate(nb.cells):
+        template = cell.get("metadata", {}).get("minidl", {}).get("template")
+        if cell.cell_type == "markdown" and template is not None:
+            cell.source, names = fill_text(template, values, f"{name}, cell {index}")
+            used |= names
+    unused = sorted(set(values) - used)
+    if unused:
+        raise FillError(f"{name}: recorded but quoted by no text: {', '.join(unused)} "
+                        f"(drop the record or use {{{{name}}}} in a markdown cell)")
 
 
 def kernel_manager(socket_dir: str):
@@ -130,9 +203,13 @@ def kernel_manager(socket_dir: str):
 def execute(nb, small: bool, cwd: Path = HERE, timeout: int = CELL_TIMEOUT_S) -> float:
     """Run every cell of ``nb`` in place (outputs added); returns the wall seconds.
 
+    A set-up cell that installs the figure rules runs first and is removed afterwards.
     Raises ``nbclient.exceptions.CellExecutionError`` on the first failing cell.
     """
+    import nbformat  # noqa: PLC0415
     from nbclient import NotebookClient  # noqa: PLC0415
+
+    nb.cells.insert(0, nbformat.v4.new_code_cell(SETUP_CELL))
 
     saved = os.environ.get(SMALL_ENV)
     os.environ[SMALL_ENV] = "1" if small else "0"
@@ -151,6 +228,10 @@ def execute(nb, small: bool, cwd: Path = HERE, timeout: int = CELL_TIMEOUT_S) ->
                     km.shutdown_kernel(now=False)
             seconds = time.perf_counter() - t0
     finally:
+        del nb.cells[0]                           # the set-up cell
+        for cell in nb.cells:                     # counted from 1 again, without it
+            if cell.cell_type == "code" and cell.execution_count is not None:
+                cell.execution_count -= 1
         if saved is None:
             os.environ.pop(SMALL_ENV, None)
         else:
@@ -164,7 +245,10 @@ def build(source: Path, run: bool = True, small: bool = False) -> float | None:
     import nbformat  # noqa: PLC0415
 
     nb = to_notebook(source)
-    seconds = execute(nb, small) if run else None
+    seconds = None
+    if run:
+        seconds = execute(nb, small)
+        fill(nb, source.stem)
     out = notebook_path(source)
     nbformat.write(nb, str(out))
     return seconds
@@ -200,7 +284,7 @@ def main(argv=None) -> int:
         print(f"{source.stem}: ", end="", flush=True)
         try:
             seconds = build(source, run=not args.no_execute, small=args.small)
-        except CellExecutionError as exc:
+        except (CellExecutionError, FillError) as exc:
             print("FAILED")
             print(exc, file=sys.stderr)
             return 1

@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt
 import minidl
 from minidl import nn, optim
 from minidl.data import load_fashion_mnist, prepare, FASHION_MNIST_MEAN, FASHION_MNIST_STD
+from tutorial import record, claim        # docs/tutorials/tutorial: stated values, checks
 
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
            "Sneaker", "Bag", "Ankle boot")
@@ -34,18 +35,24 @@ print("small data" if SMALL else "full run", "| minidl", minidl.__version__)
 # `load_fashion_mnist` finds the four IDX files (here the Debian package's copy) and returns
 # uint8 arrays. `prepare` scales the pixels to $[0, 1]$, normalises them with the training
 # set's mean and standard deviation, and adds a channel axis: images become `(N, 1, 28, 28)`.
+# A black background pixel, 0 before, becomes $(0 - {{mean:.3f}})/{{std:.3f}} =
+# {{background:.2f}}$ after: negative, which matters for every picture of weights below.
 
 # %%
 raw = load_fashion_mnist(download=False)
 data = prepare(raw.train_images[:N_TRAIN], raw.train_labels[:N_TRAIN],
                FASHION_MNIST_MEAN, FASHION_MNIST_STD)
 print(data)
+BACKGROUND = (0 - FASHION_MNIST_MEAN) / FASHION_MNIST_STD
+claim(data.x.min() == np.float32(BACKGROUND), "a black pixel becomes the smallest value")
+record(mean=FASHION_MNIST_MEAN, std=FASHION_MNIST_STD, background=BACKGROUND)
 
-fig, axes = plt.subplots(1, 8, figsize=(10, 1.8))
+fig, axes = plt.subplots(1, 8, figsize=(10, 1.9))
 for ax, img, label in zip(axes, raw.train_images[:8], raw.train_labels[:8]):
     ax.imshow(img, cmap="gray_r")
     ax.set_title(CLASSES[label], fontsize=8)
     ax.axis("off")
+fig.suptitle("The first eight training images (darker = brighter pixel)", fontsize=10)
 plt.show()
 
 # %% [markdown]
@@ -151,7 +158,8 @@ print(check_gradients(BrokenLinear(20, 5), small_x))
 #
 # When PyTorch is installed, we load the same weights into `torch.nn.Linear` (float64) and let
 # autograd compute the gradients of the same loss. The differences are at the level of
-# float64 rounding. Without PyTorch this cell says so and moves on.
+# float64 rounding (below $10^{-12}$; the cell checks it). Without PyTorch this cell says so
+# and moves on.
 
 # %%
 try:
@@ -173,6 +181,10 @@ if torch is not None:
     print("dL/dW :", np.abs(tl.weight.grad.numpy() - layer.weight.grad).max())
     print("dL/db :", np.abs(tl.bias.grad.numpy() - layer.bias.grad).max())
     print("dL/dx :", np.abs(tx.grad.numpy() - dx_layer).max())
+    claim(max(abs(tloss.item() - loss), np.abs(tl.weight.grad.numpy() - layer.weight.grad).max(),
+              np.abs(tl.bias.grad.numpy() - layer.bias.grad).max(),
+              np.abs(tx.grad.numpy() - dx_layer).max()) < 1e-12,
+          "minidl and PyTorch agree to within 1e-12")
 
 # %% [markdown]
 # ## A picture of the weight gradient
@@ -182,8 +194,8 @@ if torch is not None:
 # $\sum_n G_{nj} x_n$, with $G_{nj} = (p_{nj} - [t_n = j])/N$: negative (blue) for the
 # class of an image (the step $-\eta\,\partial L/\partial W$ will *add* that image to the
 # class's weights), positive (red) for the classes the layer wrongly gives probability to.
-# (The background of a normalised image is $-0.81$, not 0, so it takes the opposite colour.)
-# The four images of the batch are shown first.
+# (The background of a normalised image is ${{background:.2f}}$, not 0, so it takes the
+# opposite colour.) The four images of the batch are shown first.
 
 # %%
 fig, axes = plt.subplots(2, 7, figsize=(10, 3.8))
@@ -194,19 +206,22 @@ for ax, img, label in zip(axes[0], x, t):
     ax.set_title(f"input: {CLASSES[label]}", fontsize=7)
 limit = np.abs(layer.weight.grad).max()
 for j, ax in enumerate(list(axes[0, 4:]) + list(axes[1])):
-    ax.imshow(layer.weight.grad[j].reshape(28, 28), cmap="RdBu_r", vmin=-limit, vmax=limit)
+    shown = ax.imshow(layer.weight.grad[j].reshape(28, 28), cmap="RdBu_r", vmin=-limit,
+                      vmax=limit)
     ax.set_title(f"dL/dW row {j}\n{CLASSES[j]}", fontsize=7)
 fig.suptitle("One batch's weight gradient, each row as an image (blue < 0 < red)", fontsize=9)
 plt.tight_layout()
+fig.colorbar(shown, ax=axes, fraction=0.02, label="dL/dW")
 plt.show()
 
 # %% [markdown]
-# ## Many small steps: the weights become templates
+# ## Many small steps: what the weights learn
 #
 # Softmax regression is this one layer trained with the cross-entropy loss. `minidl.train.fit`
 # runs the loop `zero_grad -> forward -> loss -> backward -> step` over mini-batches (in a
 # notebook it draws a progress bar per epoch). Each step subtracts $\eta$ times the gradient
-# pictured above, so after training every row of $W$ looks like a template of its class.
+# pictured above, so every row of $W$ collects images of its class (with a plus sign) and
+# of the classes it is confused with (with a minus sign).
 
 # %%
 from minidl.data import train_val_split
@@ -215,23 +230,59 @@ from minidl.train import fit
 train, val = train_val_split(data, val_size=0.2, seed=0)
 model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
 print(minidl.summary(model, (1, 1, 28, 28)))
+start_weights = model[1].weight.data.copy()          # the random start, for comparison
 history = fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.01),
               train, val, epochs=EPOCHS, batch_size=64)
 print(f"validation accuracy after {EPOCHS} epoch(s): {history.epochs[-1]['val_accuracy']:.3f}")
 
 # %%
 weights = model[1].weight.data
-fig, axes = plt.subplots(1, 10, figsize=(10, 1.6))
+fig, axes = plt.subplots(1, 10, figsize=(10, 1.9))
 limit = np.abs(weights).max()
 for j, ax in enumerate(axes):
-    ax.imshow(weights[j].reshape(28, 28), cmap="RdBu_r", vmin=-limit, vmax=limit)
+    shown = ax.imshow(weights[j].reshape(28, 28), cmap="RdBu_r", vmin=-limit, vmax=limit)
     ax.set_title(CLASSES[j], fontsize=7)
     ax.axis("off")
-fig.suptitle("Learned weights W, one row per class (red: pixels that vote for the class)",
-             fontsize=9)
+fig.suptitle("Learned weights W, one row per class (red > 0 > blue); the score adds "
+             "weight x pixel, and a background pixel is negative", fontsize=9)
+fig.colorbar(shown, ax=axes, fraction=0.015, shrink=0.7, label="weight")
 plt.show()
 
+# how much training changed W, against the size of its random start
+change = np.linalg.norm(weights - start_weights) / np.linalg.norm(start_weights)
+# how much each row resembles what sets its class apart: the class's mean image minus the
+# mean of all images (correlation over the 784 pixels)
+pixels = train.x.reshape(-1, 784)
+apart = np.stack([pixels[train.y == j].mean(axis=0) - pixels.mean(axis=0) for j in range(10)])
+resemblance = np.array([np.corrcoef(weights[j], apart[j])[0, 1] for j in range(10)])
+order = np.argsort(resemblance)[::-1]
+print(f"|W - W_start| / |W_start| = {change:.2f}")
+print("correlation of each row with (its class's mean image - the mean image):")
+for j in order:
+    print(f"  {CLASSES[j]:12s} {resemblance[j]:+.2f}")
+claim(resemblance.min() > 0, "every row correlates positively with its class's difference "
+      "from the mean image")
+record(accuracy=history.epochs[-1]["val_accuracy"], change=change,
+       most_alike=CLASSES[order[0]], most_alike_r=resemblance[order[0]],
+       least_alike=CLASSES[order[-1]], least_alike_r=resemblance[order[-1]])
+
 # %% [markdown]
+# How to read these pictures: the score of class $j$ is $\sum_i W_{ji} x_i + b_j$, so a
+# weight's colour tells what a pixel does only together with the pixel's value. On a bright
+# pixel (the garment, $x_i > 0$) red raises the score and blue lowers it; on the background
+# ($x_i = {{background:.2f}}$) it is the other way round, red *lowers* the score. A row is
+# therefore not simply a picture of its class, and most rows do not look like one. Two
+# reasons, both measured above. The rows still carry their random start: training changed
+# $W$ by {{change:.2f}} times the size of the initial weights, so the noise of the start is
+# still a large part of every row. And what a row learns is what *sets its class apart*,
+# not the class itself: each row correlates positively with its class's mean image minus
+# the mean of all images, from {{least_alike_r:.2f}} ({{least_alike}}) to
+# {{most_alike_r:.2f}} ({{most_alike}}). Where a class has a shape of its own (the gap
+# between trouser legs, a shoe's sole) the eye finds it; where classes differ from each
+# other in a few pixels, what sets one apart looks like noise. After this training the
+# layer classifies
+# {{accuracy:.1%}} of the validation images correctly.
+#
 # **Try it:** set the bias gradient back to the sum in `BrokenLinear` and rerun gradcheck;
-# change `lr` in `fit` to 0.1 or 0.001 and see how the templates change.
+# change `lr` in `fit` to 0.1 or 0.001 and see how the rows change.
 # Next: [2. Convolution as im2col](02-convolution-im2col.ipynb).

@@ -23,6 +23,7 @@ from minidl.data import (load_fashion_mnist, prepare, train_val_split, FASHION_M
                          FASHION_MNIST_STD)
 from minidl.kernels import im2col_reference, col2im_reference
 from minidl.kernels.naive import im2col_naive, conv2d_forward_naive, conv2d_backward_naive
+from tutorial import record, claim        # docs/tutorials/tutorial: stated values, checks
 
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
            "Sneaker", "Bag", "Ankle boot")
@@ -60,6 +61,9 @@ print("im2col (rows = taps (i,j) = (0,0), (0,1), (1,0), (1,1); columns = output 
       cols_tiny)
 print("same as the loop oracle im2col_naive:",
       np.array_equal(cols_tiny, im2col_naive(tiny, 2, 1, 0)[0]))
+claim(cols_tiny.shape == (4, 9), "the matrix is 4 x 9")
+claim(cols_tiny[:, 0].tolist() == [0, 1, 4, 5] and cols_tiny[:, 1].tolist() == [1, 2, 5, 6],
+      "column 0 is 0, 1, 4, 5 and column 1 is 1, 2, 5, 6")
 
 # %% [markdown]
 # Read column 0: `0, 1, 4, 5` is the top-left $2\times2$ patch; column 1 `1, 2, 5, 6` is the
@@ -74,19 +78,27 @@ print("same as the loop oracle im2col_naive:",
 #
 # A $28 \times 28$ image, a $3 \times 3$ filter with padding 1: 9 rows and $28 \cdot 28 = 784$
 # columns. Shown as an image (each row reshaped back to $28 \times 28$ below it), the nine rows
-# are nine shifted copies of the picture. The grey strips are the padding: zeros, lighter than
-# the normalised background ($-0.81$).
+# are nine shifted copies of the picture. The grey strips are the padding: zeros. The
+# colour map draws larger values darker, and the normalised background is
+# ${{background:.2f}}$, the smallest value of the image, so it is white and the zeros of
+# the padding are *darker* than it.
 
 # %%
 image = data.x[1:2].astype(np.float64)           # (1, 1, 28, 28): one T-shirt
 cols = im2col_reference(image, 3, stride=1, padding=1)
 print("cols shape:", cols.shape)
+background = (0 - FASHION_MNIST_MEAN) / FASHION_MNIST_STD
+claim(cols.shape == (9, 784), "9 rows and 784 columns")
+claim(image.min() == np.float32(background) < 0,
+      "the background is the image's smallest value, below the padding's 0")
+record(background=background)
 
 fig = plt.figure(figsize=(10, 4.6))
 top = fig.add_axes([0.05, 0.58, 0.9, 0.32])
 top.imshow(cols, aspect="auto", cmap="gray_r", interpolation="nearest")
 top.set_yticks(range(9), [f"tap ({i},{j})" for i in range(3) for j in range(3)], fontsize=7)
 top.set_xlabel("column = output position u*28 + v (784 columns)", fontsize=8)
+top.set_ylabel("row = filter tap", fontsize=8)
 top.set_title(f"im2col matrix of one Fashion-MNIST image ({CLASSES[data.y[1]]}), "
               f"3x3 filter, padding 1: shape {cols.shape}", fontsize=9)
 for r in range(9):
@@ -94,6 +106,8 @@ for r in range(9):
     ax.imshow(cols[r].reshape(28, 28), cmap="gray_r")
     ax.set_title(f"row {r}: tap ({r // 3},{r % 3})", fontsize=7)
     ax.axis("off")
+fig.suptitle("im2col: one row per filter tap, one column per output position (darker = larger)",
+             fontsize=10)
 plt.show()
 
 # %% [markdown]
@@ -122,15 +136,21 @@ print("W_mat @ cols vs nn.Conv2d        :", np.abs(maps - conv(image)).max())
 print("W_mat @ cols vs conv2d_forward_naive:",
       np.abs(maps - conv2d_forward_naive(image, filters, np.zeros(3), 1, 1)).max())
 
-fig, axes = plt.subplots(1, 4, figsize=(10, 2.8))
+fig, axes = plt.subplots(1, 4, figsize=(10, 3.0), layout="constrained")
 axes[0].imshow(image[0, 0], cmap="gray_r")
 axes[0].set_title("input")
+edge_limit = np.abs(maps[0, :2]).max()             # one symmetric scale for both Sobel maps
 for ax, m, name in zip(axes[1:], maps[0], ["Sobel x (vertical edges)",
                                            "Sobel y (horizontal edges)", "3x3 blur"]):
-    ax.imshow(m, cmap="RdBu_r" if "Sobel" in name else "gray_r")
+    if "Sobel" in name:
+        edges = ax.imshow(m, cmap="RdBu_r", vmin=-edge_limit, vmax=edge_limit)
+    else:
+        ax.imshow(m, cmap="gray_r")
     ax.set_title(name, fontsize=9)
 for ax in axes:
     ax.axis("off")
+fig.colorbar(edges, ax=axes[1:3], fraction=0.03, label="Sobel response")
+fig.suptitle("Three hand-made filters applied as W_mat @ cols", fontsize=10)
 plt.show()
 
 # %% [markdown]
@@ -150,11 +170,14 @@ plt.show()
 # The last one is a gradient with respect to the *copies*. Every pixel was copied into several
 # columns, so its gradient is the **sum** over its copies: that is **col2im**, the adjoint
 # of im2col, which adds every entry back to the pixel it came from. Applied to a matrix of
-# ones, col2im counts how many patches each pixel is in:
+# ones, col2im counts how many patches each pixel is in: 4 for a corner pixel, 6 on an
+# edge, 9 inside.
 
 # %%
 counts = col2im_reference(np.ones_like(cols), image.shape, 3, stride=1, padding=1)
 print("copies of each pixel (top-left corner):\n", counts[0, 0, :4, :4])
+claim(counts[0, 0, 0, 0] == 4 and counts[0, 0, 0, 1] == 6 and counts[0, 0, 1:-1, 1:-1].min() == 9,
+      "a corner pixel is in 4 patches, an edge pixel in 6, an inner pixel in 9")
 
 rng = np.random.default_rng(0)
 G = rng.standard_normal((3, 784))                  # some dL/dY
@@ -175,15 +198,18 @@ print("gradcheck of a small Conv2d:",
                        rng.standard_normal((2, 2, 7, 7))))
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(9, 3))
-panels = [(counts[0, 0], "col2im(ones): copies per pixel", "viridis"),
-          (G[0].reshape(28, 28), "dL/dY, channel 0", "RdBu_r"),
-          (dx[0, 0], "dL/dx = col2im(W_mat^T G)", "RdBu_r")]
-for ax, (img, title, cmap) in zip(axes, panels):
-    im = ax.imshow(img, cmap=cmap)
+fig, axes = plt.subplots(1, 3, figsize=(10, 3.2), layout="constrained")
+panels = [(counts[0, 0], "col2im(ones): copies per pixel", "viridis", "copies"),
+          (G[0].reshape(28, 28), "dL/dY, channel 0", "RdBu_r", "dL/dY"),
+          (dx[0, 0], "dL/dx = col2im(W_mat^T G)", "RdBu_r", "dL/dx")]
+for ax, (img, title, cmap, label) in zip(axes, panels):
+    limit = np.abs(img).max()
+    im = ax.imshow(img, cmap=cmap, **({"vmin": -limit, "vmax": limit} if cmap == "RdBu_r"
+                                       else {}))
     ax.set_title(title, fontsize=9)
     ax.axis("off")
-    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.colorbar(im, ax=ax, fraction=0.046, label=label)
+fig.suptitle("The backward pass of the convolution: col2im adds the copies back", fontsize=10)
 plt.show()
 
 # %% [markdown]
@@ -202,6 +228,7 @@ model = nn.Sequential(
 print(minidl.summary(model, (1, 1, 28, 28)))
 from minidl.train import fit
 
+start_filters = model[0].weight.data.copy()          # to see how far training moves them
 t0 = time.perf_counter()
 history = fit(model, nn.CrossEntropyLoss(), optim.Adam(model.parameters(), lr=2e-3),
               train, val, epochs=EPOCHS, batch_size=64)
@@ -209,12 +236,19 @@ print(f"{EPOCHS} epoch(s) on {len(train)} images in {time.perf_counter() - t0:.1
       f"validation accuracy {history.epochs[-1]['val_accuracy']:.3f}")
 
 # %% [markdown]
-# The first layer's 16 filters are $5 \times 5$ images themselves. Trained on clothing, many
-# become oriented edge detectors (a red side next to a blue side) or light/dark blob detectors.
-# (They started as uniform random noise; a longer training makes them smoother.)
+# The first layer's 16 filters are $5 \times 5$ images themselves. They started as uniform
+# random noise, and {{epochs}} epoch(s) of training moved them by {{median_change:.1f}}
+# times their initial size (the median over the 16; from {{min_change:.1f}} to
+# {{max_change:.1f}}), so each picture is still part noise. Look for a red side next to a
+# blue side (an edge detector) or a filter that is mostly one colour (it responds to bright
+# or dark areas); longer training makes such patterns clearer.
 
 # %%
 w1 = model[0].weight.data[:, 0]                     # (16, 5, 5)
+moved = (np.linalg.norm((model[0].weight.data - start_filters).reshape(16, -1), axis=1)
+         / np.linalg.norm(start_filters.reshape(16, -1), axis=1))
+record(epochs=EPOCHS, median_change=np.median(moved), min_change=moved.min(),
+       max_change=moved.max())
 fig, axes = plt.subplots(2, 8, figsize=(10, 2.8))
 for k, ax in enumerate(axes.flat):
     limit = np.abs(w1[k]).max()
@@ -227,7 +261,8 @@ plt.show()
 # %% [markdown]
 # Their **feature maps** on one image: the output of the first convolution after ReLU,
 # `model[1](model[0](x))`, one $28 \times 28$ map per filter. Each map lights up where its
-# filter's pattern appears: left or right edges, top edges, the bright body of the garment.
+# filter's pattern appears in the image; after ReLU a map is 0 wherever the filter's
+# response is negative.
 
 # %%
 model.eval()

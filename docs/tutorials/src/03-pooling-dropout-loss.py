@@ -27,6 +27,7 @@ from minidl.kernels import max_pool2d_forward_reference, max_pool2d_backward_ref
 from minidl.kernels import cross_entropy_reference
 from minidl.kernels.naive import max_pool2d_forward_naive, max_pool2d_backward_naive
 from minidl.train import fit
+from tutorial import record, claim        # docs/tutorials/tutorial: stated values, checks
 
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
            "Sneaker", "Bag", "Ankle boot")
@@ -68,6 +69,8 @@ print("y =\n", y[0, 0])
 print("argmax a (flat index h*4 + w) =\n", a[0, 0])
 print("the loop oracle agrees:", [np.array_equal(u, v) for u, v in
                                   zip((y, a), max_pool2d_forward_naive(x, 2, 2))])
+claim(a[0, 0].tolist() == [[1, 3], [13, 10]], "the first maximum wins: indices 1, 3 and 10 "
+      "in the three windows with ties")
 
 # %% [markdown]
 # **Ties:** the window is scanned row by row and a later value replaces the running maximum
@@ -102,29 +105,41 @@ else:
     torch.nn.functional.max_pool2d(tx, 2).backward(torch.from_numpy(dy))
     print("PyTorch's dL/dx is the same:", np.array_equal(tx.grad.numpy(), dx))
 
-# overlapping windows (3x3, stride 1): the 7 at (1, 0) wins two windows and collects both
+# overlapping windows (3x3, stride 1): the 7 at (0, 1) is the first maximum of two windows
+# and collects both gradients; the 7 at (1, 0) wins only the window that does not hold (0, 1)
 over = nn.MaxPool2d(3, stride=1)
 print("overlapping windows, y =\n", over(x)[0, 0])
-print("dL/dx for dL/dy = 1 everywhere =\n", over.backward(np.ones((1, 1, 2, 2)))[0, 0])
+dx_over = over.backward(np.ones((1, 1, 2, 2)))[0, 0]
+print("dL/dx for dL/dy = 1 everywhere =\n", dx_over)
+claim(dx_over[0, 1] == 2 and dx_over[1, 0] == 1,
+      "the 7 at (0, 1) wins two windows, the 7 at (1, 0) one")
 
 # %% [markdown]
 # A tie is a kink: the maximum is not differentiable there, and finite differences straddle it.
 # Nudging the losing 7 up by $\epsilon$ makes it the winner, nudging it down does not, so the
 # central difference measures a slope of $1/2$ for *both* tied entries, while the analytic rule
-# says 1 and 0. `gradcheck` reports exactly that for the 8 tied entries of `x` — which is why
-# gradient checks use random inputs (no ties) — and passes on the same layer away from ties:
+# says 1 and 0. `gradcheck` reports exactly that for the {{n_tied}} tied entries of `x` (two
+# 7s, two 3s, four 5s) — which is why gradient checks use random inputs (no ties) — and
+# passes on the same layer away from ties:
 
 # %%
 from minidl.gradcheck import check_gradients
 
-print(check_gradients(nn.MaxPool2d(2), x))
+report = check_gradients(nn.MaxPool2d(2), x)
+print(report)
 print(minidl.gradcheck(nn.MaxPool2d(2), np.random.default_rng(0).standard_normal((2, 3, 6, 6))))
+n_tied = sum(int((x[0, 0, 2*u:2*u+2, 2*v:2*v+2] == y[0, 0, u, v]).sum())
+             for u in range(2) for v in range(2) if
+             (x[0, 0, 2*u:2*u+2, 2*v:2*v+2] == y[0, 0, u, v]).sum() > 1)
+claim(report.checks[0].n_bad == n_tied, "gradcheck flags exactly the tied entries")
+record(n_tied=n_tied)
 
 # %% [markdown]
 # On a real image, with $2 \times 2$ windows: the pooled image is half the size, and the
-# backward pass of a gradient of ones marks the winners — one pixel in every window (white).
-# In the flat background every window is a four-way tie, so its top-left pixel wins: the
-# regular grid. Average pooling, for comparison, spreads $1/4$ to every pixel of the window.
+# backward pass of a gradient of ones marks the winners — one pixel in every window (white),
+# {{n_windows}} in all. In the flat background every window is a four-way tie, so its
+# top-left pixel wins: the regular grid ({{n_flat}} of the windows are such ties). Average
+# pooling, for comparison, spreads $1/4$ to every pixel of the window: the uniform grey.
 
 # %%
 img = data.x[0:1].astype(np.float64)
@@ -133,16 +148,24 @@ pooled = mp(img)
 winners = mp.backward(np.ones_like(pooled))
 ap = nn.AvgPool2d(2)
 spread = ap.backward(np.ones_like(ap(img)))
+windows = img[0, 0].reshape(14, 2, 14, 2).transpose(0, 2, 1, 3).reshape(14, 14, 4)
+flat = (windows == windows[..., :1]).all(axis=-1)            # four equal values
+claim(winners.sum() == 14 * 14 and (winners[0, 0, ::2, ::2][flat] == 1).all(),
+      "one winner per window; in a four-way tie the top-left pixel")
+claim(np.all(spread == 0.25), "average pooling hands 1/4 to every pixel")
+record(n_windows=14 * 14, n_flat=int(flat.sum()))
 
-fig, axes = plt.subplots(1, 4, figsize=(10, 2.8))
+fig, axes = plt.subplots(1, 4, figsize=(10, 3.0), layout="constrained")
 panels = [(img[0, 0], f"input 28x28 ({CLASSES[data.y[0]]})", "gray_r"),
           (pooled[0, 0], "max-pooled 14x14", "gray_r"),
-          (winners[0, 0], "max-pool backward of ones:\nthe winners", "gray"),
+          (winners[0, 0], "max-pool backward of ones:\nthe winners get 1", "gray"),
           (spread[0, 0], "avg-pool backward of ones:\n1/4 everywhere", "gray")]
 for ax, (im, title, cmap) in zip(axes, panels):
-    ax.imshow(im, cmap=cmap, vmin=0 if "backward" in title else None)
+    shown = ax.imshow(im, cmap=cmap, **({"vmin": 0, "vmax": 1} if "backward" in title else {}))
     ax.set_title(title, fontsize=9)
     ax.axis("off")
+fig.colorbar(shown, ax=axes[2:], fraction=0.04, label="dL/dx (both on 0..1)")
+fig.suptitle("Pooling forward, and the backward pass of a gradient of ones", fontsize=10)
 plt.show()
 
 # %% [markdown]
@@ -248,7 +271,7 @@ if torch is not None:
           "gradient", np.abs(tz.grad.numpy() - ce.backward()).max())
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
 margin = np.linspace(-8, 8, 200)              # z_t minus the other (equal) logits, 10 classes
 zz = np.zeros((len(margin), 10))
 zz[:, 0] = margin
@@ -258,14 +281,18 @@ axes[0].plot(margin, loss_curve, label="loss $-\\log p_t$")
 axes[0].plot(margin, p_true - 1, label="gradient $\\partial L/\\partial z_t = p_t - 1$")
 axes[0].axhline(0, color="gray", lw=0.5)
 axes[0].set_xlabel("score of the true class minus the other 9 scores")
+axes[0].set_ylabel("loss, or its gradient")
 axes[0].legend(fontsize=8)
 axes[0].set_title("One sample, 10 classes", fontsize=10)
 k = np.arange(10)
 axes[1].bar(k - 0.2, probs[0], width=0.4, label="softmax p")
 axes[1].bar(k + 0.2, grad[0] * 4, width=0.4, label="gradient p - y")
 axes[1].set_xticks(k, [c.split("/")[0] for c in CLASSES], rotation=45, fontsize=7)
+axes[1].set_xlabel("class")
+axes[1].set_ylabel("probability, or gradient")
 axes[1].legend(fontsize=8)
 axes[1].set_title(f"Random scores, true class {CLASSES[targets[0]]}: p and p - y", fontsize=10)
+fig.suptitle("Softmax cross-entropy and its gradient p - y", fontsize=11)
 plt.tight_layout()
 plt.show()
 
@@ -275,9 +302,7 @@ plt.show()
 # Train the same MLP twice on a subset of Fashion-MNIST, without dropout and with
 # `Dropout(0.5)` after each hidden layer, and compare training and validation losses. The
 # training loss is measured with dropout active, so with dropout it is *higher*; what matters
-# is the gap between the dashed (training) and solid (validation) line of each colour. Without
-# dropout the training loss keeps falling while the validation loss stalls: the network is
-# memorising its training images. With dropout the two lines stay close together.
+# is the gap between the dashed (training) and solid (validation) line of each colour.
 
 # %%
 train, val = train_val_split(data, val_size=0.25, seed=0)
@@ -295,6 +320,12 @@ for p_drop in (0.0, 0.5):
     last = histories[p_drop].epochs[-1]
     print(f"p={p_drop}: train loss {last['train_loss']:.3f}, val loss {last['val_loss']:.3f}, "
           f"val accuracy {last['val_accuracy']:.3f}")
+gap = {p: h.epochs[-1]["val_loss"] - h.epochs[-1]["train_loss"] for p, h in histories.items()}
+val0 = [r["val_loss"] for r in histories[0.0].epochs]
+claim(gap[0.0] > gap[0.5], "the gap between validation and training loss is larger "
+      "without dropout")
+record(gap0=gap[0.0], gap5=gap[0.5], best0=int(np.argmin(val0)) + 1, epochs=EPOCHS,
+       train0=histories[0.0].epochs[-1]["train_loss"], first_train0=histories[0.0].epochs[0]["train_loss"])
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 3.4))
@@ -309,6 +340,14 @@ ax.set_ylabel("cross-entropy")
 ax.legend(fontsize=8)
 ax.set_title(f"MLP 784-256-256-10 on {len(train)} Fashion-MNIST images", fontsize=10)
 plt.show()
+
+# %% [markdown]
+# At the last epoch the validation loss minus the training loss is {{gap0:+.3f}} without
+# dropout and {{gap5:+.3f}} with it. Without dropout the training loss falls
+# from {{first_train0:.3f}} to {{train0:.3f}}, while the validation loss was lowest at
+# epoch {{best0}} of {{epochs}}: a network that improves on its training images more than on
+# new ones is memorising them. Dropout keeps the two lines closer together: it makes the
+# network's training harder in a way that does not carry over to images it has not seen.
 
 # %% [markdown]
 # **Try it:** pool with `nn.MaxPool2d(3, stride=2)` and count the windows each pixel wins;

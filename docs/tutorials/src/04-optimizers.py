@@ -31,8 +31,22 @@ import matplotlib.pyplot as plt
 import minidl
 from minidl import nn, optim
 from minidl.nn import Parameter
+from tutorial import record, claim        # docs/tutorials/tutorial: stated values, checks
 
 print("small mode" if SMALL else "full mode")
+
+# one look per optimizer, used by every figure: colour *and* line style/marker, because
+# some curves lie on top of each other
+STYLES = {
+    "SGD":      dict(color="C0", ls="-"),
+    "momentum": dict(color="C1", ls="--"),
+    "Nesterov": dict(color="C2", ls="-."),
+    "RMSprop":  dict(color="C3", ls=":"),
+    "Adam":     dict(color="C4", ls="-", marker="o", markevery=(0.0, 0.1), ms=3),
+    "AdamW":    dict(color="C5", ls="--", marker="s", markevery=(0.033, 0.1), ms=3),
+    "SGDHD":    dict(color="C6", ls=":", marker="^", markevery=(0.05, 0.1), ms=3),
+    "AdamHD":   dict(color="C7", ls="-.", marker="v", markevery=(0.066, 0.1), ms=3),
+}
 
 # %% [markdown]
 # ## Two test functions, with their gradients by hand
@@ -182,6 +196,14 @@ for name in QUADRATIC_OPTIMIZERS:
     q, r = quad_runs[name][0][-1], rosen_runs[name][0][-1]
     print(f"{name:10s} {quadratic(*q):18.2e}   ({r[0]:+.3f}, {r[1]:+.3f}) {rosenbrock(*r):16.2e}")
 
+
+def f_values(runs, f):
+    """f along each run: name -> array over the steps (step 0 = the start)."""
+    return {name: f(points[:, 0], points[:, 1]) for name, (points, _) in runs.items()}
+
+
+quad_f, rosen_f = f_values(quad_runs, quadratic), f_values(rosen_runs, rosenbrock)
+
 # %% [markdown]
 # ## The paths on the skewed quadratic
 #
@@ -198,12 +220,25 @@ for name in QUADRATIC_OPTIMIZERS:
 #   too much momentum for its mild condition number; see *Try it* at the end for the
 #   best $\mu$.)
 # - **RMSprop / Adam** first head along the *diagonal* (each coordinate moves about $\eta$,
-#   whatever its gradient), not down the gradient, then hover around the minimum in a
-#   small band of size about $\eta$ instead of converging exactly.
-# - **AdamW** stops short: the decoupled decay pulls every coordinate towards $0$, so it
-#   settles where the pull of $f$ and the decay balance, not at $\theta^*$.
+#   whatever its gradient), not down the gradient. Then they part ways: Adam curves into
+#   the minimum (it ends at $f = {{adam_f:.1e}}$), while RMSprop, after a fast start,
+#   creeps: at step {{quad_steps}} it is still {{rms_dist:.2f}} from $\theta^*$, and still
+#   getting closer. Its average $v_t$ of squared gradients has a long memory
+#   ($\alpha = 0.99$: roughly the last 100 steps), and the first steps had gradients of
+#   size up to {{rms_g0:.0f}}. Near the minimum, where the gradient is small, $\sqrt{v_t}$
+#   still remembers them: at step {{quad_steps}} it is {{rms_ratio_lo:.0f}} to
+#   {{rms_ratio_hi:.0f}} times the current gradient, so the step
+#   $\eta\, g_t/\sqrt{v_t}$ is that many times shorter than $\eta$ — RMSprop behaves like
+#   SGD with a tiny rate that grows only as the memory of the start fades.
+# - **AdamW** lags far behind Adam: at every step the decoupled decay moves $\theta$ by
+#   $\eta\lambda\theta$ (3% of $\theta$ here) towards the origin, while Adam's own step
+#   near the minimum is short (its $\sqrt{\hat v_t}$ remembers the early gradients, as
+#   RMSprop's does). The two nearly cancel, and AdamW moves on only as fast as that memory
+#   fades ($f = {{adamw_f:.3f}}$ at step {{quad_steps}}). It could never stop exactly at
+#   $\theta^*$: there the gradient is zero but the decay still pulls.
 # - **SGD-HD** starts with a 14 times too small rate: its first steps are tiny, then the
-#   rate grows until the steps start to overshoot, and the path looks like SGD's.
+#   rate jumps up within a few steps until the steps overshoot, and the path looks like
+#   SGD's.
 
 # %%
 def draw_paths(runs, f, xlim, ylim, levels, title):
@@ -219,6 +254,8 @@ def draw_paths(runs, f, xlim, ylim, levels, title):
         ax.set_ylim(ylim)
         ax.set_title(name, fontsize=10)
     fig.suptitle(title)
+    fig.supxlabel("$\\theta_1$")
+    fig.supylabel("$\\theta_2$")
     fig.tight_layout()
 
 
@@ -226,49 +263,113 @@ draw_paths(quad_runs, quadratic, (-4, 4), (-2, 5), np.geomspace(0.01, 300, 14),
            f"Skewed quadratic (condition number 25): {QUADRATIC_STEPS} steps from (-3, 3)")
 plt.show()
 
+# %%
+# RMSprop's memory, measured: replay v_t = a v_{t-1} + (1 - a) g_t^2 along its path
+rms_points = quad_runs["RMSprop"][0]
+rms_grads = np.array([quadratic_grad(p) for p in rms_points])     # g at every point visited
+v = np.zeros(2)
+for g in rms_grads[:-1]:                                           # the gradients it stepped on
+    v = 0.99 * v + 0.01 * g ** 2
+ratio = np.sqrt(v) / np.abs(rms_grads[-1])                         # sqrt(v) / |g| at the end
+rms_dist = np.linalg.norm(rms_points[-1] - THETA_STAR)
+print(f"RMSprop after {QUADRATIC_STEPS} steps: distance to the minimum {rms_dist:.3f}, "
+      f"sqrt(v) / |g| per coordinate {np.round(ratio, 1)}")
+print(f"largest gradient entry on its path: {np.abs(rms_grads).max():.1f} (step "
+      f"{np.abs(rms_grads).max(axis=1).argmax()}); at the end: {np.abs(rms_grads[-1]).max():.3f}")
+claim(quad_f["RMSprop"][-1] < quad_f["RMSprop"][-21] and rms_dist > 0.1,
+      "RMSprop is still far from the minimum and still getting closer")
+claim(ratio.min() > 3, "sqrt(v) is several times the current gradient")
+claim(quad_f["Adam"][-1] < 1e-2 and quad_f["Adam"][-1] < quad_f["Adam"][-21],
+      "Adam converges into the minimum")
+record(quad_steps=QUADRATIC_STEPS, adam_f=quad_f["Adam"][-1], adamw_f=quad_f["AdamW"][-1],
+       rms_dist=rms_dist,
+       rms_g0=np.abs(rms_grads).max(), rms_ratio_lo=ratio.min(), rms_ratio_hi=ratio.max())
+
 # %% [markdown]
 # ## The paths on Rosenbrock's valley
 #
-# 1000 steps from $(-1.5, 2)$. What to look at:
+# {{rosen_steps}} steps from $(-1.5, 2)$. What to look at:
 # - **SGD** falls into the valley at once (the walls are steep) and then creeps along the
-#   floor, where the gradient is small: after 1000 steps it is still far from $(1, 1)$.
-# - **Momentum / Nesterov** build up speed along the floor and reach the minimum: this is
-#   what momentum is for.
-# - **Adam** follows the valley without needing a rate matched to the gradient's scale.
-#   **AdamW** again stops short of $(1, 1)$, pulled towards the origin by the decay.
+#   floor, where the gradient is small: after {{rosen_steps}} steps it is still
+#   {{sgd_dist:.2f}} from $(1, 1)$.
+# - **Momentum / Nesterov** build up speed along the floor and get closest to the minimum
+#   ({{mom_dist:.3f}} and {{nest_dist:.3f}} away): this is what momentum is for.
+# - **Adam** follows the valley without needing a rate matched to the gradient's scale
+#   (it ends {{adam_dist:.3f}} away). **AdamW** ends {{adamw_dist:.3f}} away: the decay
+#   pulls towards the origin at every step, and $(1, 1)$ itself is not a resting point for
+#   it (the gradient vanishes there, the decay does not).
 # - **SGD-HD** does no better than SGD here: the gradient's size changes by orders of
 #   magnitude along the path, and so does the hypergradient $g_t \cdot u_{t-1}$. With
-#   $\beta = 10^{-7}$ the rate explodes on the steep walls and the run diverges; with
-#   $\beta = 10^{-9}$ (used here) the rate hardly moves on the flat floor (next figure but
-#   one). Adam-HD, whose steps are normalised, adapts its rate without that problem.
+#   $\beta = 10^{-7}$ the rate explodes on the steep walls and the run diverges (the cell
+#   below tries it); with $\beta = 10^{-9}$ (used here) the rate hardly moves on the flat
+#   floor (next figure but one). Adam-HD, whose steps are normalised, adapts its rate
+#   without that problem.
 
 # %%
 draw_paths(rosen_runs, rosenbrock, (-2, 2), (-1, 3), np.geomspace(0.05, 2500, 14),
            f"Rosenbrock: {ROSENBROCK_STEPS} steps from (-1.5, 2)")
 plt.show()
 
+# %%
+rosen_dist = {name: np.linalg.norm(points[-1] - THETA_STAR)
+              for name, (points, _) in rosen_runs.items()}
+closest = sorted(rosen_dist, key=rosen_dist.get)
+print("distance to (1, 1) at the end:", ", ".join(f"{n} {rosen_dist[n]:.3f}" for n in closest))
+with np.errstate(over="ignore", invalid="ignore"):
+    bold = trajectory(lambda p: optim.SGDHD(p, lr=1e-3, hypergrad_lr=1e-7), rosenbrock_grad,
+                      (-1.5, 2.0), ROSENBROCK_STEPS)
+print("SGD-HD with beta = 1e-7: the last point is", bold[0][-1])
+claim(set(closest[:2]) == {"momentum", "Nesterov"}, "momentum and Nesterov get closest")
+claim(set(closest[-2:]) == {"SGD", "SGDHD"}, "SGD and SGD-HD stay farthest")
+claim(not np.isfinite(bold[0][-1]).all(), "with beta = 1e-7 SGD-HD diverges")
+record(rosen_steps=ROSENBROCK_STEPS, sgd_dist=rosen_dist["SGD"], mom_dist=rosen_dist["momentum"],
+       nest_dist=rosen_dist["Nesterov"], adam_dist=rosen_dist["Adam"],
+       adamw_dist=rosen_dist["AdamW"])
+
 # %% [markdown]
 # ## How fast the loss falls
 #
 # The same runs, as $f(\theta_t) - f^*$ against the step on a log scale ($f^* = 0$ for both).
 # A straight descending line is *linear convergence* (the error shrinks by a constant factor
-# per step). On the quadratic, SGD at a well-chosen rate is hard to beat, Nesterov beats
-# plain momentum, and RMSprop and AdamW level off: RMSprop at the size of its band around the
-# minimum, AdamW at the point where decay and gradient balance. On Rosenbrock the order
-# changes: Nesterov and momentum first, Adam next, plain SGD and SGD-HD hardly moving along
-# the valley floor.
+# per step). From lowest to highest final $f$:
+#
+# - quadratic: {{quad_order}};
+# - Rosenbrock: {{rosen_order}}.
+#
+# On the quadratic SGD, at a rate just below its stability limit, is hard to beat, and
+# Nesterov ends lower than plain momentum. RMSprop and AdamW look flat on this scale but
+# are still falling, slowly ($f$ went down by {{rms_change:.0%}} and {{adamw_change:.0%}}
+# over the last 20 steps), for the reasons given with the paths above. On Rosenbrock the order changes: Nesterov and momentum first, plain SGD and SGD-HD
+# hardly moving along the valley floor.
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-for ax, runs, f, title in [(axes[0], quad_runs, quadratic, "skewed quadratic"),
-                           (axes[1], rosen_runs, rosenbrock, "Rosenbrock")]:
-    for i, (name, (points, _)) in enumerate(runs.items()):
-        ax.semilogy(f(points[:, 0], points[:, 1]) + 1e-16, label=name,
-                    color=f"C{i}", ls="--" if name.endswith("HD") else "-")
+def order(values):
+    return ", ".join(sorted(values, key=values.get))
+
+
+final_quad = {name: values[-1] for name, values in quad_f.items()}
+final_rosen = {name: values[-1] for name, values in rosen_f.items()}
+adamw_change = 1 - quad_f["AdamW"][-1] / quad_f["AdamW"][-21]
+rms_change = 1 - quad_f["RMSprop"][-1] / quad_f["RMSprop"][-21]
+claim(min(final_quad, key=final_quad.get) == "SGD", "SGD ends lowest on the quadratic")
+claim(final_quad["Nesterov"] < final_quad["momentum"], "Nesterov ends below momentum")
+claim(adamw_change > 0 and rms_change > 0, "AdamW and RMSprop are still falling")
+claim(final_quad["AdamW"] > 100 * final_quad["Adam"], "AdamW lags far behind Adam")
+claim(sorted(final_rosen, key=final_rosen.get)[:2] == ["Nesterov", "momentum"],
+      "Nesterov, then momentum, end lowest on Rosenbrock")
+record(quad_order=order(final_quad), rosen_order=order(final_rosen), adamw_change=adamw_change,
+       rms_change=rms_change)
+
+fig, axes = plt.subplots(1, 2, figsize=(10, 4.3))
+for ax, values, title in [(axes[0], quad_f, "skewed quadratic"),
+                          (axes[1], rosen_f, "Rosenbrock")]:
+    for name, f_t in values.items():
+        ax.semilogy(f_t + 1e-16, label=name, lw=1.2, **STYLES[name])
     ax.set_xlabel("step")
     ax.set_ylabel("f(θ) − f*")
     ax.set_title(title)
 axes[1].legend(fontsize=8, ncol=2)
+fig.suptitle("How fast each optimizer lowers f (log scale)")
 fig.tight_layout()
 plt.show()
 
@@ -277,25 +378,40 @@ plt.show()
 #
 # SGD-HD and Adam-HD write their current rate back into `param_groups[0]["lr"]` every step
 # (so a scheduler, `fit`'s history and checkpoints all see it). On the quadratic the
-# dashed line is SGD's stability limit $2/\lambda_{max} = 0.08$: SGD-HD's rate climbs
-# from 0.005 until it overshoots this limit, the steps start to oscillate, the
-# hypergradient turns negative and the rate comes back below the limit. Nobody told it the
-# limit: it found it from the sign of $g_t \cdot u_{t-1}$. Adam-HD's rate grows more than
-# tenfold on the quadratic and about fourfold on Rosenbrock; SGD-HD's stays at its start
-# on Rosenbrock (the timid $\beta$ discussed above).
+# dashed line is SGD's stability limit $2/\lambda_{max} = 0.08$. SGD-HD's rate does not
+# climb gradually: it *jumps* from 0.005 to {{hd_peak:.3f}} in {{hd_peak_step}} steps,
+# above the limit; the steps overshoot, the hypergradient turns negative, the rate drops
+# and, after a few oscillations, settles at {{hd_final:.3f}}, below the limit. Nobody told
+# it the limit: it found it from the sign of $g_t \cdot u_{t-1}$. Adam-HD's rate ends
+# {{adamhd_quad:.1f}} times its start on the quadratic and {{adamhd_rosen:.1f}} times on
+# Rosenbrock; SGD-HD's stays within {{sgdhd_rosen:.0%}} of its start on Rosenbrock (the
+# timid $\beta$ discussed above).
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+hd_rates = quad_runs["SGDHD"][1]
+hd_peak_step = int(hd_rates.argmax())
+claim(hd_rates.max() > 2 / 25 > hd_rates[-1] and hd_peak_step < 10,
+      "SGD-HD's rate jumps above the limit within a few steps and settles below it")
+claim(np.ptp(hd_rates[-50:]) < 0.01 * hd_rates[-1], "SGD-HD's rate has settled")
+sgdhd_rosen = abs(rosen_runs["SGDHD"][1][-1] / 1e-3 - 1)
+claim(sgdhd_rosen < 0.1, "SGD-HD's rate hardly moves on Rosenbrock")
+record(hd_peak=hd_rates.max(), hd_peak_step=hd_peak_step + 1, hd_final=hd_rates[-1],
+       adamhd_quad=quad_runs["AdamHD"][1][-1] / 0.05,
+       adamhd_rosen=rosen_runs["AdamHD"][1][-1] / 1e-2, sgdhd_rosen=sgdhd_rosen)
+
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
 for ax, runs, title in [(axes[0], quad_runs, "skewed quadratic"),
                         (axes[1], rosen_runs, "Rosenbrock")]:
-    for name, color in [("SGDHD", "C6"), ("AdamHD", "C7")]:
-        ax.plot(runs[name][1], label=name, color=color)
+    for name in ("SGDHD", "AdamHD"):
+        ax.plot(np.arange(1, len(runs[name][1]) + 1), runs[name][1], label=name,
+                **STYLES[name])
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("learning rate η")
     ax.set_title(title)
 axes[0].axhline(2 / 25, color="k", ls="--", lw=0.8, label="2/λmax (SGD's limit)")
 axes[0].legend(fontsize=8)
+fig.suptitle("The learning rate the hypergradient optimizers chose, step by step")
 fig.tight_layout()
 plt.show()
 
@@ -355,8 +471,10 @@ schedules = {
         losses=fake_val_loss),
 }
 fig, ax = plt.subplots(figsize=(9, 4))
-for label, rates in schedules.items():
-    ax.step(range(EPOCHS_DRAWN), rates, where="post", label=label)
+looks = [dict(ls="-"), dict(ls="--"), dict(ls=":"), dict(ls="-."),
+         dict(ls="-", marker="o", ms=3, markevery=2)]
+for (label, rates), look in zip(schedules.items(), looks):
+    ax.step(range(EPOCHS_DRAWN), rates, where="post", label=label, lw=1.5, **look)
 ax.set_xlabel("epoch")
 ax.set_ylabel("learning rate")
 ax.set_title("Learning-rate schedules, initial rate 0.1")
@@ -457,18 +575,21 @@ for name, make in MLP_OPTIMIZERS.items():
 # at the first batch's loss instead of at 0. Right: validation accuracy after training.
 #
 # What to look at (the x axis is logarithmic, so the first batches get room):
-# - Adam, AdamW and Adam-HD fall fastest over the first tens of batches with their default
-#   rate $10^{-3}$.
-# - RMSprop's loss first **jumps up**. Its average of squared gradients starts at zero and
-#   has no bias correction: after one step $v_1 = (1-\alpha)\,g_1^2 = 0.01\,g_1^2$, so the
-#   first step moves each weight by $\eta\,g_1/\sqrt{v_1} = 10\,\eta$, ten times Adam's first
-#   step, whose division by $1-\beta_2^t$ removes exactly this start-up bias.
+# - After {{early}} batches the three lowest smoothed losses are {{early_best}}: the
+#   adaptive methods, which divide each step by the root-mean-square of recent gradients,
+#   get going fastest with their usual rate $10^{-3}$.
+# - RMSprop's loss first **jumps up** (to {{rms_peak:.2f}}, from {{rms_start:.2f}}). Its
+#   average of squared gradients starts at zero and has no bias correction: after one step
+#   $v_1 = (1-\alpha)\,g_1^2 = 0.01\,g_1^2$, so the first step moves each weight by
+#   $\eta\,g_1/\sqrt{v_1} = 10\,\eta$, ten times Adam's first step, whose division by
+#   $1-\beta_2^t$ removes exactly this start-up bias.
 # - Momentum and Nesterov start slower than plain SGD (their rate is 5 times smaller and the
-#   velocity needs some steps to build up), then pass it after about a hundred batches.
-# - SGD-HD's rate went *down* from its start of 0.01 (the final rates are printed above):
+#   velocity needs some steps to build up); {{momentum_catch_up}}.
+# - SGD-HD's rate went {{sgdhd_direction}} from its start of 0.01 to {{sgdhd_final:.2e}}:
 #   with mini-batches, successive gradients are partly noise, so the hypergradient
 #   $g_t \cdot u_{t-1}$ is a noisy signal and a rate that follows it can drift the wrong way.
-# - AdamW's decay is tiny at this scale ($\eta\lambda = 10^{-5}$ per step), so it tracks Adam.
+# - AdamW's decay is tiny at this scale ($\eta\lambda = 10^{-5}$ per step), so it tracks Adam
+#   (the two curves lie on top of each other: dashed with squares, solid with circles).
 #
 # With one short run per optimizer, differences of a percent or so in accuracy are within
 # the noise of the seed: rerun with another seed before believing them.
@@ -482,23 +603,43 @@ def smooth(values, a=0.9 if SMALL else 0.97):
     return np.array(out)
 
 
-fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [2, 1]})
+smoothed = {name: smooth(run[0]) for name, run in mlp_runs.items()}
+early = min(30, len(smoothed["SGD"]))
+early_best = sorted(smoothed, key=lambda n: smoothed[n][early - 1])[:3]
+claim(set(early_best) <= {"RMSprop", "Adam", "AdamW", "AdamHD"},
+      "the three lowest early losses are adaptive methods")
+rms = smoothed["RMSprop"]
+claim(rms[:early].max() > rms[0], "RMSprop's loss first jumps up")
+behind = [k for k in range(len(smoothed["SGD"]))
+          if min(smoothed["momentum"][k], smoothed["Nesterov"][k]) < smoothed["SGD"][k]]
+claim(smoothed["momentum"][early - 1] > smoothed["SGD"][early - 1],
+      "momentum starts slower than plain SGD")
+sgdhd_final = mlp_runs["SGDHD"][1][-1]
+record(early=early, early_best=", ".join(early_best), rms_peak=rms[:early].max(),
+       rms_start=rms[0], sgdhd_final=sgdhd_final,
+       sgdhd_direction="down" if sgdhd_final < 0.01 else "up",
+       momentum_catch_up=(f"the first of them passes SGD's smoothed loss at batch {behind[0] + 1}"
+                          if behind else "in this short run neither catches up with it"))
+
+fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 4.2), gridspec_kw={"width_ratios": [2, 1]})
 names = list(mlp_runs)
-for i, name in enumerate(names):
-    losses = mlp_runs[name][0]
-    ax.plot(np.arange(1, len(losses) + 1), smooth(losses), label=name,
-            color=f"C{i}", ls="--" if name.endswith("HD") else "-")
+for name in names:
+    ax.plot(np.arange(1, len(smoothed[name]) + 1), smoothed[name], label=name, lw=1.2,
+            **STYLES[name])
 ax.set_xscale("log")
 ax.set_xlabel("mini-batch (log scale)")
 ax.set_ylabel("training loss (smoothed)")
 ax.set_ylim(0.2, 2.4)
 ax.legend(fontsize=8, ncol=2)
-ax.set_title("Lab MLP on Fashion-MNIST")
+ax.set_title("Training loss")
 accuracies = [mlp_runs[n][2]["accuracy"] for n in names]
-bx.barh(names, accuracies, color=[f"C{i}" for i in range(len(names))])
+bx.barh(names, accuracies, color=[STYLES[n]["color"] for n in names])
 bx.set_xlim(min(accuracies) - 0.05, min(1.0, max(accuracies) + 0.02))
 bx.invert_yaxis()
 bx.set_xlabel("validation accuracy")
+bx.set_ylabel("optimizer")
+bx.set_title("After training")
+fig.suptitle("The lab MLP on Fashion-MNIST with each optimizer")
 fig.tight_layout()
 plt.show()
 

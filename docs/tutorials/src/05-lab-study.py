@@ -38,6 +38,7 @@ from minidl import nn, optim
 from minidl.data import (ArrayDataset, FASHION_MNIST_MEAN, FASHION_MNIST_STD,
                          load_fashion_mnist, prepare)
 from minidl.train import evaluate, fit
+from tutorial import record, claim        # docs/tutorials/tutorial: stated values, checks
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)        # our own one line per trial
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -171,11 +172,16 @@ class Objective:
 # $\ell(\lambda)/g(\lambda)$: values that were common among good trials and rare among bad
 # ones. As trials accumulate, sampling concentrates where the error was low.
 #
-# **The pruner** stops unpromising trials early. The median rule: at epoch $e$, stop a
-# trial if its validation error is worse than the *median* of the errors that earlier
-# trials reported at the same epoch. We wait for 5 finished trials before pruning
-# (`n_startup_trials`) and never prune after the first epoch alone (`n_warmup_steps=2`:
-# after one epoch the error reflects the learning rate more than where a run will end).
+# **The pruner** stops unpromising trials early. Optuna's median rule: at epoch $e$, stop a
+# trial if its *best* validation error so far (over epochs $1..e$) is worse than the
+# *median* of the errors that the **complete** trials reported at epoch $e$. Pruned trials
+# never count in that median, only the ones that ran to the end. So the bar is not "half
+# of all trials": the complete trials are mostly those that were *not* pruned, the better
+# ones, and once a few good trials have completed a new trial has to beat the median of
+# the survivors — which is why so many trials end pruned below. We wait for 5 complete
+# trials before pruning (`n_startup_trials`) and never prune after the first epoch alone
+# (`n_warmup_steps=2`: after one epoch the error reflects the learning rate more than
+# where a run will end).
 #
 # Both are seeded, so the study is repeatable (up to trials whose errors tie).
 # `optuna.create_study` takes keyword arguments only (Optuna 5).
@@ -205,6 +211,23 @@ print(f"\n{len(study.trials)} trials in {study_seconds:.1f} s")
 print(f"best: trial {study.best_trial.number}, validation error {study.best_value:.4f}")
 print(f"best hyperparameters: {study.best_params}")
 
+
+def median_rule_says_prune(trial):
+    """Replay the rule for a pruned trial: its best error so far against the median of
+    the errors of the trials that had completed before it, at the epoch it stopped."""
+    step = max(trial.intermediate_values)
+    best_so_far = min(trial.intermediate_values.values())
+    complete_before = [t for t in study.trials[:trial.number]
+                       if t.state == optuna.trial.TrialState.COMPLETE]
+    median = np.median([t.intermediate_values[step] for t in complete_before])
+    return best_so_far > median
+
+
+pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+claim(all(median_rule_says_prune(t) for t in pruned),
+      "every pruned trial's best error so far was worse than the median of the complete "
+      "trials' errors at the epoch it stopped")
+
 # %% [markdown]
 # ## Reading the plots
 #
@@ -225,16 +248,25 @@ print(f"best hyperparameters: {study.best_params}")
 # drawn.
 
 # %%
+OPTUNA_NAMES = {"Objective Value": "validation error", "Intermediate Value": "validation error",
+                "Step": "epoch", "Best Value": "best validation error so far"}
+
+
 def optuna_plot(function, size, **kwargs):
     with plt.rc_context():                       # keep Optuna's style change local
         axes = function(study, **kwargs)
     figure = np.atleast_1d(axes).flat[0].figure
     for ax in figure.axes:                       # colour bars included
         for get, set_ in ((ax.get_xlabel, ax.set_xlabel), (ax.get_ylabel, ax.set_ylabel)):
-            label = {"Objective Value": "validation error", "Intermediate Value":
-                     "validation error", "Step": "epoch"}.get(get())
+            label = OPTUNA_NAMES.get(get())
             if label:
                 set_(label)
+        legend = ax.get_legend()
+        for text in legend.get_texts() if legend is not None else []:
+            text.set_text(OPTUNA_NAMES.get(text.get_text(), text.get_text()))
+        labels = [t.get_text() for t in ax.get_xticklabels()]   # parallel coordinates
+        if any(label in OPTUNA_NAMES for label in labels):
+            ax.set_xticks(ax.get_xticks(), [OPTUNA_NAMES.get(x, x) for x in labels])
     figure.set_size_inches(*size)
     return axes
 
@@ -246,9 +278,9 @@ plt.show()
 # ### Learning curves and pruning (intermediate values)
 #
 # One line per trial: the validation error it reported after each epoch, pruned trials
-# included (their lines stop early). What to look at: a line that stops at epoch 2 or 3
-# was above the median of the earlier trials there; the epochs it did not run are the time
-# the pruner saved. Lines far above the rest are usually learning rates at the extremes of
+# included (their lines stop early). What to look at: a line that stops early was, at its
+# last epoch, still above the median of the complete trials there; the epochs it did not
+# run are the time the pruner saved. Lines far above the rest are usually learning rates at the extremes of
 # the range (SGD at $10^{-4}$ barely moves; Adam at $10^{-1}$ diverges or stalls). The
 # error axis is logarithmic so that those few do not squash the others.
 
@@ -269,18 +301,24 @@ print(f"{n_pruned} of {len(study.trials)} trials pruned; {epochs_run} epochs tra
 # %% [markdown]
 # ### Hyperparameter importances
 #
-# How much of the variation of the validation error each hyperparameter explains, over
-# the finished trials. Optuna's default estimator (fANOVA) fits a random forest that
-# predicts the error from the hyperparameters and splits the variance of its prediction
-# into one share per hyperparameter; the shares sum to 1. Only **complete** trials count
-# (a pruned trial has no final error), and with a handful of them the forest has little
-# to learn from: read the bars as a hint of which two or three matter, and expect them to
-# change if you rerun with more trials. (In the lab space the learning rate, together with
-# the optimizer it goes with, is the usual suspect.)
+# How much each hyperparameter matters for reaching a low validation error, as shares
+# that sum to 1. Optuna's default estimator, PED-ANOVA, takes the complete trials whose
+# error is among the best 10 % (`target_quantile=0.1`) and asks, for each
+# hyperparameter, how differently its values are spread among those good trials than
+# among all complete trials: a hyperparameter whose good values bunch up in one region
+# gets a large share. Only **complete** trials count (a pruned trial has no final error),
+# and a tenth of {{n_complete}} complete trials is one or two trials, where the method's
+# documentation asks for at least five: read the bars as a hint, and expect them to change
+# if you rerun with more trials. In this run the largest share went to `{{top_param}}`
+# ({{top_share:.2f}}), then `{{second_param}}` ({{second_share:.2f}}).
 
 # %%
 n_complete = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
 print(f"importances estimated from {n_complete} complete trials")
+importances = optuna.importance.get_param_importances(study)   # what the plot draws
+(top_param, top_share), (second_param, second_share) = list(importances.items())[:2]
+record(top_param=top_param, top_share=top_share, second_param=second_param,
+       second_share=second_share, n_complete=n_complete)
 optuna_plot(ovm.plot_param_importances, (8, 3.5))
 plt.show()
 
@@ -304,12 +342,43 @@ plt.show()
 #
 # The error interpolated over a plane of two hyperparameters, with the trials as dots.
 # What to look at: the dark region (low error) and whether it is a band along one axis
-# (only that hyperparameter matters) or a diagonal (the two interact: for example a larger
-# batch often wants a larger learning rate). Between the dots the colours are
-# interpolation, not measurements: trust them only where dots are dense.
+# (only that hyperparameter matters) or a diagonal (the two interact). Between the dots the
+# colours are interpolation, not measurements: trust them only where dots are dense.
+#
+# Only *continuous* hyperparameters belong on a contour plot: between batch size 32 and 64
+# there is nothing to interpolate, and a colour drawn there would be invented. So the plane
+# here is the learning rate against the hidden layer's width, and the categorical
+# hyperparameters get a plot of their own below.
 
 # %%
-optuna_plot(ovm.plot_contour, (6, 4.5), params=["learn_rate", "batch_size"])
+CONTOUR = ["learn_rate", "hidden_size"]
+claim(not any(isinstance(study.trials[0].distributions[p],
+                         optuna.distributions.CategoricalDistribution) for p in CONTOUR),
+      "both axes of the contour plot are continuous hyperparameters")
+optuna_plot(ovm.plot_contour, (6, 4.5), params=CONTOUR)
+plt.show()
+
+# %% [markdown]
+# The categorical ones, batch size and optimizer, as what they are: one column of dots
+# per value, the error of each finished trial, the learning rate as the colour (a larger
+# batch often wants a larger rate).
+
+# %%
+finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True, layout="constrained")
+jitter = np.random.default_rng(0)
+for ax, name in zip(axes, ["batch_size", "optimizer"]):
+    choices = list(study.trials[0].distributions[name].choices)
+    xs = [choices.index(t.params[name]) + jitter.uniform(-0.12, 0.12) for t in finished]
+    dots = ax.scatter(xs, [t.value for t in finished], c=[t.params["learn_rate"] for t in finished],
+                      cmap="viridis", norm=plt.matplotlib.colors.LogNorm(1e-4, 1e-1),
+                      edgecolor="k", s=30)
+    ax.set_xticks(range(len(choices)), [str(c) for c in choices])
+    ax.set_xlim(-0.5, len(choices) - 0.5)
+    ax.set_xlabel(name)
+axes[0].set_ylabel("validation error")
+fig.colorbar(dots, ax=axes, label="learn_rate (log scale)")
+fig.suptitle("Complete trials by categorical hyperparameter")
 plt.show()
 
 # %% [markdown]
@@ -321,7 +390,11 @@ plt.show()
 # matters; where they fan out over the whole axis, it does not.
 
 # %%
-optuna_plot(ovm.plot_parallel_coordinate, (10, 4.5))
+axes = optuna_plot(ovm.plot_parallel_coordinate, (10, 4.5))
+axes.set_xlabel("hyperparameter (each vertical axis has its own scale)")
+axes.set_ylabel("validation error (leftmost axis)")
+axes.set_title("")                          # the figure's title says it
+axes.figure.suptitle("Parallel coordinates: one line per complete trial")
 plt.show()
 
 # %% [markdown]
@@ -358,10 +431,10 @@ print(f"test accuracy {scores['accuracy']:.4f} (error {scores['error']:.4f}) on 
 # are counts.
 #
 # What to look at: the bright off-diagonal cells. In Fashion-MNIST the upper-body garments
-# (T-shirt/top, pullover, coat, shirt) are confused with each other, and "Shirt" is
-# usually the worst class, while trousers, bags and the footwear classes are nearly always
-# right. Sandals, sneakers and ankle boots are confused mostly among themselves, rarely
-# with clothes.
+# (T-shirt/top, pullover, coat, shirt) are confused with each other. In this run the worst
+# class is {{worst_class}} ({{worst_accuracy:.1%}} right) and the best {{best_class}}
+# ({{best_accuracy:.1%}}). Sandals, sneakers and ankle boots are confused mostly among
+# themselves: {{footwear_share:.0%}} of the mistakes on footwear images name another shoe.
 
 # %%
 from tuning.results import confusion_matrix, per_class, per_class_table, predict
@@ -369,6 +442,15 @@ from tuning.results import confusion_matrix, per_class, per_class_table, predict
 predicted = predict(model, test.x)
 matrix = confusion_matrix(test.y, predicted, len(CLASSES))
 fractions = matrix / matrix.sum(axis=1, keepdims=True)
+recall = np.diag(fractions)
+footwear = [CLASSES.index(c) for c in ("Sandal", "Sneaker", "Ankle boot")]
+shoe_errors = matrix[np.ix_(footwear, footwear)].sum() - np.trace(matrix[np.ix_(footwear, footwear)])
+all_shoe_errors = matrix[footwear].sum() - matrix[footwear, footwear].sum()
+footwear_share = shoe_errors / all_shoe_errors
+claim(footwear_share > 0.5, "most mistakes on footwear images name another shoe")
+record(worst_class=CLASSES[recall.argmin()], worst_accuracy=recall.min(),
+       best_class=CLASSES[recall.argmax()], best_accuracy=recall.max(),
+       footwear_share=footwear_share)
 
 fig, ax = plt.subplots(figsize=(7.5, 6.5))
 image = ax.imshow(fractions, cmap="Blues", vmin=0, vmax=1)
@@ -403,6 +485,8 @@ ax.axvline(scores["accuracy"], color="k", ls="--", lw=1, label="overall")
 ax.invert_yaxis()
 ax.set_xlim(0, 1)
 ax.set_xlabel("accuracy on the test images of the class")
+ax.set_ylabel("true class")
+ax.set_title("Per-class accuracy on the test set")
 ax.legend(loc="lower right")
 fig.tight_layout()
 plt.show()

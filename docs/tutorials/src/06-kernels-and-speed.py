@@ -38,6 +38,7 @@ import matplotlib.pyplot as plt
 import minidl
 from minidl import kernels
 from minidl.kernels import gemm, naive, registry
+from tutorial import record               # docs/tutorials/tutorial: stated values
 
 try:
     import torch
@@ -267,29 +268,50 @@ for impl in IMPLEMENTATIONS:                     # one library at a time (see ab
 # ## The chart
 #
 # Time per call (the fastest block) on a **logarithmic** axis (each grid line is a factor
-# of 10), lower is faster. What to look at:
+# of 10), lower is faster. Timings depend on the machine and on what else it is doing, so
+# every number below is filled in from this run; the reasons are what to expect, and you
+# can compare them with what your run measured.
 #
 # - **naive vs the rest** (left panel): Python executes one bytecode at a time, some
 #   $10^7$ simple operations per second, while compiled vector code does several float32
-#   operations per instruction, billions per second. The naive loops are the slowest in
-#   every row, by factors from about ten to ten thousand, even on these tiny shapes; the
-#   largest gap is the GEMM's, whose $MNK$ multiply-adds BLAS runs as vector instructions.
-# - **NumPy vs Numba**: NumPy holds its own where each call does a lot of work: the real
-#   GEMM is one BLAS call, and the real im2col is nine large strided copies, limited by
-#   memory whoever does them. It loses where the work is many small steps: the tiny im2col
-#   and pooling (each NumPy call costs microseconds of overhead, more than the arithmetic)
-#   and max pooling at any size, where the reference makes temporary arrays for each of the
-#   window's offsets and keeps the winner's index; the Numba twin does it all in one pass.
-#   The tiny GEMM is the exception: one BLAS call beats the Numba kernel's set-up, which is
-#   why the registry sends it to NumPy (the routes printed above).
-# - **minidl vs PyTorch**: PyTorch is not always ahead. Its general-purpose operators
-#   (`unfold`, max pooling that also returns indices) pay for their generality, while the
-#   GEMMs, which all end in tuned vector kernels, stay within a factor of about two of each
-#   other. Which side wins a
-#   row depends on the machine: the project measures these ratios properly, many runs
-#   each, in `benchmarks/` (`python -m benchmarks.kernels`).
+#   operations per instruction, billions per second. In this run the naive loops took
+#   {{naive_lo:,.1f}} ({{naive_lo_kernel}}) to {{naive_hi:,.0f}} ({{naive_hi_kernel}})
+#   times NumPy's time on the tiny shapes. Expect the gap to be largest where NumPy's work
+#   is one compiled call, such as the GEMM's $MNK$ multiply-adds in BLAS, and smallest
+#   where NumPy's own version is a handful of small calls, each with microseconds of
+#   overhead.
+# - **NumPy vs Numba**: expect NumPy to hold its own where each call does a lot of work
+#   (the real GEMM is one BLAS call; the real im2col is nine large strided copies, limited
+#   by memory whoever does them) and to lose where the work is many small steps: the tiny
+#   shapes, where a NumPy call's overhead is more than the arithmetic, and max pooling at
+#   any size, where the reference makes temporary arrays for each of the window's offsets
+#   and keeps the winner's index, while the Numba twin does it all in one pass. A tiny GEMM
+#   is one BLAS call against the Numba kernel's set-up, which is why the registry sends
+#   it to NumPy (the routes printed above). This run, Numba's speed-up over NumPy:
+#   {{numba_ratios}}.
+# - **minidl vs PyTorch**: PyTorch is not necessarily ahead. Its general-purpose operators
+#   (`unfold`, max pooling that also returns indices) pay for their generality, while
+#   GEMMs all end in tuned vector kernels. This run, minidl's Numba twins against
+#   PyTorch, as PyTorch's time over Numba's: {{torch_ratios}}. Which side wins a row
+#   depends on the machine: the project measures these ratios properly, many runs each,
+#   in `benchmarks/` (`python -m benchmarks.kernels`).
 
 # %%
+def ratio_list(numerator, denominator):
+    """'kernel: ratio' for every kernel timed by both implementations."""
+    return "; ".join(f"{size} {label.split(' ')[0]} {row[numerator] / row[denominator]:.2g}x"
+                     for (size, label), row in timings.items()
+                     if numerator in row and denominator in row)
+
+
+naive_gap = {label: row["naive"] / row["numpy"] for (size, label), row in timings.items()
+             if "naive" in row}
+record(naive_lo=min(naive_gap.values()), naive_lo_kernel=min(naive_gap, key=naive_gap.get),
+       naive_hi=max(naive_gap.values()), naive_hi_kernel=max(naive_gap, key=naive_gap.get),
+       numba_ratios=ratio_list("numpy", "numba"),
+       torch_ratios=(ratio_list("torch", "numba") if torch is not None
+                     else "not measured (PyTorch is not installed)"))
+
 fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
 colors = {"naive": "C3", "numpy": "C0", "numba": "C2", "torch": "C1"}
 for ax, size in zip(axes, CASES):
@@ -304,6 +326,7 @@ for ax, size in zip(axes, CASES):
     ax.invert_yaxis()
     ax.set_xscale("log")
     ax.set_xlabel("microseconds per call (log scale)")
+    ax.set_ylabel("kernel and shape")
     ax.set_title(f"{size} shapes" + (" (naive loops left out)" if size == "real" else ""),
                  fontsize=10)
     ax.grid(axis="x", which="major", alpha=0.4)
