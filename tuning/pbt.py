@@ -465,8 +465,12 @@ class Population:
 
 def final_trial(study, pbt: PBTSettings):
     """The result of the population: among each member's last completed interval, the
-    one with the lowest validation error (ties: the lower member)."""
+    one with the lowest validation error (ties: the lower member).  A member whose last
+    completed interval has no checkpoint any more (its later intervals all diverged, and
+    older checkpoints were deleted) does not take part."""
     latest = Population(study, pbt).latest()
+    if pbt.checkpoint_dir is not None and Path(pbt.checkpoint_dir).is_dir():
+        latest = [t for t in latest if checkpoint_path(pbt, t.number).exists()]
     if not latest:
         raise TuningError(f"study {study.study_name!r}: no member has completed an interval "
                           f"yet")
@@ -779,7 +783,9 @@ def run_population(study, objective, space_name: str, pbt: PBTSettings, seed: in
     def ended(frozen):
         if on_trial is not None:
             on_trial(frozen)
-        if frozen.state == TrialState.FAIL and is_interval(frozen):
+        # an interval that trained and failed is queued again at once (one that lost
+        # its claim is queued again by the worker loop itself)
+        if is_interval(frozen) and _counts_as_attempt(frozen):
             repair(study, pbt, key_of(frozen)[1], log)
 
     start_population(study, space_name, pbt, seed)

@@ -110,15 +110,14 @@ def plot_lineage(view, winner, path, title: str) -> Path:
     lost = [(g, m) for (m, g), t in finished.items() if t.state != TrialState.COMPLETE]
     if lost:
         ax.scatter([g for g, _ in lost], [m for _, m in lost], marker="x", color="0.5",
-                   zorder=2, label="diverged or given up")
-        ax.legend(loc="upper left", fontsize=7)
+                   zorder=2)
     from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("generation")
     ax.set_ylabel("member")
     ax.set_yticks(range(view.pbt.population))
-    ax.set_title(title + "\n(orange: a copy of a better member; red: the winner's ancestry)",
-                 fontsize=9)
+    ax.set_title(title + "\n(orange: a copy of a better member; red: the winner's ancestry; "
+                 "grey x: diverged or given up)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
