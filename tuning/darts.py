@@ -40,10 +40,8 @@ weight decay 1e-3, as in the paper; its learning rate is ``--arch-lr`` (the pape
 """
 from __future__ import annotations
 
-import json
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
