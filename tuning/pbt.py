@@ -645,7 +645,8 @@ class IntervalObjective:
     the study's seed (``interval_seed``); ``pbt``: with its ``checkpoint_dir``.  Stores
     ``config``, ``curve`` (per epoch: train_loss, val_loss, val_error, seconds, lr,
     lr_end), ``seconds``, ``stop_reason`` and ``n_params`` on the trial, as
-    ``tuning.objective`` does; a diverged interval ends PRUNED; an error ends FAIL
+    ``tuning.objective`` does, and ``cpu_seconds`` (this process's CPU time for the
+    interval: on a busy machine, what the interval would take alone on its threads); a diverged interval ends PRUNED; an error ends FAIL
     (``repair`` queues it again).  A trial that was not queued as an interval (the queue
     was empty) ends FAIL before training and stops the worker loop (``study.stop()``).
     """
@@ -698,7 +699,7 @@ class IntervalObjective:
                                          f"at epoch {epoch}")
             trial.report(record["val_error"], first_epoch + epoch)
 
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         stop_reason = "error"
         try:
             source = None if parent is None else checkpoint_path(self.pbt, parent)
@@ -728,6 +729,7 @@ class IntervalObjective:
         finally:
             trial.set_user_attr("curve", curve)
             trial.set_user_attr("seconds", time.perf_counter() - started)
+            trial.set_user_attr("cpu_seconds", time.process_time() - cpu_started)
             trial.set_user_attr("stop_reason", stop_reason)
 
     def _fit(self, model, optimizer, config, member, generation, report_epoch):
