@@ -410,8 +410,9 @@ def test_postgres_workers_survive_a_killed_worker(tmp_path, postgres_url, fashio
     complete = assert_lineage_complete(study, 4)
     dead = study.get_trials(deepcopy=False)[killed.number]
     assert dead.state == TrialState.FAIL
-    # Failed by Optuna's heartbeat (fail-stale would have set a stop_reason) ...
-    assert "worker died" not in dead.user_attrs.get("stop_reason", "")
+    # Failed by Optuna's heartbeat, which says why (fail-stale's reason says "is gone") ...
+    assert dead.user_attrs["stop_reason"] == (f"worker died: no heartbeat for 3s "
+                                              f"({socket.gethostname()} pid {victim.pid})")
     # ... and run again, once, with the same parameters, to completion.
     (retry,) = [t for t in complete if t.system_attrs.get("failed_trial") == killed.number]
     assert retry.params == killed.params
