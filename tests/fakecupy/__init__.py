@@ -6,7 +6,8 @@ through its ordinary path; the ``cuda_device`` fixture (``tests/fakecupy/fixture
 that for one test.  Nothing outside ``tests/`` can reach it.
 
 It implements the slice of CuPy's interface minidl uses, and CuPy's rules (each checked
-against CuPy's source, cupy/cupy at 6b6d9563c, cited as file:function):
+against CuPy's source: cupy/cupy v14.2.0, what the ``gpu`` extra installs, whose files
+cited here are unchanged on main at 6b6d9563c; cited as file:function):
 
 * ``ndarray.__array__`` raises ``TypeError('Implicit conversion to a NumPy array is not
   allowed. ...')`` (_core/core.pyx: __array__): ``np.asarray(device_array)`` fails.

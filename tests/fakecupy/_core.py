@@ -17,7 +17,7 @@ _NUMPY_DIR = os.path.dirname(np.__file__)
 # minidl.backend only passes transfers through: the line that asked is its caller's
 _BACKEND = os.path.join(os.path.dirname(os.path.dirname(_HERE)), "minidl", "backend.py")
 
-# CuPy's top-level functions that NumPy also has (cupy/__init__.py at 6b6d9563c).
+# CuPy's top-level functions that NumPy also has (cupy/__init__.py, v14.2.0).
 NAMES = frozenset("""
 abs absolute acos acosh add all allclose amax amin angle any append apply_along_axis arange
 arccos arccosh arcsin arcsinh arctan arctan2 arctanh argmax argmin argpartition argsort
