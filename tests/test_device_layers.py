@@ -7,6 +7,7 @@ import copy
 import numpy as np
 import pytest
 
+import fakecupy
 import minidl
 from fakecupy.checks import assert_close, assert_model_on_device, assert_on_device
 from fakecupy.fixture import cuda_device  # noqa: F401 - the fixture
@@ -174,6 +175,15 @@ def test_clip_grad_and_init_on_device(cuda_device):
         total_c = nn.utils.clip_grad_norm_(cpu, 1.5, norm_type)
         total_d = nn.utils.clip_grad_norm_(gpu, 1.5, norm_type)
         assert_close(total_d, total_c, f"total norm ({norm_type})")
+    # the two halves: no copy to the host
+    for norm_type in (2.0, "inf"):
+        total_c = nn.utils.get_total_norm([p.grad for p in cpu], norm_type)
+        with fakecupy.counting() as transfers:
+            total_d = nn.utils.get_total_norm([p.grad for p in gpu], norm_type)
+            nn.utils.clip_grads_with_norm_(gpu, 0.5, total_d)
+        nn.utils.clip_grads_with_norm_(cpu, 0.5, total_c)
+        assert transfers.events == []
+        assert_close(total_d, np.asarray(total_c), f"get_total_norm ({norm_type})")
     nn.utils.clip_grad_value_(cpu, 0.1)
     nn.utils.clip_grad_value_(gpu, 0.1)
     for p_d, p_c in zip(gpu, cpu):
@@ -187,3 +197,24 @@ def test_clip_grad_and_init_on_device(cuda_device):
         assert fill(w_d) is w_d
         assert_close(w_d, w_c, fill.__name__)
     assert_on_device("init", w_d)
+
+
+def test_clip_halves_match_torch(torch):
+    """``get_total_norm`` + ``clip_grads_with_norm_`` (what a training step on a GPU calls
+    to clip without a copy to the host) against torch's, float64."""
+    rng = np.random.default_rng(3)
+    grads = [rng.standard_normal((3, 4)) * 5, rng.standard_normal(4)]
+    for norm_type in (2.0, 1.0, "inf", 3.0):
+        ours = [nn.Parameter(np.zeros_like(g), g.copy()) for g in grads]
+        theirs = [torch.nn.Parameter(torch.zeros(g.shape, dtype=torch.float64)) for g in grads]
+        for t, g in zip(theirs, grads):
+            t.grad = torch.from_numpy(g.copy())
+        total = nn.utils.get_total_norm([p.grad for p in ours], norm_type)
+        total_t = torch.nn.utils.get_total_norm([t.grad for t in theirs], norm_type)
+        np.testing.assert_allclose(total, total_t.numpy(), rtol=1e-12)
+        nn.utils.clip_grads_with_norm_(ours, 1.5, total)
+        torch.nn.utils.clip_grads_with_norm_(theirs, 1.5, total_t)
+        for p, t in zip(ours, theirs):
+            np.testing.assert_allclose(p.grad, t.grad.numpy(), rtol=1e-12, atol=1e-15)
+    with pytest.raises(TypeError, match="expected total_norm to be a 0-d array"):
+        nn.utils.clip_grads_with_norm_(ours, 1.0, 3.0)

@@ -213,3 +213,13 @@ def test_save_and_load_device_weights(cuda_device, tmp_path):
     assert_close(out, cpu(x), "output of the reloaded device model")
     assert_close(gpu(cuda_device.asarray(x)), cpu(x), "output of the saved device model")
     assert host(out).shape == (5, 4)
+
+
+def test_summary_of_a_device_model(cuda_device):
+    minidl.manual_seed(0)
+    cpu = _model()
+    gpu = copy.deepcopy(cpu).to("cuda")
+    with fakecupy.counting() as transfers:
+        text = str(minidl.summary(gpu, (2, 1, 4, 4)))
+    assert text == str(minidl.summary(cpu, (2, 1, 4, 4)))
+    assert transfers.to_host() == [] and len(transfers.to_device()) == 1   # the probe input

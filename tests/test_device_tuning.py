@@ -67,7 +67,18 @@ def test_trial_of_every_space_on_device_equals_cpu(cuda_device, space, variant):
     for rec_d, rec_c in zip(curve_d, curve_c):
         for key in ("train_loss", "val_loss", "val_error", "lr", "lr_end"):
             assert rec_d[key] == pytest.approx(rec_c[key], rel=RTOL, abs=1e-12), key
-    assert transfers.to_host(), "the device path ran on the host"
+    # 2 epochs of 2 steps, 1 validation batch each: one loss per step and per validation
+    # batch, the correct answers once per epoch, and the hypergradient optimizers' rate
+    expected = {("float()", "minidl/kernels/loss.py"): 4 + 2, ("int()", "minidl/train.py"): 2}
+    config = SPACES[space].function(optuna.trial.FixedTrial(params))
+    if config["optimizer"] in ("Adam-HD", "SGD-HD"):
+        expected[("float()", "minidl/optim/hypergradient.py")] = \
+            4 if config["optimizer"] == "SGD-HD" else 3
+    copies = {}
+    for _, what, where in transfers.to_host():
+        key = (what, where.rsplit(":", 1)[0])
+        copies[key] = copies.get(key, 0) + 1
+    assert copies == expected
 
 
 def _cli(cli, *argv):

@@ -21,7 +21,7 @@ from __future__ import annotations
 from math import prod
 
 from minidl import nn
-from minidl.nn.utils import clip_grad_norm_
+from minidl.nn.utils import clip_grads_with_norm_, get_total_norm
 
 from .spaces import CELLS, IMAGE_SHAPE, NUM_CLASSES
 
@@ -30,7 +30,9 @@ class RNNClassifier(nn.Module):
 
     ``forward(x (N, 1, 28, 28)) -> logits (N, 10)``.  ``backward(dout)`` runs the
     layers' backward, then scales all gradients so their total 2-norm is at most
-    ``clip_norm`` (``nn.utils.clip_grad_norm_``; None: no clipping).
+    ``clip_norm`` (``nn.utils.clip_grad_norm_``'s two halves, ``get_total_norm`` and
+    ``clip_grads_with_norm_``: the norm is not needed as a Python float, so on a GPU it
+    stays there; None: no clipping).
     """
 
     def __init__(self, layers: nn.Sequential, clip_norm=None):
@@ -44,7 +46,10 @@ class RNNClassifier(nn.Module):
     def backward(self, dout):
         dx = self.layers.backward(dout)
         if self.clip_norm is not None:
-            clip_grad_norm_(self.parameters(), self.clip_norm)
+            params = list(self.parameters())
+            grads = [p.grad for p in params if p.grad is not None]
+            if grads:
+                clip_grads_with_norm_(params, self.clip_norm, get_total_norm(grads))
         return dx
 
     def _needs_input_grad_changed(self, value: bool) -> None:

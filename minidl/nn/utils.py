@@ -20,7 +20,7 @@ import numpy as np
 from .. import backend
 from .module import Parameter
 
-__all__ = ["clip_grad_norm_", "clip_grad_value_"]
+__all__ = ["clip_grad_norm_", "clip_grad_value_", "get_total_norm", "clip_grads_with_norm_"]
 
 
 def _grads(owner: str, parameters) -> list:
@@ -63,6 +63,79 @@ def _vector_norm(xp, g, p: float):
     return (a ** p).sum() ** (1 / p)
 
 
+def _total_norm(owner: str, grads: list, p: float, error_if_nonfinite: bool):
+    """The p-norm of the gradients' norms: a 0-d array of their module and common dtype."""
+    xp = backend.xp(grads[0])
+    dtype = np.result_type(*(g.dtype for g in grads))
+    norms = xp.stack([xp.asarray(_vector_norm(xp, g, p), dtype=dtype) for g in grads])
+    total = _vector_norm(xp, norms, p)
+    if error_if_nonfinite and not bool(xp.isfinite(total)):
+        raise RuntimeError(
+            f"{owner}: the total norm of order {p} of the gradients is non-finite "
+            f"({float(total)}), so it cannot be clipped; set error_if_nonfinite=False to "
+            f"scale the gradients by the non-finite norm anyway")
+    return total
+
+
+def _scale_to(grads: list, max_norm: float, total) -> None:
+    """``g *= min(max_norm / (total + 1e-6), 1)`` for every gradient, in ``total``'s dtype."""
+    xp, dtype = backend.xp(total), total.dtype
+    coef = xp.minimum(dtype.type(max_norm) / (total + dtype.type(1e-6)), dtype.type(1))
+    with np.errstate(invalid="ignore"):       # inf * 0 = NaN, as in torch
+        for g in grads:
+            g *= coef.astype(g.dtype)
+
+
+def _arrays(owner: str, tensors) -> list:
+    if hasattr(tensors, "shape") and hasattr(tensors, "dtype"):
+        return [tensors]
+    try:
+        arrays = list(tensors)
+    except TypeError:
+        raise TypeError(f"{owner}: expected an array or an iterable of arrays (such as the "
+                        f"parameters' gradients), got {type(tensors).__name__}") from None
+    for a in arrays:
+        if not (hasattr(a, "shape") and hasattr(a, "dtype")):
+            raise TypeError(f"{owner}: expected arrays, got a {type(a).__name__}")
+    return arrays
+
+
+def get_total_norm(tensors, norm_type=2.0, error_if_nonfinite: bool = False, foreach=None):
+    r"""The norm of the norms of ``tensors`` (arrays, such as gradients):
+    :math:`\big\| (\|g_1\|_p, \ldots, \|g_k\|_p) \big\|_p`.
+
+    Returns a 0-d array (a NumPy scalar on the host; on a GPU a CuPy array, which stays
+    there: nothing is copied to the host) in the arrays' common dtype; a float64 0 for no
+    arrays.  RuntimeError
+    for a non-finite norm when ``error_if_nonfinite``.  ``foreach`` is accepted and ignored.
+    Matches ``torch.nn.utils.get_total_norm``.
+    """
+    owner = "get_total_norm"
+    p = _number(owner, "norm_type", norm_type)
+    arrays = _arrays(owner, tensors)
+    if not arrays:
+        return np.zeros((), np.float64)
+    return _total_norm(owner, arrays, p, error_if_nonfinite)
+
+
+def clip_grads_with_norm_(parameters, max_norm, total_norm, foreach=None) -> None:
+    r"""Scale every gradient by :math:`\min\big(\text{max\_norm} / (\text{total\_norm} +
+    10^{-6}), 1\big)` in place, given the total norm (``get_total_norm``'s).
+
+    The factor is computed in ``total_norm``'s dtype and applied even when it is 1, as
+    torch does; NaN or inf totals scale by NaN or 0.  ``foreach`` is accepted and ignored.
+    Matches ``torch.nn.utils.clip_grads_with_norm_``.
+    """
+    owner = "clip_grads_with_norm_"
+    max_norm = _number(owner, "max_norm", max_norm)
+    if not (hasattr(total_norm, "dtype") and getattr(total_norm, "ndim", None) == 0):
+        raise TypeError(f"{owner}: expected total_norm to be a 0-d array (get_total_norm's), "
+                        f"got {type(total_norm).__name__}")
+    grads = _grads(owner, parameters)
+    if grads:
+        _scale_to(grads, max_norm, total_norm)
+
+
 def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite: bool = False,
                     foreach=None) -> float:
     r"""Scale all gradients together so that their total norm is at most ``max_norm``.
@@ -74,14 +147,17 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite: boo
 
     ``p = norm_type`` (``inf`` or ``"inf"``: the largest ``|g_ij|``).  The norm and the
     factor are computed in the gradients' dtype, and the factor is applied even when
-    it is 1, as torch does.
+    it is 1, as torch does: ``get_total_norm`` then ``clip_grads_with_norm_``.
 
     Returns the total norm *before* clipping, as a Python float (0.0 when no
     parameter has a gradient).  A non-finite total (a NaN or inf gradient) scales the
     gradients by NaN or 0, as in torch, unless ``error_if_nonfinite`` is True: then
     RuntimeError, with the gradients untouched.  ``foreach`` is accepted and ignored.
 
-    Matches ``torch.nn.utils.clip_grad_norm_``.  NOTE: torch returns a 0-dim tensor.
+    Matches ``torch.nn.utils.clip_grad_norm_``.  NOTE: torch returns a 0-dim tensor; the
+    float here is a copy to the host on a GPU, which a training step that ignores the
+    norm avoids by calling the two functions above (``tuning``'s recurrent classifier
+    does).
     """
     owner = "clip_grad_norm_"
     max_norm = _number(owner, "max_norm", max_norm)
@@ -89,19 +165,8 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite: boo
     grads = _grads(owner, parameters)
     if not grads:
         return 0.0
-    xp = backend.xp(grads[0])
-    dtype = np.result_type(*(g.dtype for g in grads))
-    norms = xp.stack([xp.asarray(_vector_norm(xp, g, p), dtype=dtype) for g in grads])
-    total = _vector_norm(xp, norms, p)
-    if error_if_nonfinite and not bool(xp.isfinite(total)):
-        raise RuntimeError(
-            f"{owner}: the total norm of order {p} of the gradients is non-finite "
-            f"({float(total)}), so it cannot be clipped; set error_if_nonfinite=False to "
-            f"scale the gradients by the non-finite norm anyway")
-    coef = xp.minimum(dtype.type(max_norm) / (total + dtype.type(1e-6)), dtype.type(1))
-    with np.errstate(invalid="ignore"):       # inf * 0 = NaN, as in torch
-        for g in grads:
-            g *= coef.astype(g.dtype)
+    total = _total_norm(owner, grads, p, error_if_nonfinite)
+    _scale_to(grads, max_norm, total)
     return float(total)
 
 
