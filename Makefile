@@ -8,7 +8,7 @@ PY      = $(VENV)/bin/python
 PIP     = $(VENV)/bin/pip
 TORCH  ?= torch==2.13.0
 
-.PHONY: tune test test-notorch venv venv-test data clean bench docs
+.PHONY: tune test test-notorch venv venv-test data clean bench docs soak
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,3 +62,10 @@ bench: venv-test
 
 clean:
 	rm -rf $(VENV) $(NOTORCH) studies .pytest_cache
+
+# Not in the test suite: 4 workers on a throwaway PostgreSQL for 10 minutes with random
+# SIGKILLs and one database restart, then exactly-the-budget / nothing lost or run twice /
+# every FAIL with a reason (benchmarks/soak.py; SOAK_ARGS="--minutes 1" for a quick proof).
+soak: venv-test
+	$(PY) -m minidl.data.fetch
+	$(PY) -m benchmarks.soak $(SOAK_ARGS)

@@ -107,7 +107,8 @@ def open_worker_storage(spec: str | None, study_name: str, heartbeat: int = HEAR
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             try:
                 return WorkerRDBStorage(
-                    spec, heartbeat_interval=int(heartbeat),
+                    spec, engine_kwargs={"pool_pre_ping": True},
+                    heartbeat_interval=int(heartbeat),
                     grace_period=GRACE_FACTOR * int(heartbeat),
                     heartbeat_stale_trial_callback=retry_callback())
             except ImportError as exc:
@@ -121,7 +122,12 @@ _FINISHED_WRITE = threading.local()  # set while WorkerRDBStorage writes a faile
 
 
 class WorkerRDBStorage(optuna.storages.RDBStorage):
-    """Optuna's RDB storage as workers open it, with two changes.
+    """Optuna's RDB storage as workers open it (``open_worker_storage``), with three
+    changes.
+
+    - Its connections are tested before use (SQLAlchemy's ``pool_pre_ping``), so a
+      database that was restarted between two calls is reconnected to, where a pooled
+      connection to the old server would fail the next call.
 
     - Its heartbeat outlives a short database outage (a restart): a beat that fails is
       skipped (``heartbeat_error`` keeps why) and the next one tried, where Optuna's
