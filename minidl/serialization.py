@@ -288,7 +288,8 @@ def _fit_problems(model, entries: dict, path: str) -> list:
     an integer entry for a parameter), then every missing key, unexpected key and shape
     mismatch, as ``Module.load_state_dict`` names them, with each entry's size.
     """
-    own = model.state_dict()
+    # the entries themselves, not state_dict(): a device model's would be copied to the host
+    own = {key: array for key, _, _, array, _ in model._state_entries()}
     for key, entry in entries.items():
         want = own[key].dtype.kind if key in own else None
         if want == "f" and entry.dtype.kind != "f":

@@ -111,10 +111,6 @@ def test_tuning_run_device_cuda(cuda_device, cli, space):
 
 
 @pytest.mark.usefixtures("fashion_mnist")
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-    "the stand-in caught tuning/results.py: predict, which hands the device model host "
-    "images and calls np.asarray on device logits; it needs the batches moved with "
-    "backend.asarray_like and the predictions brought back with backend.to_numpy"))
 def test_retrain_device_cuda_and_load_model(cuda_device, tmp_path):
     from tuning import load_model
     from tuning.retrain import retrain_params

@@ -40,9 +40,16 @@ RETRAIN_FILES = ("model.npz", "result.json", "confusion_matrix.png", "misclassif
 
 def predict(model, x, batch_size: int = 1000) -> np.ndarray:
     """The predicted class (argmax of the logits) of every sample of ``x``, in eval mode."""
+    from minidl import backend  # noqa: PLC0415
+
+    ref = next(iter(model.parameters()), None)
     model.eval()
-    return np.concatenate([np.asarray(model(x[i:i + batch_size])).argmax(axis=1)
-                           for i in range(0, len(x), batch_size)])
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = x[i:i + batch_size]
+        logits = model(xb if ref is None else backend.asarray_like(xb, ref.data))
+        out.append(backend.to_numpy(logits.argmax(axis=1)))
+    return np.concatenate(out)
 
 
 def confusion_matrix(y_true, y_pred, n_classes: int) -> np.ndarray:
