@@ -207,7 +207,7 @@ def cells_table(summary: dict) -> str:
     """Every cell of a task: what each run did and how long it took."""
     headers = ["method", "seed", "trials (pruned)", "work", "stop", "best val. error",
                "test acc.", "search wall", "search CPU", "retrain wall", "load start -> end",
-               "host", "finished"]
+               "host, commit", "finished"]
     rows = []
     order = {m: i for i, m in enumerate(_ordered_methods(summary["cells"]))}
     for c in sorted(summary["cells"], key=lambda c: (order[c["method"]], c["seed"])):
@@ -221,7 +221,8 @@ def cells_table(summary: dict) -> str:
                      "—" if c["seconds"]["retrain"] is None
                      else f"{c['seconds']['retrain']:.1f} s",
                      f"{c['load_average']['start'][0]:.2f} -> {c['load_average']['end'][0]:.2f}",
-                     c["machine"]["host"], c["finished"]])
+                     f"{c['machine']['host']}, {c['machine']['minidl_commit']}",
+                     c["finished"]])
     return markdown_table(headers, rows)
 
 
@@ -296,9 +297,12 @@ def anytime_picture(task: str, summary: dict, path: Path) -> Path:
 
 def markdown(summaries: dict, machine: dict, command: str, skipped: dict,
              picture_names: dict) -> str:
-    lines = ["# Search methods side by side, on the same budget of work", "",
-             f"Command: `{command}`", "", machine_markdown(machine), ""]
     cells = [c for s in summaries.values() for c in s["cells"]]
+    made_by = sorted({c["command"] for c in cells if c.get("command")})
+    lines = ["# Search methods side by side, on the same budget of work", "",
+             "Cells made by: " + "; ".join(f"`{c}`" for c in made_by) + ".", "",
+             f"This report: `{command}`, built on this machine (each cell records its own "
+             f"host, commit and load: see *every cell*):", "", machine_markdown(machine), ""]
     if cells:
         starts = [c["load_average"]["start"][0] for c in cells]
         ends = [c["load_average"]["end"][0] for c in cells]
