@@ -45,12 +45,19 @@ class _TimesSummary:
     """Prints each notebook's execution time at the end of the run."""
 
     def pytest_terminal_summary(self, terminalreporter):
-        if not TIMES:
+        if not TIMES and not CHECK_TIMES:
             return
         terminalreporter.section("tutorial notebooks (executed on small data)")
         for name, seconds in TIMES.items():
             terminalreporter.write_line(f"{name}: {seconds:.1f} s")
-        terminalreporter.write_line(f"all {len(TIMES)} together: {sum(TIMES.values()):.1f} s")
+        if TIMES:
+            terminalreporter.write_line(f"all {len(TIMES)} together: "
+                                        f"{sum(TIMES.values()):.1f} s")
+        if CHECK_TIMES:
+            terminalreporter.write_line(
+                f"exercise checks of {len(CHECK_TIMES)} notebooks (solution, wrong answers, "
+                f"empty stub): {sum(CHECK_TIMES.values()):.1f} s; notebooks and checks "
+                f"together: {sum(TIMES.values()) + sum(CHECK_TIMES.values()):.1f} s")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -230,3 +237,61 @@ def test_show_raises_on_a_broken_figure(plt, monkeypatch):
     plt.subplots(1, 2)
     with pytest.raises(FigureRuleError, match="no title"):
         plt.show()
+
+
+# -- exercises (tutorial.exNN checks, solutions/exNN.py) -----------------------------------
+CHECK_TIMES: dict[str, float] = {}
+
+
+def _exercise_modules(source):
+    """The notebook's check module and its solutions module."""
+    import importlib
+    number = source.stem[:2]
+    checks = importlib.import_module(f"tutorial.ex{number}")
+    path = TUTORIALS / "solutions" / f"ex{number}.py"
+    spec = importlib.util.spec_from_file_location(f"minidl_tutorial_solutions_{number}", path)
+    solutions = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(solutions)
+    return checks, solutions
+
+
+def _not_written(*args, **kwargs):
+    raise NotImplementedError
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_every_notebook_ends_with_exercises_that_call_its_checks(source):
+    checks, solutions = _exercise_modules(source)
+    assert 2 <= len(checks.__all__) <= 3, f"ex{source.stem[:2]}: expected 2 or 3 checks"
+    cells = build.parse_cells(source.read_text(), source.name)
+    headings = [i for i, (kind, text) in enumerate(cells)
+                if kind == "markdown" and text.startswith("## Exercises")]
+    assert headings, f"{source.name} has no '## Exercises' section"
+    after = "\n".join(text for kind, text in cells[headings[-1]:] if kind == "code")
+    for name in checks.__all__:
+        assert f"{name}(" in after, f"{source.name}: the exercises never call {name}"
+    later_sections = [text for kind, text in cells[headings[-1] + 1:]
+                      if kind == "markdown" and text.startswith("## ")]
+    assert not later_sections, f"{source.name}: the exercises must come last"
+    assert sorted(solutions.SOLUTIONS) == sorted(checks.__all__), (
+        f"solutions/ex{source.stem[:2]}.py must solve exactly the checks of tutorial/ex"
+        f"{source.stem[:2]}.py")
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_exercise_checks_pass_the_solution_and_reject_wrong_answers(source):
+    checks, solutions = _exercise_modules(source)
+    t0 = time.perf_counter()
+    for name in checks.__all__:
+        check = getattr(checks, name)
+        solution, wrong_answers = solutions.SOLUTIONS[name]
+        result = check(solution)
+        assert result.passed, f"{name} rejects the reference solution: {result}"
+        assert wrong_answers, f"{name}: no deliberately wrong answer to reject"
+        for wrong in wrong_answers:
+            result = check(wrong)
+            assert not result.passed, f"{name} accepts the wrong answer {wrong.__name__}"
+            assert result.message, f"{name} rejects {wrong.__name__} without saying why"
+        result = check(_not_written)
+        assert not result.passed and "not written yet" in result.message, result
+    CHECK_TIMES[source.stem] = time.perf_counter() - t0

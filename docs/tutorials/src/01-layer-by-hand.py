@@ -285,4 +285,48 @@ record(accuracy=history.epochs[-1]["val_accuracy"], change=change,
 #
 # **Try it:** set the bias gradient back to the sum in `BrokenLinear` and rerun gradcheck;
 # change `lr` in `fit` to 0.1 or 0.001 and see how the rows change.
+
+# %% [markdown]
+# ## Exercises
+#
+# Fill in each function, run its cell, and read what the check says: it runs your function
+# beside minidl's own implementation and names what differs. (Worked solutions are in
+# `docs/tutorials/solutions/ex01.py`; try first.)
+#
+# **1. Forward.** Return $y = x W^T + b$ for `x` $(N, D)$, `W` $(O, D)$, `b` $(O,)$.
+
+# %%
+from tutorial.ex01 import check_linear_forward, check_linear_backward, check_central_difference
+
+
+def linear_forward(x, W, b):
+    raise NotImplementedError          # your code here
+
+
+check_linear_forward(linear_forward)
+
+# %% [markdown]
+# **2. Backward.** Given `dout` $= \partial L/\partial y$, return the tuple
+# `(dx, dW, db)`.
+
+# %%
+def linear_backward(x, W, dout):
+    raise NotImplementedError          # your code here
+
+
+check_linear_backward(linear_backward)
+
+# %% [markdown]
+# **3. Finite differences.** Return the gradient of the scalar function `f` at the array
+# `x`, one central difference $(f(x + \epsilon e_i) - f(x - \epsilon e_i))/2\epsilon$ per
+# entry (nudge the entry in place, and put it back).
+
+# %%
+def central_difference(f, x, eps):
+    raise NotImplementedError          # your code here
+
+
+check_central_difference(central_difference)
+
+# %% [markdown]
 # Next: [2. Convolution as im2col](02-convolution-im2col.ipynb).

@@ -287,4 +287,50 @@ plt.show()
 # %% [markdown]
 # **Try it:** use `stride=2` in the tiny im2col example and count the columns; replace the
 # blur by your own filter; train with `nn.Conv2d(1, 16, 3, ...)` and compare the filters.
+
+# %% [markdown]
+# ## Exercises
+#
+# Fill in each function, run its cell, and read what the check says: it runs your function
+# beside minidl's own implementation and names what differs. (Worked solutions are in
+# `docs/tutorials/solutions/ex02.py`; try first.)
+#
+# **1. im2col of one image.** For `x` of shape $(C, H, W)$, a $k \times k$ filter,
+# `stride` and zero padding `pad`, return the $(C k^2, H_{out} W_{out})$ matrix whose row
+# $(c k + i) k + j$ holds tap $(c, i, j)$ of every output position.
+
+# %%
+from tutorial.ex02 import check_im2col, check_col2im, check_conv2d_forward
+
+
+def im2col(x, k, stride, pad):
+    raise NotImplementedError          # your code here
+
+
+check_im2col(im2col)
+
+# %% [markdown]
+# **2. col2im.** The adjoint: given such a matrix `cols` and the image's `shape`
+# $(C, H, W)$, add every entry back to the pixel it was copied from.
+
+# %%
+def col2im(cols, shape, k, stride, pad):
+    raise NotImplementedError          # your code here
+
+
+check_col2im(col2im)
+
+# %% [markdown]
+# **3. A convolution as one product per image.** For a batch `x` $(N, C, H, W)$, `weight`
+# $(O, C, k, k)$ and `bias` $(O,)$, return the $(N, O, H_{out}, W_{out})$ output using your
+# `im2col` and a matrix product.
+
+# %%
+def conv2d_forward(x, weight, bias, stride, pad):
+    raise NotImplementedError          # your code here
+
+
+check_conv2d_forward(conv2d_forward)
+
+# %% [markdown]
 # Next: [3. Pooling, dropout and the loss](03-pooling-dropout-loss.ipynb).

@@ -352,4 +352,51 @@ plt.show()
 # %% [markdown]
 # **Try it:** pool with `nn.MaxPool2d(3, stride=2)` and count the windows each pixel wins;
 # set `p=0.9` and look at the dropout draws; feed `z * 100` to the naive softmax.
+
+# %% [markdown]
+# ## Exercises
+#
+# Fill in each function, run its cell, and read what the check says: it runs your function
+# beside minidl's own implementation and names what differs. (Worked solutions are in
+# `docs/tutorials/solutions/ex03.py`; try first.)
+#
+# **1. Max-pool backward.** `idx` holds, for every output of a max pooling, the flat
+# position $h W + w$ of its winner in the input (per image and channel). Return
+# $\partial L/\partial x$ of shape `input_shape` for the output gradient `dout`; the
+# check uses overlapping windows.
+
+# %%
+from tutorial.ex03 import check_max_pool_backward, check_dropout_forward, check_cross_entropy
+
+
+def max_pool_backward(dout, idx, input_shape):
+    raise NotImplementedError          # your code here
+
+
+check_max_pool_backward(max_pool_backward)
+
+# %% [markdown]
+# **2. Inverted dropout.** Given the 0/1 `mask` of the kept entries and the drop
+# probability `p`, return the training-mode output.
+
+# %%
+def dropout_forward(x, mask, p):
+    raise NotImplementedError          # your code here
+
+
+check_dropout_forward(dropout_forward)
+
+# %% [markdown]
+# **3. The stable loss and its gradient.** Return `(loss, dlogits)`: the mean softmax
+# cross-entropy of `logits` $(N, C)$ for integer `targets`, and its gradient. The check
+# feeds scores near 1000.
+
+# %%
+def cross_entropy(logits, targets):
+    raise NotImplementedError          # your code here
+
+
+check_cross_entropy(cross_entropy)
+
+# %% [markdown]
 # Next: [4. Optimizers](04-optimizers.ipynb).

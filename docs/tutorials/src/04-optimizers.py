@@ -657,3 +657,36 @@ plt.show()
 # - Set `momentum=0.99` and see the spiral on the quadratic grow.
 # - On the MLP, give Adam `lr=1e-2` and SGD `lr=1e-3`: which one suffers more?
 # - Tutorial 5 lets Optuna choose the optimizer, the rate and the batch size for you.
+
+# %% [markdown]
+# ## Exercises
+#
+# Fill in each function, run its cell, and read what the check says: it runs your function
+# beside minidl's own implementation and names what differs. (Worked solutions are in
+# `docs/tutorials/solutions/ex04.py`; try first.)
+#
+# **1. SGD with momentum.** One step of SGD with heavy-ball or Nesterov momentum (the
+# table above): return the new `theta` and the new buffer `buf` (it starts at zeros).
+
+# %%
+from tutorial.ex04 import check_sgd_step, check_adam_step
+
+
+def sgd_step(theta, grad, buf, lr, momentum, nesterov):
+    raise NotImplementedError          # your code here
+
+
+check_sgd_step(sgd_step)
+
+# %% [markdown]
+# **2. Adam.** One Adam step at step number `t` (from 1): return `(theta, m, v)`.
+
+# %%
+def adam_step(theta, grad, m, v, t, lr, beta1, beta2, eps):
+    raise NotImplementedError          # your code here
+
+
+check_adam_step(adam_step)
+
+# %% [markdown]
+# Next: [5. The lab's study](05-lab-study.ipynb).

@@ -534,3 +534,39 @@ plt.show()
 #   optimization histories.
 # - Use `optuna.pruners.NopPruner()` and compare the total time with the time above.
 # - Add a second hidden layer to `NNet` with its own `suggest_int`, as the lab's task 1 asks.
+
+# %% [markdown]
+# ## Exercises
+#
+# Fill in each function, run its cell, and read what the check says: it runs your function
+# beside minidl's own implementation and names what differs. (Worked solutions are in
+# `docs/tutorials/solutions/ex05.py`; try first.)
+#
+# **1. The median rule.** `values` maps each epoch $1..$`step` to the running trial's
+# validation error; `others` lists the study's other trials as `(state, {epoch: error})`
+# with state `"complete"` or `"pruned"`. Return whether Optuna's `MedianPruner` (no
+# start-up or warm-up) would prune the trial at `step`.
+
+# %%
+from tutorial.ex05 import check_should_prune, check_confusion_matrix
+
+
+def should_prune(values, others, step):
+    raise NotImplementedError          # your code here
+
+
+check_should_prune(should_prune)
+
+# %% [markdown]
+# **2. The confusion matrix.** Return the `n` x `n` matrix whose entry $(t, p)$ counts the
+# samples of true class $t$ predicted as $p$.
+
+# %%
+def confusion_matrix(y_true, y_pred, n):
+    raise NotImplementedError          # your code here
+
+
+check_confusion_matrix(confusion_matrix)
+
+# %% [markdown]
+# Next: [6. Kernels and speed](06-kernels-and-speed.ipynb).

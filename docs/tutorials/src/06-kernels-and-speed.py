@@ -374,3 +374,40 @@ for (size, label), row in timings.items():
 #   difference is the cost of the dispatch.
 # - Add average pooling (`naive.avg_pool2d_forward_naive`, `kernels.avg_pool2d_forward_reference`,
 #   `kernels.avg_pool2d_forward_numba`, `F.avg_pool2d`).
+
+# %% [markdown]
+# ## Exercises
+#
+# Fill in each function, run its cell, and read what the check says: it runs your function
+# beside minidl's own implementation and names what differs. (Worked solutions are in
+# `docs/tutorials/solutions/ex06.py`; try first.)
+#
+# **1. Max pooling without loops over positions.** For `x` $(N, C, H, W)$ and
+# $k \times k$ windows with stride $k$, return `(out, idx)` as minidl's kernels do: the
+# first maximum in row-major order wins ties, and `idx` is the flat position $h W + w$ of
+# the winner in the image. Use NumPy (reshape the windows into an axis, then `argmax`).
+
+# %%
+from tutorial.ex06 import check_max_pool_forward, check_matmul_blocked
+
+
+def max_pool_forward(x, k):
+    raise NotImplementedError          # your code here
+
+
+check_max_pool_forward(max_pool_forward)
+
+# %% [markdown]
+# **2. A blocked matrix product.** Return `a @ b` computed tile by tile, as a GEMM
+# kernel does: loop over `tile` x `tile` blocks of the result and accumulate the products
+# of the matching blocks of `a` and `b`. The sizes need not be multiples of `tile`.
+
+# %%
+def matmul_blocked(a, b, tile):
+    raise NotImplementedError          # your code here
+
+
+check_matmul_blocked(matmul_blocked)
+
+# %% [markdown]
+# Next: [7. A network by hand](07-network-by-hand.ipynb).
