@@ -1161,7 +1161,7 @@ def render(args, info, info_end, uptimes, limits_raw, limits, rows) -> str:
     out += ["", "## Per operation", "",
             "Bound per operation with what sets it (*compute*, a level's *bandwidth*, or "
             "*latency*) and the thread count it assumes; each framework's median time and "
-            "its multiple of the bound. Indented rows are parts of a recurrent layer "
+            "its multiple of the bound. Rows marked ↳ are parts of a recurrent layer "
             "(bound only, or minidl's own kernels timed inside the layer). *instrumented "
             "step* is the sum as timed operation by operation, beside the plain step.", ""]
     for r in rows:
@@ -1169,7 +1169,8 @@ def render(args, info, info_end, uptimes, limits_raw, limits, rows) -> str:
                 f"({'CPU time' if r['clock'] == 'cpu' else 'wall clock'})", ""]
         orow = []
         for o in r["ops"]:
-            orow.append([o["op"], common.fmt_num(o["flops"] / 1e6), common.fmt_num(o["bytes"] / 1e6),
+            label = f"↳ {o['op']}" if "part_of" in o else o["op"]
+            orow.append([label, common.fmt_num(o["flops"] / 1e6), common.fmt_num(o["bytes"] / 1e6),
                          common.fmt_num(o["intensity"], 2) if o["intensity"] else "—",
                          _us(o["bound_s"]),
                          f"{o['limited_by']} ({o['bound_threads']}t)",
@@ -1279,9 +1280,17 @@ def main(argv=None) -> int:
     parser.add_argument("--peak-threads", type=int, nargs="+", help=argparse_suppress())
     parser.add_argument("--peak-repeats", type=int, help=argparse_suppress())
     parser.add_argument("--peak-seconds", type=float, help=argparse_suppress())
+    parser.add_argument("--replot", action="store_true",
+                        help="measure nothing: write the Markdown and the pictures again "
+                             "from OUT/roofline.json")
     args = common.parse_args(parser, argv, "benchmarks.roofline")
     if args is None:
         return common.parse_args.code
+    if args.replot:
+        payload = json.loads((Path(args.out) / "roofline.json").read_text())
+        for p in write_report(Path(args.out), payload):
+            print(f"wrote {p}", file=sys.stderr)
+        return 0
     if args.peak_worker:
         print(json.dumps(peak_worker(args.peak_worker, args.peak_threads, args.peak_repeats,
                                      args.peak_seconds)))
@@ -1348,27 +1357,38 @@ def main(argv=None) -> int:
 
     rows = build_rows(models_ops, measured, limits, args.threads)
     info_end = common.machine_info(with_torch=False)
-    uptime_end = _uptime()
-    md = render(args, info, info_end, (uptime_start, uptime_end), limits_raw, limits, rows)
-    out = Path(args.out)
-    charts = [roofline_chart(out / f"roofline_{name}.png", name, rows, limits)
-              for name in args.models]
     payload = {"machine": info,
                "machine_end": {"load_average": info_end["load_average"],
                                "busy_processes": info_end["busy_processes"]},
-               "uptime": {"before": uptime_start, "after": uptime_end},
+               "uptime": {"before": uptime_start, "after": _uptime()},
                "settings": {k: (str(v) if isinstance(v, Path) else v)
                             for k, v in vars(args).items() if not k.startswith("peak_")},
                "limits": limits_raw, "bound_limits": limits,
-               "models": {name: {k: v for k, v in mo.items()} for name, mo in models_ops.items()},
+               "models": models_ops,
                "measured": [{"model": name, "threads": threads, **m}
                             for (name, threads), m in measured.items()],
                "rows": rows, "seconds": time.perf_counter() - t_start}
-    paths = [common.write_json(out, "roofline", payload), common.write_markdown(out, "roofline", md)]
-    for p in paths + charts:
+    paths = [common.write_json(args.out, "roofline", payload)]
+    paths += write_report(Path(args.out), json.loads(paths[0].read_text()))
+    for p in paths:
         log(f"wrote {p}")
-    print(md)
     return 0
+
+
+def write_report(out: Path, payload: dict) -> list[Path]:
+    """``roofline.md`` and one ``roofline_<model>.png`` per model, from the JSON payload
+    (as written: thread counts are string keys there)."""
+    import argparse
+    args = argparse.Namespace(**payload["settings"])
+    limits = dict(payload["bound_limits"])
+    limits["threads"] = {int(k): v for k, v in limits["threads"].items()}
+    md = render(args, payload["machine"], payload["machine_end"],
+                (payload["uptime"]["before"], payload["uptime"]["after"]),
+                payload["limits"], limits, payload["rows"])
+    paths = [common.write_markdown(out, "roofline", md)]
+    paths += [roofline_chart(out / f"roofline_{name}.png", name, payload["rows"], limits)
+              for name in args.models]
+    return paths
 
 
 def argparse_suppress():

@@ -245,6 +245,17 @@ def test_quick_rows_are_measured_over_bound(quick_run):
         assert (out / f"roofline_{name}.png").stat().st_size > 10_000
 
 
+def test_replot_writes_the_same_report(quick_run, tmp_path):
+    out, _ = quick_run
+    first = (out / "roofline.md").read_text()
+    (out / "roofline.md").unlink()
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.roofline", "--replot", "--out",
+                           str(out)], cwd=str(REPO), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "roofline.md").read_text() == first
+
+
 def test_quick_with_torch(quick_run, torch):
     _, data = quick_run
     assert data["rows"] and all("torch" in r for r in data["rows"])
