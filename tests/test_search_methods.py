@@ -277,3 +277,31 @@ def test_quick_fills_every_cell_a_rerun_skips_them(fashion_mnist, tmp_path):
     assert proc.stdout.count("retraining trial") == sum(
         json.loads(cell_path(out, *c).read_text())["best"] is not None for c in expected
         if c[1] != "pbt")
+
+
+def test_a_failing_cell_is_not_saved_and_the_others_go_on(tmp_path, monkeypatch):
+    import minidl
+    from benchmarks.search_methods import cli
+
+    threads = minidl.get_num_threads()      # fill sets --threads for the process
+
+    def fake_run_cell(method, settings, seed, log):
+        if method.name == "qmc":
+            raise RuntimeError("boom")
+        return {"settings": settings.to_dict(), "best": None, "retrain": None, "trials": [],
+                "work": 0, "seconds": {"search": 0.0, "retrain": None},
+                "load_average": {"start": [0.0], "end": [0.0]}}
+
+    monkeypatch.setattr(cli, "run_cell", fake_run_cell)
+    args = build_parser().parse_args(["--quick", "--tasks", "lab-mlp", "--methods", "random",
+                                      "qmc", "tpe", "--seeds", "0"])
+    lines = []
+    try:
+        out = cli.fill(args, tmp_path, "test", log=lines.append)
+    finally:
+        minidl.set_num_threads(threads)
+    assert out["counts"] == {"ran": 2, "done before": 0, "held by another process": 0,
+                             "failed": 1}
+    assert any("qmc seed 0 FAILED" in line and "boom" in line for line in lines)
+    saved = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.glob("cells/*/*/*"))
+    assert saved == ["cells/lab-mlp/random/seed0.json", "cells/lab-mlp/tpe/seed0.json"]

@@ -6,6 +6,7 @@ import signal
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 from tuning.errors import WorkerInterrupted
@@ -100,7 +101,7 @@ def fill(args, results: Path, command: str, log=print) -> dict:
         log(f"skipping method {name}: {why}")
     settings = {t: RunSettings.for_task(t, args.budget, args.threads, args.quick)
                 for t in args.tasks}
-    counts = {"ran": 0, "done before": 0, "held by another process": 0}
+    counts = {"ran": 0, "done before": 0, "held by another process": 0, "failed": 0}
     t0 = time.perf_counter()
     for k, (seed, task, method) in enumerate(cells, start=1):
         path = cell_path(results, task, method.name, seed)
@@ -122,7 +123,15 @@ def fill(args, results: Path, command: str, log=print) -> dict:
             log(f"cell {k}/{len(cells)}: {task} {method.name} seed {seed}: budget "
                 f"{s.budget_images:,} images ({s.budget_images / s.full_trial:g} trials of "
                 f"{s.epochs} epochs x {s.train_size:,}) [{time.perf_counter() - t0:.0f} s]")
-            cell = run_cell(method, s, seed, log=log)
+            try:
+                cell = run_cell(method, s, seed, log=log)
+            except (KeyboardInterrupt, WorkerInterrupted):
+                raise
+            except Exception:    # one method's failure does not stop the others' cells
+                log(f"cell {k}/{len(cells)}: {task} {method.name} seed {seed} FAILED (not "
+                    f"saved; a rerun tries it again):\n{traceback.format_exc()}")
+                counts["failed"] += 1
+                continue
             cell["command"] = command
             save_cell(path, cell)
             counts["ran"] += 1
@@ -138,7 +147,8 @@ def fill(args, results: Path, command: str, log=print) -> dict:
         finally:
             release(path)
     log(f"cells: {counts['ran']} run, {counts['done before']} done before, "
-        f"{counts['held by another process']} held by another process")
+        f"{counts['held by another process']} held by another process"
+        + (f", {counts['failed']} FAILED" if counts["failed"] else ""))
     return {"counts": counts, "skipped": skipped}
 
 
@@ -182,7 +192,8 @@ def main(argv=None) -> int:
     if not args.report_only:
         previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
         try:
-            skipped = fill(args, results, command, log)["skipped"]
+            filled = fill(args, results, command, log)
+            skipped = filled["skipped"]
         except (KeyboardInterrupt, WorkerInterrupted):
             log("interrupted: the finished cells are saved; run the same command to continue")
             return 130
@@ -195,4 +206,4 @@ def main(argv=None) -> int:
     except ValueError as exc:      # cells made with other settings in one folder
         print(f"search_methods: {exc}", file=sys.stderr)
         return 2
-    return 0
+    return 1 if not args.report_only and filled["counts"]["failed"] else 0
