@@ -27,8 +27,12 @@ and puts both frameworks against it.
   (Numba's OpenMP layer, ``minidl.threads``) -- the least a step of a recurrent loop
   split over threads costs, since each step waits for the previous one.
 
-Every limit is the best of its repeats (other processes only ever slow a sample down);
-medians are recorded beside them.
+Rates are per CPU second of the thread doing the work (``time.thread_time``: time other
+processes held the core is not counted; the wall-clock rates are recorded beside), and
+every limit is the best of its repeats; medians are recorded beside them.  On all cores
+the rate is the sum of the threads' rates: on a loaded machine the threads may not all
+run at once, so for shared levels (L3, memory) that sum can overstate what they deliver
+together -- the bound is then lower, still a lower bound.
 
 **2. A lower bound on each training step**, from its operations (``model_ops``): each
 operation's time is at least ``max(flops / peak, bytes / bandwidth, syncs x latency)``,
@@ -63,10 +67,14 @@ each layer's forward call is timed; its backward is the time between the autogra
 hooks on consecutive layer outputs (a hook on a tensor fires just before the gradient
 function that made it runs), so one ``loss.backward()`` runs as usual.  For minidl's
 recurrent layers, the loop's own kernels (``minidl.kernels.rnn``) are timed too.
-Multiples are measured time / bound: 1.0 would be the machine's limit.
+Clock: on one thread the worker's CPU time (all the work runs on the calling thread, so
+it is the time the work held a core, whatever other processes did), on more the wall
+clock; both are recorded.  Multiples are measured time / bound: 1.0 would be the
+machine's limit.  ``--replot`` writes the report again from the JSON.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -1276,10 +1284,10 @@ def main(argv=None) -> int:
                         help="samples per machine limit (the best is used)")
     parser.add_argument("--no-torch", action="store_true", help="measure minidl alone")
     # internal: one vector route's peak in a fresh process
-    parser.add_argument("--peak-worker", choices=list(ROUTES), help=argparse_suppress())
-    parser.add_argument("--peak-threads", type=int, nargs="+", help=argparse_suppress())
-    parser.add_argument("--peak-repeats", type=int, help=argparse_suppress())
-    parser.add_argument("--peak-seconds", type=float, help=argparse_suppress())
+    parser.add_argument("--peak-worker", choices=list(ROUTES), help=argparse.SUPPRESS)
+    parser.add_argument("--peak-threads", type=int, nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--peak-repeats", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--peak-seconds", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--replot", action="store_true",
                         help="measure nothing: write the Markdown and the pictures again "
                              "from OUT/roofline.json")
@@ -1378,7 +1386,6 @@ def main(argv=None) -> int:
 def write_report(out: Path, payload: dict) -> list[Path]:
     """``roofline.md`` and one ``roofline_<model>.png`` per model, from the JSON payload
     (as written: thread counts are string keys there)."""
-    import argparse
     args = argparse.Namespace(**payload["settings"])
     limits = dict(payload["bound_limits"])
     limits["threads"] = {int(k): v for k, v in limits["threads"].items()}
@@ -1389,11 +1396,6 @@ def write_report(out: Path, payload: dict) -> list[Path]:
     paths += [roofline_chart(out / f"roofline_{name}.png", name, payload["rows"], limits)
               for name in args.models]
     return paths
-
-
-def argparse_suppress():
-    import argparse
-    return argparse.SUPPRESS
 
 
 if __name__ == "__main__":
