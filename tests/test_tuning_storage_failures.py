@@ -331,3 +331,109 @@ def test_the_proxy_listens_without_sharing_its_port(tmp_path):
             make_server(storage, "127.0.0.1", port)
     finally:
         server.stop(0).wait(10)
+
+
+# -- how a failure is recognised and worded: exact strings -----------------------------------
+
+def _chained(top, *causes):
+    """``top`` raised while handling ``causes[0]``, itself raised while handling ..."""
+    exc = top
+    for cause in causes:
+        exc.__context__ = cause
+        exc = cause
+    return top
+
+
+def test_storage_failure_finds_the_driver_error_behind_optunas():
+    import sqlalchemy
+    from tuning.errors import StorageFailedError
+    driver = sqlalchemy.exc.OperationalError(
+        "SELECT 1", {}, Exception('connection to server at "h", port 1 failed: Connection '
+                                  'refused\n\tIs the server running?'))
+    exc = _chained(UnboundLocalError("updated_state"), ValueError("unrelated"), driver)
+    url = "postgresql+psycopg2://u:Kq7Zv/Wm3@h:1/db"
+    failure = storage_mod.storage_failure(exc, storage_mod.show_url(url), url)
+    assert type(failure) is StorageFailedError
+    assert str(failure) == (
+        'the storage postgresql+psycopg2://u:***@h:1/db failed: connection to server at "h", '
+        'port 1 failed: Connection refused. The run stopped; the trials finished before are '
+        'kept there (run the command again once the storage works; --debug shows the '
+        'traceback)')
+
+
+def test_storage_failure_takes_our_errors_and_nothing_else():
+    from tuning.errors import JournalDamagedError, StorageFailedError, StorageIOError
+    io = StorageIOError("studies/s.log", "No space left on device")
+    assert str(io) == "cannot write the journal studies/s.log: No space left on device"
+    assert str(StorageIOError("j.log", "Permission denied", "read")) == \
+        "cannot read the journal j.log: Permission denied"
+    failure = storage_mod.storage_failure(_chained(AssertionError("Should not reach."), io),
+                                          "ignored")
+    assert type(failure) is StorageFailedError
+    assert str(failure).startswith("the storage studies/s.log failed: No space left on "
+                                   "device. The run stopped;")
+    damaged = JournalDamagedError("journal j.log: line 3 is not a journal record")
+    assert storage_mod.storage_failure(_chained(AssertionError(), damaged), "x") is damaged
+    for other in (BrokenPipeError(32, "Broken pipe"), OSError(28, "No space left on device"),
+                  AssertionError("Should not reach."), KeyError("x")):
+        assert storage_mod.storage_failure(other, "x") is None
+    loop = ValueError("a")
+    loop.__context__ = KeyError("b")
+    loop.__context__.__context__ = loop                  # a cycle ends the walk
+    assert storage_mod.storage_failure(loop, "x") is None
+
+
+def test_driver_reason_is_the_drivers_first_line():
+    import sqlalchemy
+    exc = sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception(
+        "server closed the connection unexpectedly\n\tThis probably means ..."))
+    assert str(exc).startswith("(builtins.Exception) server closed")
+    assert storage_mod.driver_reason(exc) == "server closed the connection unexpectedly"
+    assert storage_mod.driver_reason(RuntimeError("")) == "RuntimeError"
+    assert storage_mod.driver_reason(RuntimeError("(not a prefix")) == "(not a prefix"
+
+    class Rpc(Exception):
+        def details(self):
+            return "failed to connect to all addresses\nmore"
+    assert storage_mod.driver_reason(Rpc("ignored")) == "failed to connect to all addresses"
+
+
+def test_storage_label_names_the_storage_for_people(tmp_path):
+    journal = open_storage(str(tmp_path / "s.log"), "s")
+    assert storage_mod.storage_label(journal) == str(tmp_path / "s.log")
+    assert storage_mod.storage_url(journal) is None
+
+    class Rdb:
+        url = "postgresql://u:pw@h/db?token=abc"
+
+    class Cached:
+        _backend = Rdb()
+
+    class Proxy:
+        _host, _port = "h", 13000
+
+    assert storage_mod.storage_label(Cached()) == "postgresql://u:***@h/db?token=***"
+    assert storage_mod.storage_url(Cached()) == Rdb.url
+    assert storage_mod.storage_label(Rdb()) == "postgresql://u:***@h/db?token=***"
+    assert storage_mod.storage_label(Proxy()) == "grpc://h:13000"
+    assert storage_mod.storage_label(object()) == "object"
+
+
+def test_heartbeat_reason_wording():
+    from tuning import workers
+
+    class Backend:
+        grace_period = 30
+
+    class Storage:
+        _backend = Backend()
+
+    frozen = optuna.trial.create_trial(state=TrialState.FAIL, user_attrs={
+        "worker": {"host": "box", "pid": 42, "trial": 0}})
+    frozen.number = 0
+    assert workers.heartbeat_reason(Storage(), frozen) == \
+        "worker died: no heartbeat for 30s (box pid 42)"
+    frozen.number = 5       # the attribute was copied from another trial: no owner known
+    assert workers.heartbeat_reason(Storage(), frozen) == "worker died: no heartbeat for 30s"
+    assert workers.heartbeat_reason(object(), frozen) == \
+        "worker died: no heartbeat for too long"
