@@ -130,6 +130,23 @@ def test_scrub_hides_the_url_and_its_secrets_everywhere():
     assert scrub("abcd at postgresql://u:abcd@h/db", four) == "*** at postgresql://u:***@h/db"
 
 
+def test_scrub_hides_a_short_piece_a_driver_shows_with_the_host():
+    url = "postgresql+psycopg2://tuning:p/w@ss@127.0.0.1:1/db"
+    text = 'could not translate host name "ss@127.0.0.1" to address'
+    assert scrub(text, url) == 'could not translate host name "***@127.0.0.1" to address'
+    assert storage_mod._tails(url) == ["w@ss", "ss"]
+    assert scrub("w@ss@h and ss@h", url) == "***@h and ***@h"
+    assert scrub("ss and ss.", url) == "ss and ss."     # short, no '@': left alone
+
+
+def test_a_short_password_piece_is_not_in_the_drivers_message(cli):
+    status, out, err = cli("trials", "--study-name", "s", "--storage",
+                           "postgresql+psycopg2://tuning:p/w@ss@127.0.0.1:1/db")
+    assert status == 1 and "ss@" not in err and "p/w" not in err, err
+    assert err.startswith("tuning trials: error: --storage postgresql+psycopg2://tuning:***@"
+                          "127.0.0.1:1/db: cannot open the database: "), err
+
+
 def test_hints_name_a_secret_storage_by_its_variable(monkeypatch):
     monkeypatch.delenv("OPTUNA_STORAGE", raising=False)
     secret = "postgresql+psycopg2://tuning:pw@db/tuning"

@@ -197,9 +197,11 @@ def url_secrets(spec: str | None) -> list:
 
 
 def scrub(text: str, *specs) -> str:
-    """``text`` with each storage URL of ``specs`` shown as ``show_url`` shows it, and its
+    """``text`` with each storage URL of ``specs`` shown as ``show_url`` shows it, its
     secrets (``url_secrets``, at least ``MIN_SCRUB`` characters) replaced by ``***``
-    wherever else they occur (a driver's message, a traceback)."""
+    wherever else they occur (a driver's message, a traceback), and any end of a secret
+    after a delimiter, of any length, where an ``@`` follows it (the piece a driver shows
+    as part of the host when it splits the URL at the password's own ``@``)."""
     for spec in specs:
         if not spec or show_url(spec) == spec:
             continue
@@ -207,7 +209,21 @@ def scrub(text: str, *specs) -> str:
         for secret in url_secrets(spec):
             if len(secret) >= MIN_SCRUB:
                 text = text.replace(secret, MASK)
+        # a driver that took "user:p/w@ss@host" apart at the first '@' quotes the rest of
+        # the password with the host: 'could not translate host name "ss@host"'
+        for tail in _tails(spec):
+            text = text.replace(tail + "@", MASK + "@")
     return text
+
+
+def _tails(spec: str) -> list:
+    """The ends of ``spec``'s secrets that follow a URL delimiter, longest first."""
+    tails = set()
+    for a, b in secret_spans(spec):
+        for text in (spec[a:b], unquote(spec[a:b])):
+            tails.update(text[m.end():] for m in _DELIMITERS.finditer(text))
+    tails.discard("")
+    return sorted(tails, key=lambda tail: (-len(tail), tail))
 
 
 STORAGE_ENV = "OPTUNA_STORAGE"
