@@ -32,8 +32,8 @@ Every error is one or two lines on standard error saying what went wrong and wha
 do, with exit status 1 (2 for a usage error); ``--debug`` (anywhere on the command line)
 adds the traceback.  A storage that fails under a command (disk full, database gone) is
 one line naming it and the reason.  No message or traceback shows the password of a
-storage URL (``tuning.storage.show_url``, ``scrub``).  A study is stored only once its settings, storage and data (for
-``run``) or values (for ``enqueue``) have been checked.
+storage URL (``tuning.storage.show_url``, ``scrub``).  A study is stored only once its
+settings, storage and data (for ``run``) or values (for ``enqueue``) have been checked.
 """
 from __future__ import annotations
 

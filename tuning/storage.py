@@ -159,9 +159,10 @@ def show_url(spec: str | None) -> str | None:
 
     The one function that renders a storage for output, logs, listings and messages::
 
-        postgresql+psycopg2://tuning:p/w@db:5432/tuning   -> postgresql+psycopg2://tuning:***@db:5432/tuning
+        postgresql+psycopg2://tuning:p/w@db:5432/tuning
+            -> postgresql+psycopg2://tuning:***@db:5432/tuning
         postgresql://tuning@db/tuning?password=s3&sslmode=require
-                                                           -> postgresql://tuning@db/tuning?password=***&sslmode=require
+            -> postgresql://tuning@db/tuning?password=***&sslmode=require
 
     See ``secret_spans`` for what is hidden (``sqlalchemy.engine.make_url`` is not used
     to render: for ``user:p@ss@host`` it shows ``ss@host`` as the host, and it keeps
@@ -440,8 +441,8 @@ def _check_sqlite_folder(url: str) -> None:
         return
     db = Path(path[1:])  # sqlite:///rel.db -> rel.db; sqlite:////abs.db -> /abs.db
     if str(db.parent) and not db.parent.is_dir():
-        raise TuningError(f"--storage {show_url(url)}: the folder {db.parent} does not exist; create it "
-                          f"(mkdir -p {db.parent}) or give another path")
+        raise TuningError(f"--storage {show_url(url)}: the folder {db.parent} does not exist; "
+                          f"create it (mkdir -p {db.parent}) or give another path")
     problem = None if db.exists() else folder_problem(db.absolute().parent)
     if problem:
         raise TuningError(f"--storage {show_url(url)}: cannot create {db}: {problem}")
