@@ -148,16 +148,17 @@ def test_a_short_password_piece_is_not_in_the_drivers_message(cli):
                           "127.0.0.1:1/db: cannot open the database: "), err
 
 
-def test_hints_name_a_secret_storage_by_its_variable(monkeypatch):
+def test_hints_leave_a_secret_storage_to_the_variable(monkeypatch):
     monkeypatch.delenv("OPTUNA_STORAGE", raising=False)
     secret = "postgresql+psycopg2://tuning:pw@db/tuning"
     assert storage_option(None) == ""
     assert storage_option("studies/a b.log") == " --storage 'studies/a b.log'"
     assert storage_option("postgresql://tuning@db/tuning") == \
         " --storage postgresql://tuning@db/tuning"
-    assert storage_option(secret) == ' --storage "$OPTUNA_STORAGE"'
-    assert storage_note(secret) == (" (with OPTUNA_STORAGE holding the storage URL: a password "
-                                    "is never printed; see docs/scaling-out.md)")
+    assert storage_option(secret) == ""          # never on the command line, not even "$VAR"
+    assert storage_note(secret) == (" (after export OPTUNA_STORAGE='<the storage URL>': its "
+                                    "password is never printed nor put on a command line; "
+                                    "see docs/scaling-out.md)")
     assert storage_note(None) == "" and storage_note("studies/a.log") == ""
     monkeypatch.setenv("OPTUNA_STORAGE", secret)       # it holds it already: no note
     assert storage_note(secret) == ""
@@ -294,13 +295,13 @@ def test_commands_on_a_password_protected_database(tmp_path, cli, monkeypatch, p
     out = tuning("create", *given, "--study-name", name, *TINY)
     assert f"created study '{name}' in {shown}: " in out
     hint = out.splitlines()[1]
-    assert f' worker --storage "$OPTUNA_STORAGE" --study-name {name} --max-trials N' in hint
-    assert ("see docs/scaling-out.md" in hint) == (form != "environment")
+    assert f" -m tuning worker --study-name {name} --max-trials N" in hint
+    assert ("after export OPTUNA_STORAGE=" in hint) == (form != "environment")
     out = tuning("enqueue", *given, "--study-name", name, "--params", '{"learn_rate": 0.01}')
     assert f"enqueued in study '{name}' ({shown})" in out
     out = tuning("run", *given, "--study-name", name, "--n-trials", 1)
     assert f"continuing study '{name}': 0 finished trials, in {shown}: " in out
-    assert f' plot --study-name {name} --storage "$OPTUNA_STORAGE" --out ' in out
+    assert f" plot --study-name {name} --out studies/{name}-plots" in out
     out = tuning("worker", *given, "--study-name", name, "--max-trials", 2, "--quiet")
     assert f"on study '{name}' in {shown}: " in out
     out = tuning("studies", *given)

@@ -228,25 +228,25 @@ def _tails(spec: str) -> list:
 
 
 STORAGE_ENV = "OPTUNA_STORAGE"
-SECRET_NOTE = (f"(with {STORAGE_ENV} holding the storage URL: a password is never printed; "
-               f"see docs/scaling-out.md)")
+SECRET_NOTE = (f"(after export {STORAGE_ENV}='<the storage URL>': its password is never "
+               f"printed nor put on a command line; see docs/scaling-out.md)")
 
 
 def storage_option(spec: str | None) -> str:
-    """How a printed hint names the storage: ``""`` for the default journal, else
-    `` --storage PATH_OR_URL`` (shell-quoted), or `` --storage "$OPTUNA_STORAGE"`` for a
-    URL holding a secret, which is never printed (``storage_note`` says where it comes
-    from)."""
-    if spec is None:
+    """How a printed hint names the storage: `` --storage PATH_OR_URL`` (shell-quoted);
+    ``""`` for the default journal, and for a URL holding a secret, which is never
+    printed: the hinted command then reads it from ``$OPTUNA_STORAGE``, as every command
+    does when ``--storage`` is left out (``storage_note`` says so when that variable
+    does not hold it).  ``--storage "$OPTUNA_STORAGE"`` would put the password on the
+    command line that ``ps`` shows."""
+    if spec is None or show_url(spec) != spec:
         return ""
-    if show_url(spec) != spec:
-        return f' --storage "${STORAGE_ENV}"'
     return f" --storage {shlex.quote(spec)}"
 
 
 def storage_note(spec: str | None) -> str:
-    """`` (with OPTUNA_STORAGE holding ...)`` after a hint whose ``storage_option`` reads
-    ``$OPTUNA_STORAGE`` while that variable does not hold ``spec``; else ``""``."""
+    """`` (after export OPTUNA_STORAGE=...)`` after a hint that leaves out a secret
+    storage (``storage_option``) while ``$OPTUNA_STORAGE`` does not hold it; else ``""``."""
     if spec is None or show_url(spec) == spec or os.environ.get(STORAGE_ENV) == spec:
         return ""
     return " " + SECRET_NOTE
