@@ -12,12 +12,14 @@ bit-identical weights, state arrays and hyperparameters (population-based traini
 ``tuning.pbt``, relies on it to copy one member into another).
 
 File format: a file of ``minidl.save`` (one ``numpy.savez`` archive, nothing pickled,
-written beside its destination and renamed into place) whose entries are
+written beside its destination and renamed into place) of a ``Checkpoint`` module, whose
+``state_dict`` is
 
-* ``model/<key>``: every ``model.state_dict()`` entry (parameters and persistent
+* ``model.<key>``: every ``model.state_dict()`` entry (parameters and persistent
   buffers, in their own dtypes);
-* ``optimizer/<index>/<name>``: every array of ``optimizer.state_dict()["state"]``
-  (``index``: the parameter's position in the optimizer's groups, as torch numbers them);
+* ``optimizer.p<index>_<name>``: every array of ``optimizer.state_dict()["state"]``
+  (``index``: the parameter's position in the optimizer's groups, as torch numbers them),
+  held as buffers of an ``OptimizerState`` module;
 
 and whose metadata is ``{"checkpoint": 1, "optimizer": {"type": "Adam", "param_groups":
 [...], "scalars": {index: {name: value}}, "arrays": [[index, name], ...]}, "user":
@@ -26,57 +28,50 @@ counts), the names of its state arrays, and the keyword arguments given to
 :func:`save_checkpoint`.  JSON writes floats in their shortest round-trip form, so
 hyperparameters come back bit for bit.
 
-Reading is ``minidl.load``'s, with its rules for untrusted files: a stand-in for the
-model (``_Entries``) declares every entry the file must hold, with the shape and kind
-the model and the optimizer's parameters give it, so a missing, unexpected, pickled,
-non-numeric or wrongly shaped entry is a ValueError naming the file before the model or
-the optimizer changes, and a missing file a FileNotFoundError.
+Reading is ``minidl.load``'s, into the same ``Checkpoint`` module built around the
+model, with state buffers of the shapes the optimizer's parameters give them, so every
+rule for untrusted files holds: a missing, unexpected, pickled, non-numeric or wrongly
+shaped entry is a ValueError naming the file before the model or the optimizer changes,
+and a missing file a FileNotFoundError.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from . import backend
+from . import backend, nn
 from .serialization import load, read_metadata, save
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint_metadata"]
 
 CHECKPOINT_VERSION = 1
-MODEL_PREFIX = "model/"
-OPTIMIZER_PREFIX = "optimizer/"
 
 
-class _Entries:
-    """Stands in for a model in ``minidl.save`` and ``minidl.load``: ``state_dict()`` is
-    the archive's entries (arrays to write, or placeholders of the expected shape and
-    dtype to check a file against), ``load_state_dict`` keeps what was read."""
+class OptimizerState(nn.Module):
+    """An optimizer's state arrays as buffers (``p<index>_<name>``), so ``minidl.save``
+    and ``minidl.load`` carry them as they carry a model's."""
 
-    def __init__(self, entries: dict):
-        self.entries = entries
-        self.loaded = None
+    def __init__(self, arrays: dict):
+        super().__init__()
+        for (index, name), array in arrays.items():
+            self.register_buffer(state_key(index, name), array)
 
-    def state_dict(self) -> dict:
-        return self.entries
 
-    def load_state_dict(self, arrays) -> None:
-        """Keep ``arrays`` when they are exactly the expected entries, in their shapes
-        (what ``Module.load_state_dict`` checks); ValueError naming every problem."""
-        missing = [k for k in self.entries if k not in arrays]
-        unexpected = [k for k in arrays if k not in self.entries]
-        problems = [f"missing keys {missing}"] if missing else []
-        if unexpected:
-            problems.append(f"unexpected keys {unexpected}")
-        problems += [f"'{k}': expected shape {tuple(self.entries[k].shape)}, got "
-                     f"{tuple(np.shape(v))}" for k, v in arrays.items()
-                     if k in self.entries and tuple(np.shape(v)) != self.entries[k].shape]
-        if problems:
-            raise ValueError("; ".join(problems))
-        self.loaded = dict(arrays)
+class Checkpoint(nn.Module):
+    """A model and its optimizer's state, as one module for ``minidl.save``/``load``."""
+
+    def __init__(self, model, state: OptimizerState):
+        super().__init__()
+        self.model = model
+        self.optimizer = state
+
+
+def state_key(index: int, name: str) -> str:
+    return f"p{int(index)}_{name}"
 
 
 def _placeholder(shape, dtype) -> np.ndarray:
-    """An array of ``shape`` and ``dtype`` that takes no memory (its shape and kind are
-    what ``minidl.load`` compares)."""
+    """An array of ``shape`` and ``dtype`` that takes no memory: a buffer that
+    ``minidl.load`` replaces with what it reads, after comparing shape and kind."""
     return np.broadcast_to(np.zeros((), dtype=np.dtype(dtype)), tuple(shape))
 
 
@@ -100,22 +95,20 @@ def save_checkpoint(path, model, optimizer=None, /, **metadata) -> str:
     place, so a process killed while saving leaves the previous file (or none), never a
     half-written one.  Returns the path written.
     """
-    entries = {MODEL_PREFIX + k: backend.to_numpy(v) for k, v in model.state_dict().items()}
-    saved = None
+    arrays, saved = {}, None
     if optimizer is not None:
         state = optimizer.state_dict()
-        scalars, names = {}, []
+        scalars = {}
         for index, values in state["state"].items():
             for name, value in values.items():
                 if isinstance(value, np.ndarray):
-                    entries[f"{OPTIMIZER_PREFIX}{index}/{name}"] = value
-                    names.append([int(index), name])
+                    arrays[(int(index), name)] = value
                 else:
                     scalars.setdefault(str(index), {})[name] = value
         saved = {"type": type(optimizer).__name__, "param_groups": state["param_groups"],
-                 "scalars": scalars, "arrays": names}
-    return save(_Entries(entries), path, checkpoint=CHECKPOINT_VERSION, optimizer=saved,
-                user=metadata)
+                 "scalars": scalars, "arrays": [[i, n] for i, n in arrays]}
+    return save(Checkpoint(model, OptimizerState(arrays)), path, checkpoint=CHECKPOINT_VERSION,
+                optimizer=saved, user=metadata)
 
 
 def _header(path) -> dict:
@@ -147,7 +140,7 @@ def _expected_state(path, saved, params: list, who: str) -> dict:
             raise ValueError(f"load_checkpoint: {str(path)!r} holds optimizer state for "
                              f"parameter {index}; {who} has {len(params)} parameters")
         shape, dtype = params[index]
-        expected[f"{OPTIMIZER_PREFIX}{index}/{name}"] = _placeholder(shape, dtype)
+        expected[(index, name)] = _placeholder(shape, dtype)
     return expected
 
 
@@ -170,8 +163,6 @@ def load_checkpoint(path, model, optimizer=None, /) -> dict:
     """
     metadata = _header(path)
     saved = metadata.get("optimizer")
-    expected = {MODEL_PREFIX + k: _placeholder(v.shape, v.dtype)
-                for k, v in model.state_dict().items()}
     if optimizer is not None:
         if saved is None:
             raise ValueError(f"load_checkpoint: {str(path)!r} holds no optimizer state (it "
@@ -180,44 +171,38 @@ def load_checkpoint(path, model, optimizer=None, /) -> dict:
         if kind != type(optimizer).__name__:
             raise ValueError(f"load_checkpoint: {str(path)!r} holds the state of a {kind} "
                              f"optimizer, got a {type(optimizer).__name__}")
-        expected.update(_expected_state(path, saved, _param_shapes(optimizer),
-                                        f"the {type(optimizer).__name__} optimizer"))
+        expected = _expected_state(path, saved, _param_shapes(optimizer),
+                                   f"the {type(optimizer).__name__} optimizer")
     elif saved is not None:
         params = [(tuple(p.data.shape), p.data.dtype) for p in model.parameters()]
-        expected.update(_expected_state(path, saved, params, "the model"))
-    entries = _Entries(expected)
+        expected = _expected_state(path, saved, params, "the model")
+    else:
+        expected = {}
+    holder = OptimizerState(expected)
+    before = {k: np.array(backend.to_numpy(v), copy=True)
+              for k, v in model.state_dict().items()}
     try:
-        load(entries, path)
+        load(Checkpoint(model, holder), path)    # everything checked before anything changes
     except ValueError as exc:
         where = "" if str(path) in str(exc) else f"{str(path)!r}: "
         raise ValueError(f"load_checkpoint: {where}{exc}") from None
-    weights = {k[len(MODEL_PREFIX):]: v for k, v in entries.loaded.items()
-               if k.startswith(MODEL_PREFIX)}
-    state = None
     if optimizer is not None:
         try:
-            arrays = {}
-            for key, value in entries.loaded.items():
-                if key.startswith(OPTIMIZER_PREFIX):
-                    _, index, name = key.split("/", 2)
-                    arrays.setdefault(int(index), {})[name] = value
             scalars = {int(i): dict(v) for i, v in saved["scalars"].items()}
+            arrays = {}
+            for index, name in expected:
+                arrays.setdefault(index, {})[name] = getattr(holder, state_key(index, name))
             state = {"state": {i: {**scalars.get(i, {}), **arrays.get(i, {})}
                                for i in sorted(set(arrays) | set(scalars))},
                      "param_groups": [{k: (v if k == "params" else _tuples(v))
                                        for k, v in group.items()}
                                       for group in saved["param_groups"]]}
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ValueError(f"load_checkpoint: malformed optimizer state in {str(path)!r} "
-                             f"({type(exc).__name__}: {exc})") from None
-    before = {k: np.array(backend.to_numpy(v), copy=True)
-              for k, v in model.state_dict().items()}
-    model.load_state_dict(weights)           # checks everything before changing anything
-    if optimizer is not None:
-        try:
             optimizer.load_state_dict(state)
-        except Exception:
+        except Exception as exc:
             model.load_state_dict(before)    # both or neither
+            if isinstance(exc, (KeyError, TypeError, AttributeError)):
+                raise ValueError(f"load_checkpoint: malformed optimizer state in "
+                                 f"{str(path)!r} ({type(exc).__name__}: {exc})") from None
             raise
     return metadata["user"]
 

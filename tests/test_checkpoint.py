@@ -178,7 +178,7 @@ def test_bad_files_are_clear_errors(tmp_path):
     (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="cut.npz"):
         load_checkpoint(tmp_path / "cut.npz", model)
-    # an entry that is neither model/ nor optimizer/
+    # an entry that is neither the model's nor the optimizer's
     with zipfile.ZipFile(good, "a") as archive:
         with archive.open("stray.npy", "w") as f:
             np.lib.format.write_array(f, np.zeros(2))
@@ -190,7 +190,7 @@ def test_pickled_entries_are_refused(tmp_path):
     model = net(0)
     path = save_checkpoint(tmp_path / "c.npz", model)
     with zipfile.ZipFile(path, "a") as archive:
-        with archive.open("model/evil.npy", "w") as f:
+        with archive.open("model.evil.npy", "w") as f:
             np.lib.format.write_array(f, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(ValueError, match="pickle"):
         load_checkpoint(path, model)
@@ -211,14 +211,14 @@ def test_optimizer_state_of_the_wrong_shape_is_refused_before_it_is_read(tmp_pat
     out = tmp_path / "big.npz"
     with zipfile.ZipFile(path) as src, zipfile.ZipFile(out, "w") as dst:
         for info in src.infolist():
-            if info.filename == "optimizer/0/exp_avg.npy":
+            if info.filename == "optimizer.p0_exp_avg.npy":
                 with dst.open(info.filename, "w") as f:
                     np.lib.format.write_array(f, np.zeros((500, 6), np.float32))
             else:
                 dst.writestr(info, src.read(info))
     target = net(3)
     adam = optim.Adam(target.parameters(), lr=0.5)
-    with pytest.raises(ValueError, match=r"big.npz.*'optimizer/0/exp_avg': expected shape "
+    with pytest.raises(ValueError, match=r"big.npz.*'optimizer.p0_exp_avg': expected shape "
                                          r"\(5, 6\), got \(500, 6\)"):
         load_checkpoint(out, target, adam)
     assert adam.param_groups[0]["lr"] == 0.5 and not adam.state

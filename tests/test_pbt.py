@@ -351,6 +351,25 @@ def test_a_queued_duplicate_interval_is_not_trained_twice(tmp_path):
     assert "curve" not in twins[1].user_attrs       # nothing was trained
 
 
+def test_an_interval_left_running_without_a_worker_is_run_again(tmp_path, monkeypatch):
+    """Ctrl-C between Optuna handing a worker its trial and the worker recording itself
+    leaves a RUNNING trial nobody owns: after ORPHAN_SECONDS it is failed and queued."""
+    study, settings, pbt, objective = new_population(tmp_path, generations=1)
+    P.start_population(study, "lab-mlp", pbt, 0)
+    waiting = study.get_trials(states=(TrialState.WAITING,))[0]
+    assert study._storage.set_trial_state_values(waiting._trial_id, state=TrialState.RUNNING)
+    monkeypatch.setattr(P, "ORPHAN_SECONDS", 0.0)
+    monkeypatch.setattr(P, "CHECK_SECONDS", 1.0)
+    lines = []
+    assert P.run_population(study, objective, "lab-mlp", pbt, 0, log=lines.append) == \
+        "1 generations done"
+    orphan = study.get_trials()[waiting.number]
+    assert orphan.state == TrialState.FAIL
+    assert orphan.user_attrs["stop_reason"].startswith("worker died: interrupted before")
+    assert any(f"trial {waiting.number} " in line and "left RUNNING" in line for line in lines)
+    assert sorted(_values(study)) == [(m, 0) for m in range(4)]
+
+
 def test_a_timeout_starts_no_interval_that_would_end_after_it(tmp_path):
     study, settings, pbt, objective = new_population(tmp_path, generations=None)
     started = time.monotonic()
@@ -400,50 +419,74 @@ def _values(study):
     return out
 
 
-def test_sigkill_between_intervals_resumes_with_nothing_lost(tmp_path, fashion_mnist):
-    reference, killed = tmp_path / "reference", tmp_path / "killed"
-    reference.mkdir(), killed.mkdir()
-    done = _pbt(reference, *TINY, "--generations", "3")
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, fashion_mnist):
+    """A population run from start to end without interruption: ``(folder, values)``."""
+    folder = tmp_path_factory.mktemp("reference")
+    done = _pbt(folder, *TINY, "--generations", "3")
     assert done.returncode == 0, done.stderr
-    expected = _values(_load(reference))
-    assert sorted(expected) == [(m, g) for m in range(4) for g in range(3)]
+    values = _values(_load(folder))
+    assert sorted(values) == [(m, g) for m in range(4) for g in range(3)]
+    return folder, values
 
+
+def _result(folder):
+    return json.loads((folder / "studies" / "lab-mlp-pbt" / "result" / "result.json")
+                      .read_text())
+
+
+def _stop_after_first_intervals(folder, sig):
+    """Start the reference's command in ``folder`` and send ``sig`` as soon as member 1's
+    second interval has ended; the process, and the lines it printed."""
     proc = subprocess.Popen([sys.executable, "-m", "tuning", "pbt", *TINY, "--generations",
-                             "3"], cwd=killed, env=_env(), text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
+                             "3"], cwd=folder, env=_env(), text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
     seen = []
     try:
         for line in proc.stdout:
             seen.append(line)
             if line.startswith("member 1 gen 1:"):    # an interval has just ended
-                proc.send_signal(signal.SIGKILL)
+                proc.send_signal(sig)
                 break
+        seen += proc.stdout.readlines()
         proc.wait(timeout=60)
     finally:
         proc.kill()
-    assert proc.returncode == -signal.SIGKILL, "".join(seen)
-    before = _load(killed)
+    return proc, "".join(seen) + proc.stderr.read()
+
+
+@pytest.mark.parametrize("sig, status", [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGTERM, 130)])
+def test_a_stopped_population_resumes_with_nothing_lost(tmp_path, reference, sig, status):
+    """SIGKILL (nothing runs after it) or SIGTERM (as Ctrl-C) just after an interval ended:
+    the finished intervals are kept, at most the one in progress is lost, and running the
+    command again gives every interval and the result bit for bit as the run that was not
+    stopped."""
+    ref_folder, expected = reference
+    proc, text = _stop_after_first_intervals(tmp_path, sig)
+    assert proc.returncode == status, text
+    if sig == signal.SIGTERM:
+        assert "continue with: " in text and "pbt --study-name lab-mlp" in text
+    before = _load(tmp_path)
     kept = {t.number: (t.value, t.params) for t in before.get_trials()
             if t.state == TrialState.COMPLETE}
     assert len(kept) >= 6
-    # at most the interval in progress was lost: nothing else is RUNNING or missing
+    # the interval in progress: failed and queued (SIGTERM), or left RUNNING (SIGKILL, or
+    # a SIGTERM between Optuna handing the trial over and the worker recording itself)
     assert len(before.get_trials(states=(TrialState.RUNNING,))) <= 1
 
-    resumed = _pbt(killed, "--study-name", "lab-mlp")
+    resumed = _pbt(tmp_path, "--study-name", "lab-mlp")
     assert resumed.returncode == 0, resumed.stderr
-    after = _load(killed)
+    after = _load(tmp_path)
     assert _values(after) == expected                  # every interval, bit for bit
     for number, (value, params) in kept.items():       # finished intervals were kept
         trial = after.get_trials()[number]
         assert (trial.value, trial.params) == (value, params)
     failed = after.get_trials(states=(TrialState.FAIL,))
-    assert len(failed) <= 1 and all("worker died" in t.user_attrs["stop_reason"]
-                                    for t in failed)
+    assert len(failed) <= 1
+    assert all(t.user_attrs["stop_reason"] == "interrupted"
+               or t.user_attrs["stop_reason"].startswith("worker died") for t in failed)
     assert not after.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
-    result = json.loads((killed / "studies" / "lab-mlp-pbt" / "result" /
-                         "result.json").read_text())
-    ref = json.loads((reference / "studies" / "lab-mlp-pbt" / "result" /
-                      "result.json").read_text())
+    result, ref = _result(tmp_path), _result(ref_folder)
     assert result["test_accuracy"] == ref["test_accuracy"]
     assert result["confusion_matrix"] == ref["confusion_matrix"]
 
@@ -536,6 +579,23 @@ def test_help_lists_what_each_space_keeps(cli):
         cli("pbt", "--help")
     from tuning.cli import build_parser
     text = build_parser()._subparsers._group_actions[0].choices["pbt"].format_help()
+    flat = " ".join(text.split())
     for name in SPACES:
-        assert f"  {name}: explore changes {', '.join(P.mutable_params(name))};" in text
-        assert f"    fixed: {', '.join(P.fixed_params(name))}" in text
+        assert (f"{name}: explore changes {', '.join(P.mutable_params(name))}; fixed: "
+                f"{', '.join(P.fixed_params(name))} ") in flat + " "
+
+
+def test_workers_share_a_population_on_postgresql(tmp_path, postgres_url, fashion_mnist):
+    name = f"pbt-{os.getpid()}"
+    done = _pbt(tmp_path, "--storage", postgres_url, "--study-name", name, "--space",
+                "lab-mlp", "--population", "2", "--train-size", "1000", "--val-size", "300",
+                "--threads", "1", "--generations", "2", "--workers", "2", "--heartbeat", "2",
+                timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    study = optuna.load_study(study_name=name, storage=postgres_url)
+    found = intervals(study)
+    assert sorted(found) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    for key, trials in found.items():
+        assert [t.state for t in trials if "curve" in t.user_attrs] == [TrialState.COMPLETE]
+    assert (tmp_path / "studies" / f"{name}-pbt" / "result" / "model.npz").is_file()
+    assert "test accuracy" in done.stdout

@@ -52,7 +52,8 @@ Several processes, one population (``run_population``)
     Every process runs the same loop: if the current generation is complete, queue the
     next one (``advance``; decided with a generator seeded by the study's seed and the
     generation, so two processes that both find it complete queue the same trials);
-    otherwise queue again the intervals whose trials all failed (``repair``), and run
+    otherwise queue again the intervals whose trials all failed (``repair``) or that an
+    interrupted process left RUNNING before recording itself (``fail_orphans``), and run
     the worker loop until the generation's last interval has finished.  When two
     processes queue the same interval, the trial with the smaller number trains it and
     the other ends FAIL, ``not started``, before training (``duplicate_of``): no
@@ -69,6 +70,7 @@ does, with the winner's schedule and the population's lineage drawn
 """
 from __future__ import annotations
 
+import datetime
 import math
 import os
 import time
@@ -108,6 +110,13 @@ DEFAULT_EPOCHS = 1
 MAX_ATTEMPTS = 3
 # Random configurations drawn for one member of generation 0 before the cost gate gives up.
 MAX_DRAWS = 1000
+# A worker records itself on a trial milliseconds after Optuna hands it the trial; a
+# RUNNING interval with no worker after this long was handed to a process that was
+# interrupted in between (Ctrl-C, SIGTERM), and is failed and queued again.
+ORPHAN_SECONDS = 30.0
+# The worker loop hands control back this often, so that such an interval is found while
+# the population waits for it.
+CHECK_SECONDS = 30.0
 _INITIAL_SALT = 0x9B7   # seeds of generation 0's draws and of each generation's decisions
 _PLAN_SALT = 0x9B8
 
@@ -589,6 +598,26 @@ def drop_duplicates(study, pbt: PBTSettings) -> None:
                     pass    # it ran meanwhile (and refused itself)
 
 
+def fail_orphans(study, pbt: PBTSettings, log=None) -> list:
+    """Fail and queue again the RUNNING intervals that no worker ever recorded itself on,
+    started more than ``ORPHAN_SECONDS`` ago (``tuning.workers`` cannot tell whose they
+    are, so its dead-worker check keeps them); the trials failed."""
+    now = datetime.datetime.now()
+    failed = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not is_interval(t) or workers.WORKER_ATTR in t.user_attrs \
+                or t.datetime_start is None \
+                or (now - t.datetime_start).total_seconds() < ORPHAN_SECONDS:
+            continue
+        if workers.fail_and_retry(study, t, "worker died: interrupted before it recorded "
+                                  "itself on the trial"):
+            failed.append(t)
+            if log is not None:
+                log(f"trial {t.number} (member {key_of(t)[0]}, generation {key_of(t)[1]}) "
+                    f"was left RUNNING by an interrupted process; failed and queued again")
+    return failed
+
+
 def duplicate_of(study, trial, member: int, generation: int):
     """The trial that trains this interval instead of ``trial``, or None.
 
@@ -781,6 +810,12 @@ def run_population(study, objective, space_name: str, pbt: PBTSettings, seed: in
     log = log or (lambda _text: None)
     should_stop = should_stop or (lambda: False)
     deadline = None if timeout is None else time.monotonic() + float(timeout)
+    said = {}
+
+    def waiting(text):     # once per text: the worker loop is re-entered every CHECK_SECONDS
+        if on_wait is not None and said.get("text") != text:
+            said["text"] = text
+            on_wait(text)
 
     def ended(frozen):
         if on_trial is not None:
@@ -806,6 +841,7 @@ def run_population(study, objective, space_name: str, pbt: PBTSettings, seed: in
                           if p["exploited"] is not None]
                 log(f"generation {g + 1} queued; copied: {', '.join(copied) or 'none'}")
             continue
+        fail_orphans(study, pbt, log)
         repair(study, pbt, g, log)
         left = None
         if deadline is not None:
@@ -813,16 +849,15 @@ def run_population(study, objective, space_name: str, pbt: PBTSettings, seed: in
             if left <= 0:
                 return f"timeout ({timeout:g}s): no time left for another interval"
         target = view.n_finished() + len(view.unfinished(g))
-        result = workers.run_worker(study, objective, max_trials=target, timeout=left,
+        result = workers.run_worker(study, objective, max_trials=target,
+                                    timeout=CHECK_SECONDS if left is None
+                                    else min(left, CHECK_SECONDS),
                                     identity=identity, poll=poll, on_trial=ended, log=log,
-                                    on_wait=on_wait, should_stop=should_stop)
-        stop = result["stop"]
-        if stop.startswith("timeout"):
-            return f"timeout ({timeout:g}s)"
-        if stop == "asked to stop":
-            return stop
-        # otherwise the generation ended, or the objective stopped the loop (an empty
-        # queue): look at the population again
+                                    on_wait=waiting, should_stop=should_stop)
+        if result["stop"] == "asked to stop":
+            return result["stop"]
+        # otherwise the generation ended, CHECK_SECONDS passed, or the objective stopped
+        # the loop (an empty queue): look at the population again
 
 
 # -- the result ------------------------------------------------------------------------------------

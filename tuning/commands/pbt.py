@@ -33,11 +33,15 @@ POLL_SECONDS = 0.5
 
 
 def _lineage_text() -> str:
+    import textwrap  # noqa: PLC0415
+
     from ..pbt import fixed_params, mutable_params  # noqa: PLC0415
     lines = []
     for name in SPACES:
-        lines.append(f"  {name}: explore changes {', '.join(mutable_params(name))};")
-        lines.append(f"    fixed: {', '.join(fixed_params(name))}")
+        lines += textwrap.wrap(f"{name}: explore changes {', '.join(mutable_params(name))};",
+                               92, initial_indent="  ", subsequent_indent="    ")
+        lines += textwrap.wrap(f"fixed: {', '.join(fixed_params(name))}", 92,
+                               initial_indent="    ", subsequent_indent="      ")
     return "\n".join(lines)
 
 
