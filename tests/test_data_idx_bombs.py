@@ -155,3 +155,19 @@ def test_multibyte_data_read_in_chunks_is_exact(tmp_path):
     out = read_idx(path)
     assert out.dtype == np.float64 and out.dtype.isnative and out.flags.writeable
     np.testing.assert_array_equal(out, values)
+
+
+def test_a_damaged_data_file_is_one_clear_line_in_the_cli(cli, tmp_path, monkeypatch):
+    # a damaged IDX file says what is wrong with it; the CLI shows that line alone, not
+    # the "unexpected error, run again with --debug" of a bug
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (data / name).write_bytes(b"\x00\x00\x08\x03not an idx file")
+    monkeypatch.setenv("MINIDL_DATA", str(data))
+    status, _, err = cli("run", "--space", "lab-mlp", "--study-name", "d", "--n-trials", "1",
+                         "--epochs", "1", "--train-size", "200", "--val-size", "200")
+    assert status == 1
+    assert "tuning run: error:" in err and "idx" in err.lower()
+    assert "--debug" not in err

@@ -206,8 +206,23 @@ def test_small_study_plots_what_it_can(cli, tmp_path):
     status, out, _ = cli("plot", "--study-name", "one", "--out", "p")
     assert status == 0
     assert "param_importances: skipped, parameter importances need at least 2 complete" in out
-    assert sorted(p.stem for p in (tmp_path / "p").iterdir()) == sorted(
+    assert sorted(p.stem for p in (tmp_path / "p").glob("*.png")) == sorted(
         set(PLOTS) - {"param_importances"})
+
+
+def test_plot_replaces_only_its_own_pictures(cli, tmp_path):
+    assert cli("run", "--space", "lab-mlp", "--study-name", "one", "--n-trials", 1, *TINY)[0] == 0
+    assert cli("plot", "--study-name", "one", "--out", "p")[0] == 0
+    first = (tmp_path / "p" / "slice.png").read_bytes()
+    assert cli("plot", "--study-name", "one", "--out", "p")[0] == 0   # its own: refreshed
+    (tmp_path / "p" / "slice.png").write_bytes(b"my own picture")     # now the user's
+    status, _, err = cli("plot", "--study-name", "one", "--out", "p")
+    assert status == 1
+    assert ("--out p: slice.png already exists there, not left by an earlier `tuning plot` "
+            "into this folder (or changed since); nothing was replaced. Give --overwrite") in err
+    assert (tmp_path / "p" / "slice.png").read_bytes() == b"my own picture"
+    assert cli("plot", "--study-name", "one", "--out", "p", "--overwrite")[0] == 0
+    assert (tmp_path / "p" / "slice.png").read_bytes()[:4] == first[:4] == b"\x89PNG"
 
 
 def test_clear_errors(cli, tmp_path):

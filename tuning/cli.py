@@ -109,10 +109,18 @@ def main(argv=None) -> int:
             if failure is not None:
                 exc = failure
             err(scrub(f"tuning {args.command}: error: {_describe_error(exc)}", *urls))
-            if not isinstance(exc, (TuningError, FileNotFoundError)) and not debug:
+            if not _is_user_error(exc) and not debug:
                 err("(an unexpected error: run the command again with --debug for the "
                     "traceback)")
             return 1
+
+
+def _is_user_error(exc: Exception) -> bool:
+    """An error that says what to do (ours, a missing file, a damaged data file), as
+    opposed to an unexpected one, after which ``--debug`` is suggested."""
+    from minidl.data.idx import IDXError  # noqa: PLC0415
+
+    return isinstance(exc, (TuningError, FileNotFoundError, IDXError))
 
 
 def _where(args) -> str:

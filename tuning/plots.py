@@ -23,7 +23,6 @@ A plot that a small study cannot support is skipped with the reason, never an er
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
@@ -86,8 +85,18 @@ def _readable_parallel_coordinate(fig) -> None:
                            "pad": 1.0})
 
 
+def plot_folder(out_dir, overwrite: bool = False):
+    """``out_dir`` as the ``tuning.outputs.OutputFolder`` of ``tuning plot``: its PNGs are
+    replaced when an earlier ``tuning plot`` wrote them, never when the user did."""
+    from .outputs import OutputFolder  # noqa: PLC0415
+
+    return OutputFolder(out_dir, "plot", [f"{name}.png" for name in MULTI_PLOTS],
+                        overwrite=overwrite)
+
+
 def write_plots(study, out_dir) -> tuple[list, list]:
-    """Write the PNGs into ``out_dir``; return ``(written paths, skipped messages)``."""
+    """Write the PNGs into ``out_dir`` (a folder path, or ``plot_folder(...)``); return
+    ``(written paths, skipped messages)``."""
     import matplotlib  # noqa: PLC0415 - plotting is optional at import time
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
@@ -95,8 +104,10 @@ def write_plots(study, out_dir) -> tuple[list, list]:
 
     from .report import metric_names  # noqa: PLC0415
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    from .outputs import OutputFolder  # noqa: PLC0415
+
+    folder = out_dir if isinstance(out_dir, OutputFolder) else plot_folder(out_dir)
+    folder.check()
     trials = study.get_trials(deepcopy=False)
     n_complete = sum(t.state == TrialState.COMPLETE for t in trials)
     has_intermediate = any(t.intermediate_values for t in trials)
@@ -138,8 +149,8 @@ def write_plots(study, out_dir) -> tuple[list, list]:
         if name == "parallel_coordinate":
             _readable_parallel_coordinate(fig)
         fig.suptitle(f"{study.study_name}: {name.replace('_', ' ')}", fontsize=10)
-        path = out / f"{name}.png"
-        fig.savefig(path, dpi=100, bbox_inches="tight")
+        path = folder.write(f"{name}.png",
+                            lambda tmp: fig.savefig(tmp, dpi=100, bbox_inches="tight"))
         plt.close(fig)
         written.append(path)
     return written, skipped

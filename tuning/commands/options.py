@@ -113,7 +113,8 @@ def add_study_settings(parser) -> None:
     add_data_options(g)
     add_seed(g)
     g.add_argument("--sampler", choices=SAMPLERS, help="default tpe (multivariate); ga is "
-                   "NSGA-II, cmaes is CMA-ES, qmc is scrambled Sobol")
+                   "NSGA-II, cmaes is CMA-ES, qmc is scrambled Sobol, rl is a REINFORCE LSTM "
+                   "controller (docs/rl-sampler.md)")
     g.add_argument("--pruner", choices=PRUNERS, help="default median (none with several "
                    "--objectives: Optuna cannot prune them, and another pruner is refused)")
     g.add_argument("--objectives", metavar="LIST",
