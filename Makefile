@@ -8,7 +8,7 @@ PY      = $(VENV)/bin/python
 PIP     = $(VENV)/bin/pip
 TORCH  ?= torch==2.13.0
 
-.PHONY: tune test test-notorch venv venv-test data clean bench docs soak
+.PHONY: tune test test-notorch venv venv-test data clean bench docs soak mutation
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -69,3 +69,12 @@ clean:
 soak: venv-test
 	$(PY) -m minidl.data.fetch
 	$(PY) -m benchmarks.soak $(SOAK_ARGS)
+
+# Mutation testing of the failure-handling code (journal storage, URL rendering, workers,
+# model loading; see [tool.mutmut] in pyproject.toml). Not part of CI: it takes about an
+# hour on 2 cores. Survivors: `.venv/bin/mutmut results`, one: `.venv/bin/mutmut show NAME`.
+mutation: venv-test
+	$(PIP) install -q "mutmut==3.8.1"
+	rm -rf mutants
+	MINIDL_REQUIRE_POSTGRES=1 $(VENV)/bin/mutmut run > mutants.log 2>&1 || { tail -20 mutants.log; exit 1; }
+	$(PY) tools/mutation_score.py
