@@ -3,7 +3,6 @@ in the storage, several processes, a killed process, bad input."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import subprocess
@@ -599,3 +598,42 @@ def test_workers_share_a_population_on_postgresql(tmp_path, postgres_url, fashio
         assert [t.state for t in trials if "curve" in t.user_attrs] == [TrialState.COMPLETE]
     assert (tmp_path / "studies" / f"{name}-pbt" / "result" / "model.npz").is_file()
     assert "test accuracy" in done.stdout
+
+
+@pytest.mark.parametrize("space", ["mlp", "cnn", "rnn"])
+def test_every_space_trains_and_copies(tmp_path, space):
+    storage = open_storage(str(tmp_path / "pop.log"), "pop")
+    settings = StudySettings(space=space, epochs=1, train_size=None, val_size=64, seed=1,
+                             sampler="random", pruner="none")
+    study = create_study(storage, "pop", settings, 0)
+    pbt = P.PBTSettings(population=2, generations=2, max_madds=1e6,
+                        checkpoint_dir=str(tmp_path / "ckpt"))
+    study.set_user_attr(P.SETTINGS_ATTR, pbt.to_dict())
+    objective = P.IntervalObjective(synthetic(96, 1), synthetic(64, 2), space, 1, 1, pbt)
+    assert P.run_population(study, objective, space, pbt, 1) == "2 generations done"
+    found = intervals(study)
+    assert sorted(found) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    copied = [ts[-1] for (m, g), ts in found.items() if g == 1 and ts[-1].user_attrs["exploited"]
+              is not None]
+    assert len(copied) == 1                      # the worse of two copies the better
+    child = copied[0]
+    parent = study.get_trials()[child.user_attrs["parent"]]
+    for name in P.fixed_params(space):
+        assert child.params.get(name) == parent.params.get(name), name
+
+
+def test_a_population_in_sqlite_is_read_by_trials_best_and_studies(cli, tmp_path, fashion_mnist):
+    storage = f"sqlite:///{tmp_path / 'pop.db'}"
+    status, out, err = cli("pbt", "--storage", storage, "--study-name", "p", "--space",
+                           "lab-mlp", "--population", "2", "--train-size", "300",
+                           "--val-size", "100", "--generations", "2", "--threads", "1",
+                           "--quiet")
+    assert status == 0, err
+    assert (tmp_path / "p-pbt" / "result" / "model.npz").is_file()    # beside the database
+    assert "test accuracy" in out
+    status, out, err = cli("trials", "--storage", storage, "--study-name", "p")
+    assert status == 0 and "4 trials (4 complete)" in out
+    status, out, err = cli("best", "--storage", storage, "--study-name", "p")
+    assert status == 0 and "Best trial:" in out
+    status, out, err = cli("studies", "--storage", storage)
+    assert status == 0 and "p " in out

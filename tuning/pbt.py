@@ -81,8 +81,7 @@ from pathlib import Path
 
 import numpy as np
 import optuna
-from optuna.distributions import (CategoricalDistribution, FloatDistribution,
-                                  IntDistribution)
+from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import TrialState
 
 from . import report, workers
@@ -675,8 +674,8 @@ class IntervalObjective:
     ``config``, ``curve`` (per epoch: train_loss, val_loss, val_error, seconds, lr,
     lr_end), ``seconds``, ``stop_reason`` and ``n_params`` on the trial, as
     ``tuning.objective`` does, and ``cpu_seconds`` (this process's CPU time for the
-    interval: on a busy machine, what the interval would take alone on its threads); a diverged interval ends PRUNED; an error ends FAIL
-    (``repair`` queues it again).  A trial that was not queued as an interval (the queue
+    interval: on a busy machine, what the interval would take alone on its threads); a
+    diverged interval ends PRUNED; an error ends FAIL (``repair`` queues it again).  A trial that was not queued as an interval (the queue
     was empty) ends FAIL before training and stops the worker loop (``study.stop()``).
     """
 
