@@ -49,7 +49,7 @@ Small kernels, and every kernel when one thread is asked for, run a serial
 (non-``prange``) twin, so they pay no launch cost.
 
 One thread pool at a time: once minidl's kernels run on several threads (Numba's pool
-has started) on a CPU where minidl's own GEMM has a vector route (``gemm.isa()``: its
+has started) on a CPU where minidl's own GEMM has a vector route (``cpu.isa()``: its
 float32 products run in that pool), BLAS is given one thread.  OpenBLAS's idle threads
 spin for a long while after each call and kept Numba's workers off the cores: an LSTM
 classifier's training step (whose short-contraction products go to OpenBLAS) took 41 ms
@@ -64,6 +64,8 @@ from __future__ import annotations
 
 import os
 import sys
+
+from . import cpu
 
 ENV_VAR = "MINIDL_NUM_THREADS"
 # Numba tries these in order when the user chose no layer (see module docstring).
@@ -126,10 +128,8 @@ def _limit_blas(n: int) -> None:
 
 def blas_threads(n: int) -> int:
     """BLAS's share of minidl's thread count ``n`` (see "One thread pool at a time")."""
-    if n > 1 and _pool_started and not _serial_only:
-        from .kernels import gemm  # noqa: PLC0415 - Numba is loaded once the pool runs
-        if gemm.isa() is not None:
-            return 1
+    if n > 1 and _pool_started and not _serial_only and cpu.isa() is not None:
+        return 1
     return n
 
 

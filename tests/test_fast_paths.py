@@ -100,6 +100,25 @@ def test_relu_layer_matches_torch_on_nan_and_inf(torch, rng):
     np.testing.assert_array_equal(layer.backward(dout), tx.grad.numpy())
 
 
+# -- erf (GELU) ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_erf_numba_equals_reference_and_gelu_takes_the_registry_route(dtype, rng):
+    x = _specials((rng.standard_normal((5, 300)) * 3).astype(dtype), rng)
+    got, ref = kernels.erf_numba(x), kernels.erf_reference(x)
+    assert got.dtype == ref.dtype == dtype and got.shape == ref.shape == x.shape
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(x))
+    np.testing.assert_allclose(got, ref, rtol=2e-7 if dtype == np.float32 else 1e-15,
+                               atol=0)
+    np.testing.assert_array_equal(got[np.isinf(x)], np.sign(x[np.isinf(x)]))
+    assert kernels.erf.pick(x) is not None
+    with np.errstate(invalid="ignore"):          # GELU(-inf) = -inf * 0
+        fast = nn.GELU()(x)
+        with kernels.reference_kernels():
+            assert kernels.erf.pick(x) is None
+            _close(nn.GELU()(x), fast, dtype)
+
+
 # -- cross-entropy ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -239,11 +258,17 @@ DIRECT_GEOMETRIES = [  # (in_channels, kernel, padding, dilation)
 ]
 
 
+def _without_vector_route(monkeypatch):
+    """Run as on a CPU where the GEMM micro-kernels have no vector route: products on
+    NumPy's BLAS, the direct convolution's Numba twin on its loop."""
+    monkeypatch.setattr(gemm, "host_supported", lambda: False)
+
+
 @pytest.fixture(params=["implicit", "loop"])
 def conv_route(request, monkeypatch):
-    """The Numba forward's route: the implicit GEMM (float32) or the loop (gemm disabled)."""
+    """The Numba forward's route: the implicit GEMM (float32) or the loop (no vector route)."""
     if request.param == "loop":
-        monkeypatch.setattr(gemm, "enabled", False)
+        _without_vector_route(monkeypatch)
     return request.param
 
 
@@ -427,7 +452,7 @@ def test_conv2d_routes_agree(training, monkeypatch, rng):
     results = []
     for route in ("implicit", "direct", "im2col"):
         if route == "direct":
-            monkeypatch.setattr(gemm, "enabled", False)
+            _without_vector_route(monkeypatch)
         if route == "im2col":
             monkeypatch.setattr(conv_module, "DIRECT_MAX_IN_CHANNELS", 0)
         layer.zero_grad()
@@ -544,10 +569,9 @@ def test_matmul_dispatch_rules(rng, monkeypatch):
     assert not gemm.numba_applies(a.astype(np.float64), b.astype(np.float64))
     assert not gemm.numba_applies(a[:2, :3], b[:3, :4])                      # too small
     assert not gemm.numba_applies(a, b[:, ::2])                              # strided b
-    monkeypatch.setattr(gemm, "enabled", False)
-    assert not gemm.numba_applies(a, b)
-    np.testing.assert_array_equal(kernels.matmul(a, b), a @ b)               # NumPy itself
-    monkeypatch.setattr(gemm, "enabled", True)
+    with kernels.reference_kernels():
+        assert kernels.matmul.pick(a, b) is None
+        np.testing.assert_array_equal(kernels.matmul(a, b), a @ b)           # NumPy itself
     np.testing.assert_allclose(kernels.matmul(a, b), a @ b, rtol=1e-5, atol=1e-4)
     a64 = a.astype(np.float64)
     np.testing.assert_array_equal(kernels.matmul(a64, b.astype(np.float64)),
@@ -564,22 +588,23 @@ def test_matmul_numba_errors():
         kernels.matmul_numba(np.ones((2, 3), np.float32), np.ones((2, 3), np.float32).T)
 
 
-@pytest.mark.parametrize("enabled", [True, False])
-def test_layers_agree_with_and_without_the_numba_gemm(enabled, monkeypatch, rng):
-    """A small CNN's forward, input and parameter gradients (float32) on both GEMM paths."""
+@pytest.mark.parametrize("fast", [True, False])
+def test_layers_agree_with_and_without_the_numba_gemm(fast, rng):
+    """A small CNN's forward, input and parameter gradients (float32) on the references and
+    on the routes the registry picks."""
     minidl.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(2, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                           nn.Flatten(), nn.Linear(8 * 7 * 7, 20), nn.ReLU(), nn.Linear(20, 10))
     x = rng.standard_normal((16, 2, 14, 14)).astype(np.float32)
     dout = rng.standard_normal((16, 10)).astype(np.float32)
-    monkeypatch.setattr(gemm, "enabled", False)
-    y_ref = model(x)
-    dx_ref = model.backward(dout)
+    with kernels.reference_kernels():
+        y_ref = model(x)
+        dx_ref = model.backward(dout)
     grads_ref = [p.grad.copy() for p in model.parameters()]
     model.zero_grad()
-    monkeypatch.setattr(gemm, "enabled", enabled)
-    y = model(x)
-    dx = model.backward(dout)
+    with kernels.reference_kernels(not fast):
+        y = model(x)
+        dx = model.backward(dout)
     np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(dx, dx_ref, rtol=1e-5, atol=1e-5)
     for g, p in zip(grads_ref, model.parameters()):

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXPECTED = {"im2col", "col2im", "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward",
             "avg_pool2d_backward", "conv2d_direct_forward", "conv2d_direct_weight_grad",
             "conv2d_direct_input_grad", "conv2d_direct_backward", "relu_forward",
-            "relu_backward", "adam_update", "matmul", "cross_entropy", "conv2d_forward",
+            "relu_backward", "erf", "adam_update", "matmul", "cross_entropy", "conv2d_forward",
             "conv2d_backward"}
 
 

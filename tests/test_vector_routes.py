@@ -1,7 +1,7 @@
 """Every vector route of the GEMM micro-kernels that this CPU can run is exercised.
 
 minidl's float32 GEMM and implicit-GEMM convolution have one route per vector instruction
-set (``minidl.kernels.gemm``): AVX-512 (16 lanes) and AVX2 with FMA (8 lanes), chosen from
+set (``minidl.cpu``, ``minidl.kernels.gemm``): AVX-512 (16 lanes) and AVX2 with FMA (8 lanes), chosen from
 the CPU Numba compiles for.  The rest of the suite runs the route of this machine
 in-process; here each *other* route the CPU can execute runs in a child process with
 Numba told to compile for a CPU of that kind (``NUMBA_CPU_NAME``), against the float64
@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import note_route
+from minidl import cpu
 from minidl.kernels import gemm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,7 +111,7 @@ def test_route_choice_follows_numbas_target(monkeypatch):
     import llvmlite.binding as ll
     import numba
     host = ll.get_host_cpu_features()
-    host_isa = gemm._features_isa(lambda f: bool(host.get(f)))
+    host_isa = cpu._features_isa(lambda f: bool(host.get(f)))
     cases = [("haswell", None, "avx2"), ("generic", None, None), ("x86-64", None, None),
              ("skylake-avx512", None, "avx512"), (None, "+avx2,+fma,-avx512f", "avx2"),
              (None, "+avx2,-fma", None)]
@@ -119,4 +120,4 @@ def test_route_choice_follows_numbas_target(monkeypatch):
         monkeypatch.setattr(numba.config, "CPU_NAME", name)
         monkeypatch.setattr(numba.config, "CPU_FEATURES", features)
         expected = wanted if order.index(wanted) <= order.index(host_isa) else None
-        assert gemm._vector_isa() == expected, (name, features)
+        assert cpu._vector_isa() == expected, (name, features)

@@ -1,6 +1,6 @@
 """Numba twins of the stride-1 convolution references (see ``conv_direct.py``).
 
-Two implementations.  For float32 with the AVX-512 micro-kernels (``gemm.py``), all three
+Two implementations.  For float32 with the vector micro-kernels (``gemm.py``), all three
 kernels -- forward, weight gradient, input gradient -- are an *implicit GEMM* (below,
 after the loop version); the gradient twins exist only in that form (they raise
 ValueError otherwise, and their dispatchers take the references).  ``Conv2d`` calls
@@ -31,11 +31,8 @@ from numba import njit, prange
 from ._gemm_numba import (LANES, NN_COLS, NN_ROWS, NT_COLS, NT_ROWS, _nn_tile, _nn_tile_gather,
                           _nn_tile_scatter_add, _nt_tile_gather, _pack_a, parallel_work)
 from ._parallel import check_float_array, pick
-# the route predicate and the references the non-finite cases fall back to (conv_direct.py
-# never imports this module: the registry loads it by name)
-from .conv_direct import conv2d_direct_input_grad_reference as _input_grad_reference
-from .conv_direct import conv2d_direct_weight_grad_reference as _weight_grad_reference
-from .conv_direct import implicit_gemm_applies
+from .gemm import implicit_gemm_applies
+from .registry import reference
 from .shapes import direct_conv_geometry, direct_conv_grad_geometry
 
 # The gradients work on this many images at a time: their scratch buffers (padded
@@ -446,7 +443,7 @@ def _implicit_backward(x, dout, weight, weight_shape, input_shape, padding, dila
         part = np.empty_like(dw_mat)
     if want_dx and not np.isfinite(weight).all():
         # the thrown-away columns would multiply inf/NaN weights by zeros
-        dx = _input_grad_reference(dout, weight, input_shape, padding, dilation)
+        dx = reference("conv2d_direct_input_grad")(dout, weight, input_shape, padding, dilation)
         want_dx = False
     if want_dx:
         packed_t = _pack_a(weight.reshape(c_out, -1).T)
@@ -460,7 +457,8 @@ def _implicit_backward(x, dout, weight, weight_shape, input_shape, padding, dila
         if want_dw:
             x_pad, non_finite = _pad_images(x[n0:n1], ph, pw, hq, wp)
             if non_finite:     # see the note on the layout above
-                dw_out = _weight_grad_reference(x, dout, weight_shape, padding, dilation)
+                dw_out = reference("conv2d_direct_weight_grad")(x, dout, weight_shape, padding,
+                                                                dilation)
                 want_dw = False
             else:
                 run_w(g.reshape(-1), x_pad.reshape(-1), offs, n1 - n0, c_out, lp, img_size,

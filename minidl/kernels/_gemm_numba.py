@@ -1,11 +1,11 @@
-"""Numba twin of ``matmul_reference`` for float32 (see ``gemm.py`` for when it is used).
+"""Numba twin of ``matmul_reference`` for float32 (``gemm.py`` says when it is used).
 
 Two register-blocked micro-kernels, written as LLVM vector code through Numba
 intrinsics (Numba's own loop vectoriser keeps partial results in memory, which
 caps a product at about half the speed).  The sizes below are the AVX-512 ones
-(``gemm.isa() == "avx512"``: ``LANES`` 16, ``NN_ROWS`` 8, ``NT_ROWS x NT_COLS`` 6 x 4); with
-AVX2 the same code runs on 8-lane vectors with 6-row and 4 x 3 tiles, which fit its 16
-registers (``gemm.py``):
+(``minidl.cpu.isa() == "avx512"``: ``LANES`` 16, ``NN_ROWS`` 8, ``NT_ROWS x NT_COLS``
+6 x 4); with AVX2 the same code runs on 8-lane vectors with 6-row and 4 x 3 tiles, which
+fit its 16 registers (``minidl.cpu.tile_geometry``):
 
 * ``_nn_tile``: ``C[8 rows, 32 columns] = A_pack @ B`` for ``C = A B`` with ``B``
   row-major.  ``A`` is first packed (``_pack_a``) into blocks of 8 rows stored
@@ -39,11 +39,12 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ._parallel import PARALLEL_MIN_WORK, pick
+from ..cpu import tile_geometry
 from ..threads import get_num_threads
-# the tile geometry of the vector route chosen in gemm.py (ISA): float32 lanes per vector,
+from ._parallel import PARALLEL_MIN_WORK, pick
+
+# the tile geometry of this machine's vector route (minidl.cpu): float32 lanes per vector,
 # rows of a C tile in _nn_tile, rows of A and of Bt per _nt_tile
-from .gemm import tile_geometry
 
 LANES, NN_ROWS, NT_ROWS, NT_COLS = tile_geometry()
 

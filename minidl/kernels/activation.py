@@ -1,4 +1,4 @@
-"""ReLU forward and backward as single passes over memory.
+"""ReLU forward and backward as single passes over memory; the error function for GELU.
 
     forward:   y  = max(x, 0)  (NaN stays NaN),   passes = not (y <= 0)
     backward:  dx = dout where passes, else 0
@@ -13,8 +13,15 @@ for the lab CNN's first activation at batch 128).  Note the select: where
 
 The NumPy twins need several passes (compare, negate, select, allocate); the Numba
 twins one each.  ``relu_forward`` / ``relu_backward`` dispatch (Numba for NumPy arrays).
+
+``erf`` (exact GELU): NumPy has no error function.  The reference applies Python's
+``math.erf`` (C's ``erf``) to each element -- slow, plainly correct -- or CuPy's
+``cupyx.scipy.special.erf`` to device arrays; the Numba twin compiles the same C ``erf``
+into a ufunc with float32 and float64 loops.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -33,6 +40,14 @@ def relu_backward_reference(dout, passes):
     return backend.xp(dout).where(passes, dout, 0)
 
 
+def erf_reference(x):
+    """The error function, element-wise, in ``x``'s dtype: ``math.erf`` of each element
+    (NumPy), ``cupyx.scipy.special.erf`` (CuPy)."""
+    if backend.is_cupy(x):
+        return backend.device_special("erf")(x)
+    return np.vectorize(math.erf, otypes=[x.dtype])(x)
+
+
 # -- the operations (see registry.py) --------------------------------------------------------
 
 def _numba_ready(*arrays) -> bool:
@@ -47,6 +62,10 @@ def _forward_applies(x) -> bool:
 def _backward_applies(dout, passes) -> bool:
     return (_numba_ready(dout, passes) and passes.dtype == np.bool_
             and dout.shape == passes.shape)
+
+
+def _erf_applies(x) -> bool:
+    return _numba_ready(x)
 
 
 def _example_x():
@@ -66,3 +85,8 @@ relu_backward = registry.register(
     "relu_backward", relu_backward_reference,
     registry.numba("._activation_numba", "relu_backward_numba", _backward_applies),
     example=_example_backward, doc="ReLU backward on the route the registry picks.")
+
+erf = registry.register(
+    "erf", erf_reference,
+    registry.numba("._activation_numba", "erf_numba", _erf_applies),
+    example=_example_x, doc="The error function, element-wise, on the route the registry picks.")

@@ -17,10 +17,10 @@ thin (inner dimension 9 or 25), so im2col + GEMM runs at memory speed.
 
 Twins: ``*_reference`` (NumPy, vectorised over batch and channels, one step per kernel
 tap; also CuPy) and ``*_numba`` (``_conv_direct_numba.py``): for float32 where the vector
-micro-kernels apply (AVX-512 or AVX2) (``implicit_gemm_applies``), an *implicit GEMM* -- the micro-kernels
-read shifted windows of the padded image in place of im2col rows, and add their input
-gradient tiles straight into a padded image; otherwise (forward only) a vectorised
-loop over taps.  The dispatchers (``conv2d_direct_forward`` / ``_weight_grad`` /
+micro-kernels apply (AVX-512 or AVX2: ``gemm.implicit_gemm_applies``), an *implicit
+GEMM* -- the micro-kernels read shifted windows of the padded image in place of im2col
+rows, and add their input gradient tiles straight into a padded image; otherwise
+(forward only) a vectorised loop over taps.  The dispatchers (``conv2d_direct_forward`` / ``_weight_grad`` /
 ``_input_grad``) take the Numba twin where it applies, else the reference.  The twins
 sum the same products in other orders, so they agree to rounding, not bits.
 """
@@ -29,7 +29,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
-from . import gemm, registry
+from . import registry
+from .gemm import implicit_gemm_applies
 from .shapes import (direct_conv_geometry, direct_conv_grad_geometry,  # noqa: F401
                      direct_output_hw)
 
@@ -93,19 +94,6 @@ def conv2d_direct_input_grad_reference(dout, weight, input_shape, padding=0, dil
             dx_pad[:, :, i * dh:i * dh + ho, j * dw:j * dw + wo] += xp.einsum(
                 "oc,nohw->nchw", weight[:, :, i, j], dout)
     return dx_pad[:, :, ph:ph + h, pw:pw + w].copy()
-
-
-def implicit_gemm_applies(a, weight_shape, weight_dtype=np.float32) -> bool:
-    """Whether the Numba twins take the implicit-GEMM kernels (``_conv_direct_numba.py``)
-    for data ``a`` (the input or dout) and a weight of ``weight_shape``: float32 NumPy
-    arrays, a vector route of the micro-kernels (AVX-512 or AVX2: ``gemm.host_supported``,
-    ``gemm.enabled``), at least as many output channels and kernel taps as the
-    weight-gradient tile has rows and columns (``gemm.tile_geometry``)."""
-    o, c, kh, kw = weight_shape
-    _, _, nt_rows, nt_cols = gemm.tile_geometry()
-    return (type(a) is np.ndarray and a.dtype == np.float32
-            and np.dtype(weight_dtype) == np.float32 and gemm.enabled
-            and o >= nt_rows and c * kh * kw >= nt_cols and gemm.host_supported())
 
 
 # -- the operations (see registry.py) --------------------------------------------------------

@@ -1,27 +1,14 @@
-"""Matrix products of the layers: ``matmul(a, b) = a @ b``, float32 on the fastest path.
+"""Where minidl's float32 GEMM micro-kernels run: the matrix product's reference and rules.
 
 Every layer's arithmetic is a handful of matrix products (a convolution's
 ``W @ cols``, ``G @ cols^T``, ``W^T @ G``; a linear layer's ``x @ W^T``,
-``dY^T @ x``, ``dY @ W``).  NumPy hands them to its BLAS (OpenBLAS).
+``dY^T @ x``, ``dY @ W``).  NumPy hands them to its BLAS (OpenBLAS): that is
+``matmul_reference``.
 
 ``matmul_numba`` is a small GEMM written for this library's shapes: a register-
-blocked micro-kernel emitted as LLVM vector code (see ``_gemm_numba.py``), in two
-sizes, one per vector instruction set (``isa()``, chosen once from the CPU Numba
-compiles for):
-
-* ``"avx512"``: 16-lane float32 vectors, 32 vector registers (8 x 32 and 6 x 4 tiles);
-* ``"avx2"``: 8-lane vectors with FMA, 16 registers (6 x 16 and 4 x 3 tiles), the
-  vector unit of most laptops and of many servers;
-* ``None``: neither (another architecture, or Numba told to compile for a generic
-  CPU): NumPy's BLAS everywhere.
-
-To measure the AVX2 route on an AVX-512 machine, tell Numba to compile for an AVX2
-CPU before minidl is imported: ``NUMBA_CPU_NAME=haswell`` (``python -m
-benchmarks.training --isa avx2`` does so, and caps PyTorch and OpenBLAS alike).  The
-tile sizes follow from Numba's target, so Numba's on-disk cache (keyed by the target
-CPU) never mixes the two.
-
-The Numba GEMM is used only where it is known to pay:
+blocked micro-kernel emitted as LLVM vector code (see ``_gemm_numba.py``), in one size
+per vector instruction set (``minidl.cpu``: ``isa()`` and ``tile_geometry()``).  The
+registry operation ``matmul`` (``products.py``) takes it where ``numba_applies``:
 
 * float32 NumPy matrices (float64 -- gradient checks, parity tests -- always
   takes NumPy's BLAS);
@@ -38,94 +25,23 @@ The Numba GEMM is used only where it is known to pay:
   measured to pay (``NT_MIN_K``, ``NN_MAX_K``);
 * at least ``MIN_FLOPS`` multiply-adds (below that, call overheads dominate).
 
-Everything else goes to ``numpy.matmul``, the reference twin.  Results agree
-with it to float32 rounding (the sums are taken in another order), not bit for bit,
-and the two routes differ from each other the same way.
-Set ``minidl.kernels.gemm.enabled = False`` to use NumPy's BLAS everywhere.
+Everything else goes to ``numpy.matmul``.  Results agree with it to float32 rounding
+(the sums are taken in another order), not bit for bit, and the two routes differ from
+each other the same way.  The stride-1 convolutions run the same micro-kernels on
+windows of the image (an *implicit GEMM*) where ``implicit_gemm_applies``.
+
+``MINIDL_KERNELS=reference`` (or ``minidl.kernels.use_reference()``) sends every product
+and convolution to NumPy, as every other operation (see ``registry.py``).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .. import backend, threads
+from ..cpu import isa, tile_geometry
 
 # Products smaller than this (M*N*K multiply-adds) stay with NumPy.
 MIN_FLOPS = 1 << 16
-
-# LLVM CPU names by widest float32 FMA vector, for a Numba target given by name
-# (``NUMBA_CPU_NAME``); an unknown name gets no vector route (NumPy: always correct).
-_AVX512_CPUS = {"skylake-avx512", "cascadelake", "cooperlake", "cannonlake", "icelake-client",
-                "icelake-server", "tigerlake", "rocketlake", "sapphirerapids", "emeraldrapids",
-                "graniterapids", "graniterapids-d", "znver4", "znver5", "x86-64-v4"}
-_AVX2_CPUS = {"haswell", "broadwell", "skylake", "alderlake", "raptorlake", "meteorlake",
-              "arrowlake", "lunarlake", "gracemont", "znver1", "znver2", "znver3", "bdver4",
-              "x86-64-v3"}
-
-
-def _features_isa(has) -> str | None:
-    if has("avx512f") and has("fma"):
-        return "avx512"
-    if has("avx2") and has("fma"):
-        return "avx2"
-    return None
-
-
-def _vector_isa() -> str | None:
-    """``"avx512"``, ``"avx2"`` or None: the widest FMA vectors of the CPU that Numba
-    compiles for (the host, unless ``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES`` say
-    otherwise), provided this host can run them."""
-    try:
-        import llvmlite.binding as ll
-        import numba
-        host = ll.get_host_cpu_features()
-        host_isa = _features_isa(lambda f: bool(host.get(f)))
-        name, features = numba.config.CPU_NAME, numba.config.CPU_FEATURES
-    except Exception:  # any trouble asking: use NumPy
-        return None
-    if features:                           # "+avx2,+fma,-avx512f,...": exactly these
-        flags = {f[1:]: f[0] == "+" for f in features.split(",") if f[:1] in "+-"}
-        target = _features_isa(lambda f: flags.get(f, False))
-    elif name in (None, "host"):
-        target = host_isa
-    else:
-        target = "avx512" if name in _AVX512_CPUS else "avx2" if name in _AVX2_CPUS else None
-    order = [None, "avx2", "avx512"]
-    return target if order.index(target) <= order.index(host_isa) else None
-
-
-_isa_cache: list = []
-
-
-def isa() -> str | None:
-    """The vector route of the Numba micro-kernels here: ``"avx512"``, ``"avx2"`` or None
-    (asked once; importing this module imports neither Numba nor llvmlite)."""
-    if not _isa_cache:
-        _isa_cache.append(_vector_isa())
-    return _isa_cache[0]
-
-
-# Tile geometry of the micro-kernels for each route (``_gemm_numba.py``): float32 lanes per
-# vector; rows of a ``C = A B`` tile (each two vectors wide); rows of ``A`` and of ``B^T``
-# per ``C = A B^T`` tile.  Accumulators + operands must fit the register file (32 vectors
-# with AVX-512, 16 with AVX2): 8x2 + 2 + 1 and 6x4 + 6 + 4 (of 32); 6x2 + 2 + 1 and
-# 4x3 + 3 + 1 (of 16, A's rows loaded one at a time).  The AVX2 a @ b.T tile was the
-# fastest of 3x4, 2x4, 4x3, 4x2, 2x6, 2x5 for the lab MLP's 64x784 @ 784x256 (288 us
-# against 323-370 us; one core of an AMD EPYC (Zen 4) with Numba told to compile for Haswell,
-# medians of 7 blocks).
-# Changing a size here: delete Numba's cache (``find minidl -name '*.nb[ic]' -delete``).  A
-# cached kernel is keyed by its own file and the target CPU, not by values it imported, and
-# one compiled with other tile sizes reads out of bounds.
-_TILES = {"avx512": (16, 8, 6, 4), "avx2": (8, 6, 4, 3)}
-
-
-def tile_geometry() -> tuple[int, int, int, int]:
-    """``(LANES, NN_ROWS, NT_ROWS, NT_COLS)`` of this machine's route (the AVX-512 sizes
-    where there is none: the kernels then run only when called directly)."""
-    return _TILES.get(isa(), _TILES["avx512"])
-
-
-# Global switch (tests and benchmarks compare the two paths with it).
-enabled = True
 
 
 def host_supported() -> bool:
@@ -162,8 +78,8 @@ def _layout(a, b) -> str | None:
 
 
 def numba_applies(a, b, out=None) -> bool:
-    """Whether ``matmul`` would take the Numba kernel for these operands."""
-    return (enabled and type(a) is np.ndarray and type(b) is np.ndarray
+    """Whether the Numba kernel applies to these operands (``matmul``'s route predicate)."""
+    return (type(a) is np.ndarray and type(b) is np.ndarray
             and a.dtype == np.float32 and b.dtype == np.float32
             and a.ndim == 2 and b.ndim == 2 and a.shape[1] == b.shape[0]
             and a.shape[0] * a.shape[1] * b.shape[1] >= MIN_FLOPS
@@ -174,9 +90,14 @@ def numba_applies(a, b, out=None) -> bool:
             and (isa() != "avx2" or threads.get_num_threads() > 1))
 
 
-def matmul(a, b, out=None):
-    """``a @ b`` (2-D), optionally into ``out``: the Numba GEMM where it applies, else NumPy."""
-    if numba_applies(a, b, out):
-        from ._gemm_numba import matmul_numba
-        return matmul_numba(a, b, out)
-    return matmul_reference(a, b, out)
+def implicit_gemm_applies(a, weight_shape, weight_dtype=np.float32) -> bool:
+    """Whether the stride-1 convolution twins take the implicit-GEMM kernels
+    (``_conv_direct_numba.py``) for data ``a`` (the input or dout) and a weight of
+    ``weight_shape``: float32 NumPy arrays, a vector route of the micro-kernels
+    (``host_supported``), at least as many output channels and kernel taps as the
+    weight-gradient tile has rows and columns (``tile_geometry``)."""
+    o, c, kh, kw = weight_shape
+    _, _, nt_rows, nt_cols = tile_geometry()
+    return (type(a) is np.ndarray and a.dtype == np.float32
+            and np.dtype(weight_dtype) == np.float32
+            and o >= nt_rows and c * kh * kw >= nt_cols and host_supported())

@@ -3,8 +3,7 @@
 Reference: NumPy's BLAS (``gemm.matmul_reference``; CuPy's for CuPy arrays).  Fast route:
 minidl's register-blocked float32 micro-kernels (``_gemm_numba.py``) where
 ``gemm.numba_applies`` -- the vector instruction set, the operands' layout and size, and
-the thread count decide (see ``gemm.py``).  ``gemm.matmul`` is the same choice written
-out, kept for the kernels inside ``minidl.kernels`` that call it directly.
+the thread count decide (see ``gemm.py``).
 """
 from __future__ import annotations
 

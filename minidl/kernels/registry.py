@@ -27,7 +27,10 @@ machine for a typical float32 call, with host arrays and with device arrays
 
 Fast twins are imported on first use, by module name: the registry and the
 dispatchers never import Numba at ``import minidl`` time, and a twin never imports its
-dispatcher (shared geometry lives in ``shapes.py``).
+dispatcher (shared geometry lives in ``shapes.py``, the micro-kernels' rules in
+``gemm.py`` and ``minidl.cpu``; a twin that hands a case back to the reference gets it
+from ``reference(name)``).  ``minidl.kernels`` exports each operation, its reference and
+its Numba twins (loaded on first access) by the names this registry holds.
 """
 from __future__ import annotations
 
@@ -171,6 +174,12 @@ def operations() -> dict[str, Operation]:
     """Every registered operation by name (importing ``minidl.kernels`` registers them all)."""
     importlib.import_module(__package__)
     return dict(OPERATIONS)
+
+
+def reference(name: str):
+    """The reference of operation ``name``, for a fast route that hands back a case it
+    cannot compute exactly (a twin asks the registry: it never imports its dispatcher)."""
+    return operations()[name].reference
 
 
 def listing() -> list[dict]:

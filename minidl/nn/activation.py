@@ -195,28 +195,6 @@ class ELU(_Activation):
         return f"alpha={self.alpha}"
 
 
-# -- erf for GELU -------------------------------------------------------------
-# NumPy has no erf; Numba compiles C's erf into a ufunc (float32 and float64
-# loops), built on first use so that ``import minidl`` stays quick.
-_erf_ufunc = None
-
-
-def _erf_scalar(v):
-    return math.erf(v)
-
-
-def erf(x):
-    """The error function, element-wise, in ``x``'s dtype (NumPy or CuPy)."""
-    global _erf_ufunc
-    if backend.is_cupy(x):
-        return backend.device_special("erf")(x)
-    if _erf_ufunc is None:
-        import numba  # noqa: PLC0415 - compile lazily
-        _erf_ufunc = numba.vectorize(["float32(float32)", "float64(float64)"],
-                                     cache=True)(_erf_scalar)
-    return _erf_ufunc(x)
-
-
 _SQRT_HALF = math.sqrt(0.5)                 # 1/sqrt(2)
 _INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)  # normal pdf constant
 _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
@@ -260,7 +238,7 @@ class GELU(_Activation):
         if self.approximate == "tanh":
             t = backend.xp(x).tanh(_SQRT_2_OVER_PI * (x + _KAPPA * (x * x * x)))
             return 0.5 * x * (1 + t), (x, t)
-        cdf = 0.5 * (1 + erf(x * _SQRT_HALF))
+        cdf = 0.5 * (1 + kernels.erf(x * _SQRT_HALF))
         return x * cdf, (x, cdf)
 
     def _backward(self, dout, cache):
