@@ -263,7 +263,7 @@ def test_exploit_copies_weights_and_optimizer_state_bitwise(tmp_path, optimizer,
 
 def test_a_population_runs_its_generations_and_children_start_where_parents_ended(tmp_path):
     study, settings, pbt, objective = new_population(tmp_path, generations=3)
-    why = P.run_population(study, objective, "lab-mlp", pbt, settings.seed,
+    why = P.run_population(study, objective, "lab-mlp", pbt, settings.seed, timeout=120,
                            keep_checkpoints=True)
     assert why == "3 generations done"
     found = intervals(study)
@@ -305,7 +305,7 @@ def test_a_population_runs_its_generations_and_children_start_where_parents_ende
 
 def test_old_checkpoints_are_deleted_unless_kept(tmp_path):
     study, settings, pbt, objective = new_population(tmp_path, generations=4)
-    P.run_population(study, objective, "lab-mlp", pbt, settings.seed)
+    P.run_population(study, objective, "lab-mlp", pbt, settings.seed, timeout=120)
     left = sorted(int(p.stem.split("-")[1]) for p in Path(pbt.checkpoint_dir).glob("*.npz"))
     by_number = {t.number: t for t in study.get_trials()}
     assert {by_number[n].user_attrs["generation"] for n in left} == {2, 3}
@@ -325,7 +325,7 @@ def test_a_failing_interval_is_retried_then_given_up_and_its_member_copies(tmp_p
 
     monkeypatch.setattr(P, "start_member", broken)
     lines = []
-    assert P.run_population(study, objective, "lab-mlp", pbt, 0,
+    assert P.run_population(study, objective, "lab-mlp", pbt, 0, timeout=120,
                             log=lines.append) == "2 generations done"
     member2 = intervals(study)[(2, 0)]
     assert [t.state for t in member2] == [TrialState.FAIL] * P.MAX_ATTEMPTS + [TrialState.PRUNED]
@@ -338,16 +338,46 @@ def test_a_failing_interval_is_retried_then_given_up_and_its_member_copies(tmp_p
 
 
 def test_a_queued_duplicate_interval_is_not_trained_twice(tmp_path):
+    """Two processes that both find a generation complete queue it twice: of two trials of
+    one interval, the one with the smaller number trains it, the other ends FAIL before
+    training, whether it comes after the first finished or while it runs."""
+    study, settings, pbt, objective = new_population(tmp_path, generations=1)
+    P.run_population(study, objective, "lab-mlp", pbt, 0, timeout=120)
+    first = study.get_trials()[1]
+    queued = {k: first.user_attrs[k] for k in ("member", "generation", "parent", "exploited",
+                                                 "explored")}
+    study.enqueue_trial(first.system_attrs["fixed_params"], user_attrs=queued)
+    study.optimize(objective, n_trials=1, catch=(Exception,))    # pops the twin
+    twin = study.get_trials()[-1]
+    assert twin.state == TrialState.FAIL
+    assert twin.user_attrs["stop_reason"] == \
+        f"not started: member 1's interval 0 is trial {first.number}'s"
+    assert "curve" not in twin.user_attrs       # nothing was trained
+
+    # both queued, the first taken by another process and still running
+    attrs = dict(queued, member=9)
+    for _ in range(2):
+        study.enqueue_trial(first.system_attrs["fixed_params"], user_attrs=attrs)
+    running, second = study.get_trials()[-2:]
+    assert study._storage.set_trial_state_values(running._trial_id, state=TrialState.RUNNING)
+    study.optimize(objective, n_trials=1, catch=(Exception,))
+    second = study.get_trials()[second.number]
+    assert second.state == TrialState.FAIL
+    assert second.user_attrs["stop_reason"] == \
+        f"not started: member 9's interval 0 is trial {running.number}'s"
+
+
+def test_queued_twins_of_finished_intervals_are_dropped(tmp_path):
     study, settings, pbt, objective = new_population(tmp_path, generations=1)
     P.start_population(study, "lab-mlp", pbt, 0)
     first = study.get_trials()[1]
     study.enqueue_trial(first.system_attrs["fixed_params"], user_attrs=first.user_attrs)
-    P.run_population(study, objective, "lab-mlp", pbt, 0)
+    P.run_population(study, objective, "lab-mlp", pbt, 0, timeout=120)
     twins = intervals(study)[(1, 0)]
     assert [t.state for t in twins] == [TrialState.COMPLETE, TrialState.FAIL]
     assert twins[1].user_attrs["stop_reason"] == \
         f"not started: member 1's interval 0 is trial {twins[0].number}'s"
-    assert "curve" not in twins[1].user_attrs       # nothing was trained
+    assert not study.get_trials(states=(TrialState.WAITING,))
 
 
 def test_an_interval_left_running_without_a_worker_is_run_again(tmp_path, monkeypatch):
@@ -360,8 +390,8 @@ def test_an_interval_left_running_without_a_worker_is_run_again(tmp_path, monkey
     monkeypatch.setattr(P, "ORPHAN_SECONDS", 0.0)
     monkeypatch.setattr(P, "CHECK_SECONDS", 1.0)
     lines = []
-    assert P.run_population(study, objective, "lab-mlp", pbt, 0, log=lines.append) == \
-        "1 generations done"
+    assert P.run_population(study, objective, "lab-mlp", pbt, 0, timeout=120,
+                            log=lines.append) == "1 generations done"
     orphan = study.get_trials()[waiting.number]
     assert orphan.state == TrialState.FAIL
     assert orphan.user_attrs["stop_reason"].startswith("worker died: interrupted before")
@@ -610,7 +640,8 @@ def test_every_space_trains_and_copies(tmp_path, space):
                         checkpoint_dir=str(tmp_path / "ckpt"))
     study.set_user_attr(P.SETTINGS_ATTR, pbt.to_dict())
     objective = P.IntervalObjective(synthetic(96, 1), synthetic(64, 2), space, 1, 1, pbt)
-    assert P.run_population(study, objective, space, pbt, 1) == "2 generations done"
+    assert P.run_population(study, objective, space, pbt, 1,
+                            timeout=120) == "2 generations done"
     found = intervals(study)
     assert sorted(found) == [(0, 0), (0, 1), (1, 0), (1, 1)]
     copied = [ts[-1] for (m, g), ts in found.items() if g == 1 and ts[-1].user_attrs["exploited"]
