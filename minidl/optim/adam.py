@@ -86,19 +86,15 @@ class Adam(Optimizer):
     def step(self, closure=None):
         """Update every parameter that has a gradient (in place); return ``closure()`` if given.
 
-        The per-parameter arithmetic is ``minidl.kernels.adam_update`` (one fused
-        Numba loop for NumPy arrays; its NumPy twin spells out the formula above).
+        The arithmetic is :func:`adam`'s (``minidl.kernels.adam_update``: one fused Numba
+        loop for NumPy arrays; its NumPy twin spells out the formula above); this class
+        keeps the moments and step counts.
         """
         loss = closure() if closure is not None else None
-        decoupled = self._decoupled_weight_decay
         for group in self.param_groups:
-            lr = float(group["lr"])
-            beta1, beta2 = (float(b) for b in group["betas"])
-            eps = float(group["eps"])
-            weight_decay = float(group["weight_decay"])
             amsgrad = group["amsgrad"]
-            coefficients = {}          # (step, dtype) -> the update's scalars, made once
-            for p in self._params_with_grad(group):
+            params = list(self._params_with_grad(group))
+            for p in params:
                 state = self.state[p]
                 if not state:
                     xp = backend.xp(p.data)
@@ -108,18 +104,44 @@ class Adam(Optimizer):
                     if amsgrad:
                         state["max_exp_avg_sq"] = xp.zeros_like(p.data)
                 state["step"] += 1
-                t = state["step"]
-                key = (t, p.data.dtype)
-                c = coefficients.get(key)
-                if c is None:
-                    c = coefficients[key] = kernels.adam_coefficients(
-                        p.data.dtype, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
-                        weight_decay=weight_decay, decoupled=decoupled,
-                        step_size=lr / (1 - beta1 ** t),
-                        bias_correction2_sqrt=(1 - beta2 ** t) ** 0.5)
-                kernels.adam_update(p.data, p.grad, state["exp_avg"], state["exp_avg_sq"],
-                                    state["max_exp_avg_sq"] if amsgrad else None, c)
+            states = [self.state[p] for p in params]
+            beta1, beta2 = (float(b) for b in group["betas"])
+            adam([p.data for p in params], [p.grad for p in params],
+                 [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
+                 [s.get("max_exp_avg_sq") for s in states], [s["step"] for s in states],
+                 lr=float(group["lr"]), beta1=beta1, beta2=beta2, eps=float(group["eps"]),
+                 weight_decay=float(group["weight_decay"]), amsgrad=amsgrad,
+                 decoupled_weight_decay=self._decoupled_weight_decay)
         return loss
+
+
+def adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, *, lr, beta1, beta2,
+         eps, weight_decay, amsgrad, decoupled_weight_decay=False):
+    """One Adam (or, with ``decoupled_weight_decay``, AdamW) step over a list of parameters:
+    the update of :class:`Adam` / :class:`AdamW` (their docstrings have the formulas), in
+    place.
+
+    ``params`` (updated in place), ``grads`` (not modified), ``exp_avgs`` (m),
+    ``exp_avg_sqs`` (v) and, with ``amsgrad``, ``max_exp_avg_sqs`` (updated in place;
+    else unused: None entries) are lists of arrays, one entry per parameter, of the
+    parameter's shape; ``steps`` the step number ``t`` of each (already counted: 1 at the
+    first update).  Each parameter's arithmetic is ``minidl.kernels.adam_update``; its
+    scalars (``adam_coefficients``) are made once per step number and dtype.
+
+    Matches ``torch.optim.adam.adam`` (single-tensor implementation).
+    """
+    coefficients = {}          # (step, dtype) -> the update's scalars, made once
+    for i, param in enumerate(params):
+        t = steps[i]
+        key = (t, param.dtype)
+        c = coefficients.get(key)
+        if c is None:
+            c = coefficients[key] = kernels.adam_coefficients(
+                param.dtype, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                weight_decay=weight_decay, decoupled=decoupled_weight_decay,
+                step_size=lr / (1 - beta1 ** t), bias_correction2_sqrt=(1 - beta2 ** t) ** 0.5)
+        kernels.adam_update(param, grads[i], exp_avgs[i], exp_avg_sqs[i],
+                            max_exp_avg_sqs[i] if amsgrad else None, c)
 
 
 class AdamW(Adam):

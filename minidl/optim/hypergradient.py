@@ -38,6 +38,7 @@ import numpy as np
 from .. import backend
 from .adam import check_moment_settings
 from .optimizer import Optimizer
+from .sgd import sgd
 
 
 class _HypergradientOptimizer(Optimizer):
@@ -184,18 +185,15 @@ class SGDHD(_HypergradientOptimizer):
         group["lr"] = float(group["lr"]) + float(group["hypergrad_lr"]) * h
         lr = group["lr"]
 
-        for p, g in zip(params, grads):
+        # the step is SGD's with the adapted rate (the gradients above hold the weight decay)
+        buffers = [self.state[p].get("momentum_buffer") for p in params]
+        directions = sgd([p.data for p in params], grads, buffers, lr=lr, momentum=momentum,
+                         dampening=dampening, nesterov=group["nesterov"], weight_decay=0)
+        for p, buf, u in zip(params, buffers, directions):
             state = self.state[p]
             if momentum != 0:
-                buf = state.get("momentum_buffer")
-                if buf is None:
-                    buf = state["momentum_buffer"] = g.astype(p.data.dtype, copy=True)
-                else:
-                    buf *= momentum
-                    buf += (1 - dampening) * g
-                g = g + momentum * buf if group["nesterov"] else buf
-            state["grad_prev"][...] = g
-            p.data -= lr * g
+                state["momentum_buffer"] = buf
+            state["grad_prev"][...] = u
         return loss
 
 
@@ -281,52 +279,74 @@ class AdamHD(_HypergradientOptimizer):
 
     def step(self, closure=None):
         """Adapt ``lr`` and update every parameter that has a gradient (in place);
-        return ``closure()`` if given."""
+        return ``closure()`` if given.  The arithmetic is :func:`adam_hd`'s."""
         loss = closure() if closure is not None else None
         for group in self.param_groups:
-            beta1, beta2 = (float(b) for b in group["betas"])
-            eps = float(group["eps"])
-            weight_decay = float(group["weight_decay"])
-            hypergrad_lr = float(group["hypergrad_lr"])
-            # The rate changes parameter by parameter (see the class docstring).  It is
-            # kept where the dot products are, a float64 0-d array of the parameters'
-            # module, while the step runs, and read back into the group once at its end:
-            # on a GPU one copy to the host per step, not one per parameter.  The same
-            # float64 operations in the same order as with Python floats.
-            lr, adapted = float(group["lr"]), False
-            for p in list(self._params_with_grad(group)):
-                xp = backend.xp(p.data)
+            params = list(self._params_with_grad(group))
+            for p in params:
                 state = self.state[p]
                 if not state:
+                    xp = backend.xp(p.data)
                     state["step"] = 0
                     state["exp_avg"] = xp.zeros_like(p.data)
                     state["exp_avg_sq"] = xp.zeros_like(p.data)
-                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
                 state["step"] += 1
-                t = state["step"]
-                g = p.grad
-                if weight_decay != 0:
-                    g = g + weight_decay * p.data
-
-                if t > 1:
-                    prev_bias_correction1 = 1 - beta1 ** (t - 1)
-                    prev_bias_correction2 = 1 - beta2 ** (t - 1)
-                    prev_direction = exp_avg / (xp.sqrt(exp_avg_sq) + eps)
-                    dot = xp.dot(g.ravel(), prev_direction.ravel()).astype(np.float64)
-                    h = dot * math.sqrt(prev_bias_correction2) / prev_bias_correction1
-                    lr, adapted = lr + hypergrad_lr * h, True
-
-                exp_avg *= beta1
-                exp_avg += (1 - beta1) * g
-                exp_avg_sq *= beta2
-                exp_avg_sq += (1 - beta2) * (g * g)
-                denom = xp.sqrt(exp_avg_sq) + eps
-                bias_correction1 = 1 - beta1 ** t
-                bias_correction2 = 1 - beta2 ** t
-                step_size = lr * math.sqrt(bias_correction2) / bias_correction1
-                if type(step_size) is not float:    # an array scalar: the parameter's dtype,
-                    step_size = step_size.astype(p.data.dtype)   # as a Python float would be
-                p.data -= step_size * (exp_avg / denom)
-            if adapted:
-                group["lr"] = float(lr)
+            states = [self.state[p] for p in params]
+            beta1, beta2 = (float(b) for b in group["betas"])
+            lr = adam_hd([p.data for p in params], [p.grad for p in params],
+                         [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
+                         [s["step"] for s in states], lr=float(group["lr"]), beta1=beta1,
+                         beta2=beta2, eps=float(group["eps"]),
+                         weight_decay=float(group["weight_decay"]),
+                         hypergrad_lr=float(group["hypergrad_lr"]))
+            if lr is not None:
+                group["lr"] = lr
         return loss
+
+
+def adam_hd(params, grads, exp_avgs, exp_avg_sqs, steps, *, lr, beta1, beta2, eps,
+            weight_decay, hypergrad_lr):
+    r"""One Adam-HD step over a parameter group: the update of :class:`AdamHD` (its
+    docstring has the formula), in place; returns the adapted rate (a float), or None
+    when no parameter had a previous step to adapt it from.
+
+    ``params`` (updated in place), ``grads`` (not modified), ``exp_avgs`` (m) and
+    ``exp_avg_sqs`` (v) (updated in place) are lists of arrays, one entry per parameter;
+    ``steps`` the step number ``t`` of each (already counted: 1 at the first update).
+    Not :func:`minidl.optim.adam.adam`: the reference adds :math:`\epsilon` before the
+    bias correction and updates the moments as ``m = beta1*m + (1 - beta1)*g``.
+
+    Matches the reference ``AdamHD.step`` (hypergradient-descent repository).
+    """
+    # The rate changes parameter by parameter (see AdamHD's docstring).  It is kept where
+    # the dot products are, a float64 0-d array of the parameters' module, while the step
+    # runs, and read back once at its end: on a GPU one copy to the host per step, not one
+    # per parameter.  The same float64 operations in the same order as with Python floats.
+    adapted = False
+    for param, grad, exp_avg, exp_avg_sq, t in zip(params, grads, exp_avgs, exp_avg_sqs,
+                                                   steps):
+        xp = backend.xp(param)
+        g = grad
+        if weight_decay != 0:
+            g = g + weight_decay * param
+
+        if t > 1:
+            prev_bias_correction1 = 1 - beta1 ** (t - 1)
+            prev_bias_correction2 = 1 - beta2 ** (t - 1)
+            prev_direction = exp_avg / (xp.sqrt(exp_avg_sq) + eps)
+            dot = xp.dot(g.ravel(), prev_direction.ravel()).astype(np.float64)
+            h = dot * math.sqrt(prev_bias_correction2) / prev_bias_correction1
+            lr, adapted = lr + hypergrad_lr * h, True
+
+        exp_avg *= beta1
+        exp_avg += (1 - beta1) * g
+        exp_avg_sq *= beta2
+        exp_avg_sq += (1 - beta2) * (g * g)
+        denom = xp.sqrt(exp_avg_sq) + eps
+        bias_correction1 = 1 - beta1 ** t
+        bias_correction2 = 1 - beta2 ** t
+        step_size = lr * math.sqrt(bias_correction2) / bias_correction1
+        if type(step_size) is not float:        # an array scalar: the parameter's dtype,
+            step_size = step_size.astype(param.dtype)   # as a Python float would be
+        param -= step_size * (exp_avg / denom)
+    return float(lr) if adapted else None

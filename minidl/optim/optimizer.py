@@ -13,8 +13,12 @@ checkpoints read the same:
   groups list them, so a checkpoint can be loaded into a fresh optimizer built
   over a fresh model.
 
-Subclasses implement ``step()`` (the update, written as one NumPy expression
-per line, on ``param.data`` in place) and ``_check_hyperparameters(group)``.
+Subclasses implement ``_check_hyperparameters(group)`` and ``step()``: the class
+holds the state (creates the buffers, counts the steps) and hands lists of arrays to
+its functional update beside it -- ``sgd.sgd``, ``adam.adam``, ``rmsprop.rmsprop``,
+``hypergradient.adam_hd``, as ``torch.optim.sgd.sgd`` and the like -- which holds the
+math, written as one NumPy expression per line, in place.  A variant calls its
+parent's function (``SGDHD`` steps with ``sgd``) instead of repeating it.
 """
 from __future__ import annotations
 

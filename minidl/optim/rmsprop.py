@@ -71,19 +71,19 @@ class RMSprop(Optimizer):
         self._require_bool("centered", group["centered"])
 
     def step(self, closure=None):
-        """Update every parameter that has a gradient (in place); return ``closure()`` if given."""
+        """Update every parameter that has a gradient (in place); return ``closure()`` if given.
+
+        The arithmetic is :func:`rmsprop`'s; this class keeps the running averages.
+        """
         loss = closure() if closure is not None else None
         for group in self.param_groups:
-            lr = float(group["lr"])
-            alpha = float(group["alpha"])
-            eps = float(group["eps"])
-            weight_decay = float(group["weight_decay"])
             momentum = float(group["momentum"])
             centered = group["centered"]
-            for p in self._params_with_grad(group):
-                xp = backend.xp(p.data)
+            params = list(self._params_with_grad(group))
+            for p in params:
                 state = self.state[p]
                 if not state:
+                    xp = backend.xp(p.data)
                     state["step"] = 0
                     state["square_avg"] = xp.zeros_like(p.data)
                     if momentum > 0:
@@ -91,26 +91,49 @@ class RMSprop(Optimizer):
                     if centered:
                         state["grad_avg"] = xp.zeros_like(p.data)
                 state["step"] += 1
-
-                g = p.grad
-                if weight_decay != 0:
-                    g = g + weight_decay * p.data
-
-                v = state["square_avg"]
-                v *= alpha
-                v += (1 - alpha) * g * g
-                if centered:
-                    g_avg = state["grad_avg"]
-                    g_avg += (1 - alpha) * (g - g_avg)
-                    denom = xp.sqrt(v - g_avg * g_avg) + eps
-                else:
-                    denom = xp.sqrt(v) + eps
-
-                if momentum > 0:
-                    buf = state["momentum_buffer"]
-                    buf *= momentum
-                    buf += g / denom
-                    p.data -= lr * buf
-                else:
-                    p.data -= lr * g / denom
+            states = [self.state[p] for p in params]
+            rmsprop([p.data for p in params], [p.grad for p in params],
+                    [s["square_avg"] for s in states], [s.get("grad_avg") for s in states],
+                    [s.get("momentum_buffer") for s in states], lr=float(group["lr"]),
+                    alpha=float(group["alpha"]), eps=float(group["eps"]),
+                    weight_decay=float(group["weight_decay"]), momentum=momentum,
+                    centered=centered)
         return loss
+
+
+def rmsprop(params, grads, square_avgs, grad_avgs, momentum_buffers, *, lr, alpha, eps,
+            weight_decay, momentum, centered):
+    """One RMSprop step over a list of parameters: the update of :class:`RMSprop` (its
+    docstring has the formula), in place.
+
+    ``params`` (updated in place), ``grads`` (not modified), ``square_avgs`` (``v``,
+    updated in place), ``grad_avgs`` (the running mean of the gradient, updated in place
+    when ``centered``, else unused: None entries) and ``momentum_buffers`` (updated in
+    place when ``momentum > 0``, else unused) are lists of arrays, one entry per
+    parameter, of the parameter's shape; the other arguments are :class:`RMSprop`'s.
+
+    Matches ``torch.optim.rmsprop.rmsprop`` (single-tensor implementation).
+    """
+    for i, (param, grad) in enumerate(zip(params, grads)):
+        xp = backend.xp(param)
+        g = grad
+        if weight_decay != 0:
+            g = g + weight_decay * param
+
+        v = square_avgs[i]
+        v *= alpha
+        v += (1 - alpha) * g * g
+        if centered:
+            g_avg = grad_avgs[i]
+            g_avg += (1 - alpha) * (g - g_avg)
+            denom = xp.sqrt(v - g_avg * g_avg) + eps
+        else:
+            denom = xp.sqrt(v) + eps
+
+        if momentum > 0:
+            buf = momentum_buffers[i]
+            buf *= momentum
+            buf += g / denom
+            param -= lr * buf
+        else:
+            param -= lr * g / denom

@@ -64,25 +64,65 @@ class SGD(Optimizer):
                 f"got momentum={group['momentum']!r}, dampening={group['dampening']!r}")
 
     def step(self, closure=None):
-        """Update every parameter that has a gradient (in place); return ``closure()`` if given."""
+        """Update every parameter that has a gradient (in place); return ``closure()`` if given.
+
+        The arithmetic is :func:`sgd`'s; this class keeps the momentum buffers.
+        """
         loss = closure() if closure is not None else None
         for group in self.param_groups:
-            lr = float(group["lr"])
+            params = list(self._params_with_grad(group))
             momentum = float(group["momentum"])
-            dampening = float(group["dampening"])
-            weight_decay = float(group["weight_decay"])
-            for p in self._params_with_grad(group):
-                g = p.grad
-                if weight_decay != 0:
-                    g = g + weight_decay * p.data
-                if momentum != 0:
-                    state = self.state[p]
-                    buf = state.get("momentum_buffer")
-                    if buf is None:
-                        buf = state["momentum_buffer"] = g.astype(p.data.dtype, copy=True)
-                    else:
-                        buf *= momentum
-                        buf += (1 - dampening) * g
-                    g = g + momentum * buf if group["nesterov"] else buf
-                p.data -= lr * g
+            buffers = [self.state[p].get("momentum_buffer") if momentum != 0 else None
+                       for p in params]
+            sgd([p.data for p in params], [p.grad for p in params], buffers,
+                lr=float(group["lr"]), momentum=momentum, dampening=float(group["dampening"]),
+                nesterov=group["nesterov"], weight_decay=float(group["weight_decay"]))
+            if momentum != 0:
+                for p, buf in zip(params, buffers):
+                    self.state[p]["momentum_buffer"] = buf
         return loss
+
+
+def sgd(params, grads, momentum_buffers, *, lr, momentum, dampening, nesterov, weight_decay):
+    r"""One SGD step over a list of parameters: the update of :class:`SGD` (its docstring
+    has the formula), in place.
+
+    Parameters
+    ----------
+    params : list of arrays
+        The parameters' values, each updated in place.
+    grads : list of arrays
+        Their gradients (same shapes; not modified).
+    momentum_buffers : list of (array or None)
+        One entry per parameter, read when ``momentum != 0``: a buffer is updated in
+        place, and a None entry is replaced in the list by a new buffer (the first
+        gradient); the caller keeps the entries as its state.
+    lr, momentum, dampening, nesterov, weight_decay
+        As in :class:`SGD` (``lr`` may be any float: the hypergradient variants pass
+        the rate they adapted).
+
+    Returns
+    -------
+    list of arrays
+        The update direction :math:`u` of each parameter (:math:`\theta \leftarrow
+        \theta - \gamma u`): the gradient, the momentum buffer or its Nesterov form.
+        It may be the gradient or the buffer itself, so copy it to keep it.
+
+    Matches ``torch.optim.sgd.sgd`` (single-tensor implementation).
+    """
+    directions = []
+    for i, (param, grad) in enumerate(zip(params, grads)):
+        g = grad
+        if weight_decay != 0:
+            g = g + weight_decay * param
+        if momentum != 0:
+            buf = momentum_buffers[i]
+            if buf is None:
+                buf = momentum_buffers[i] = g.astype(param.dtype, copy=True)
+            else:
+                buf *= momentum
+                buf += (1 - dampening) * g
+            g = g + momentum * buf if nesterov else buf
+        param -= lr * g
+        directions.append(g)
+    return directions
