@@ -28,7 +28,7 @@ from __future__ import annotations
 
 # importing a kernel module registers its operations
 from . import (activation, adam, batchnorm, conv, conv_direct, gemm, im2col,  # noqa: F401
-               loss, pooling, products, registry, rnn)
+               layernorm, loss, pooling, products, registry, rnn)
 from .adam import adam_coefficients
 from .conv import ConvCache
 from .gemm import implicit_gemm_applies

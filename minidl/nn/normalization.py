@@ -1,9 +1,10 @@
 r"""Normalization layers: BatchNorm1d, BatchNorm2d and LayerNorm.
 
-The math lives in pure functions: ``minidl.kernels.batch_norm_forward``/
-``batch_norm_backward`` (a fused Numba kernel beside its NumPy reference) and
-``layer_norm_forward``/``layer_norm_backward`` here; the classes hold the parameters,
-the running statistics (buffers) and what backward needs.
+The math lives in kernel operations (``minidl.kernels``): ``batch_norm_forward``/
+``batch_norm_backward`` (``kernels/batchnorm.py``) and ``layer_norm_forward``/
+``layer_norm_backward`` (``kernels/layernorm.py``), each a NumPy reference beside a
+fused Numba twin; the classes hold the parameters, the running statistics (buffers) and
+what backward needs.
 
 Both layers normalise a group of values :math:`x_1..x_n` to zero mean and unit
 variance, then scale and shift:
@@ -57,50 +58,7 @@ from .. import backend, kernels
 from .module import (Module, Parameter, backward_before_forward, check_dout, check_float_array,
                      empty_batch_backward)
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm", "layer_norm_forward", "layer_norm_backward"]
-
-
-# -- the math (batch normalization: minidl.kernels.batchnorm) ------------------------------
-def layer_norm_forward(x, weight, bias, eps):
-    r"""Normalise each row of ``x`` (shape ``(R, K)``); ``weight``/``bias`` are ``(K,)`` or None.
-
-    Returns ``(y, x_hat, invstd)`` with ``invstd`` of shape ``(R, 1)``.
-    """
-    xp = backend.xp(x)
-    mean = x.mean(axis=1, keepdims=True)
-    x_hat = x - mean
-    var = xp.square(x_hat).mean(axis=1, keepdims=True)
-    invstd = 1.0 / xp.sqrt(var + eps)
-    x_hat *= invstd
-    if weight is None:
-        y = x_hat.copy() if bias is None else x_hat + bias
-    else:
-        y = x_hat * weight
-        if bias is not None:
-            y += bias
-    return y, x_hat, invstd
-
-
-def layer_norm_backward(dout, x_hat, invstd, weight, need_dx=True):
-    r"""Gradients of :func:`layer_norm_forward`: ``(dx, dweight, dbias)``.
-
-    With :math:`g = \gamma\, \partial L/\partial y` (per row, ``K`` values):
-
-    .. math:: \frac{\partial L}{\partial x} = r\Big(g - \overline{g} - \hat x\, \overline{g \hat x}\Big)
-
-    (bars are row means); :math:`\partial L/\partial\gamma = \sum_{rows} \partial L/\partial y\,
-    \hat x`, :math:`\partial L/\partial\beta = \sum_{rows} \partial L/\partial y`.
-    """
-    xp = backend.xp(dout)
-    dbias = dout.sum(axis=0)
-    dweight = xp.einsum("rk,rk->k", dout, x_hat)
-    if not need_dx:
-        return None, dweight, dbias
-    g = dout if weight is None else dout * weight
-    dx = g - g.mean(axis=1, keepdims=True)
-    dx -= x_hat * xp.einsum("rk,rk->r", g, x_hat)[:, None] / x_hat.shape[1]
-    dx *= invstd
-    return dx, dweight, dbias
+__all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm"]
 
 
 # -- the layers ------------------------------------------------------------------------------
@@ -430,7 +388,7 @@ class LayerNorm(Module):
         x2 = x.reshape(math.prod(x.shape[:x.ndim - d]), k)
         weight = None if self.weight is None else self.weight.data.reshape(k)
         bias = None if self.bias is None else self.bias.data.reshape(k)
-        y, x_hat, invstd = layer_norm_forward(x2, weight, bias, self.eps)
+        y, x_hat, invstd = kernels.layer_norm_forward(x2, weight, bias, self.eps)
         self._cache = (x.shape, x.dtype, x_hat, invstd)
         return y.reshape(x.shape)
 
@@ -443,8 +401,8 @@ class LayerNorm(Module):
         check_dout("LayerNorm", dout, shape, dtype)
         k = x_hat.shape[1]
         weight = None if self.weight is None else self.weight.data.reshape(k)
-        dx, dweight, dbias = layer_norm_backward(dout.reshape(x_hat.shape), x_hat, invstd,
-                                                 weight, self.needs_input_grad)
+        dx, dweight, dbias = kernels.layer_norm_backward(dout.reshape(x_hat.shape), x_hat,
+                                                         invstd, weight, self.needs_input_grad)
         if self.weight is not None:
             self.weight.accumulate_grad(dweight.reshape(self.normalized_shape), owned=True)
         if self.bias is not None:
