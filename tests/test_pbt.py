@@ -668,3 +668,43 @@ def test_a_population_in_sqlite_is_read_by_trials_best_and_studies(cli, tmp_path
     assert status == 0 and "Best trial:" in out
     status, out, err = cli("studies", "--storage", storage)
     assert status == 0 and "p " in out
+
+
+def test_best_names_the_final_member_and_plain_workers_are_refused(cli, tmp_path, fashion_mnist):
+    status, out, err = cli("pbt", "--study-name", "p", "--space", "lab-mlp", "--population", "2",
+                           "--train-size", "300", "--val-size", "100", "--generations", "3",
+                           "--threads", "1", "--quiet")
+    assert status == 0, err
+    study = _load(tmp_path, "p")
+    from tuning.pbt import final_trial, load_pbt_settings
+    from tuning.report import best_trial
+    final = final_trial(study, load_pbt_settings(study))
+    assert final.user_attrs["generation"] == 2          # a last interval, not any generation's
+    assert best_trial(study).number == final.number
+    status, out, _ = cli("best", "--study-name", "p", "--json")
+    assert status == 0 and json.loads(out)["trial"] == final.number
+    for command in (("worker", "--study-name", "p", "--max-trials", "9"),
+                    ("run", "--study-name", "p", "--n-trials", "1")):
+        status, _, err = cli(*command)
+        assert status == 1
+        assert "is a population-based training study" in err and "tuning pbt --study-name p" in err
+    assert len(study.trials) == len(_load(tmp_path, "p").trials)   # nothing was trained
+
+
+def test_best_of_a_population_is_a_last_interval_not_the_lowest_error_ever():
+    # generation 0 of member 0 had the lowest error of all; the population's result is the
+    # best of each member's LAST interval (its weights are the ones kept): member 1's
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+    from tuning.pbt import SETTINGS_ATTR, PBTSettings
+    from tuning.report import best_trial
+
+    study = optuna.create_study(direction="minimize")
+    study.set_user_attr(SETTINGS_ATTR, PBTSettings(population=2).to_dict())
+    for member, generation, value in ((0, 0, 0.10), (1, 0, 0.30), (0, 1, 0.25), (1, 1, 0.20)):
+        study.add_trial(create_trial(
+            value=value, params={"learn_rate": 1e-3},
+            distributions={"learn_rate": FloatDistribution(1e-4, 1e-1, log=True)},
+            user_attrs={"member": member, "generation": generation}))
+    assert study.best_trial.number == 0
+    assert best_trial(study).number == 3

@@ -161,6 +161,11 @@ def best_trial(study):
             f"({', '.join(metric_names(study))}), so no single best trial; its Pareto front "
             f"is trials {', '.join(str(t.number) for t in pareto_front(study))}: choose one "
             f"with --trial N")
+    from .pbt import final_trial, load_pbt_settings  # noqa: PLC0415 - pbt imports report
+
+    pbt = load_pbt_settings(study)
+    if pbt is not None:   # a population: its result is the best member's last interval
+        return final_trial(study, pbt)
     return study.best_trial
 
 

@@ -341,8 +341,9 @@ def requeue_failed(study, frozen, counts: bool = True) -> tuple[bool, str]:
 
 # What a run of a trial records about itself (``tuning.objective``, the worker): a queued
 # retry has not run yet, so it does not carry these over from the trial that failed.
-RUN_ATTRS = (WORKER_ATTR, "stop_reason", "curve", "seconds", "traceback", "n_params",
-             "config", "pooling_skipped", "latency_ms", "latency_batch", "latency_threads")
+RUN_ATTRS = (WORKER_ATTR, "stop_reason", "curve", "seconds", "cpu_seconds", "traceback",
+             "n_params", "config", "pooling_skipped", "latency_ms", "latency_batch",
+             "latency_threads")
 
 
 def _configuration_attrs(frozen) -> dict:

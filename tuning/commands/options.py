@@ -240,3 +240,18 @@ def check_out_dir(out: str) -> Path:
             raise TuningError(f"--out {out}: {path / name} is a folder; remove it or give "
                               f"another --out")
     return path
+
+
+def refuse_population(study) -> None:
+    """TuningError for a population-based training study (``tuning pbt``): its queued
+    intervals continue from checkpoints, which only ``tuning pbt`` loads."""
+    if study is None:
+        return
+    from ..pbt import load_pbt_settings  # noqa: PLC0415
+
+    if load_pbt_settings(study) is not None:
+        raise TuningError(
+            f"study {study.study_name!r} is a population-based training study: its intervals "
+            f"start from checkpoints that only `tuning pbt` loads. Continue it with `tuning pbt "
+            f"--study-name {study.study_name}`, or add a worker with `tuning pbt --study-name "
+            f"{study.study_name} --join`")

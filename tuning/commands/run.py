@@ -69,6 +69,7 @@ def run(args) -> int:
         storage = open_storage(args.storage, name)
     given = options.study_options(args)
     study, settings = find_study(storage, name, given)   # nothing written yet
+    options.refuse_population(study)
     if args.n_trials is None and args.total is None and args.timeout is None \
             and settings.sampler != "grid":
         raise TuningError("give --n-trials N (N more trials), --total T (until the study has "

@@ -42,6 +42,7 @@ def run(args) -> int:
     minidl.set_num_threads(threads)
     storage = workers.open_worker_storage(args.storage, name, args.heartbeat)
     study, settings = open_study(storage, name)
+    options.refuse_population(study)
     identity = workers.worker_identity(args.rank)
     label = workers.worker_label(identity)
     n_before = len(study.get_trials(deepcopy=False))
