@@ -252,18 +252,7 @@ def layer_vs_host(d: Devices, name, builder, shape, kind, seed) -> dict:
 
 def _row(case, dtype, acc, compared) -> dict:
     return {"case": case, "dtype": dtype, "max_abs": acc.abs, "max_rel": acc.rel,
-            "worst": acc.worst, "compared": compared,
-            "within_tol": acc.rel <= TOL.get(dtype, 1e-10)}
-
-
-def _run(rows, errors, section, label, fn, *a):
-    try:
-        row = fn(*a)
-    except Exception as exc:  # reported; the other cases still run
-        errors.append({"section": section, "case": label, "error": f"{type(exc).__name__}: {exc}"})
-        return
-    row["section"] = section
-    rows.append(row)
+            "worst": acc.worst, "compared": compared}
 
 
 # -- the training step ---------------------------------------------------------------------
@@ -372,15 +361,7 @@ def render(info, device, rows, errors, step_rows, steps, quick) -> str:
                      for r in step_rows]), "",
                 "Each step ends with its loss on the host (minidl: the one copy to the host "
                 "a step makes; torch: `loss.item()`). Medians of interleaved rounds.", ""]
-    if errors:
-        out += ["## Cases that could not run", "",
-                common.markdown_table(["section", "case", "error"],
-                                      [[e["section"], e["case"], e["error"]] for e in errors]),
-                ""]
-    n_ok = sum(r["within_tol"] for r in rows)
-    out.append(f"{n_ok} of {len(rows)} comparisons within tolerance"
-               + (f"; {len(errors)} cases failed to run." if errors else "."))
-    return "\n".join(out)
+    return "\n".join(out + parity.render_tail(rows, errors))
 
 
 def main(argv=None) -> int:
@@ -405,23 +386,24 @@ def main(argv=None) -> int:
     info = common.machine_info(with_torch=d.torch is not None)
     device = d.info()
     rows, errors = [], []
+    run = parity.run_case         # a failing case is reported; the others still run
     cases = parity.layer_cases(q)
     if d.torch is not None:
         for dtype in DTYPES:
             for i, (name, builder, shape, kind) in enumerate(cases):
-                _run(rows, errors, "torch-layers", f"{name} {dtype}", layer_vs_torch, d, name,
-                     builder, shape, kind, dtype, 100 + i)
+                run(rows, errors, "torch-layers", f"{name} {dtype}", layer_vs_torch, d, name,
+                    builder, shape, kind, dtype, 100 + i)
             for smoothing in (0.0, 0.1):
-                _run(rows, errors, "torch-loss", f"loss {smoothing} {dtype}", loss_vs_torch, d,
-                     smoothing, dtype, 7)
+                run(rows, errors, "torch-loss", f"loss {smoothing} {dtype}", loss_vs_torch, d,
+                    smoothing, dtype, 7)
             for i, (name, cls, kw) in enumerate(parity.optimizer_cases(q)):
-                _run(rows, errors, "torch-optimizers", f"{name} {dtype}", optimizer_vs_torch,
-                     d, name, cls, kw, dtype, steps, 200 + i)
+                run(rows, errors, "torch-optimizers", f"{name} {dtype}", optimizer_vs_torch,
+                    d, name, cls, kw, dtype, steps, 200 + i)
             for name in (["cnn_2conv_narrow"] if q else ["lab_mlp_64", "cnn_2conv_narrow"]):
-                _run(rows, errors, "torch-training", f"{name} {dtype}", training_vs_torch, d,
-                     name, dtype, 3 if q else 20, 8 if q else 32, 300)
+                run(rows, errors, "torch-training", f"{name} {dtype}", training_vs_torch, d,
+                    name, dtype, 3 if q else 20, 8 if q else 32, 300)
     for i, (name, builder, shape, kind) in enumerate(cases):
-        _run(rows, errors, "host", name, layer_vs_host, d, name, builder, shape, kind, 100 + i)
+        run(rows, errors, "host", name, layer_vs_host, d, name, builder, shape, kind, 100 + i)
     step_rows = []
     for name in (["lab_mlp_64"] if q else STEP_MODELS):
         try:

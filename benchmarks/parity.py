@@ -340,7 +340,10 @@ def training_parity(torch, minidl, model_name, dtype, steps, batch, seed) -> dic
 
 
 # ============================================================== report
-def _run_case(rows, errors, section, label, fn, *a):
+def run_case(rows, errors, section, label, fn, *a):
+    """Run ``fn(*a)`` and append its row (or list of rows) to ``rows``, each with its
+    ``section`` and ``within_tol`` = max rel <= the tolerance of its dtype; an exception
+    becomes an entry of ``errors`` and the other cases still run."""
     try:
         res = fn(*a)
     except Exception as exc:  # a missing layer/option is reported, the rest still runs
@@ -351,6 +354,21 @@ def _run_case(rows, errors, section, label, fn, *a):
         r["section"] = section
         r["within_tol"] = r["max_rel"] <= TOL.get(r["dtype"], 1e-10)
         rows.append(r)
+
+
+def render_tail(rows, errors) -> list[str]:
+    """The end of a parity report: the cases that could not run, then how many
+    comparisons are within tolerance."""
+    out = []
+    if errors:
+        out += ["## Cases that could not run", "",
+                common.markdown_table(["section", "case", "error"],
+                                      [[e["section"], e["case"], e["error"]] for e in errors]),
+                ""]
+    n_ok = sum(r["within_tol"] for r in rows)
+    out.append(f"{n_ok} of {len(rows)} comparisons within tolerance"
+               + (f"; {len(errors)} cases failed to run." if errors else "."))
+    return out
 
 
 def render(info, rows, errors, steps) -> str:
@@ -402,15 +420,7 @@ def render(info, rows, errors, steps) -> str:
                     "(the float32 level of the layer rows above) moves that entry's update by "
                     "up to ~1e-3 of lr. The float64 column is the parity evidence for the run.",
                     ""]
-    if errors:
-        out += ["## Cases that could not run", "",
-                common.markdown_table(["section", "case", "error"],
-                                      [[e["section"], e["case"], e["error"]] for e in errors]),
-                ""]
-    n_ok = sum(r["within_tol"] for r in rows)
-    out.append(f"{n_ok} of {len(rows)} comparisons within tolerance"
-               + (f"; {len(errors)} cases failed to run." if errors else "."))
-    return "\n".join(out)
+    return "\n".join(out + render_tail(rows, errors))
 
 
 def main(argv=None) -> int:
@@ -435,21 +445,21 @@ def main(argv=None) -> int:
     errors: list[dict] = []
     for dtype in DTYPES:
         for i, (name, builder, shape, kind) in enumerate(layer_cases(q)):
-            _run_case(rows, errors, "layers", f"{name} {dtype}", layer_parity,
+            run_case(rows, errors, "layers", f"{name} {dtype}", layer_parity,
                       torch, minidl, name, builder, shape, kind, dtype, 100 + i)
         for smoothing in (0.0, 0.1):
-            _run_case(rows, errors, "loss", f"CrossEntropyLoss({smoothing}) {dtype}",
+            run_case(rows, errors, "loss", f"CrossEntropyLoss({smoothing}) {dtype}",
                       loss_parity, torch, minidl, smoothing, dtype, 7)
         for i, (name, cls, kw) in enumerate(optimizer_cases(q)):
-            _run_case(rows, errors, "optimizers", f"{name} {dtype}", optimizer_parity,
+            run_case(rows, errors, "optimizers", f"{name} {dtype}", optimizer_parity,
                       torch, minidl, name, cls, kw, dtype, steps, 200 + i)
         models = ["MLP 784-64-10"] if q else ["MLP 784-64-10", "CNN (2 conv, maxpool)",
                                               "small CNN (conv5x5, avgpool)"]
         for name in models:
-            _run_case(rows, errors, "training", f"{name} {dtype}", training_parity,
+            run_case(rows, errors, "training", f"{name} {dtype}", training_parity,
                       torch, minidl, name, dtype, 3 if q else 30, 16 if q else 32, 300)
     if not q:
-        _run_case(rows, errors, "schedulers", "all schedulers", scheduler_parity,
+        run_case(rows, errors, "schedulers", "all schedulers", scheduler_parity,
                   torch, minidl, 30)
     md = render(info, rows, errors, steps)
     payload = {"machine": info, "tolerance": TOL, "results": rows, "errors": errors,
