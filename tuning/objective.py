@@ -191,6 +191,55 @@ def train_config(config: dict, train, val, epochs: int, seed: int = 0, callbacks
     return model, history
 
 
+class TrialOutcome:
+    """Records how a trial's training ends, as user attributes of the trial.
+
+        with TrialOutcome(trial, curve) as outcome:
+            ...                                  # train
+            outcome.stop_reason = "completed"
+            return error
+
+    On leaving the block it stores ``curve``, ``seconds`` (wall time of the block),
+    ``cpu_seconds`` (this process's CPU time, only with ``cpu_seconds=True``) and
+    ``stop_reason``: what the block set (``"error"`` unless it set one), else the pruning
+    message (``"pruned"`` for an empty one), ``"diverged: ..."`` for ``NonFiniteLossError``
+    (raised again as ``optuna.TrialPruned``, so the trial ends PRUNED), ``"interrupted"``
+    for ``KeyboardInterrupt``, or ``"error: Type: message"`` with the end of the
+    ``traceback`` for any other exception.  Exceptions other than ``NonFiniteLossError``
+    propagate unchanged.
+    """
+
+    def __init__(self, trial, curve: list, *, cpu_seconds: bool = False):
+        self.trial, self.curve, self.cpu_seconds = trial, curve, cpu_seconds
+        self.stop_reason = "error"
+
+    def __enter__(self) -> TrialOutcome:
+        self._started, self._cpu_started = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        try:
+            if isinstance(exc, optuna.TrialPruned):
+                self.stop_reason = str(exc) or "pruned"
+            elif isinstance(exc, NonFiniteLossError):
+                self.stop_reason = f"diverged: {exc}"
+                raise optuna.TrialPruned(self.stop_reason) from exc
+            elif isinstance(exc, KeyboardInterrupt):
+                self.stop_reason = "interrupted"
+            elif isinstance(exc, Exception):
+                self.stop_reason = f"error: {type(exc).__name__}: {exc}"
+                self.trial.set_user_attr(
+                    "traceback", "".join(traceback.format_exception(exc))[-4000:])
+            return False
+        finally:
+            trial = self.trial
+            trial.set_user_attr("curve", self.curve)
+            trial.set_user_attr("seconds", time.perf_counter() - self._started)
+            if self.cpu_seconds:
+                trial.set_user_attr("cpu_seconds", time.process_time() - self._cpu_started)
+            trial.set_user_attr("stop_reason", self.stop_reason)
+
+
 class Objective:
     """Callable objective: ``Objective(train, val, epochs, space=...)(trial) -> val_error``.
 
@@ -274,15 +323,13 @@ class Objective:
                 raise optuna.TrialPruned(f"pruned at epoch {epoch} "
                                          f"(val_error {record['val_error']:.4f})")
 
-        start = time.perf_counter()
-        stop_reason = "error"
-        try:
+        with TrialOutcome(trial, curve) as outcome:
             model, history = train_config(
                 config, self.train, self.val, self.epochs, seed=self.seed + trial.number,
                 callbacks=[report_epoch], device=self.device, progress=self.progress,
                 eval_batch_size=self.eval_batch_size,
                 on_model=lambda m: trial.set_user_attr("n_params", m.num_parameters()))
-            stop_reason = history.stop_reason
+            outcome.stop_reason = history.stop_reason
             error = float(history.epochs[-1]["val_error"])
             if len(self.objectives) == 1:
                 return error
@@ -297,20 +344,3 @@ class Objective:
                     trial.set_user_attr("latency_threads", minidl.get_num_threads())
                     values.append(latency)
             return tuple(values)
-        except optuna.TrialPruned as exc:
-            stop_reason = str(exc) or "pruned"
-            raise
-        except NonFiniteLossError as exc:
-            stop_reason = f"diverged: {exc}"
-            raise optuna.TrialPruned(stop_reason) from exc
-        except KeyboardInterrupt:
-            stop_reason = "interrupted"
-            raise
-        except Exception as exc:
-            stop_reason = f"error: {type(exc).__name__}: {exc}"
-            trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
-            raise
-        finally:
-            trial.set_user_attr("curve", curve)
-            trial.set_user_attr("seconds", time.perf_counter() - start)
-            trial.set_user_attr("stop_reason", stop_reason)

@@ -74,7 +74,6 @@ import datetime
 import math
 import os
 import time
-import traceback
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -689,7 +688,8 @@ class IntervalObjective:
 
     def __call__(self, trial) -> float:
         from minidl.checkpoint import save_checkpoint  # noqa: PLC0415
-        from minidl.train import NonFiniteLossError  # noqa: PLC0415
+
+        from .objective import TrialOutcome  # noqa: PLC0415
 
         attrs = trial.user_attrs
         if MEMBER not in attrs or GENERATION not in attrs:
@@ -727,9 +727,7 @@ class IntervalObjective:
                                          f"at epoch {epoch}")
             trial.report(record["val_error"], first_epoch + epoch)
 
-        started, cpu_started = time.perf_counter(), time.process_time()
-        stop_reason = "error"
-        try:
+        with TrialOutcome(trial, curve, cpu_seconds=True) as outcome:
             source = None if parent is None else checkpoint_path(self.pbt, parent)
             model, optimizer = start_member(config, interval_seed(self.seed, member, generation),
                                             source, self.device)
@@ -739,26 +737,8 @@ class IntervalObjective:
             save_checkpoint(checkpoint_path(self.pbt, trial.number), model, optimizer,
                             trial=trial.number, member=member, generation=generation,
                             config=config, validation_error=error)
-            stop_reason = "completed"
+            outcome.stop_reason = "completed"
             return error
-        except optuna.TrialPruned as exc:
-            stop_reason = str(exc) or "pruned"
-            raise
-        except NonFiniteLossError as exc:
-            stop_reason = f"diverged: {exc}"
-            raise optuna.TrialPruned(stop_reason) from exc
-        except KeyboardInterrupt:
-            stop_reason = "interrupted"
-            raise
-        except Exception as exc:
-            stop_reason = f"error: {type(exc).__name__}: {exc}"
-            trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
-            raise
-        finally:
-            trial.set_user_attr("curve", curve)
-            trial.set_user_attr("seconds", time.perf_counter() - started)
-            trial.set_user_attr("cpu_seconds", time.process_time() - cpu_started)
-            trial.set_user_attr("stop_reason", stop_reason)
 
     def _fit(self, model, optimizer, config, member, generation, report_epoch):
         from minidl import nn  # noqa: PLC0415
