@@ -18,12 +18,17 @@ and its ``run(args)`` the helpers: ``study_options(args)`` (the settings as
 ``StudySettings.from_options`` takes them), ``new_study_name`` / ``require_study_name``,
 ``open_existing(args)`` (a study that must exist, ``(study, settings)``),
 ``apply_threads(args)``, ``progress_flags(args)``, ``check_out_dir``,
-``parse_params(text)`` (a JSON object given as text or as a file), ``err(text)``.
+``parse_params(text)`` (a JSON object given as text or as a file), ``err(text)``;
+``--workers K`` of ``run`` and ``pbt``: ``run_worker_processes`` (start K worker processes
+here, print the trials they finish) and ``fail_dead_workers``.
 """
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 from ..argtypes import non_negative_int, positive_int
@@ -31,13 +36,17 @@ from ..errors import TuningError
 from ..spaces import SPACES
 from ..storage import check_study_name, folder_problem, open_storage
 from ..study import PRUNERS, SAMPLERS, open_study
-from ..workers import GRACE_FACTOR, HEARTBEAT_INTERVAL
+from ..workers import (GRACE_FACTOR, HEARTBEAT_INTERVAL, WORKER_ATTR, fail_stale,
+                       interrupt_signals, worker_label)
 
 # The options a study stores (``tuning.study.StudySettings.from_options``).
 STUDY_OPTIONS = ("space", "epochs", "train_size", "val_size", "seed", "sampler", "pruner",
                  "grid_file", "objectives")
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer its reader left
+# The thread counts a worker process started by ``--workers K`` is given.
+THREAD_VARIABLES = ("MINIDL_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                    "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
 def train_size_or_all(text: str):
@@ -255,3 +264,59 @@ def refuse_population(study) -> None:
             f"start from checkpoints that only `tuning pbt` loads. Continue it with `tuning pbt "
             f"--study-name {study.study_name}`, or add a worker with `tuning pbt --study-name "
             f"{study.study_name} --join`")
+
+
+def run_worker_processes(command: list, k: int, threads: int, study, printed: set, line,
+                         poll_seconds: float, env: dict | None = None):
+    """Run ``k`` processes ``command + ["--rank", r]`` (r = 0 .. k-1) on this machine and
+    print the trials of ``study`` they finish; ``(procs, interrupted)`` once all have exited.
+
+    Each process runs in a session of its own with standard output discarded, the
+    environment of this one plus ``env`` and every variable of ``THREAD_VARIABLES`` set to
+    ``threads``.  Every ``poll_seconds``, and once after the last has exited, each finished
+    trial not in ``printed`` is printed as ``line(trial)`` with the worker that ran it and
+    added to ``printed``.  Ctrl-C or SIGTERM sends SIGINT to the processes still running and
+    waits for them (``interrupted`` is then True).
+    """
+    env = {**os.environ, **(env or {})}
+    for var in THREAD_VARIABLES:
+        env[var] = str(threads)
+    procs = [subprocess.Popen(command + ["--rank", str(rank)], env=env,
+                              stdout=subprocess.DEVNULL, start_new_session=True)
+             for rank in range(k)]
+
+    def print_new():
+        for t in study.get_trials(deepcopy=False):
+            if t.state.is_finished() and t.number not in printed:
+                print(f"{line(t)}  ({worker_label(t.user_attrs.get(WORKER_ATTR))})",
+                      flush=True)
+                printed.add(t.number)
+
+    interrupted = False
+    try:
+        with interrupt_signals((signal.SIGTERM,)):
+            while True:
+                running = any(p.poll() is None for p in procs)
+                print_new()
+                if not running:
+                    break
+                time.sleep(poll_seconds)
+    except KeyboardInterrupt:
+        interrupted = True
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in procs:
+            p.wait()
+        print_new()
+    return procs, interrupted
+
+
+def fail_dead_workers(study, procs) -> None:
+    """A worker process that died (an exit status other than 0 or ``EXIT_INTERRUPTED``)
+    cannot fail its own trial: fail the study's stale trials for it (they are queued
+    again), a line each."""
+    if any(p.returncode not in (0, EXIT_INTERRUPTED) for p in procs):
+        for trial, action, why in fail_stale(study):
+            if action == "failed":
+                print(f"trial {trial.number} failed ({why}); queued again")

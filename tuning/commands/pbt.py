@@ -11,9 +11,6 @@ at most the intervals in progress; the same command continues.
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -362,40 +359,10 @@ def _run_workers(args, name, study, settings, pbt, out) -> int:
         command += ["--timeout", str(args.timeout)]
     if args.keep_checkpoints:
         command.append("--keep-checkpoints")
-    env = dict(os.environ)
-    for var in ("MINIDL_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        env[var] = str(threads)
     printed = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
-    procs = [subprocess.Popen(command + ["--rank", str(rank)], env=env,
-                              stdout=subprocess.DEVNULL, start_new_session=True)
-             for rank in range(k)]
-    interrupted = False
-
-    def print_new():
-        for t in study.get_trials(deepcopy=False):
-            if t.state.is_finished() and t.number not in printed:
-                label = workers.worker_label(t.user_attrs.get(workers.WORKER_ATTR))
-                print(f"{interval_line(t)}  ({label})", flush=True)
-                printed.add(t.number)
-
-    try:
-        with workers.interrupt_signals((signal.SIGTERM,)):
-            while any(p.poll() is None for p in procs):
-                print_new()
-                time.sleep(POLL_SECONDS)
-    except KeyboardInterrupt:
-        interrupted = True
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in procs:
-            p.wait()
-    print_new()
-    if any(p.returncode not in (0, options.EXIT_INTERRUPTED) for p in procs):
-        for trial, action, why in workers.fail_stale(study):
-            if action == "failed":
-                print(f"trial {trial.number} failed ({why}); queued again")
+    procs, interrupted = options.run_worker_processes(command, k, threads, study, printed,
+                                                      interval_line, POLL_SECONDS)
+    options.fail_dead_workers(study, procs)
     if interrupted:
         options.err(f"\ninterrupted: the intervals in progress were marked FAIL and queued "
                     f"again; finished intervals are kept in {where}.\ncontinue with: "

@@ -15,8 +15,6 @@ running trial FAIL, queues its configuration again and exits with status 130.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import time
 
@@ -268,40 +266,14 @@ def _run_workers(args, name, storage, study, settings, given) -> int:
         command += ["--max-trials", str(target)]
     if args.timeout is not None:
         command += ["--timeout", str(args.timeout)]
-    env = dict(os.environ)
-    env[STORAGE_ENV] = args.storage if args.storage else str(default_journal_path(name))
-    for var in ("MINIDL_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        env[var] = str(threads)
+    env = {STORAGE_ENV: args.storage if args.storage else str(default_journal_path(name))}
     already = {t.number for t in trials if t.state.is_finished()}
     start = time.perf_counter()
-    procs = [subprocess.Popen(command + ["--rank", str(rank)], env=env,
-                              stdout=subprocess.DEVNULL, start_new_session=True)
-             for rank in range(k)]
-    interrupted = False
-    printed = set(already)
-    try:
-        with workers.interrupt_signals((signal.SIGTERM,)):
-            while True:
-                running = [p for p in procs if p.poll() is None]
-                printed |= _print_new(study, printed, settings.metric_names)
-                if not running:
-                    break
-                time.sleep(POLL_SECONDS)
-    except KeyboardInterrupt:
-        interrupted = True
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in procs:
-            p.wait()
-        _print_new(study, printed, settings.metric_names)
+    procs, interrupted = options.run_worker_processes(
+        command, k, threads, study, set(already),
+        lambda t: report.trial_line(t, settings.metric_names), POLL_SECONDS, env)
     seconds = time.perf_counter() - start
-    if any(p.returncode not in (0, options.EXIT_INTERRUPTED) for p in procs):
-        # A worker that died cannot fail its own trial: do it for it.
-        for trial, action, why in workers.fail_stale(study):
-            if action == "failed":
-                print(f"trial {trial.number} failed ({why}); queued again")
+    options.fail_dead_workers(study, procs)
     ran = {}
     for t in study.get_trials(deepcopy=False):
         if t.state.is_finished() and t.number not in already \
@@ -321,16 +293,6 @@ def _run_workers(args, name, storage, study, settings, given) -> int:
               file=sys.stderr)
         return 1
     return status
-
-
-def _print_new(study, printed: set, names=None) -> set:
-    new = set()
-    for t in study.get_trials(deepcopy=False):
-        if t.state.is_finished() and t.number not in printed:
-            label = workers.worker_label(t.user_attrs.get(workers.WORKER_ATTR))
-            print(f"{report.trial_line(t, names)}  ({label})", flush=True)
-            new.add(t.number)
-    return new
 
 
 def _summary(study, settings, name, args, ran: dict, seconds: float) -> int:
