@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _checks
+
 _generator = np.random.default_rng()
 
 
 def manual_seed(seed: int) -> np.random.Generator:
     """Reseed minidl's generator (like ``torch.manual_seed``) and return it."""
     global _generator
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"manual_seed: expected a non-negative int, got {seed!r}")
-    _generator = np.random.default_rng(int(seed))
+    _generator = np.random.default_rng(_checks.non_negative_int("manual_seed", "seed", seed))
     return _generator
 
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import backend
+from . import _checks, backend
 from .nn.module import Module
 
 __all__ = ["summary", "Summary", "LayerRow"]
@@ -167,16 +167,9 @@ def _shape_of(out):
 # -- the forward pass ---------------------------------------------------------------
 
 def _check_input_shape(input_shape) -> tuple:
-    example = "e.g. (1, 1, 28, 28) for one Fashion-MNIST image"
-    if isinstance(input_shape, (int, np.integer)) or not hasattr(input_shape, "__len__"):
-        raise ValueError(f"summary: expected input_shape to be a tuple of positive ints "
-                         f"including the batch dimension ({example}), got {input_shape!r}")
-    shape = tuple(input_shape)
-    if not shape or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1
-                        for d in shape):
-        raise ValueError(f"summary: expected input_shape to be a tuple of positive ints "
-                         f"including the batch dimension ({example}), got {input_shape!r}")
-    return tuple(int(d) for d in shape)
+    return _checks.shape("summary", "input_shape", input_shape, allow_int=False,
+                         what="a tuple of positive ints including the batch dimension "
+                              "(e.g. (1, 1, 28, 28) for one Fashion-MNIST image)")
 
 
 def summary(model, input_shape, dtype=None) -> Summary:

@@ -65,7 +65,7 @@ from __future__ import annotations
 import os
 import sys
 
-from . import cpu
+from . import _checks, cpu
 
 ENV_VAR = "MINIDL_NUM_THREADS"
 # Numba tries these in order when the user chose no layer (see module docstring).
@@ -141,12 +141,10 @@ def set_num_threads(n: int) -> None:
     ``user_api="blas"``, PyTorch's MKL included).  Numba's part is capped at
     ``numba.config.NUMBA_NUM_THREADS`` (fixed when Numba starts; by default the CPU
     count), and is one thread in a child forked after kernels ran on GNU OpenMP.
-    Raises ValueError unless ``n`` is an int >= 1.
+    Raises TypeError unless ``n`` is an int, ValueError unless it is >= 1.
     """
     global _num_threads
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"set_num_threads: expected a positive int, got {n!r}")
-    _num_threads = n
+    _num_threads = _checks.positive_int("set_num_threads", "n", n)
     _limit_blas(blas_threads(n))
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import backend, performance
+from . import _checks, backend, performance
 from .random import manual_seed
 
 __all__ = ["fit", "evaluate", "History", "NonFiniteLossError"]
@@ -96,15 +96,10 @@ class History:
 
 # -- helpers ------------------------------------------------------------------
 
-def _check_positive_int(name, value, fn="fit"):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{fn}: expected {name} to be a positive int, got {value!r}")
-
-
 def _check_dataset(name, data, fn):
     for attr in ("x", "y"):
         if not hasattr(data, attr):
-            raise ValueError(
+            raise TypeError(
                 f"{fn}: expected {name} to be a dataset with .x and .y (e.g. "
                 f"minidl.data.ArrayDataset), got {type(data).__name__}")
     if len(data.x) != len(data.y):
@@ -167,7 +162,7 @@ def evaluate(model, data, batch_size: int = 1000, loss_fn=None) -> dict:
     The model is put in eval mode (Dropout off) and every submodule's previous mode is
     restored on return, also when an exception (or Ctrl-C) interrupts it.
     """
-    _check_positive_int("batch_size", batch_size, "evaluate")
+    _checks.positive_int("evaluate", "batch_size", batch_size)
     _check_dataset("data", data, "evaluate")
     performance.apply()     # process-wide settings (malloc), once; see minidl.performance
     if loss_fn is None:
@@ -309,8 +304,8 @@ class _NoProgress:
 
 
 def _make_progress(progress, epochs):
-    if progress is not None and not isinstance(progress, bool):
-        raise ValueError(f"fit: expected progress to be None, True or False, got {progress!r}")
+    if progress is not None:
+        _checks.boolean("fit", "progress", progress)
     if progress is False:
         return _NoProgress()
     if _in_notebook():
@@ -383,20 +378,19 @@ def fit(model, loss_fn, optimizer, train, val, epochs: int, batch_size: int,
     """
     from .data import iterate_batches  # noqa: PLC0415 - data imports are not needed to import train
 
-    _check_positive_int("epochs", epochs)
-    _check_positive_int("batch_size", batch_size)
-    _check_positive_int("eval_batch_size", eval_batch_size)
+    _checks.positive_int("fit", "epochs", epochs)
+    _checks.positive_int("fit", "batch_size", batch_size)
+    _checks.positive_int("fit", "eval_batch_size", eval_batch_size)
     if early_stopping_patience is not None:
-        _check_positive_int("early_stopping_patience", early_stopping_patience)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"fit: expected seed to be a non-negative int, got {seed!r}")
+        _checks.positive_int("fit", "early_stopping_patience", early_stopping_patience)
+    _checks.non_negative_int("fit", "seed", seed)
     if callable(callbacks):
-        raise ValueError("fit: expected callbacks to be an iterable of callables; wrap a "
+        raise TypeError("fit: expected callbacks to be an iterable of callables; wrap a "
                          "single callback in a list")
     callbacks = list(callbacks)
     for cb in callbacks:
         if not callable(cb):
-            raise ValueError(f"fit: every callback must be callable, got {cb!r}")
+            raise TypeError(f"fit: every callback must be callable, got {cb!r}")
     _check_dataset("train", train, "fit")
     _check_dataset("val", val, "fit")
     plateau = _is_plateau_scheduler(scheduler)

@@ -89,7 +89,7 @@ def test_register_buffer_errors():
         s.register_buffer("train", np.zeros(1))
     with pytest.raises(ValueError, match="buffer 'text' must be a real numeric array"):
         s.register_buffer("text", np.array(["a"]))
-    with pytest.raises(ValueError, match="expected persistent to be a bool"):
+    with pytest.raises(TypeError, match="expected persistent to be a bool"):
         s.register_buffer("p", np.zeros(1), persistent=1)
     with pytest.raises(ValueError, match="got a Parameter"):
         s.register_buffer("p", nn.Parameter(np.zeros(1)))

@@ -104,11 +104,11 @@ def test_clip_bad_arguments():
     p = nn.Parameter(np.ones(2), np.ones(2))
     with pytest.raises(ValueError, match="max_norm"):
         utils.clip_grad_norm_([p], "big")
-    with pytest.raises(ValueError, match="norm_type"):
+    with pytest.raises(TypeError, match="norm_type"):
         utils.clip_grad_norm_([p], 1.0, norm_type=None)
     with pytest.raises(TypeError, match="Parameter"):
         utils.clip_grad_norm_([np.ones(2)], 1.0)
     with pytest.raises(TypeError, match="iterable"):
         utils.clip_grad_value_(3, 1.0)
-    with pytest.raises(ValueError, match="clip_value"):
+    with pytest.raises(TypeError, match="clip_value"):
         utils.clip_grad_value_([p], None)

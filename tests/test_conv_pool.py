@@ -192,13 +192,13 @@ def test_conv2d_bad_input():
         conv.backward(np.zeros((1, 4, 3, 4), np.float32))
 
 
-@pytest.mark.parametrize("kwargs", [dict(kernel_size=0), dict(kernel_size=(3,)),
-                                    dict(kernel_size=3, stride=0), dict(kernel_size=3, padding=-1),
-                                    dict(kernel_size=3, padding="same"),
-                                    dict(kernel_size=3, dilation=0), dict(kernel_size=3, bias=1),
-                                    dict(kernel_size=True)])
-def test_conv2d_bad_arguments(kwargs):
-    with pytest.raises(ValueError, match="Conv2d"):
+@pytest.mark.parametrize("kwargs, error", [
+    (dict(kernel_size=0), ValueError), (dict(kernel_size=(3,)), ValueError),
+    (dict(kernel_size=3, stride=0), ValueError), (dict(kernel_size=3, padding=-1), ValueError),
+    (dict(kernel_size=3, padding="same"), ValueError), (dict(kernel_size=3, dilation=0), ValueError),
+    (dict(kernel_size=3, bias=1), TypeError), (dict(kernel_size=True), TypeError)])
+def test_conv2d_bad_arguments(kwargs, error):
+    with pytest.raises(error, match="Conv2d"):
         nn.Conv2d(2, 3, **kwargs)
     with pytest.raises(ValueError, match="Conv2d: expected in_channels"):
         nn.Conv2d(0, 3, 3)
@@ -304,7 +304,7 @@ def test_pool_bad_input(layer):
         layer((4, 2), 1, (1, 2))
     with pytest.raises(ValueError, match=f"{name}: kernel_size, stride"):
         layer(2, 0)
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(TypeError, match=name):
         layer(2, ceil_mode=1)
     pool = layer(3, 1, 1)
     with pytest.raises(ValueError, match=rf"{name}: expected input of shape \(N, C, H, W\)"):

@@ -112,18 +112,20 @@ def test_split_fraction():
     assert (len(train), len(val)) == (45, 15)
 
 
-@pytest.mark.parametrize("val_size, seed, pattern", [
-    (0, 0, "between 1 and 9"), (10, 0, "between 1 and 9"), (1.0, 0, r"in \(0, 1\)"),
-    (0.0, 0, r"in \(0, 1\)"), (0.01, 0, "got 0"), ("3", 0, "int or float"),
-    (True, 0, "int or float"), (3, None, "seed"), (3, -1, "seed"), (3, 1.5, "seed"),
+@pytest.mark.parametrize("val_size, seed, error, pattern", [     # a wrong type: TypeError
+    (0, 0, ValueError, "between 1 and 9"), (10, 0, ValueError, "between 1 and 9"),
+    (1.0, 0, ValueError, r"in \(0, 1\)"), (0.0, 0, ValueError, r"in \(0, 1\)"),
+    (0.01, 0, ValueError, "got 0"), ("3", 0, TypeError, "an int or a float"),
+    (True, 0, TypeError, "an int or a float"), (3, None, TypeError, "seed"),
+    (3, -1, ValueError, "seed"), (3, 1.5, TypeError, "seed"),
 ])
-def test_split_rejects_bad_arguments(val_size, seed, pattern):
-    with pytest.raises(ValueError, match="train_val_split: .*" + pattern):
+def test_split_rejects_bad_arguments(val_size, seed, error, pattern):
+    with pytest.raises(error, match="train_val_split: .*" + pattern):
         train_val_split(indexed_dataset(10), val_size, seed)
 
 
 def test_split_rejects_non_dataset():
-    with pytest.raises(ValueError, match="expected an ArrayDataset"):
+    with pytest.raises(TypeError, match="expected an ArrayDataset"):
         train_val_split((np.zeros((3, 2)), np.zeros(3)), 1, 0)
 
 
@@ -192,16 +194,18 @@ def test_augment_is_applied_to_inputs_only():
     np.testing.assert_array_equal(ds.x[:, 0, 0, 0], np.arange(12))
 
 
-@pytest.mark.parametrize("kwargs, pattern", [
-    (dict(batch_size=0), "batch_size >= 1"), (dict(batch_size=2.0), "batch_size >= 1"),
-    (dict(batch_size=True), "batch_size >= 1"), (dict(rng="seed"), "rng"),
-    (dict(augment=3), "augment"), (dict(shuffle="yes"), "shuffle"),
-    (dict(drop_last=1), "drop_last"), (dict(dataset=(1, 2)), "dataset with .x and .y"),
+@pytest.mark.parametrize("kwargs, error, pattern", [       # a wrong type: TypeError
+    (dict(batch_size=0), ValueError, "batch_size to be a positive int"),
+    (dict(batch_size=2.0), TypeError, "batch_size to be a positive int"),
+    (dict(batch_size=True), TypeError, "batch_size to be a positive int"),
+    (dict(rng="seed"), TypeError, "rng"), (dict(augment=3), TypeError, "augment"),
+    (dict(shuffle="yes"), TypeError, "shuffle"), (dict(drop_last=1), TypeError, "drop_last"),
+    (dict(dataset=(1, 2)), TypeError, "dataset with .x and .y"),
 ])
-def test_iterate_batches_rejects_bad_arguments_at_the_call(kwargs, pattern):
+def test_iterate_batches_rejects_bad_arguments_at_the_call(kwargs, error, pattern):
     args = dict(dataset=indexed_dataset(5), batch_size=2)
     args.update(kwargs)
-    with pytest.raises(ValueError, match="iterate_batches: .*" + pattern):
+    with pytest.raises(error, match="iterate_batches: .*" + pattern):
         iterate_batches(**args)  # raised before iterating
 
 
@@ -309,18 +313,21 @@ def test_from_strength_mapping(strength, max_shift, hflip):
     assert Augment.from_strength(strength, fill=-0.8).fill == -0.8
 
 
-@pytest.mark.parametrize("strength", [-0.1, 1.5, float("nan"), "0.5", True, None])
-def test_from_strength_rejects_bad_strength(strength):
-    with pytest.raises(ValueError, match=r"strength in \[0, 1\]"):
+@pytest.mark.parametrize("strength, error", [(-0.1, ValueError), (1.5, ValueError),
+                                             (float("nan"), ValueError), ("0.5", TypeError),
+                                             (True, TypeError), (None, TypeError)])
+def test_from_strength_rejects_bad_strength(strength, error):
+    with pytest.raises(error, match=r"strength to be a number in \[0, 1\]"):
         Augment.from_strength(strength)
 
 
-@pytest.mark.parametrize("kwargs, pattern", [
-    (dict(max_shift=-1), "max_shift >= 0"), (dict(max_shift=1.5), "max_shift >= 0"),
-    (dict(hflip="yes"), "hflip"), (dict(fill=float("inf")), "fill"),
+@pytest.mark.parametrize("kwargs, error, pattern", [        # a wrong type: TypeError
+    (dict(max_shift=-1), ValueError, "max_shift to be a non-negative int"),
+    (dict(max_shift=1.5), TypeError, "max_shift to be a non-negative int"),
+    (dict(hflip="yes"), TypeError, "hflip"), (dict(fill=float("inf")), ValueError, "fill"),
 ])
-def test_augment_rejects_bad_arguments(kwargs, pattern):
-    with pytest.raises(ValueError, match="Augment: .*" + pattern):
+def test_augment_rejects_bad_arguments(kwargs, error, pattern):
+    with pytest.raises(error, match="Augment: .*" + pattern):
         Augment(**kwargs)
 
 

@@ -83,13 +83,13 @@ def test_repr():
 
 
 def test_errors():
-    with pytest.raises(TypeError, match="num_embeddings to be an int"):
+    with pytest.raises(TypeError, match="num_embeddings to be a non-negative int"):
         nn.Embedding(2.0, 3)
-    with pytest.raises(ValueError, match="embedding_dim to be >= 0"):
+    with pytest.raises(ValueError, match="embedding_dim to be a non-negative int"):
         nn.Embedding(2, -1)
     with pytest.raises(ValueError, match=r"padding_idx to be an int in \[-4, 4\).*got 4"):
         nn.Embedding(4, 2, padding_idx=4)
-    with pytest.raises(TypeError, match="padding_idx to be an int or None"):
+    with pytest.raises(TypeError, match=r"padding_idx to be an int in \[-4, 4\).* or None"):
         nn.Embedding(4, 2, padding_idx=1.0)
     with pytest.raises(ValueError, match="max_norm is not supported"):
         nn.Embedding(4, 2, max_norm=1.0)

@@ -683,7 +683,7 @@ def test_layers_skip_the_input_gradient(rng):
         for g, p in zip(grads, layer.parameters()):
             np.testing.assert_array_equal(p.grad, g)
         assert dx is not None
-    with pytest.raises(ValueError, match="needs_input_grad"):
+    with pytest.raises(TypeError, match="needs_input_grad"):
         nn.Linear(2, 2).needs_input_grad = 0
 
 

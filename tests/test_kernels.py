@@ -319,8 +319,9 @@ def test_set_num_threads_governs_blas():
         assert all(lib["num_threads"] == 1 for lib in threadpool_info() if lib["user_api"] == "blas")
     finally:
         minidl.set_num_threads(before)
-    for bad in (0, -1, 1.5, True, "2"):
-        with pytest.raises(ValueError, match="set_num_threads"):
+    for bad, error in ((0, ValueError), (-1, ValueError), (1.5, TypeError), (True, TypeError),
+                       ("2", TypeError)):
+        with pytest.raises(error, match="set_num_threads"):
             minidl.set_num_threads(bad)
 
 

@@ -208,7 +208,7 @@ def test_load_state_dict_rejects_other_schedulers(torch):
     plateau = lr_scheduler.ReduceLROnPlateau(opt)
     with pytest.raises(ValueError, match=r"^StepLR.load_state_dict: unexpected keys \["):
         step.load_state_dict(plateau.state_dict())
-    with pytest.raises(ValueError, match="^StepLR.load_state_dict: expected a dict"):
+    with pytest.raises(TypeError, match="^StepLR.load_state_dict: expected a dict"):
         step.load_state_dict([("last_epoch", 3)])
 
 
@@ -241,27 +241,27 @@ def test_schedule_drives_the_optimizer_like_torch(torch):
 
 # -- validation -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name,kwargs,match", [
-    ("StepLR", dict(step_size=0), "step_size an int >= 1"),
-    ("StepLR", dict(step_size=2.5), "step_size an int >= 1"),
-    ("StepLR", dict(step_size=2, gamma="0.1"), "gamma a number"),
-    ("MultiStepLR", dict(milestones=3), "milestones an iterable"),
-    ("MultiStepLR", dict(milestones=[1.5]), "milestones ints"),
-    ("ExponentialLR", dict(gamma=None), "gamma a number"),
-    ("CosineAnnealingLR", dict(T_max=0), "T_max an int >= 1"),
-    ("CosineAnnealingLR", dict(T_max=5, eta_min=-1.0), "eta_min a number >= 0"),
-    ("CosineAnnealingLR", dict(T_max=5, last_epoch=-2), "last_epoch an int >= -1"),
-    ("ReduceLROnPlateau", dict(mode="avg"), "mode 'min' or 'max'"),
-    ("ReduceLROnPlateau", dict(threshold_mode="pct"), "threshold_mode 'rel' or 'abs'"),
-    ("ReduceLROnPlateau", dict(factor=1.0), r"factor a number in \[0, 1\)"),
-    ("ReduceLROnPlateau", dict(patience=-1), "patience an int >= 0"),
-    ("ReduceLROnPlateau", dict(cooldown=1.5), "cooldown an int >= 0"),
-    ("ReduceLROnPlateau", dict(min_lr=[0.0]), "2 min_lr values"),
-    ("ReduceLROnPlateau", dict(min_lr=-0.1), "min_lr numbers >= 0"),
+@pytest.mark.parametrize("name,kwargs,error,match", [   # a wrong type: TypeError
+    ("StepLR", dict(step_size=0), ValueError, "step_size to be a positive int"),
+    ("StepLR", dict(step_size=2.5), TypeError, "step_size to be a positive int"),
+    ("StepLR", dict(step_size=2, gamma="0.1"), TypeError, "gamma to be a number"),
+    ("MultiStepLR", dict(milestones=3), TypeError, "milestones to be an iterable"),
+    ("MultiStepLR", dict(milestones=[1.5]), TypeError, "milestones to be ints"),
+    ("ExponentialLR", dict(gamma=None), TypeError, "gamma to be a number"),
+    ("CosineAnnealingLR", dict(T_max=0), ValueError, "T_max to be a positive int"),
+    ("CosineAnnealingLR", dict(T_max=5, eta_min=-1.0), ValueError, "eta_min to be a number >= 0"),
+    ("CosineAnnealingLR", dict(T_max=5, last_epoch=-2), ValueError, "last_epoch to be an int >= -1"),
+    ("ReduceLROnPlateau", dict(mode="avg"), ValueError, "mode 'min' or 'max'"),
+    ("ReduceLROnPlateau", dict(threshold_mode="pct"), ValueError, "threshold_mode 'rel' or 'abs'"),
+    ("ReduceLROnPlateau", dict(factor=1.0), ValueError, r"factor to be a number in \[0, 1\)"),
+    ("ReduceLROnPlateau", dict(patience=-1), ValueError, "patience to be a non-negative int"),
+    ("ReduceLROnPlateau", dict(cooldown=1.5), TypeError, "cooldown to be a non-negative int"),
+    ("ReduceLROnPlateau", dict(min_lr=[0.0]), ValueError, "2 min_lr values"),
+    ("ReduceLROnPlateau", dict(min_lr=-0.1), ValueError, "min_lr to be a number >= 0"),
 ])
-def test_invalid_arguments_raise(torch, name, kwargs, match):
+def test_invalid_arguments_raise(torch, name, kwargs, error, match):
     _, opt = make_optimizers(torch)
-    with pytest.raises(ValueError, match=f"^{name}: expected {match}"):
+    with pytest.raises(error, match=f"^{name}: expected {match}"):
         getattr(lr_scheduler, name)(opt, **kwargs)
 
 
@@ -274,7 +274,7 @@ def test_resume_without_initial_lr_raises(torch):
 
 def test_scheduler_needs_a_minidl_optimizer(torch):
     topt, _ = make_optimizers(torch)
-    with pytest.raises(ValueError, match="^ExponentialLR: expected a minidl Optimizer, got SGD"):
+    with pytest.raises(TypeError, match="^ExponentialLR: expected a minidl Optimizer, got SGD"):
         lr_scheduler.ExponentialLR(topt, gamma=0.9)
-    with pytest.raises(ValueError, match="^ReduceLROnPlateau: expected a minidl Optimizer"):
+    with pytest.raises(TypeError, match="^ReduceLROnPlateau: expected a minidl Optimizer"):
         lr_scheduler.ReduceLROnPlateau(object())

@@ -126,7 +126,7 @@ def test_train_eval_propagate_to_all_children():
     assert not any(m.training for m in model.modules())
     model.train()
     assert all(m.training for m in model.modules())
-    with pytest.raises(ValueError, match="expected a bool"):
+    with pytest.raises(TypeError, match="expected mode to be a bool"):
         model.train("no")
 
 

@@ -421,18 +421,23 @@ def test_other_bad_inputs():
         ln(np.zeros((2, 3)))
 
 
-@pytest.mark.parametrize("make, match", [
-    (lambda: nn.BatchNorm2d(0), "BatchNorm2d: expected num_features to be a positive int, got 0"),
-    (lambda: nn.BatchNorm1d(2.0), "expected num_features to be a positive int"),
-    (lambda: nn.BatchNorm1d(2, momentum=1.5), r"expected momentum to be a number in \[0, 1\] or None"),
-    (lambda: nn.BatchNorm1d(2, eps=-1), "expected eps to be a non-negative number"),
-    (lambda: nn.BatchNorm1d(2, affine=1), "expected affine to be a bool"),
-    (lambda: nn.BatchNorm2d(2, track_running_stats="yes"), "expected track_running_stats to be a bool"),
-    (lambda: nn.LayerNorm(0), "LayerNorm: expected normalized_shape to be a positive int"),
-    (lambda: nn.LayerNorm(()), "LayerNorm: expected normalized_shape"),
-    (lambda: nn.LayerNorm("3"), "LayerNorm: expected normalized_shape"),
-    (lambda: nn.LayerNorm(3, elementwise_affine=None), "expected elementwise_affine to be a bool"),
+@pytest.mark.parametrize("make, error, match", [     # a wrong type: TypeError; value: ValueError
+    (lambda: nn.BatchNorm2d(0), ValueError,
+     "BatchNorm2d: expected num_features to be a positive int, got 0"),
+    (lambda: nn.BatchNorm1d(2.0), TypeError, "expected num_features to be a positive int"),
+    (lambda: nn.BatchNorm1d(2, momentum=1.5), ValueError,
+     r"expected momentum to be a number in \[0, 1\] or None"),
+    (lambda: nn.BatchNorm1d(2, eps=-1), ValueError, "expected eps to be a non-negative number"),
+    (lambda: nn.BatchNorm1d(2, affine=1), TypeError, "expected affine to be a bool"),
+    (lambda: nn.BatchNorm2d(2, track_running_stats="yes"), TypeError,
+     "expected track_running_stats to be a bool"),
+    (lambda: nn.LayerNorm(0), ValueError,
+     "LayerNorm: expected normalized_shape to be a positive int"),
+    (lambda: nn.LayerNorm(()), ValueError, "LayerNorm: expected normalized_shape"),
+    (lambda: nn.LayerNorm("3"), TypeError, "LayerNorm: expected normalized_shape"),
+    (lambda: nn.LayerNorm(3, elementwise_affine=None), TypeError,
+     "expected elementwise_affine to be a bool"),
 ])
-def test_bad_arguments(make, match):
-    with pytest.raises(ValueError, match=match):
+def test_bad_arguments(make, error, match):
+    with pytest.raises(error, match=match):
         make()

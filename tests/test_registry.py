@@ -101,7 +101,7 @@ def test_use_reference_returns_the_previous_setting_and_checks_its_argument():
         assert kernels.use_reference(False) is True
     finally:
         kernels.use_reference(False)
-    with pytest.raises(ValueError, match="bool"):
+    with pytest.raises(TypeError, match="bool"):
         kernels.use_reference("yes")
 
 

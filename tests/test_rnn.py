@@ -519,19 +519,22 @@ def test_bad_backward_arguments():
         nn.LSTMCell(3, 4)(np.zeros((1, 2, 3), np.float32))
 
 
-@pytest.mark.parametrize("dropout", [-0.1, 1.0, 1.5, True, "0.5", None])
-def test_dropout_outside_unit_interval(dropout):
-    with pytest.raises(ValueError, match=r"expected dropout to be a probability in \[0, 1\)"):
+@pytest.mark.parametrize("dropout, error", [(-0.1, ValueError), (1.0, ValueError),
+                                            (1.5, ValueError), (True, TypeError),
+                                            ("0.5", TypeError), (None, TypeError)])
+def test_dropout_outside_unit_interval(dropout, error):
+    with pytest.raises(error, match=r"expected dropout to be a probability in \[0, 1\)"):
         nn.LSTM(3, 4, num_layers=2, dropout=dropout)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"hidden_size": 0}, "hidden_size"), ({"num_layers": 0}, "num_layers"),
-    ({"input_size": 2.5}, "input_size"), ({"bias": 1}, "bias"),
-    ({"batch_first": "yes"}, "batch_first"), ({"bidirectional": None}, "bidirectional")])
-def test_bad_constructor_arguments(kwargs, match):
+@pytest.mark.parametrize("kwargs,error,match", [
+    ({"hidden_size": 0}, ValueError, "hidden_size"), ({"num_layers": 0}, ValueError, "num_layers"),
+    ({"input_size": 2.5}, TypeError, "input_size"), ({"bias": 1}, TypeError, "bias"),
+    ({"batch_first": "yes"}, TypeError, "batch_first"),
+    ({"bidirectional": None}, TypeError, "bidirectional")])
+def test_bad_constructor_arguments(kwargs, error, match):
     args = {"input_size": 3, "hidden_size": 4, **kwargs}
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(error, match=match):
         nn.GRU(**args)
 
 

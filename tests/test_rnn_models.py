@@ -33,7 +33,7 @@ def test_image_to_sequence_reads_groups_of_rows(rng, T):
 
 
 def test_image_to_sequence_errors():
-    with pytest.raises(ValueError, match="seq_len to be an int >= 1"):
+    with pytest.raises(ValueError, match="seq_len to be a positive int"):
         nn.ImageToSequence(0)
     with pytest.raises(ValueError,
                        match=r"divide into seq_len=5 steps, got shape \(2, 1, 28, 28\)"):

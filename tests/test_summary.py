@@ -137,9 +137,12 @@ def test_unknown_layer_with_weights_is_marked_unknown():
     assert "at least" in str(s) and "?" in str(s)
 
 
-@pytest.mark.parametrize("bad", [784, (1, 0, 28, 28), (), (1, 1.5), "1x28", (True, 3), None])
-def test_bad_input_shape_is_a_clear_error(bad):
-    with pytest.raises(ValueError, match="expected input_shape to be a tuple of positive ints "
+@pytest.mark.parametrize("bad, error", [(784, TypeError), ((1, 0, 28, 28), ValueError),
+                                        ((), ValueError), ((1, 1.5), TypeError),
+                                        ("1x28", TypeError), ((True, 3), TypeError),
+                                        (None, TypeError)])
+def test_bad_input_shape_is_a_clear_error(bad, error):
+    with pytest.raises(error, match="expected input_shape to be a tuple of positive ints "
                                          "including the batch dimension"):
         minidl.summary(_cnn(), bad)
 

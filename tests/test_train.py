@@ -447,21 +447,21 @@ def test_keyboard_interrupt_propagates_and_finishes_the_bar_line(capsys):
 
 # -- arguments --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"epochs": 0}, "epochs"),
-    ({"batch_size": 0}, "batch_size"),
-    ({"eval_batch_size": 2.5}, "eval_batch_size"),
-    ({"early_stopping_patience": 0}, "early_stopping_patience"),
-    ({"seed": -1}, "seed"),
-    ({"progress": "yes"}, "progress"),
-    ({"callbacks": print}, "callbacks"),
-    ({"callbacks": [1]}, "callable"),
+@pytest.mark.parametrize("kwargs, error, match", [   # a wrong type: TypeError
+    ({"epochs": 0}, ValueError, "epochs"),
+    ({"batch_size": 0}, ValueError, "batch_size"),
+    ({"eval_batch_size": 2.5}, TypeError, "eval_batch_size"),
+    ({"early_stopping_patience": 0}, ValueError, "early_stopping_patience"),
+    ({"seed": -1}, ValueError, "seed"),
+    ({"progress": "yes"}, TypeError, "progress"),
+    ({"callbacks": print}, TypeError, "callbacks"),
+    ({"callbacks": [1]}, TypeError, "callable"),
 ])
-def test_fit_rejects_bad_arguments(kwargs, match):
+def test_fit_rejects_bad_arguments(kwargs, error, match):
     model = mlp()
     args = dict(epochs=1, batch_size=8, progress=False)
     args.update(kwargs)
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(error, match=match):
         fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1),
             blobs(16), blobs(8), **args)
 
@@ -472,6 +472,6 @@ def test_fit_rejects_mismatched_or_empty_data():
     bad = SimpleNamespace(x=np.zeros((4, 8)), y=np.zeros(3, dtype=np.int64))
     with pytest.raises(ValueError, match="train"):
         fit(model, nn.CrossEntropyLoss(), opt, bad, blobs(8), epochs=1, batch_size=2)
-    with pytest.raises(ValueError, match="val"):
+    with pytest.raises(TypeError, match="val"):
         fit(model, nn.CrossEntropyLoss(), opt, blobs(8), (np.zeros(3), np.zeros(3)),
             epochs=1, batch_size=2)

@@ -1,17 +1,12 @@
 """In-memory data sets, normalisation, a seeded train/validation split and batching."""
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
+from .. import _checks
 from ..random import get_generator
 
 __all__ = ["ArrayDataset", "prepare", "train_val_split", "iterate_batches"]
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 class ArrayDataset:
@@ -129,19 +124,19 @@ def train_val_split(dataset: ArrayDataset, val_size, seed: int):
         Disjoint, together covering ``dataset``; each keeps the original sample order.
     """
     if not isinstance(dataset, ArrayDataset):
-        raise ValueError(f"train_val_split: expected an ArrayDataset, got "
+        raise TypeError(f"train_val_split: expected an ArrayDataset, got "
                          f"{type(dataset).__name__}")
     n = len(dataset)
-    if _is_int(val_size):
+    if _checks.is_int(val_size):
         n_val = int(val_size)
-    elif isinstance(val_size, numbers.Real) and not isinstance(val_size, bool):
+    elif _checks.is_real(val_size):
         if not 0.0 < float(val_size) < 1.0:
             raise ValueError(f"train_val_split: a fractional val_size must be in (0, 1), "
                              f"got {val_size}")
         n_val = int(round(float(val_size) * n))
     else:
-        raise ValueError(f"train_val_split: expected val_size int or float, got "
-                         f"{val_size!r}")
+        raise TypeError(f"train_val_split: expected val_size to be an int or a float, got "
+                        f"{type(val_size).__name__} {val_size!r}")
     if n < 2:
         raise ValueError(f"train_val_split: a split needs at least 2 samples (one for "
                          f"each part), the dataset has {n}")
@@ -152,9 +147,8 @@ def train_val_split(dataset: ArrayDataset, val_size, seed: int):
     if n_val < 1:
         raise ValueError(f"train_val_split: expected between 1 and {n - 1} validation "
                          f"samples for {n} samples, got {n_val} (val_size={val_size!r})")
-    if not _is_int(seed) or seed < 0:
-        raise ValueError(f"train_val_split: expected a non-negative int seed, got {seed!r}")
-    perm = np.random.default_rng(int(seed)).permutation(n)
+    seed = _checks.non_negative_int("train_val_split", "seed", seed)
+    perm = np.random.default_rng(seed).permutation(n)
     val_idx = np.sort(perm[:n_val])
     train_idx = np.sort(perm[n_val:])
     return dataset.subset(train_idx), dataset.subset(val_idx)
@@ -191,29 +185,24 @@ def iterate_batches(dataset, batch_size: int, shuffle: bool = True, rng=None,
     """
     for attr in ("x", "y"):
         if not hasattr(dataset, attr):
-            raise ValueError(f"iterate_batches: expected a dataset with .x and .y, got "
+            raise TypeError(f"iterate_batches: expected a dataset with .x and .y, got "
                              f"{type(dataset).__name__}")
     n = len(dataset.y)
     if len(dataset.x) != n:
         raise ValueError(f"iterate_batches: dataset.x has {len(dataset.x)} samples but "
                          f"dataset.y has {n}")
-    if not _is_int(batch_size) or batch_size < 1:
-        raise ValueError(f"iterate_batches: expected an int batch_size >= 1, got "
-                         f"{batch_size!r}")
-    if not isinstance(shuffle, (bool, np.bool_)):
-        raise ValueError(f"iterate_batches: expected shuffle True or False, got {shuffle!r}")
-    if not isinstance(drop_last, (bool, np.bool_)):
-        raise ValueError(f"iterate_batches: expected drop_last True or False, got "
-                         f"{drop_last!r}")
+    _checks.positive_int("iterate_batches", "batch_size", batch_size)
+    _checks.boolean("iterate_batches", "shuffle", shuffle)
+    _checks.boolean("iterate_batches", "drop_last", drop_last)
     if augment is not None and not callable(augment):
-        raise ValueError(f"iterate_batches: expected augment to be callable or None, got "
+        raise TypeError(f"iterate_batches: expected augment to be callable or None, got "
                          f"{augment!r}")
     if rng is None:
         rng = get_generator()
-    elif _is_int(rng):
+    elif _checks.is_int(rng):
         rng = np.random.default_rng(int(rng))
     elif not isinstance(rng, np.random.Generator):
-        raise ValueError(f"iterate_batches: expected rng to be a numpy Generator, an int "
+        raise TypeError(f"iterate_batches: expected rng to be a numpy Generator, an int "
                          f"seed or None, got {type(rng).__name__}")
     order = rng.permutation(n) if shuffle else None
     stop = n - n % batch_size if drop_last else n

@@ -1,12 +1,9 @@
 """Batch augmentation: random shifts with padding and horizontal flips, vectorised."""
 from __future__ import annotations
 
-import math
-import numbers
-
 import numpy as np
 
-from .. import backend
+from .. import _checks, backend
 from ..random import get_generator
 
 __all__ = ["Augment", "crop_windows", "crop_windows_gather"]
@@ -68,17 +65,9 @@ class Augment:
     """
 
     def __init__(self, max_shift: int = 0, hflip: bool = False, fill: float = 0.0):
-        if isinstance(max_shift, bool) or not isinstance(max_shift, numbers.Integral) \
-                or max_shift < 0:
-            raise ValueError(f"Augment: expected an int max_shift >= 0, got {max_shift!r}")
-        if not isinstance(hflip, (bool, np.bool_)):
-            raise ValueError(f"Augment: expected hflip True or False, got {hflip!r}")
-        if isinstance(fill, bool) or not isinstance(fill, numbers.Real) \
-                or not math.isfinite(fill):
-            raise ValueError(f"Augment: expected a finite float fill, got {fill!r}")
-        self.max_shift = int(max_shift)
-        self.hflip = bool(hflip)
-        self.fill = float(fill)
+        self.max_shift = _checks.non_negative_int("Augment", "max_shift", max_shift)
+        self.hflip = _checks.boolean("Augment", "hflip", hflip)
+        self.fill = _checks.real("Augment", "fill", fill, finite=True)
 
     @classmethod
     def from_strength(cls, strength: float, hflip: bool = True, fill: float = 0.0) -> "Augment":
@@ -87,11 +76,7 @@ class Augment:
         ``max_shift = round(4 * strength)`` pixels, and horizontal flips when
         ``hflip`` and ``strength > 0``.  Strength 0 is the identity.
         """
-        if isinstance(strength, bool) or not isinstance(strength, numbers.Real) \
-                or not 0.0 <= float(strength) <= 1.0:
-            raise ValueError(f"Augment.from_strength: expected a strength in [0, 1], got "
-                             f"{strength!r}")
-        strength = float(strength)
+        strength = _checks.real("Augment.from_strength", "strength", strength, 0, 1)
         return cls(max_shift=int(round(MAX_SHIFT_AT_FULL_STRENGTH * strength)),
                    hflip=bool(hflip) and strength > 0.0, fill=fill)
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from .. import backend
 from . import registry
-from .shapes import avg_pool_geometry, pool_geometry, pool_options
+from .shapes import avg_pool_geometry, pool_geometry
 
 
 def _window_offsets(n_out, stride, first, size, xp):

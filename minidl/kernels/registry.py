@@ -38,7 +38,7 @@ import contextlib
 import importlib
 import os
 
-from .. import backend
+from .. import _checks, backend
 
 ENV_VAR = "MINIDL_KERNELS"
 _CHOICES = {"": False, "fast": False, "reference": True}
@@ -61,8 +61,7 @@ def use_reference(on: bool = True) -> bool:
     Returns the previous setting.  Process-wide, like ``MINIDL_KERNELS=reference``.
     """
     global _reference_only
-    if not isinstance(on, bool):
-        raise ValueError(f"use_reference: expected a bool, got {on!r}")
+    on = _checks.boolean("use_reference", "on", on)
     previous, _reference_only = _reference_only, on
     return previous
 

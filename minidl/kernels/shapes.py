@@ -8,21 +8,25 @@ from here, so a twin never imports its dispatcher.
 """
 from __future__ import annotations
 
-import numbers
+from .. import _checks
 
 
 def pair(value, name: str = "value", owner: str = "minidl") -> tuple[int, int]:
     """``value`` as an ``(h, w)`` tuple of ints: an int is used for both sides.
 
-    Raises ValueError naming ``owner`` and ``name`` for anything that is not an
-    int or a pair of ints (bools are refused: ``True`` is not a kernel size).
+    Raises TypeError naming ``owner`` and ``name`` for anything that is not an int or a
+    tuple/list of ints (bools are refused: ``True`` is not a kernel size), ValueError for
+    a tuple/list of another length than 2.
     """
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+    what = "an int or a pair of ints"
+    if _checks.is_int(value):
         return int(value), int(value)
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(
-            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value):
-        return int(value[0]), int(value[1])
-    raise ValueError(f"{owner}: {name} must be an int or a pair of ints, got {value!r}")
+    if not isinstance(value, (tuple, list)) or not all(_checks.is_int(v) for v in value):
+        raise TypeError(f"{owner}: expected {name} to be {what}, got "
+                        f"{type(value).__name__} {value!r}")
+    if len(value) != 2:
+        raise ValueError(f"{owner}: expected {name} to be {what}, got {value!r}")
+    return int(value[0]), int(value[1])
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
@@ -110,10 +114,8 @@ def pool_geometry(input_hw, kernel_size, stride=None, padding=0, dilation=1, cei
 def avg_pool_geometry(x_shape, kernel_size, stride, padding, ceil_mode, divisor_override):
     """``pool_geometry`` of an average pooling (no dilation), ``divisor_override`` checked."""
     n, c, h, w = x_shape
-    if divisor_override is not None and (isinstance(divisor_override, bool) or not isinstance(
-            divisor_override, numbers.Integral) or divisor_override < 1):
-        raise ValueError(f"avg_pool2d: divisor_override must be None or a positive int, "
-                         f"got {divisor_override!r}")
+    if divisor_override is not None:
+        _checks.positive_int("avg_pool2d", "divisor_override", divisor_override)
     return pool_geometry((h, w), kernel_size, stride, padding, 1, ceil_mode, "avg_pool2d")
 
 

@@ -11,9 +11,8 @@ at ``x = 0``), ELU uses the left side (``alpha`` at ``x = 0``).
 from __future__ import annotations
 
 import math
-import numbers
 
-from .. import backend, kernels
+from .. import _checks, backend, kernels
 from .module import Module, backward_before_forward, check_dout, check_float_array
 
 __all__ = ["ReLU", "LeakyReLU", "Tanh", "Sigmoid", "ELU", "GELU"]
@@ -99,10 +98,8 @@ class LeakyReLU(_Activation):
 
     def __init__(self, negative_slope: float = 0.01, inplace: bool = False):
         super().__init__()
-        if isinstance(negative_slope, bool) or not isinstance(negative_slope, numbers.Real):
-            raise ValueError(f"LeakyReLU: expected negative_slope to be a number, got {negative_slope!r}")
+        self.negative_slope = _checks.real("LeakyReLU", "negative_slope", negative_slope)
         _no_inplace("LeakyReLU", inplace)
-        self.negative_slope = float(negative_slope)
 
     def _forward(self, x):
         positive = x > 0
@@ -175,10 +172,8 @@ class ELU(_Activation):
 
     def __init__(self, alpha: float = 1.0, inplace: bool = False):
         super().__init__()
-        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
-            raise ValueError(f"ELU: expected alpha to be a number, got {alpha!r}")
+        self.alpha = _checks.real("ELU", "alpha", alpha)
         _no_inplace("ELU", inplace)
-        self.alpha = float(alpha)
 
     def _forward(self, x):
         xp = backend.xp(x)
@@ -230,9 +225,7 @@ class GELU(_Activation):
 
     def __init__(self, approximate: str = "none"):
         super().__init__()
-        if approximate not in ("none", "tanh"):
-            raise ValueError(f"GELU: expected approximate 'none' or 'tanh', got {approximate!r}")
-        self.approximate = approximate
+        self.approximate = _checks.choice("GELU", "approximate", approximate, ("none", "tanh"))
 
     def _forward(self, x):
         if self.approximate == "tanh":

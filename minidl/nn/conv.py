@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
-from .. import kernels
+from .. import _checks, kernels
 from ..kernels.shapes import conv_output_size, pair
 from . import init
 from .module import (Module, Parameter, backward_before_forward, check_dout,
                      check_float_array, check_same_dtype)
 
 __all__ = ["Conv2d"]
-
-def _positive_int(owner: str, name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{owner}: expected {name} to be a positive int, got {value!r}")
-    return int(value)
-
 
 class Conv2d(Module):
     r"""2-D convolution (cross-correlation, as in every deep-learning library).
@@ -88,8 +81,8 @@ class Conv2d(Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, bias: bool = True):
         super().__init__()
-        self.in_channels = _positive_int("Conv2d", "in_channels", in_channels)
-        self.out_channels = _positive_int("Conv2d", "out_channels", out_channels)
+        self.in_channels = _checks.positive_int("Conv2d", "in_channels", in_channels)
+        self.out_channels = _checks.positive_int("Conv2d", "out_channels", out_channels)
         if isinstance(padding, str):
             raise ValueError(f"Conv2d: padding must be an int or a pair of ints, got "
                              f"{padding!r} (string padding modes are not supported)")
@@ -102,8 +95,7 @@ class Conv2d(Module):
                 f"Conv2d: expected kernel_size, stride, dilation >= 1 and padding >= 0, got "
                 f"kernel_size={self.kernel_size}, stride={self.stride}, "
                 f"dilation={self.dilation}, padding={self.padding}")
-        if not isinstance(bias, bool):
-            raise ValueError(f"Conv2d: expected bias to be a bool, got {bias!r}")
+        _checks.boolean("Conv2d", "bias", bias)
         kh, kw = self.kernel_size
         self.weight = Parameter(np.empty((self.out_channels, self.in_channels, kh, kw), np.float32))
         if bias:

@@ -1,11 +1,9 @@
 """Inverted dropout."""
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
-from .. import backend
+from .. import _checks, backend
 from ..random import get_generator
 from .module import Module, backward_before_forward, check_dout, check_float_array
 
@@ -51,8 +49,7 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5, inplace: bool = False):
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p <= 1:
-            raise ValueError(f"Dropout: expected p to be a probability in [0, 1], got {p!r}")
+        p = _checks.probability("Dropout", "p", p)
         if inplace is not False:
             raise ValueError(
                 f"Dropout: expected inplace=False, got {inplace!r}; minidl layers never "

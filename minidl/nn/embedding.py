@@ -3,20 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import backend
+from .. import _checks, backend
 from . import init
 from .module import Module, Parameter, backward_before_forward, check_dout
 
 __all__ = ["Embedding"]
-
-
-def _check_size(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"Embedding: expected {name} to be an int, got "
-                        f"{type(value).__name__} {value!r}")
-    if value < 0:
-        raise ValueError(f"Embedding: expected {name} to be >= 0, got {value!r}")
-    return int(value)
 
 
 class Embedding(Module):
@@ -67,17 +58,18 @@ class Embedding(Module):
                  max_norm=None, norm_type: float = 2.0, scale_grad_by_freq: bool = False,
                  sparse: bool = False):
         super().__init__()
-        self.num_embeddings = _check_size("num_embeddings", num_embeddings)
-        self.embedding_dim = _check_size("embedding_dim", embedding_dim)
+        self.num_embeddings = _checks.non_negative_int("Embedding", "num_embeddings",
+                                                       num_embeddings)
+        self.embedding_dim = _checks.non_negative_int("Embedding", "embedding_dim", embedding_dim)
         if padding_idx is not None:
-            if isinstance(padding_idx, bool) or not isinstance(padding_idx, (int, np.integer)):
-                raise TypeError(f"Embedding: expected padding_idx to be an int or None, got "
-                                f"{type(padding_idx).__name__} {padding_idx!r}")
-            if not -self.num_embeddings <= padding_idx < self.num_embeddings:
-                raise ValueError(f"Embedding: expected padding_idx to be an int in "
-                                 f"[-{self.num_embeddings}, {self.num_embeddings}) "
-                                 f"(num_embeddings={self.num_embeddings}), got {padding_idx!r}")
-            padding_idx = int(padding_idx) % self.num_embeddings
+            n = self.num_embeddings
+            padding_idx = _checks.integer(
+                "Embedding", "padding_idx", padding_idx, -n,
+                what=f"an int in [-{n}, {n}) (num_embeddings={n}) or None")
+            if padding_idx >= n:
+                raise ValueError(f"Embedding: expected padding_idx to be an int in [-{n}, {n}) "
+                                 f"(num_embeddings={n}) or None, got {padding_idx!r}")
+            padding_idx %= n
         self.padding_idx = padding_idx
         for name, value, default in (("max_norm", max_norm, None),
                                      ("scale_grad_by_freq", scale_grad_by_freq, False),

@@ -30,11 +30,10 @@ NumPy use different generators), so the same seed gives different numbers.
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
-from .. import backend
+from .. import _checks, backend
 from ..random import get_generator
 from .module import Parameter
 
@@ -75,12 +74,8 @@ def calculate_gain(nonlinearity: str, param=None) -> float:
     if nonlinearity == "relu":
         return math.sqrt(2.0)
     if nonlinearity == "leaky_relu":
-        if param is None:
-            slope = 0.01
-        elif isinstance(param, numbers.Real) and not isinstance(param, bool):
-            slope = float(param)
-        else:
-            raise ValueError(f"calculate_gain: expected a number for the negative slope, got {param!r}")
+        slope = 0.01 if param is None else _checks.real(
+            "calculate_gain", "param", param, what="a number (the negative slope)")
         return math.sqrt(2.0 / (1 + slope ** 2))
     if nonlinearity == "selu":
         return 3.0 / 4
@@ -99,8 +94,7 @@ def calculate_fan_in_and_fan_out(tensor) -> tuple[int, int]:
 
 
 def _fan(tensor, mode: str, fn: str) -> int:
-    if mode not in ("fan_in", "fan_out"):
-        raise ValueError(f"init.{fn}: expected mode 'fan_in' or 'fan_out', got {mode!r}")
+    mode = _checks.choice(f"init.{fn}", "mode", mode, ("fan_in", "fan_out"))
     fan_in, fan_out = calculate_fan_in_and_fan_out(tensor)
     return fan_in if mode == "fan_in" else fan_out
 

@@ -5,18 +5,12 @@ import math
 
 import numpy as np
 
-from .. import kernels
+from .. import _checks, kernels
 from . import init
 from .module import (Module, Parameter, backward_before_forward, check_dout,
                      check_float_array, check_same_dtype)
 
 __all__ = ["Linear", "Flatten"]
-
-
-def _check_features(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"Linear: expected {name} to be a non-negative int, got {value!r}")
-    return int(value)
 
 
 class Linear(Module):
@@ -60,10 +54,9 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
         super().__init__()
-        self.in_features = _check_features("in_features", in_features)
-        self.out_features = _check_features("out_features", out_features)
-        if not isinstance(bias, bool):
-            raise ValueError(f"Linear: expected bias to be a bool, got {bias!r}")
+        self.in_features = _checks.non_negative_int("Linear", "in_features", in_features)
+        self.out_features = _checks.non_negative_int("Linear", "out_features", out_features)
+        _checks.boolean("Linear", "bias", bias)
         self.weight = Parameter(np.empty((self.out_features, self.in_features), np.float32))
         if bias:
             self.bias = Parameter(np.empty(self.out_features, np.float32))
@@ -132,11 +125,8 @@ class Flatten(Module):
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1):
         super().__init__()
-        for name, v in (("start_dim", start_dim), ("end_dim", end_dim)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                raise ValueError(f"Flatten: expected {name} to be an int, got {v!r}")
-        self.start_dim = int(start_dim)
-        self.end_dim = int(end_dim)
+        self.start_dim = _checks.integer("Flatten", "start_dim", start_dim)
+        self.end_dim = _checks.integer("Flatten", "end_dim", end_dim)
         self._in_shape = None
 
     def _dims(self, ndim: int) -> tuple[int, int]:

@@ -1,11 +1,9 @@
 """Cross-entropy loss on logits, with a fused, numerically stable log-softmax."""
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
-from .. import backend, kernels
+from .. import _checks, backend, kernels
 from .module import Module, backward_before_forward, check_float_array
 
 __all__ = ["CrossEntropyLoss"]
@@ -56,11 +54,8 @@ class CrossEntropyLoss(Module):
 
     def __init__(self, label_smoothing: float = 0.0):
         super().__init__()
-        if (isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real)
-                or not 0.0 <= label_smoothing <= 1.0):
-            raise ValueError(
-                f"CrossEntropyLoss: expected label_smoothing in [0, 1], got {label_smoothing!r}")
-        self.label_smoothing = float(label_smoothing)
+        self.label_smoothing = _checks.real("CrossEntropyLoss", "label_smoothing",
+                                            label_smoothing, 0, 1)
         self._probs = None    # softmax(logits) of the last forward
         self._targets = None
 
@@ -88,7 +83,7 @@ class CrossEntropyLoss(Module):
             raise backward_before_forward("CrossEntropyLoss")
         if isinstance(dout, bool) or not (isinstance(dout, (int, float, np.number))
                                           or getattr(dout, "ndim", None) == 0):
-            raise ValueError(f"CrossEntropyLoss.backward: expected a scalar dout, got {dout!r}")
+            raise TypeError(f"CrossEntropyLoss.backward: expected a scalar dout, got {dout!r}")
         p, t = self._probs, self._targets
         n, c = p.shape
         if n == 0:   # an empty batch has an empty gradient (and no 1/N)

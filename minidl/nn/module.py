@@ -20,7 +20,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .. import backend
+from .. import _checks, backend
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -206,9 +206,7 @@ class Module:
         if not isinstance(name, str) or not name or "." in name:
             raise ValueError(f"{owner}.register_buffer: expected a non-empty name without "
                              f"'.', got {name!r}")
-        if not isinstance(persistent, bool):
-            raise ValueError(f"{owner}.register_buffer: expected persistent to be a bool, "
-                             f"got {persistent!r}")
+        _checks.boolean(f"{owner}.register_buffer", "persistent", persistent)
         if name not in self._buffers and (name in self._parameters or name in self._modules
                                           or hasattr(self, name)):
             raise ValueError(f"{owner}.register_buffer: attribute {name!r} already exists")
@@ -228,9 +226,7 @@ class Module:
 
     @needs_input_grad.setter
     def needs_input_grad(self, value: bool) -> None:
-        if not isinstance(value, bool):
-            raise ValueError(
-                f"{type(self).__name__}.needs_input_grad: expected a bool, got {value!r}")
+        value = _checks.boolean(type(self).__name__, "needs_input_grad", value)
         object.__setattr__(self, "_needs_input_grad", value)
         self._needs_input_grad_changed(value)
 
@@ -316,8 +312,7 @@ class Module:
 
     # -- modes --------------------------------------------------------------
     def train(self, mode: bool = True) -> "Module":
-        if not isinstance(mode, bool):
-            raise ValueError(f"{type(self).__name__}.train: expected a bool, got {mode!r}")
+        mode = _checks.boolean(f"{type(self).__name__}.train", "mode", mode)
         for m in self.modules():
             object.__setattr__(m, "training", mode)
         return self

@@ -50,11 +50,10 @@ statistics), :math:`\mu` and :math:`\sigma^2` do not depend on ``x`` and
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
-from .. import backend, kernels
+from .. import _checks, backend, kernels
 from .module import (Module, Parameter, backward_before_forward, check_dout, check_float_array,
                      empty_batch_backward)
 
@@ -62,18 +61,6 @@ __all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm"]
 
 
 # -- the layers ------------------------------------------------------------------------------
-def _check_bool(owner: str, name: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"{owner}: expected {name} to be a bool, got {value!r}")
-    return value
-
-
-def _check_eps(owner: str, eps) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps >= 0:
-        raise ValueError(f"{owner}: expected eps to be a non-negative number, got {eps!r}")
-    return float(eps)
-
-
 class _BatchNorm(Module):
     r"""Shared by BatchNorm1d and BatchNorm2d (see :class:`BatchNorm2d` for the whole story)."""
 
@@ -84,21 +71,15 @@ class _BatchNorm(Module):
                  affine: bool = True, track_running_stats: bool = True, *, bias: bool = True):
         super().__init__()
         owner = type(self).__name__
-        if (isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer))
-                or num_features < 1):
-            raise ValueError(f"{owner}: expected num_features to be a positive int, "
-                             f"got {num_features!r}")
-        if momentum is not None and (isinstance(momentum, bool)
-                                     or not isinstance(momentum, numbers.Real)
-                                     or not 0 <= momentum <= 1):
-            raise ValueError(f"{owner}: expected momentum to be a number in [0, 1] or None "
-                             f"(cumulative average), got {momentum!r}")
-        self.num_features = int(num_features)
-        self.eps = _check_eps(owner, eps)
-        self.momentum = None if momentum is None else float(momentum)
-        self.affine = _check_bool(owner, "affine", affine)
-        self.track_running_stats = _check_bool(owner, "track_running_stats", track_running_stats)
-        _check_bool(owner, "bias", bias)
+        self.num_features = _checks.positive_int(owner, "num_features", num_features)
+        self.eps = _checks.real(owner, "eps", eps, 0, what="a non-negative number")
+        self.momentum = None if momentum is None else _checks.real(
+            owner, "momentum", momentum, 0, 1,
+            what="a number in [0, 1] or None (cumulative average)")
+        self.affine = _checks.boolean(owner, "affine", affine)
+        self.track_running_stats = _checks.boolean(owner, "track_running_stats",
+                                                   track_running_stats)
+        _checks.boolean(owner, "bias", bias)
         c = self.num_features
         if affine:
             self.weight = Parameter(np.ones(c, np.float32))
@@ -338,22 +319,11 @@ class LayerNorm(Module):
     def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True,
                  bias: bool = True):
         super().__init__()
-        if isinstance(normalized_shape, (int, np.integer)) and not isinstance(normalized_shape,
-                                                                                bool):
-            normalized_shape = (normalized_shape,)
-        try:
-            shape = tuple(normalized_shape)
-        except TypeError:
-            shape = None
-        if (not shape or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1
-                             for d in shape)):
-            raise ValueError(f"LayerNorm: expected normalized_shape to be a positive int or a "
-                             f"non-empty tuple of positive ints, got {normalized_shape!r}")
-        self.normalized_shape = tuple(int(d) for d in shape)
-        self.eps = _check_eps("LayerNorm", eps)
-        self.elementwise_affine = _check_bool("LayerNorm", "elementwise_affine",
-                                              elementwise_affine)
-        _check_bool("LayerNorm", "bias", bias)
+        self.normalized_shape = _checks.shape("LayerNorm", "normalized_shape", normalized_shape)
+        self.eps = _checks.real("LayerNorm", "eps", eps, 0, what="a non-negative number")
+        self.elementwise_affine = _checks.boolean("LayerNorm", "elementwise_affine",
+                                                  elementwise_affine)
+        _checks.boolean("LayerNorm", "bias", bias)
         if elementwise_affine:
             self.weight = Parameter(np.ones(self.normalized_shape, np.float32))
             if bias:

@@ -1,19 +1,11 @@
 """2-D max and average pooling."""
 from __future__ import annotations
 
-import numbers
-
-from .. import backend, kernels
+from .. import _checks, backend, kernels
 from ..kernels.shapes import pool_geometry, pool_options
 from .module import Module, backward_before_forward, check_dout, check_float_array
 
 __all__ = ["MaxPool2d", "AvgPool2d"]
-
-
-def _check_bool(owner: str, name: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"{owner}: expected {name} to be a bool, got {value!r}")
-    return value
 
 
 class _Pool2d(Module):
@@ -25,7 +17,7 @@ class _Pool2d(Module):
         owner = type(self).__name__
         self.kernel_size, self.stride, self.padding, self.dilation = pool_options(
             kernel_size, stride, padding, dilation, owner)
-        self.ceil_mode = _check_bool(owner, "ceil_mode", ceil_mode)
+        self.ceil_mode = _checks.boolean(owner, "ceil_mode", ceil_mode)
         self._in_meta = None   # (input shape, dtype) of the last forward
         self._cache = None
 
@@ -104,7 +96,7 @@ class MaxPool2d(_Pool2d):
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1,
                  return_indices: bool = False, ceil_mode: bool = False):
         super().__init__(kernel_size, stride, padding, dilation, ceil_mode)
-        self.return_indices = _check_bool("MaxPool2d", "return_indices", return_indices)
+        self.return_indices = _checks.boolean("MaxPool2d", "return_indices", return_indices)
 
     def forward(self, x):
         r"""``y[n,c,p,q]`` = the maximum of window ``(p, q)`` of ``x[n,c]``; the position
@@ -175,13 +167,10 @@ class AvgPool2d(_Pool2d):
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
                  count_include_pad: bool = True, divisor_override=None):
         super().__init__(kernel_size, stride, padding, 1, ceil_mode)
-        self.count_include_pad = _check_bool("AvgPool2d", "count_include_pad", count_include_pad)
-        if divisor_override is not None and (
-                isinstance(divisor_override, bool)
-                or not isinstance(divisor_override, numbers.Integral) or divisor_override < 1):
-            raise ValueError(f"AvgPool2d: expected divisor_override to be None or a positive "
-                             f"int, got {divisor_override!r}")
-        self.divisor_override = None if divisor_override is None else int(divisor_override)
+        self.count_include_pad = _checks.boolean("AvgPool2d", "count_include_pad",
+                                                 count_include_pad)
+        self.divisor_override = None if divisor_override is None else _checks.positive_int(
+            "AvgPool2d", "divisor_override", divisor_override)
 
     def _options(self):
         return (self.kernel_size, self.stride, self.padding, self.ceil_mode,

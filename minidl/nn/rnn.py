@@ -39,12 +39,11 @@ The cells' formulas, forward and backward, are in ``RNN``, ``LSTM`` and ``GRU``.
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 
 import numpy as np
 
-from .. import backend, kernels
+from .. import _checks, backend, kernels
 from ..kernels import rnn as rnn_kernels
 from . import init
 from .dropout import _bernoulli_keep
@@ -54,21 +53,8 @@ from .module import (Module, Parameter, backward_before_forward, check_dout,
 __all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"]
 
 
-def _check_int(owner: str, name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{owner}: expected {name} to be an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_bool(owner: str, name: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"{owner}: expected {name} to be a bool, got {value!r}")
-    return value
-
-
 def _mode(owner: str, nonlinearity: str) -> str:
-    if nonlinearity not in ("tanh", "relu"):
-        raise ValueError(f"{owner}: expected nonlinearity 'tanh' or 'relu', got {nonlinearity!r}")
+    nonlinearity = _checks.choice(owner, "nonlinearity", nonlinearity, ("tanh", "relu"))
     return "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
 
 
@@ -140,17 +126,13 @@ class _RNNBase(Module):
         super().__init__()
         name = type(self).__name__
         self.mode = mode
-        self.input_size = _check_int(name, "input_size", input_size, 1)
-        self.hidden_size = _check_int(name, "hidden_size", hidden_size, 1)
-        self.num_layers = _check_int(name, "num_layers", num_layers, 1)
-        self.bias = _check_bool(name, "bias", bias)
-        self.batch_first = _check_bool(name, "batch_first", batch_first)
-        self.bidirectional = _check_bool(name, "bidirectional", bidirectional)
-        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) \
-                or not 0 <= dropout < 1:
-            raise ValueError(f"{name}: expected dropout to be a probability in [0, 1), got "
-                             f"{dropout!r}")
-        self.dropout = float(dropout)
+        self.input_size = _checks.positive_int(name, "input_size", input_size)
+        self.hidden_size = _checks.positive_int(name, "hidden_size", hidden_size)
+        self.num_layers = _checks.positive_int(name, "num_layers", num_layers)
+        self.bias = _checks.boolean(name, "bias", bias)
+        self.batch_first = _checks.boolean(name, "batch_first", batch_first)
+        self.bidirectional = _checks.boolean(name, "bidirectional", bidirectional)
+        self.dropout = _checks.probability(name, "dropout", dropout, below_one=True)
         if self.dropout > 0 and self.num_layers == 1:
             warnings.warn(f"{name}: dropout is applied between stacked layers only, so "
                           f"dropout={self.dropout} with num_layers=1 does nothing", UserWarning,
@@ -427,9 +409,9 @@ class _CellBase(Module):
         super().__init__()
         name = type(self).__name__
         self.mode = mode
-        self.input_size = _check_int(name, "input_size", input_size, 1)
-        self.hidden_size = _check_int(name, "hidden_size", hidden_size, 1)
-        self.bias = _check_bool(name, "bias", bias)
+        self.input_size = _checks.positive_int(name, "input_size", input_size)
+        self.hidden_size = _checks.positive_int(name, "hidden_size", hidden_size)
+        self.bias = _checks.boolean(name, "bias", bias)
         G = rnn_kernels.GATES[mode] * self.hidden_size
         self.weight_ih = Parameter(np.empty((G, self.input_size), np.float32))
         self.weight_hh = Parameter(np.empty((G, self.hidden_size), np.float32))

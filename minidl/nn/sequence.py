@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
-from .. import backend
+from .. import _checks, backend
 from .module import Module, backward_before_forward, check_dout, check_float_array
 from .rnn import _RNNBase
 
@@ -47,11 +45,7 @@ class ImageToSequence(Module):
 
     def __init__(self, seq_len: int):
         super().__init__()
-        if isinstance(seq_len, bool) or not isinstance(seq_len, (int, np.integer)) \
-                or seq_len < 1:
-            raise ValueError(f"ImageToSequence: expected seq_len to be an int >= 1, got "
-                             f"{seq_len!r}")
-        self.seq_len = int(seq_len)
+        self.seq_len = _checks.positive_int("ImageToSequence", "seq_len", seq_len)
         self._in_meta = None
 
     def forward(self, x):

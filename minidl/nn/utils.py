@@ -13,11 +13,10 @@ by the same factor at every step and explode.
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
-from .. import backend
+from .. import _checks, backend
 from .module import Parameter
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_", "get_total_norm", "clip_grads_with_norm_"]
@@ -39,12 +38,12 @@ def _grads(owner: str, parameters) -> list:
 
 
 def _number(owner: str, name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (numbers.Real, str)):
-        raise ValueError(f"{owner}: expected {name} to be a number, got {value!r}")
-    try:
-        return float(value)                     # "inf" is allowed, as in torch
-    except ValueError:
-        raise ValueError(f"{owner}: expected {name} to be a number, got {value!r}") from None
+    if isinstance(value, str):                  # "inf" is allowed, as in torch
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError(f"{owner}: expected {name} to be a number, got {value!r}") from None
+    return _checks.real(owner, name, value)
 
 
 def _vector_norm(xp, g, p: float):

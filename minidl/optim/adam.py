@@ -1,21 +1,22 @@
 """Adam (weight decay as an L2 term in the gradient) and AdamW (decoupled weight decay)."""
 from __future__ import annotations
 
-from .. import backend, kernels
+from .. import _checks, backend, kernels
 from .optimizer import Optimizer
 
 
-def check_moment_settings(opt, group) -> None:
+def check_moment_settings(owner: str, group) -> None:
     """Check ``eps``, ``betas`` (a pair in [0, 1)) and ``weight_decay`` of an Adam-style
-    ``group`` with ``opt``'s checkers (Adam, AdamW, AdamHD share them)."""
-    opt._require_number("eps", group["eps"])
+    ``group`` (Adam, AdamW, AdamHD share them); ``betas`` becomes a tuple."""
+    _checks.non_negative(owner, "eps", group["eps"])
     betas = group["betas"]
-    opt._require(isinstance(betas, (tuple, list)) and len(betas) == 2, "betas",
-                 "a pair (beta1, beta2)", betas)
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        error = ValueError if isinstance(betas, (tuple, list)) else TypeError
+        raise error(f"{owner}: expected betas to be a pair (beta1, beta2), got {betas!r}")
     group["betas"] = tuple(betas)
     for i in range(2):
-        opt._require_number(f"betas[{i}]", betas[i], low=0.0, high=1.0)
-    opt._require_number("weight_decay", group["weight_decay"])
+        _checks.real(owner, f"betas[{i}]", betas[i], 0, 1, high_open=True)
+    _checks.non_negative(owner, "weight_decay", group["weight_decay"])
 
 
 class Adam(Optimizer):
@@ -79,9 +80,9 @@ class Adam(Optimizer):
         super().__init__(params, defaults)
 
     def _check_hyperparameters(self, group):
-        self._require_number("lr", group["lr"])
-        check_moment_settings(self, group)
-        self._require_bool("amsgrad", group["amsgrad"])
+        _checks.non_negative(self._name, "lr", group["lr"])
+        check_moment_settings(self._name, group)
+        _checks.boolean(self._name, "amsgrad", group["amsgrad"])
 
     def step(self, closure=None):
         """Update every parameter that has a gradient (in place); return ``closure()`` if given.

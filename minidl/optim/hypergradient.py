@@ -31,14 +31,13 @@ learning-rate scheduler, ``fit``'s history and ``state_dict()`` all see it.
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
-from .. import backend
+from .. import _checks, backend
 from .adam import check_moment_settings
 from .optimizer import Optimizer
-from .sgd import sgd
+from .sgd import check_sgd_settings, sgd
 
 
 class _HypergradientOptimizer(Optimizer):
@@ -52,17 +51,12 @@ class _HypergradientOptimizer(Optimizer):
     """
 
     def _check_learning_rates(self, group):
-        lr = group["lr"]
-        self._require(isinstance(lr, numbers.Real) and not isinstance(lr, bool)
-                      and math.isfinite(lr), "lr", "a finite number", lr)
-        hypergrad_lr = group["hypergrad_lr"]
-        self._require_number("hypergrad_lr", hypergrad_lr)
-        self._require(math.isfinite(hypergrad_lr), "hypergrad_lr", "a finite number",
-                      hypergrad_lr)
+        _checks.real(self._name, "lr", group["lr"], finite=True)
+        _checks.real(self._name, "hypergrad_lr", group["hypergrad_lr"], 0, finite=True)
 
     def add_param_group(self, param_group: dict) -> None:
         if isinstance(param_group, dict):
-            self._require_number("lr", param_group.get("lr", self.defaults["lr"]))
+            _checks.non_negative(self._name, "lr", param_group.get("lr", self.defaults["lr"]))
         super().add_param_group(param_group)
 
 
@@ -142,14 +136,7 @@ class SGDHD(_HypergradientOptimizer):
 
     def _check_hyperparameters(self, group):
         self._check_learning_rates(group)
-        self._require_number("momentum", group["momentum"])
-        self._require_number("dampening", group["dampening"], low=None)
-        self._require_number("weight_decay", group["weight_decay"])
-        self._require_bool("nesterov", group["nesterov"])
-        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
-            raise ValueError(
-                f"{self._name}: Nesterov momentum requires momentum > 0 and dampening == 0, "
-                f"got momentum={group['momentum']!r}, dampening={group['dampening']!r}")
+        check_sgd_settings(self._name, group)
 
     def add_param_group(self, param_group: dict) -> None:
         if self.param_groups:
@@ -275,7 +262,7 @@ class AdamHD(_HypergradientOptimizer):
 
     def _check_hyperparameters(self, group):
         self._check_learning_rates(group)
-        check_moment_settings(self, group)
+        check_moment_settings(self._name, group)
 
     def step(self, closure=None):
         """Adapt ``lr`` and update every parameter that has a gradient (in place);

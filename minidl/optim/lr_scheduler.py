@@ -17,18 +17,15 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
 from collections import Counter
 
+from .. import _checks
 from .optimizer import Optimizer
 
 
-def _is_real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+def _check_optimizer(owner: str, optimizer) -> None:
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"{owner}: expected a minidl Optimizer, got {type(optimizer).__name__}")
 
 
 class LRScheduler:
@@ -49,18 +46,13 @@ class LRScheduler:
     ``_compute_lr()``, the rates for the new ``last_epoch``.
 
     Matches ``torch.optim.lr_scheduler.LRScheduler`` (without the deprecated
-    ``step(epoch)`` argument).  NOTE: invalid arguments raise ``ValueError``
-    naming the scheduler, where torch raises ``TypeError``/``KeyError``.
+    ``step(epoch)`` argument).  Invalid arguments raise ``TypeError`` (a wrong type) or
+    ``ValueError`` (a wrong value) naming the scheduler.
     """
 
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1):
-        if not isinstance(optimizer, Optimizer):
-            raise ValueError(
-                f"{type(self).__name__}: expected a minidl Optimizer, got "
-                f"{type(optimizer).__name__}")
-        if not _is_int(last_epoch) or last_epoch < -1:
-            raise ValueError(
-                f"{type(self).__name__}: expected last_epoch an int >= -1, got {last_epoch!r}")
+        _check_optimizer(type(self).__name__, optimizer)
+        _checks.integer(type(self).__name__, "last_epoch", last_epoch, -1)
         self.optimizer = optimizer
         if last_epoch == -1:
             for group in optimizer.param_groups:
@@ -104,7 +96,7 @@ class LRScheduler:
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore attributes saved by :meth:`state_dict`."""
         if not isinstance(state_dict, dict):
-            raise ValueError(
+            raise TypeError(
                 f"{type(self).__name__}.load_state_dict: expected a dict, got "
                 f"{type(state_dict).__name__}")
         unknown = sorted(set(state_dict) - set(self.__dict__))
@@ -137,10 +129,8 @@ class StepLR(LRScheduler):
     """
 
     def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
-        if not _is_int(step_size) or step_size < 1:
-            raise ValueError(f"StepLR: expected step_size an int >= 1, got {step_size!r}")
-        if not _is_real(gamma):
-            raise ValueError(f"StepLR: expected gamma a number, got {gamma!r}")
+        _checks.positive_int("StepLR", "step_size", step_size)
+        _checks.real("StepLR", "gamma", gamma)
         self.step_size = step_size
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
@@ -175,12 +165,11 @@ class MultiStepLR(LRScheduler):
         try:
             milestones = list(milestones)
         except TypeError:
-            raise ValueError(
-                f"MultiStepLR: expected milestones an iterable of ints, got {milestones!r}") from None
-        if not all(_is_int(m) for m in milestones):
-            raise ValueError(f"MultiStepLR: expected milestones ints, got {milestones!r}")
-        if not _is_real(gamma):
-            raise ValueError(f"MultiStepLR: expected gamma a number, got {gamma!r}")
+            raise TypeError(f"MultiStepLR: expected milestones to be an iterable of ints, got "
+                            f"{type(milestones).__name__} {milestones!r}") from None
+        for m in milestones:
+            _checks.integer("MultiStepLR", "milestones", m, what="ints")
+        _checks.real("MultiStepLR", "gamma", gamma)
         self.milestones = Counter(milestones)
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
@@ -210,8 +199,7 @@ class ExponentialLR(LRScheduler):
     """
 
     def __init__(self, optimizer, gamma, last_epoch=-1):
-        if not _is_real(gamma):
-            raise ValueError(f"ExponentialLR: expected gamma a number, got {gamma!r}")
+        _checks.real("ExponentialLR", "gamma", gamma)
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
 
@@ -260,10 +248,8 @@ class CosineAnnealingLR(LRScheduler):
     """
 
     def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):
-        if not _is_int(T_max) or T_max < 1:
-            raise ValueError(f"CosineAnnealingLR: expected T_max an int >= 1, got {T_max!r}")
-        if not _is_real(eta_min) or not eta_min >= 0:
-            raise ValueError(f"CosineAnnealingLR: expected eta_min a number >= 0, got {eta_min!r}")
+        _checks.positive_int("CosineAnnealingLR", "T_max", T_max)
+        _checks.non_negative("CosineAnnealingLR", "eta_min", eta_min)
         self.T_max = T_max
         self.eta_min = eta_min
         super().__init__(optimizer, last_epoch)
@@ -326,23 +312,14 @@ class ReduceLROnPlateau(LRScheduler):
     def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4,
                  threshold_mode="rel", cooldown=0, min_lr=0, eps=1e-8):
         name = type(self).__name__
-        if not isinstance(optimizer, Optimizer):
-            raise ValueError(f"{name}: expected a minidl Optimizer, got {type(optimizer).__name__}")
-        if mode not in ("min", "max"):
-            raise ValueError(f"{name}: expected mode 'min' or 'max', got {mode!r}")
-        if threshold_mode not in ("rel", "abs"):
-            raise ValueError(
-                f"{name}: expected threshold_mode 'rel' or 'abs', got {threshold_mode!r}")
-        if not _is_real(factor) or not 0 <= factor < 1:
-            raise ValueError(f"{name}: expected factor a number in [0, 1), got {factor!r}")
-        if not _is_int(patience) or patience < 0:
-            raise ValueError(f"{name}: expected patience an int >= 0, got {patience!r}")
-        if not _is_int(cooldown) or cooldown < 0:
-            raise ValueError(f"{name}: expected cooldown an int >= 0, got {cooldown!r}")
-        if not _is_real(threshold) or not threshold >= 0:
-            raise ValueError(f"{name}: expected threshold a number >= 0, got {threshold!r}")
-        if not _is_real(eps) or not eps >= 0:
-            raise ValueError(f"{name}: expected eps a number >= 0, got {eps!r}")
+        _check_optimizer(name, optimizer)
+        _checks.choice(name, "mode", mode, ("min", "max"))
+        _checks.choice(name, "threshold_mode", threshold_mode, ("rel", "abs"))
+        _checks.real(name, "factor", factor, 0, 1, high_open=True)
+        _checks.non_negative_int(name, "patience", patience)
+        _checks.non_negative_int(name, "cooldown", cooldown)
+        _checks.non_negative(name, "threshold", threshold)
+        _checks.non_negative(name, "eps", eps)
         n_groups = len(optimizer.param_groups)
         if isinstance(min_lr, (list, tuple)):
             if len(min_lr) != n_groups:
@@ -352,8 +329,8 @@ class ReduceLROnPlateau(LRScheduler):
             min_lrs = list(min_lr)
         else:
             min_lrs = [min_lr] * n_groups
-        if not all(_is_real(m) and m >= 0 for m in min_lrs):
-            raise ValueError(f"{name}: expected min_lr numbers >= 0, got {min_lr!r}")
+        for m in min_lrs:
+            _checks.non_negative(name, "min_lr", m)
 
         self.optimizer = optimizer
         self.mode = mode

@@ -23,7 +23,6 @@ parent's function (``SGDHD`` steps with ``sgd``) instead of repeating it.
 from __future__ import annotations
 
 import copy
-import numbers
 from collections import defaultdict
 
 import numpy as np
@@ -48,8 +47,9 @@ class Optimizer:
 
     NOTE: ``state_dict()`` returns copies of the state arrays (torch returns
     references), so a saved checkpoint does not change when training goes on.
-    Invalid arguments raise ``ValueError`` naming the optimizer (torch raises
-    ``TypeError`` for a non-parameter or a set of parameters).
+    Invalid arguments raise ``TypeError`` (a wrong type: a non-parameter, a set of
+    parameters, a string for a rate) or ``ValueError`` (a wrong value) naming the
+    optimizer.
     """
 
     def __init__(self, params, defaults: dict):
@@ -59,13 +59,13 @@ class Optimizer:
         self.param_groups: list[dict] = []
 
         if isinstance(params, (Parameter, set, frozenset)):
-            raise ValueError(
+            raise TypeError(
                 f"{self._name}: expected an ordered iterable of Parameters or of dicts "
                 f"(e.g. list(model.parameters())), got {type(params).__name__}")
         try:
             groups = list(params)
         except TypeError:
-            raise ValueError(
+            raise TypeError(
                 f"{self._name}: expected an iterable of Parameters or of dicts, "
                 f"got {type(params).__name__}") from None
         if not groups:
@@ -81,26 +81,8 @@ class Optimizer:
 
     # -- hyperparameters --------------------------------------------------------
     def _check_hyperparameters(self, group: dict) -> None:
-        """Raise ValueError for an invalid hyperparameter in ``group`` (subclass hook)."""
-
-    def _require(self, ok: bool, name: str, expected: str, got) -> None:
-        if not ok:
-            raise ValueError(f"{self._name}: invalid {name}: expected {expected}, got {got!r}")
-
-    def _require_number(self, name: str, value, low: float | None = 0.0,
-                        high: float | None = None) -> None:
-        """Check ``value`` is a real number, ``>= low`` and ``< high`` when those are given."""
-        ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-        if low is not None and high is not None:
-            ok, expected = ok and low <= value < high, f"a number in [{low}, {high})"
-        elif low is not None:
-            ok, expected = ok and low <= value, f"a number >= {low}"
-        else:
-            expected = "a number"
-        self._require(ok, name, expected, value)
-
-    def _require_bool(self, name: str, value) -> None:
-        self._require(isinstance(value, (bool, np.bool_)), name, "True or False", value)
+        """Raise TypeError or ValueError for an invalid hyperparameter in ``group``
+        (subclass hook; the checks are ``minidl._checks``')."""
 
     # -- groups -------------------------------------------------------------------
     def add_param_group(self, param_group: dict) -> None:
@@ -110,19 +92,19 @@ class Optimizer:
         belong to one group only.
         """
         if not isinstance(param_group, dict):
-            raise ValueError(
+            raise TypeError(
                 f"{self._name}.add_param_group: expected a dict, got {type(param_group).__name__}")
         if "params" not in param_group:
             raise ValueError(f"{self._name}.add_param_group: the group has no 'params' entry")
         params = param_group["params"]
         if isinstance(params, (set, frozenset)):
-            raise ValueError(
+            raise TypeError(
                 f"{self._name}: parameters must come in an ordered collection (a list), "
                 "not a set whose order changes between runs")
         params = [params] if isinstance(params, Parameter) else list(params)
         for i, p in enumerate(params):
             if not isinstance(p, Parameter):
-                raise ValueError(
+                raise TypeError(
                     f"{self._name}: can only optimize minidl Parameters, but params[{i}] "
                     f"is a {type(p).__name__}")
         if len({id(p) for p in params}) != len(params):
@@ -205,7 +187,7 @@ class Optimizer:
         """
         if not isinstance(state_dict, dict) or set(state_dict) != {"state", "param_groups"}:
             got = sorted(state_dict) if isinstance(state_dict, dict) else type(state_dict).__name__
-            raise ValueError(
+            raise (ValueError if isinstance(state_dict, dict) else TypeError)(
                 f"{self._name}.load_state_dict: expected a dict with keys 'state' and "
                 f"'param_groups', got {got}")
         saved_groups = state_dict["param_groups"]

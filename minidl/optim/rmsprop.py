@@ -1,7 +1,7 @@
 """RMSprop: steps divided by a running root-mean-square of the gradient."""
 from __future__ import annotations
 
-from .. import backend
+from .. import _checks, backend
 from .optimizer import Optimizer
 
 
@@ -63,12 +63,9 @@ class RMSprop(Optimizer):
         super().__init__(params, defaults)
 
     def _check_hyperparameters(self, group):
-        self._require_number("lr", group["lr"])
-        self._require_number("alpha", group["alpha"])
-        self._require_number("eps", group["eps"])
-        self._require_number("weight_decay", group["weight_decay"])
-        self._require_number("momentum", group["momentum"])
-        self._require_bool("centered", group["centered"])
+        for name in ("lr", "alpha", "eps", "weight_decay", "momentum"):
+            _checks.non_negative(self._name, name, group[name])
+        _checks.boolean(self._name, "centered", group["centered"])
 
     def step(self, closure=None):
         """Update every parameter that has a gradient (in place); return ``closure()`` if given.

@@ -1,7 +1,21 @@
 """Stochastic gradient descent, with optional momentum, dampening, Nesterov and L2 decay."""
 from __future__ import annotations
 
+from .. import _checks
 from .optimizer import Optimizer
+
+
+def check_sgd_settings(owner: str, group) -> None:
+    """Check ``momentum``, ``dampening``, ``weight_decay`` and ``nesterov`` of an SGD-style
+    ``group`` (SGD and SGDHD share them)."""
+    _checks.non_negative(owner, "momentum", group["momentum"])
+    _checks.real(owner, "dampening", group["dampening"])
+    _checks.non_negative(owner, "weight_decay", group["weight_decay"])
+    _checks.boolean(owner, "nesterov", group["nesterov"])
+    if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+        raise ValueError(
+            f"{owner}: Nesterov momentum requires momentum > 0 and dampening == 0, "
+            f"got momentum={group['momentum']!r}, dampening={group['dampening']!r}")
 
 
 class SGD(Optimizer):
@@ -53,15 +67,8 @@ class SGD(Optimizer):
         super().__init__(params, defaults)
 
     def _check_hyperparameters(self, group):
-        self._require_number("lr", group["lr"])
-        self._require_number("momentum", group["momentum"])
-        self._require_number("dampening", group["dampening"], low=None)
-        self._require_number("weight_decay", group["weight_decay"])
-        self._require_bool("nesterov", group["nesterov"])
-        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
-            raise ValueError(
-                f"{self._name}: Nesterov momentum requires momentum > 0 and dampening == 0, "
-                f"got momentum={group['momentum']!r}, dampening={group['dampening']!r}")
+        _checks.non_negative(self._name, "lr", group["lr"])
+        check_sgd_settings(self._name, group)
 
     def step(self, closure=None):
         """Update every parameter that has a gradient (in place); return ``closure()`` if given.
