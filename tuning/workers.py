@@ -88,6 +88,12 @@ COUNTED_ATTR = "counted_failures"
 FINISHED_OK = report.FINISHED_OK
 HEARTBEAT_INTERVAL = 10  # seconds between a worker's heartbeats on an RDB storage
 GRACE_FACTOR = 3  # a trial is stale after GRACE_FACTOR missed heartbeat intervals
+# A RUNNING trial whose worker never recorded itself on it: its process stopped between
+# Optuna creating the trial (which also runs the sampler's relative sampling) and the
+# worker's first write, a moment of milliseconds to seconds.  Neither the owner check nor
+# Optuna's heartbeat (which starts later) can fail such a trial, and a budgeted study would
+# wait for it for ever; after this many seconds it is failed as its process's death.
+ORPHAN_AFTER = 120.0
 
 
 # -- the storage and the machine a worker uses --------------------------------------------
@@ -381,20 +387,52 @@ def fail_and_retry(study, trial, reason: str) -> bool:
     return True
 
 
-def fail_stale(study, older_than: float | None = None, dry_run: bool = False) -> list:
+def _orphaned(trial, now, orphan_after: float | None) -> str | None:
+    """Why ``trial`` (RUNNING) is an orphan: no worker recorded on it ``orphan_after``
+    seconds after it started (see ``ORPHAN_AFTER``); None otherwise."""
+    if orphan_after is None or trial.datetime_start is None:
+        return None
+    ident = trial.user_attrs.get(WORKER_ATTR)
+    if isinstance(ident, dict) and ident.get("trial") == trial.number:
+        return None
+    age = (now - trial.datetime_start).total_seconds()
+    if age <= orphan_after:
+        return None
+    return (f"no worker recorded itself on it in {age:.0f}s (over {orphan_after:g}s): its "
+            f"process stopped as the trial was created")
+
+
+def fail_orphans(study, orphan_after: float = ORPHAN_AFTER) -> list:
+    """Fail (and queue again) the RUNNING trials no worker recorded itself on within
+    ``orphan_after`` seconds; the heartbeat cannot see them.  ``[(trial, why)]``."""
+    now = datetime.datetime.now()
+    out = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        why = _orphaned(trial, now, orphan_after)
+        if why is not None and fail_and_retry(study, trial, f"worker died: {why}"):
+            out.append((trial, why))
+    return out
+
+
+def fail_stale(study, older_than: float | None = None, dry_run: bool = False,
+               orphan_after: float | None = ORPHAN_AFTER) -> list:
     """Fail the RUNNING trials of dead workers and queue their parameters again.
 
-    Dead: a worker on this machine whose process is gone (``owner_status``), or, with
-    ``older_than`` (seconds), any RUNNING trial started longer ago whose worker is not
-    seen alive on this machine.  Returns ``[(trial, action, why)]`` for every RUNNING
-    trial, ``action`` in ``"failed"``, ``"would fail"`` (dry run), ``"kept"``, and
-    ``"finished"`` (it ended while we looked).
+    Dead: a worker on this machine whose process is gone (``owner_status``), a trial no
+    worker recorded itself on within ``orphan_after`` seconds (``ORPHAN_AFTER``; None: never
+    for that reason), or, with ``older_than`` (seconds), any RUNNING trial started longer
+    ago whose worker is not seen alive on this machine.  Returns ``[(trial, action, why)]``
+    for every RUNNING trial, ``action`` in ``"failed"``, ``"would fail"`` (dry run),
+    ``"kept"``, and ``"finished"`` (it ended while we looked).
     """
     now = datetime.datetime.now()
     out = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         status, why = owner_status(trial)
         stale = status == "dead"
+        orphan = None if stale else _orphaned(trial, now, orphan_after)
+        if orphan is not None:
+            stale, why = True, orphan
         if not stale and status != "alive" and older_than is not None \
                 and trial.datetime_start is not None:
             age = (now - trial.datetime_start).total_seconds()
@@ -598,8 +636,10 @@ def _loop(study, gated, ended, current, budget, poll, log, on_wait) -> str:
             return why
         if heartbeat:
             fail_stale_heartbeat(study)
+            for trial, why in fail_orphans(study, ORPHAN_AFTER):
+                log(f"trial {trial.number} failed: {why}; queued again")
         else:
-            for trial, action, why in fail_stale(study):
+            for trial, action, why in fail_stale(study, orphan_after=ORPHAN_AFTER):
                 if action == "failed":
                     log(f"trial {trial.number} failed: {why}; queued again")
         if max_trials is not None:
