@@ -460,8 +460,6 @@ def bar_chart(path: Path, title: str, groups: Sequence[str],
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     n_series = max(1, len(series))
     width = 0.8 / n_series
     fig_w = max(6.0, 0.9 * len(groups) * max(1.0, n_series / 2.5) + 2)
@@ -480,7 +478,17 @@ def bar_chart(path: Path, title: str, groups: Sequence[str],
         ax.set_yscale("log")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path) -> Path:
+    """Lay out ``fig``, write it to ``path`` (PNG, 110 dpi; the folder is made if missing)
+    and close it; the path."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

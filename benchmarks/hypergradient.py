@@ -269,12 +269,7 @@ def plot(path: Path, payload: dict) -> Path:
         ax.set_title(f"Learning rate of {family[:-2]}-HD over training", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6.5, ncol=2 if family == "AdamHD" else 1)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return common.save_figure(fig, path)
 
 
 def main(argv=None) -> int:

@@ -1250,12 +1250,7 @@ def roofline_chart(path: Path, model: str, rows: list[dict], limits: dict) -> Pa
                                 for fw in ("minidl", "torch") if fw in r), fontsize=9)
         ax.grid(True, which="both", alpha=0.25)
         ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return common.save_figure(fig, path)
 
 
 def _uptime() -> str:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..common import fmt_num, machine_markdown, markdown_table
+from ..common import fmt_num, machine_markdown, markdown_table, save_figure
 from .cells import read_cell
 from .methods import METHODS, TASKS
 
@@ -287,12 +287,7 @@ def anytime_picture(task: str, summary: dict, path: Path) -> Path:
                  f"band 25-75%)", fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def markdown(summaries: dict, machine: dict, command: str, skipped: dict,
