@@ -51,14 +51,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--arch-lr", type=float, default=DEFAULT_ARCH_LR, metavar="LR",
                         help=f"Adam learning rate of the architecture parameters (default "
                         f"{DEFAULT_ARCH_LR:g}; the paper's 3e-4 is for 50 epochs)")
-    options.add_out_dir(parser, help="the folder for params.json, darts.json and alphas.png "
-                        "(created if missing). Files of these names that an earlier darts "
-                        "search left there are replaced; any other file of these names is "
-                        "kept, and the command refuses before searching: give --overwrite, or "
-                        "another folder")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace files in --out of the names above even when no earlier "
-                        "darts search wrote them (the user's own, or edited since)")
+    options.add_result_folder(parser, "params.json, darts.json and alphas.png", "darts search",
+                              "searching")
 
 
 def _base(text):

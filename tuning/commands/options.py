@@ -13,6 +13,7 @@ A command's ``add_arguments(parser)`` picks the groups it takes:
     add_running(parser)              --threads, --device, --quiet
     add_heartbeat(parser)            --heartbeat (PostgreSQL/MySQL workers)
     add_out_dir(parser, ...)         --out DIR (checked with ``check_out_dir``)
+    add_result_folder(parser, ...)   --out DIR and --overwrite, for a command's result files
 
 and its ``run(args)`` the helpers: ``study_options(args)`` (the settings as
 ``StudySettings.from_options`` takes them), ``new_study_name`` / ``require_study_name``,
@@ -156,6 +157,20 @@ def add_heartbeat(parser) -> None:
 
 def add_out_dir(parser, help: str | None = None) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help=help)
+
+
+def add_result_folder(parser, files: str, writer: str, refuses_before: str) -> None:
+    """``--out DIR`` (required) and ``--overwrite`` for a command that writes ``files``
+    (e.g. ``"params.json, darts.json and alphas.png"``) into a folder and keeps any file of
+    those names that an earlier ``writer`` (e.g. ``"darts search"``) did not write there,
+    refusing before ``refuses_before`` (e.g. ``"searching"``) unless ``--overwrite``."""
+    add_out_dir(parser, help=f"the folder for {files} (created if missing). Files of these "
+                f"names that an earlier {writer} left there are replaced; any other file of "
+                f"these names is kept, and the command refuses before {refuses_before}: give "
+                f"--overwrite, or another folder")
+    parser.add_argument("--overwrite", action="store_true",
+                        help=f"replace files in --out of the names above even when no earlier "
+                        f"{writer} wrote them (the user's own, or edited since)")
 
 
 # -- helpers for ``run(args)`` -----------------------------------------------------------

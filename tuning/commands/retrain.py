@@ -26,14 +26,8 @@ HELP = "train the best configuration on train+val, test it once"
 def add_arguments(parser) -> None:
     options.add_study_location(parser)
     options.add_running(parser)
-    options.add_out_dir(parser, help="the folder for model.npz, result.json, "
-                        "confusion_matrix.png, misclassified.png and model.txt (created if "
-                        "missing). Files of these names that an earlier retrain left there "
-                        "are replaced; any other file of these names is kept, and the command "
-                        "refuses before training: give --overwrite, or another folder")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace files in --out of the names above even when no earlier "
-                        "retrain wrote them (the user's own, or edited since)")
+    options.add_result_folder(parser, "model.npz, result.json, confusion_matrix.png, "
+                              "misclassified.png and model.txt", "retrain", "training")
     parser.add_argument("--trial", type=non_negative_int, metavar="N",
                         help="retrain trial N's configuration (default: the best trial; "
                         "required for a study with several objectives, e.g. one of its "
