@@ -8,11 +8,9 @@ tests pin where a torn record ends and which bytes this format writes.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 import optuna
 import pytest
@@ -22,24 +20,16 @@ from optuna.trial import TrialState
 from tuning.storage import (RECORD_START, JournalDamagedError, JournalFile, JournalWarning,
                             TuningError, check_journal_file, is_torn_record, open_storage,
                             parse_record, tail_kind)
+from tuning_env import tuning_env
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = ["--space", "lab-mlp", "--epochs", "1", "--train-size", "200", "--val-size", "200",
         "--pruner", "none"]
 X = {"x": FloatDistribution(0.0, 1.0)}
 
 
-def _env():
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
-    env.update(OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="1", MINIDL_NUM_THREADS="1")
-    env.pop("OPTUNA_STORAGE", None)
-    return env
-
-
 def tuning(cwd, *args):
     return subprocess.run([sys.executable, "-m", "tuning", *map(str, args)], cwd=cwd,
-                          env=_env(), capture_output=True, text=True, timeout=300)
+                          env=tuning_env(), capture_output=True, text=True, timeout=300)
 
 
 def journal_study(path, values=(0.5, 0.25)):

@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import optuna
 import pytest
@@ -24,8 +23,8 @@ from optuna.trial import TrialState
 from tuning import workers
 from tuning.errors import WorkerInterrupted
 from tuning.storage import open_storage
+from tuning_env import tuning_env
 
-REPO = Path(__file__).resolve().parents[1]
 X = {"x": FloatDistribution(0.0, 1.0)}
 SLOW = ["--space", "lab-mlp", "--epochs", "3", "--train-size", "10000", "--val-size", "500",
         "--pruner", "none", "--sampler", "random"]
@@ -147,17 +146,9 @@ def test_every_fail_of_the_worker_loop_has_a_reason(tmp_path):
 
 # -- real processes: interrupted three times vs killed three times ------------------------
 
-def _env():
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
-    env.update(OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="1", MINIDL_NUM_THREADS="1")
-    env.pop("OPTUNA_STORAGE", None)
-    return env
-
-
 def _start_worker(cwd, *args):
     return subprocess.Popen([sys.executable, "-m", "tuning", "worker", "--study-name", "c",
-                             "--threads", "1", "--quiet", *args], cwd=cwd, env=_env(),
+                             "--threads", "1", "--quiet", *args], cwd=cwd, env=tuning_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -175,7 +166,7 @@ def _running_trial_of(log, pid, timeout=120.0):
 
 def _create(tmp_path):
     made = subprocess.run([sys.executable, "-m", "tuning", "create", "--study-name", "c",
-                           *SLOW], cwd=tmp_path, env=_env(), capture_output=True, text=True,
+                           *SLOW], cwd=tmp_path, env=tuning_env(), capture_output=True, text=True,
                           timeout=120)
     assert made.returncode == 0, made.stderr
     return tmp_path / "studies" / "c.log"
@@ -200,7 +191,7 @@ def test_a_configuration_interrupted_three_times_is_still_queued(tmp_path, fashi
     assert [t.user_attrs["stop_reason"] for t in study.trials[:3]] == ["interrupted"] * 3
     done = subprocess.run([sys.executable, "-m", "tuning", "worker", "--study-name", "c",
                            "--max-trials", "1", "--threads", "1", "--quiet"], cwd=tmp_path,
-                          env=_env(), capture_output=True, text=True, timeout=300)
+                          env=tuning_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     final = optuna.load_study(study_name="c", storage=open_storage(str(log), "c")).trials
     assert final[queued.number].state == TrialState.COMPLETE
@@ -218,7 +209,7 @@ def test_a_configuration_killed_three_times_is_dropped(tmp_path, fashion_mnist):
         proc.send_signal(signal.SIGKILL)         # from outside: as the kernel's OOM killer
         proc.wait(60)
     out = subprocess.run([sys.executable, "-m", "tuning", "fail-stale", "--study-name", "c"],
-                         cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)
+                         cwd=tmp_path, env=tuning_env(), capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "trial 2: failed" in out.stdout
     assert "not queued again (retried 2 times already)" in out.stdout
