@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import tracemalloc
 import zlib
 
 import numpy as np
@@ -13,6 +12,7 @@ import pytest
 
 from minidl.data import IDXError, read_idx
 from minidl.data import idx as idx_module
+from peak_memory import traced_peak
 
 MiB = 2 ** 20
 IMAGES = (60000, 28, 28)                      # Fashion-MNIST's training images
@@ -37,19 +37,6 @@ def gzip_of(head: bytes, zeros: int) -> bytes:
     return b"".join(parts)
 
 
-def peak_bytes(fn):
-    """``(result or exception, peak traced bytes)`` of ``fn()`` (NumPy arrays are traced)."""
-    tracemalloc.start()
-    try:
-        try:
-            result = fn()
-        except Exception as exc:  # noqa: BLE001 - returned for the test to look at
-            result = exc
-        return result, tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
 @pytest.fixture(scope="module")
 def bomb(tmp_path_factory):
     """A 60000x28x28 header, its 47 MB of pixels, then 256 MiB more zeros: ~0.3 MB gzip'd."""
@@ -60,7 +47,7 @@ def bomb(tmp_path_factory):
 
 def test_a_gzip_bomb_is_refused_after_the_declared_size(bomb):
     assert os.path.getsize(bomb) < 1 * MiB
-    error, peak = peak_bytes(lambda: read_idx(bomb))
+    error, peak = traced_peak(lambda: read_idx(bomb))
     assert isinstance(error, IDXError), error
     limit = DECLARED + 16 + idx_module.TRAILING_PROBE
     assert str(error) == (f"{bomb}: trailing bytes: expected {DECLARED + 16} bytes (header 16 "
@@ -77,7 +64,7 @@ def test_a_header_declaring_more_than_the_limit_is_refused_before_decompressing(
             + comp.flush(zlib.Z_FULL_FLUSH))
     path = tmp_path / "huge.gz"
     path.write_bytes(head + b"\xff" * 200)
-    error, peak = peak_bytes(lambda: read_idx(path))
+    error, peak = traced_peak(lambda: read_idx(path))
     assert isinstance(error, IDXError), error
     assert str(error) == (f"{path}: the header declares 100000x1000x1000 uint8, "
                           f"100000000000 bytes of data: more than the limit of 1073741824 "
@@ -142,7 +129,7 @@ def test_a_directory_is_refused(tmp_path):
 def test_a_declared_size_larger_than_a_raw_file_allocates_nothing(tmp_path):
     path = tmp_path / "raw"
     path.write_bytes(header(0x08, (512, 1024, 1024)) + bytes(5))    # declares 512 MiB
-    error, peak = peak_bytes(lambda: read_idx(path))
+    error, peak = traced_peak(lambda: read_idx(path))
     assert isinstance(error, IDXError) and "truncated: expected 536870928 bytes" in str(error)
     assert peak < 1 * MiB, peak
 

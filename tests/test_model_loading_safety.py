@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import tracemalloc
 import zipfile
 
 import numpy as np
@@ -19,6 +18,7 @@ from minidl import nn
 from minidl import serialization
 from tuning import results
 from tuning.models import build_model
+from peak_memory import traced_peak
 
 MiB = 2 ** 20
 
@@ -73,19 +73,6 @@ def good_members():
         np.save(fp, np.full(value.shape, 0.5, np.float32))
         out[key + ".npy"] = fp.getvalue()
     return out
-
-
-def traced_peak(fn):
-    """``(exception or result, peak bytes traced)`` of ``fn()``; NumPy arrays are traced."""
-    tracemalloc.start()
-    try:
-        try:
-            result = fn()
-        except Exception as exc:  # noqa: BLE001 - handed back to the test
-            result = exc
-        return result, tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
 
 
 # -- minidl.load: sizes from the headers, before reading ----------------------------------
