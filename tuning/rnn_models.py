@@ -1,4 +1,4 @@
-"""Sequence models for Fashion-MNIST: the builder of the ``rnn`` space's models (issue 13).
+"""Sequence models for Fashion-MNIST: the builder of the ``rnn`` space's models.
 
 An image is read as ``T`` steps (``seq_len``: 28 steps of one row, 14 of two rows or
 7 of four rows), run through 1-3 recurrent layers (LSTM or GRU, each with its own
@@ -8,8 +8,8 @@ state::
     ImageToSequence(T) -> [SequenceOutput(cell) -> Dropout] * (layers - 1)
                        -> LastHidden(cell) -> Dropout -> Linear(D * hidden, 10)
 
-The space is ``tuning.spaces.rnn``; ``tuning.models.build_model`` calls
-``build_rnn(config) -> RNNClassifier`` for ``config["model"] == "rnn"``.
+The space is ``tuning.spaces.rnn``, whose ``build_model`` is ``build_rnn(config) ->
+RNNClassifier``.
 
 Gradient clipping (``clip_norm``) is part of the model: ``RNNClassifier.backward``
 ends with ``clip_grad_norm_`` on its parameters, so a training loop that runs
@@ -23,7 +23,11 @@ from math import prod
 from minidl import nn
 from minidl.nn.utils import clip_grads_with_norm_, get_total_norm
 
-from .spaces import CELLS, IMAGE_SHAPE, NUM_CLASSES
+from .images import IMAGE_SHAPE, NUM_CLASSES
+
+# cell -> recurrent layer; the ``rnn`` space's choices for ``cell``
+CELL_LAYERS = {"LSTM": nn.LSTM, "GRU": nn.GRU}
+
 
 class RNNClassifier(nn.Module):
     """A ``Sequential`` of sequence layers in ``.layers``, with gradient clipping.
@@ -60,17 +64,17 @@ class RNNClassifier(nn.Module):
 
 
 def build_rnn(config: dict, input_shape=IMAGE_SHAPE) -> RNNClassifier:
-    """The recurrent classifier ``config`` (from ``rnn_space``) describes."""
+    """The recurrent classifier ``config`` (from the ``rnn`` space) describes."""
     T = int(config["seq_len"])
     size = prod(input_shape)
     if size % T:
         raise ValueError(f"build_rnn: seq_len={T} does not divide the {size} features of an "
                          f"input of shape {tuple(input_shape)}")
     try:
-        cell = {"LSTM": nn.LSTM, "GRU": nn.GRU}[config["cell"]]
+        cell = CELL_LAYERS[config["cell"]]
     except KeyError:
         raise ValueError(f"build_rnn: unknown cell {config['cell']!r}; expected one of "
-                         f"{CELLS}") from None
+                         f"{list(CELL_LAYERS)}") from None
     hidden = [int(h) for h in config["hidden_sizes"]]
     if not hidden or any(h < 1 for h in hidden):
         raise ValueError(f"build_rnn: expected 1 or more hidden sizes >= 1, got {hidden}")

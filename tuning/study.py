@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 import optuna
 
-from .spaces import LAB_GRID, check_values, get_space
+from .spaces import LAB_GRID, SPACES, SpaceAttribute, check_values, get_space
 from .errors import StudyExistsError, StudyNotFoundError, TuningError
 from .storage import study_names
 
@@ -37,10 +37,10 @@ METRIC_NAMES = {"error": "error", "params": "params", "latency": "latency_ms"}
 SINGLE_OBJECTIVE_SAMPLERS = ("cmaes", "rl")
 
 # Defaults of a new study (chosen so that `make tune`, 20 lab-mlp trials, ends in about
-# 5 minutes on 2 cores); every one is a command-line option.
-DEFAULT_EPOCHS = {"lab-mlp": 10, "mlp": 10, "cnn": 3, "rnn": 3}
-DEFAULT_TRAIN_SIZE = {"lab-mlp": None, "mlp": None, "cnn": 10_000,
-                      "rnn": 10_000}  # None: all 50 000
+# 5 minutes on 2 cores); every one is a command-line option.  Epochs and training size
+# are the space's (``Space.epochs``, ``Space.train_size``; None: all 50 000).
+# ``DEFAULT_EPOCHS``: a view of the table for ``tuning.retrain``, which reads it by name.
+DEFAULT_EPOCHS = SpaceAttribute("epochs")
 DEFAULT_VAL_SIZE = 10_000
 DEFAULT_SEED = 0
 DEFAULT_SAMPLER = "tpe"
@@ -154,14 +154,14 @@ class StudySettings:
         """
         space = options.get("space")
         if space is None:
-            raise TuningError("a new study needs --space (one of lab-mlp, mlp, cnn)")
-        get_space(space)
+            raise TuningError(f"a new study needs --space (one of {', '.join(SPACES)})")
+        space_defaults = get_space(space)
         objectives = ",".join(parse_objectives(options.get("objectives") or DEFAULT_OBJECTIVES))
         multi = objectives != DEFAULT_OBJECTIVES
         sampler = options.get("sampler") or DEFAULT_SAMPLER
         train_size = options.get("train_size")
         if train_size is None:
-            train_size = DEFAULT_TRAIN_SIZE[space]
+            train_size = space_defaults.train_size
         elif train_size == "all":
             train_size = None
         grid = None
@@ -170,7 +170,7 @@ class StudySettings:
         elif options.get("grid_file") is not None:
             raise TuningError("--grid-file needs --sampler grid")
         settings = cls(space=space,
-                   epochs=_given(options, "epochs", DEFAULT_EPOCHS[space]),
+                   epochs=_given(options, "epochs", space_defaults.epochs),
                    train_size=train_size,
                    val_size=_given(options, "val_size", DEFAULT_VAL_SIZE),
                    seed=_given(options, "seed", DEFAULT_SEED),
