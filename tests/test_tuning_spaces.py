@@ -11,7 +11,7 @@ import pytest
 from minidl import nn
 from tuning import models, spaces
 from tuning.cli import check_params
-from tuning.storage import TuningError
+from tuning.errors import TuningError
 from tuning.study import (StudySettings, make_pruner, make_sampler, resolve_grid,
                           sampler_seed)
 

@@ -1,14 +1,15 @@
 """tuning: Optuna studies over minidl models, as in the hyperparameter-tuning lab.
 
-- ``tuning.spaces``: search spaces ``trial -> config`` (``lab-mlp``, ``mlp``, ``cnn``).
-- ``tuning.models``: ``config -> minidl.nn.Module`` (``build_model``, ``build_lab_nnet``).
+- ``tuning.spaces``: the search spaces, each one ``Space`` (sampling ``trial -> config``,
+  defaults, model builder, help) in one table, ``SPACES`` (``lab-mlp``, ``mlp``, ``cnn``,
+  ``rnn``); ``tuning.spaces.register(space)`` adds one.
+- ``tuning.models``: ``build_model(config) -> minidl.nn.Module``, through the table.
 - ``tuning.objective``: the lab-shaped ``Objective(train, val, epochs, ...)``.
 - ``tuning.study``: stored study settings, samplers, pruners, creating/opening studies.
 - ``tuning.storage``: journal file by default, any Optuna storage URL.
 - ``tuning.workers``: the worker loop, the one engine that runs trials (``run``, ``worker``).
-- ``tuning.commands``: one module per command (``run``, ``best``, ``trials``, ``enqueue``,
-  ``plot``, ``retrain``, ``studies``, ``create``, ``worker``, ``fail-stale``,
-  ``grpc-proxy``), the options they share in ``tuning.commands.options``.
+- ``tuning.commands``: one module per command, found automatically (``python -m tuning
+  --help`` lists them), the options they share in ``tuning.commands.options``.
 - ``tuning.cli``: ``python -m tuning COMMAND``: the parser and the one-line errors.
 - ``tuning.errors``: ``TuningError`` and the package's other errors.
 - ``tuning.results``: what ``retrain`` writes; ``tuning.load_model(folder)`` gives its

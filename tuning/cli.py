@@ -143,17 +143,3 @@ def _describe_error(exc: Exception) -> str:
         return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
     lines = text.splitlines()
     return f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
-
-
-# The commands' functions under their names before ``tuning.commands`` (``cmd_run``, ...).
-_OLD_COMMANDS = {"cmd_run": "run", "cmd_best": "best", "cmd_trials": "trials",
-                 "cmd_studies": "studies", "cmd_enqueue": "enqueue", "cmd_plot": "plot",
-                 "cmd_retrain": "retrain"}
-
-
-def __getattr__(name):
-    if name in _OLD_COMMANDS:
-        import importlib  # noqa: PLC0415
-        return importlib.import_module(f"{__name__.rsplit('.', 1)[0]}.commands."
-                                       f"{_OLD_COMMANDS[name]}").run
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -35,9 +35,8 @@ from urllib.parse import unquote
 import optuna
 from optuna.storages.journal import JournalFileBackend
 
-# The package's errors live in ``tuning.errors``; imported from here too (older code does).
-from .errors import (JournalDamagedError, JournalWarning, StorageIOError,  # noqa: F401
-                     StudyNotFoundError, TuningError)
+from .errors import (JournalDamagedError, JournalWarning, StorageIOError, StudyNotFoundError,
+                     TuningError)
 
 DEFAULT_DIR = Path("studies")
 _RDB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "oracle", "mssql")

@@ -72,7 +72,7 @@ import optuna
 from optuna.trial import TrialState
 
 from . import report
-from .errors import TuningError, WorkerInterrupted  # noqa: F401 - WorkerInterrupted: old imports
+from .errors import TuningError, WorkerInterrupted
 from .storage import (database_error, driver_missing, open_storage, refuse_sqlite,
                       storage_failure, storage_kind, storage_label, storage_url)
 
