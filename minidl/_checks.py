@@ -133,3 +133,43 @@ def shape(owner: str, name: str, value, *, allow_int: bool = True,
     if not dims or any(d < 1 for d in dims):
         _fail(ValueError, owner, name, what, repr(value))
     return tuple(int(d) for d in dims)
+
+
+# -- a layer's input and dout -------------------------------------------------------------
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def float_array(owner: str, x, what: str = "input") -> None:
+    """TypeError unless ``x`` is an array (NumPy or CuPy), ValueError unless its dtype is
+    float32 or float64."""
+    if not (hasattr(x, "dtype") and hasattr(x, "shape") and hasattr(x, "ndim")):
+        raise TypeError(
+            f"{owner}: expected {what} to be a float32/float64 ndarray, got {type(x).__name__}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise ValueError(
+            f"{owner}: expected {what} of dtype float32 or float64, got {x.dtype}")
+
+
+def same_dtype(owner: str, x, param) -> None:
+    """ValueError when the input's dtype is not the parameter's dtype (as torch refuses)."""
+    if x.dtype != param.data.dtype:
+        hint = ".double()" if x.dtype == np.float64 else ".float()"
+        raise ValueError(
+            f"{owner}: input dtype {x.dtype} does not match parameter dtype "
+            f"{param.data.dtype}; convert the module with {hint} (or the input with "
+            f".astype({param.data.dtype.name}))")
+
+
+def dout(owner: str, dout, out_shape, out_dtype) -> None:
+    """``float_array``'s errors, and ValueError unless ``dout`` has the shape and dtype the
+    forward output had."""
+    float_array(owner, dout, "dout")
+    if tuple(dout.shape) != tuple(out_shape):
+        raise ValueError(
+            f"{owner}.backward: expected dout of shape {tuple(out_shape)} (the forward "
+            f"output's shape), got {tuple(dout.shape)}")
+    if dout.dtype != out_dtype:
+        raise ValueError(
+            f"{owner}.backward: expected dout of dtype {out_dtype} (the forward output's "
+            f"dtype), got {dout.dtype}")

@@ -39,7 +39,7 @@ from numpy.lib import format as npy_format
 
 from . import backend
 from .data.idx import file_kind
-from .nn.module import state_array
+from .nn.parameter import state_array
 
 __all__ = ["save", "load", "read_metadata", "from_torch_state_dict", "to_torch_state_dict"]
 

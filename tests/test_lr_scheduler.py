@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from minidl import optim
-from minidl.nn.module import Parameter
+from minidl.nn import Parameter
 from minidl.optim import lr_scheduler
 
 GROUP_LRS = (0.1, 0.03)

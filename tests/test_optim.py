@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from minidl import optim
-from minidl.nn.module import Parameter
+from minidl.nn import Parameter
 
 N_IN, N_HIDDEN, N_OUT, N_SAMPLES, BATCH = 4, 6, 3, 32, 8
 STEPS = 100

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from minidl import optim
-from minidl.nn.module import Parameter
+from minidl.nn import Parameter
 
 N_IN, N_OUT, N_SAMPLES, BATCH = 4, 3, 32, 8
 STEPS = 100

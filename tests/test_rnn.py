@@ -494,9 +494,9 @@ def test_bad_initial_state_errors():
     with pytest.raises(ValueError,
                        match=r"LSTM: expected c_0 of shape \(1, 2, 4\), got \(1, 2, 5\)"):
         nn.LSTM(3, 4)(x, (np.zeros((1, 2, 4), np.float32), np.zeros((1, 2, 5), np.float32)))
-    with pytest.raises(ValueError, match=r"LSTM: expected hx to be a pair \(h, c\)"):
+    with pytest.raises(TypeError, match=r"LSTM: expected hx to be a pair \(h, c\)"):
         nn.LSTM(3, 4)(x, np.zeros((1, 2, 4), np.float32))
-    with pytest.raises(ValueError, match=r"LSTM: expected c_0 to be a float32/float64 ndarray"):
+    with pytest.raises(TypeError, match=r"LSTM: expected c_0 to be a float32/float64 ndarray"):
         nn.LSTM(3, 4)(x, (np.zeros((1, 2, 4), np.float32), None))
     with pytest.raises(ValueError, match=r"GRU: expected h_0 of dtype float32"):
         nn.GRU(3, 4)(x, np.zeros((1, 2, 4)))
@@ -511,7 +511,7 @@ def test_bad_backward_arguments():
         lstm.backward(np.zeros((5, 2, 4), np.float32))
     with pytest.raises(ValueError, match=r"LSTM.backward: expected dh_n of shape \(1, 2, 4\)"):
         lstm.backward(None, (np.zeros((1, 5, 4), np.float32), None))
-    with pytest.raises(ValueError, match=r"d_state to be a pair"):
+    with pytest.raises(TypeError, match=r"d_state to be a pair"):
         lstm.backward(None, np.zeros((1, 2, 4), np.float32))
     with pytest.raises(RuntimeError, match=r"LSTMCell.backward\(\) called before forward"):
         nn.LSTMCell(3, 4).backward(np.zeros((2, 4), np.float32))

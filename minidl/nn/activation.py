@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 from .. import _checks, backend, kernels
-from .module import Module, backward_before_forward, check_dout, check_float_array
+from .module import Module, backward_before_forward
 
 __all__ = ["ReLU", "LeakyReLU", "Tanh", "Sigmoid", "ELU", "GELU"]
 
@@ -38,7 +38,7 @@ class _Activation(Module):
 
     def forward(self, x):
         name = type(self).__name__
-        check_float_array(name, x)
+        _checks.float_array(name, x)
         y, self._cache = self._forward(x)
         self._out_meta = (tuple(x.shape), x.dtype)
         return y
@@ -47,7 +47,7 @@ class _Activation(Module):
         name = type(self).__name__
         if self._out_meta is None:
             raise backward_before_forward(name)
-        check_dout(name, dout, *self._out_meta)
+        _checks.dout(name, dout, *self._out_meta)
         return self._backward(dout, self._cache)
 
     def _forward(self, x):

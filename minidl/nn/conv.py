@@ -9,8 +9,8 @@ import numpy as np
 from .. import _checks, kernels
 from ..kernels.shapes import conv_output_size, pair
 from . import init
-from .module import (Module, Parameter, backward_before_forward, check_dout,
-                     check_float_array, check_same_dtype)
+from .module import Module, backward_before_forward
+from .parameter import Parameter
 
 __all__ = ["Conv2d"]
 
@@ -148,7 +148,7 @@ class Conv2d(Module):
         """
         if self._cache is None:
             raise backward_before_forward("Conv2d")
-        check_dout("Conv2d", dout, self.output_shape(self._cache.x.shape), self._cache.x.dtype)
+        _checks.dout("Conv2d", dout, self.output_shape(self._cache.x.shape), self._cache.x.dtype)
         dw, db, dx = kernels.conv2d_backward(dout, self.weight.data, self._cache,
                                              need_db=self.bias is not None,
                                              need_dx=self.needs_input_grad)
@@ -158,12 +158,12 @@ class Conv2d(Module):
         return dx
 
     def _check_input(self, x) -> None:
-        check_float_array("Conv2d", x)
+        _checks.float_array("Conv2d", x)
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"Conv2d: expected input of shape (N, {self.in_channels}, H, W) "
                 f"(in_channels={self.in_channels}), got {tuple(x.shape)}")
-        check_same_dtype("Conv2d", x, self.weight)
+        _checks.same_dtype("Conv2d", x, self.weight)
         _, _, ho, wo = self.output_shape(x.shape)
         if ho < 1 or wo < 1:
             (kh, kw), (dh, dw) = self.kernel_size, self.dilation

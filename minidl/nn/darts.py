@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import backend
-from .module import Module, Parameter, backward_before_forward, check_dout, check_float_array
+from .. import _checks, backend
+from .module import Module, backward_before_forward
+from .parameter import Parameter
 
 __all__ = ["MixedOp", "softmax"]
 
@@ -109,7 +110,7 @@ class MixedOp(Module):
     def forward(self, x):
         r""":math:`y = \sum_k w_k\, o_k(x)`, :math:`w = \mathrm{softmax}(\alpha)`; every
         :math:`o_k(x)` and :math:`w` are kept for backward."""
-        check_float_array("MixedOp", x)
+        _checks.float_array("MixedOp", x)
         outs = [op(x) for op in self.ops]
         shapes = {tuple(o.shape) for o in outs}
         if len(shapes) != 1:
@@ -129,7 +130,7 @@ class MixedOp(Module):
         ``needs_input_grad`` is False)."""
         if self._outs is None:
             raise backward_before_forward("MixedOp")
-        check_dout("MixedOp", dout, self._outs[0].shape, self._outs[0].dtype)
+        _checks.dout("MixedOp", dout, self._outs[0].shape, self._outs[0].dtype)
         xp = backend.xp(dout)
         w = self._w
         g = xp.stack([(dout * out).sum() for out in self._outs]).astype(w.dtype)

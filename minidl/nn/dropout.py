@@ -5,7 +5,7 @@ import numpy as np
 
 from .. import _checks, backend
 from ..random import get_generator
-from .module import Module, backward_before_forward, check_dout, check_float_array
+from .module import Module, backward_before_forward
 
 __all__ = ["Dropout"]
 
@@ -62,7 +62,7 @@ class Dropout(Module):
     def forward(self, x):
         r"""Training: ``y = x * m / (1-p)`` with a fresh mask ``m ~ Bernoulli(1-p)``; the
         scaled mask is kept for backward.  Eval (or ``p = 0``): ``y = x``."""
-        check_float_array("Dropout", x)
+        _checks.float_array("Dropout", x)
         self._out_meta = (tuple(x.shape), x.dtype)
         if not self.training or self.p == 0:
             self._noise = None
@@ -80,7 +80,7 @@ class Dropout(Module):
         forward was the identity)."""
         if self._out_meta is None:
             raise backward_before_forward("Dropout")
-        check_dout("Dropout", dout, *self._out_meta)
+        _checks.dout("Dropout", dout, *self._out_meta)
         if self._noise is None:
             return dout
         return dout * self._noise

@@ -5,7 +5,8 @@ import numpy as np
 
 from .. import _checks, backend
 from . import init
-from .module import Module, Parameter, backward_before_forward, check_dout
+from .module import Module, backward_before_forward
+from .parameter import Parameter
 
 __all__ = ["Embedding"]
 
@@ -115,7 +116,7 @@ class Embedding(Module):
         if self._indices is None:
             raise backward_before_forward("Embedding")
         indices = self._indices
-        check_dout("Embedding", dout, indices.shape + (self.embedding_dim,),
+        _checks.dout("Embedding", dout, indices.shape + (self.embedding_dim,),
                    self.weight.data.dtype)
         xp = backend.xp(dout)
         flat = indices.reshape(-1)

@@ -35,7 +35,7 @@ import numpy as np
 
 from .. import _checks, backend
 from ..random import get_generator
-from .module import Parameter
+from .parameter import Parameter
 
 __all__ = ["calculate_gain", "calculate_fan_in_and_fan_out", "uniform_", "normal_",
            "constant_", "zeros_", "ones_", "kaiming_uniform_", "kaiming_normal_",

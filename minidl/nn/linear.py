@@ -7,8 +7,8 @@ import numpy as np
 
 from .. import _checks, kernels
 from . import init
-from .module import (Module, Parameter, backward_before_forward, check_dout,
-                     check_float_array, check_same_dtype)
+from .module import Module, backward_before_forward
+from .parameter import Parameter
 
 __all__ = ["Linear", "Flatten"]
 
@@ -75,12 +75,12 @@ class Linear(Module):
 
     def forward(self, x):
         r"""``y = x W^T + b`` over the last axis (``(*, in_features)`` -> ``(*, out_features)``)."""
-        check_float_array("Linear", x)
+        _checks.float_array("Linear", x)
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError(
                 f"Linear: expected input of shape (*, {self.in_features}) "
                 f"(in_features={self.in_features}), got {tuple(x.shape)}")
-        check_same_dtype("Linear", x, self.weight)
+        _checks.same_dtype("Linear", x, self.weight)
         rows = math.prod(x.shape[:-1])       # not reshape(-1, ...): in_features may be 0
         y = kernels.matmul(x.reshape(rows, self.in_features), self.weight.data.T)
         if self.bias is not None:
@@ -95,7 +95,7 @@ class Linear(Module):
         if self._x is None:
             raise backward_before_forward("Linear")
         x = self._x
-        check_dout("Linear", dout, x.shape[:-1] + (self.out_features,), x.dtype)
+        _checks.dout("Linear", dout, x.shape[:-1] + (self.out_features,), x.dtype)
         rows = math.prod(x.shape[:-1])
         x2 = x.reshape(rows, self.in_features)
         d2 = dout.reshape(rows, self.out_features)
@@ -143,7 +143,7 @@ class Flatten(Module):
         return start, end
 
     def forward(self, x):
-        check_float_array("Flatten", x)
+        _checks.float_array("Flatten", x)
         start, end = self._dims(x.ndim)
         shape = tuple(x.shape)
         merged = int(np.prod(shape[start:end + 1]))
@@ -156,7 +156,7 @@ class Flatten(Module):
         shape, dtype = self._in_shape
         start, end = self._dims(len(shape))
         out_shape = shape[:start] + (int(np.prod(shape[start:end + 1])),) + shape[end + 1:]
-        check_dout("Flatten", dout, out_shape, dtype)
+        _checks.dout("Flatten", dout, out_shape, dtype)
         return dout.reshape(shape)
 
     def extra_repr(self) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _checks, backend, kernels
-from .module import Module, backward_before_forward, check_float_array
+from .module import Module, backward_before_forward
 
 __all__ = ["CrossEntropyLoss"]
 
@@ -62,7 +62,7 @@ class CrossEntropyLoss(Module):
     def forward(self, logits, targets) -> float:
         r"""``L = mean_n [-(1-eps) log p[n, t_n] - (eps/C) sum_c log p[n, c]]`` with
         ``log p = log_softmax(z)`` (shifted by the row maximum); ``p`` is kept for backward."""
-        check_float_array("CrossEntropyLoss", logits, "logits")
+        _checks.float_array("CrossEntropyLoss", logits, "logits")
         if logits.ndim != 2 or logits.shape[1] < 1:
             raise ValueError(
                 f"CrossEntropyLoss: expected logits of shape (N, C) with C >= 1, "

@@ -1,16 +1,18 @@
-"""Module, Parameter and Sequential: the layer protocol every minidl layer follows.
+"""Module: the layer protocol every minidl layer follows.
 
 A layer is a ``Module``.  Calling it runs ``forward(x)``, which keeps in ``self``
 exactly what ``backward`` needs.  ``backward(dout)`` accumulates d(loss)/d(param)
-into each ``Parameter.grad`` and returns d(loss)/d(x).  There is no autodiff: the
-chain rule is written out by hand, layer by layer, and ``Sequential.backward``
-walks the layers in reverse.
+into each ``Parameter.grad`` (``parameter.py``) and returns d(loss)/d(x).  There is
+no autodiff: the chain rule is written out by hand, layer by layer, and
+``Sequential.backward`` (``container.py``) walks the layers in reverse.
 
 Names, ``state_dict`` keys and conversions (``.double()``, ``.float()``,
 ``.to(dtype)``) match ``torch.nn.Module`` so models port by changing one import.
 A module's state is its parameters and its buffers: arrays that are not trained but
 belong to the model (BatchNorm's running statistics), registered with
-``register_buffer``.
+``register_buffer``.  The checks of a layer's input and ``dout`` are
+``minidl._checks``' (``float_array``, ``same_dtype``, ``dout``); the two helpers at the
+end of this module are the rest of the protocol's shared code.
 """
 from __future__ import annotations
 
@@ -21,31 +23,10 @@ from typing import Iterator
 import numpy as np
 
 from .. import _checks, backend
-
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+from .parameter import Parameter, state_array
 
 # dtype kinds load_state_dict accepts: float, signed and unsigned int (see its NOTE)
 _LOADABLE_KINDS = "fiu"
-
-
-def state_array(value):
-    """A ``state_dict`` value as an array: NumPy and CuPy arrays as they are, a torch
-    tensor as a NumPy array, anything else through ``np.asarray``.
-
-    A torch tensor is recognised by its ``detach`` and ``cpu`` methods, so torch is
-    never imported here.  It is detached (a parameter that requires grad cannot
-    become a NumPy array otherwise) and moved to the CPU; half and bfloat16 become
-    float32, since NumPy has no bfloat16.  The result may share memory with ``value``.
-    """
-    if hasattr(value, "detach") and hasattr(value, "cpu"):
-        value = value.detach().cpu()
-        if value.is_floating_point() and str(value.dtype) not in ("torch.float32",
-                                                                 "torch.float64"):
-            value = value.float()
-        return value.numpy()
-    if hasattr(value, "shape") and hasattr(value, "dtype"):
-        return value
-    return np.asarray(value)
 
 
 def _check_buffer(owner: str, name: str, array):
@@ -62,55 +43,6 @@ def _check_buffer(owner: str, name: str, array):
         raise ValueError(f"{owner}: buffer {name!r} must be a real numeric array (float "
                          f"or int), got dtype {array.dtype}")
     return array
-
-
-class Parameter:
-    """A trainable array: ``data`` and the gradient accumulated into ``grad``.
-
-    ``grad`` is ``None`` until a backward pass writes it (as in torch after
-    ``zero_grad(set_to_none=True)``, torch's default).  Optimizers skip a
-    parameter whose ``grad`` is ``None``.
-    """
-
-    __slots__ = ("data", "grad")
-
-    def __init__(self, data, grad=None):
-        if not hasattr(data, "shape") or not hasattr(data, "dtype"):
-            data = np.asarray(data)
-        self.data = data
-        self.grad = grad
-
-    @property
-    def shape(self):
-        return self.data.shape
-
-    @property
-    def dtype(self):
-        return self.data.dtype
-
-    @property
-    def size(self):
-        return self.data.size
-
-    def accumulate_grad(self, g, owned: bool = False) -> None:
-        """Add ``g`` to ``grad`` (a fresh copy when ``grad`` is None; never aliases ``g``).
-
-        ``owned=True`` is for a layer handing over an array it has just computed and
-        holds no other reference to: when ``grad`` is None (the usual case after
-        ``zero_grad()``) that array becomes ``grad`` without a copy.
-        """
-        data = self.data
-        if g.shape != data.shape:
-            raise ValueError(
-                f"Parameter: gradient of shape {tuple(g.shape)} does not match data "
-                f"of shape {tuple(data.shape)}")
-        if self.grad is None:
-            self.grad = g if owned and g.dtype == data.dtype else g.astype(data.dtype, copy=True)
-        else:
-            self.grad += g
-
-    def __repr__(self):
-        return f"Parameter(shape={tuple(self.data.shape)}, dtype={self.data.dtype})"
 
 
 class Module:
@@ -366,7 +298,7 @@ class Module:
             raise ValueError(
                 f"{type(self).__name__}.to: expected a float dtype (float32/float64) or "
                 f"a device ('cpu', 'cuda'), got {target!r}")
-        if dtype not in _FLOAT_DTYPES:
+        if dtype not in _checks.FLOAT_DTYPES:
             raise ValueError(
                 f"{type(self).__name__}.to: expected float32 or float64, got {dtype}")
         return self._convert(lambda a: a.astype(dtype, copy=False) if a.dtype.kind == "f" else a)
@@ -466,133 +398,7 @@ class Module:
         return head + "\n  " + "\n  ".join(lines) + "\n)"
 
 
-class Sequential(Module):
-    """A chain of modules: ``forward`` runs them in order, ``backward`` in reverse.
-
-    Matches ``torch.nn.Sequential``: children are named ``"0"``, ``"1"``, ...,
-    or take the keys of a single ``OrderedDict`` argument.
-
-    NOTE: torch lets one stateless instance (say one ``ReLU()``) appear twice in
-    a chain.  A minidl layer keeps its forward input for ``backward``, so a
-    second use would overwrite the first one's cache; ``Sequential`` therefore
-    raises ValueError when the same instance is added twice.
-    """
-
-    def __init__(self, *layers):
-        super().__init__()
-        object.__setattr__(self, "_input_grad_layer", None)
-        if len(layers) == 1 and isinstance(layers[0], dict):
-            items = list(layers[0].items())
-        else:
-            items = [(str(i), layer) for i, layer in enumerate(layers)]
-        for name, layer in items:
-            self._add(name, layer)
-
-    def _add(self, name: str, layer) -> None:
-        if not isinstance(layer, Module):
-            raise ValueError(
-                f"Sequential: layer {name!r} must be a minidl Module, got {type(layer).__name__}")
-        for other_name, other in self._modules.items():
-            if other is layer:
-                raise ValueError(
-                    f"Sequential: layer {name!r} is the same object as layer {other_name!r}; "
-                    f"minidl layers cache their forward input for backward, so create a "
-                    f"separate instance for each position")
-        setattr(self, str(name), layer)
-        if not self.needs_input_grad:
-            self._needs_input_grad_changed(False)
-
-    def _first_layer_with_parameters(self):
-        for layer in self._modules.values():
-            if next(iter(layer.parameters()), None) is not None:
-                return layer
-        return None
-
-    def _needs_input_grad_changed(self, value: bool) -> None:
-        """False: the first layer with parameters need not compute its input gradient
-        either; True: give it back the setting it had before."""
-        previous = self._input_grad_layer
-        if previous is not None:
-            previous.needs_input_grad = True
-            object.__setattr__(self, "_input_grad_layer", None)
-        if not value:
-            first = self._first_layer_with_parameters()
-            if first is not None and first.needs_input_grad:
-                first.needs_input_grad = False
-                object.__setattr__(self, "_input_grad_layer", first)
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __getitem__(self, idx):
-        if isinstance(idx, slice):
-            return Sequential(OrderedDict(list(self._modules.items())[idx]))
-        return list(self._modules.values())[idx]
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def append(self, layer: Module) -> "Sequential":
-        self._add(str(len(self)), layer)
-        return self
-
-    def forward(self, x):
-        for layer in self._modules.values():
-            x = layer(x)
-        return x
-
-    def backward(self, dout):
-        """Run each layer's backward in reverse order; return dL/dx, or None when
-        ``needs_input_grad`` is False (the walk then stops at the first layer that
-        has parameters)."""
-        if self.needs_input_grad:
-            for layer in reversed(self._modules.values()):
-                dout = layer.backward(dout)
-            return dout
-        first = self._first_layer_with_parameters()
-        if first is None:
-            return None
-        for layer in reversed(self._modules.values()):
-            dout = layer.backward(dout)
-            if layer is first:
-                return None
-        return None
-
-
-# -- input checks shared by the layers ------------------------------------------
-def check_float_array(owner: str, x, what: str = "input") -> None:
-    """Raise ValueError unless ``x`` is a float32/float64 array (NumPy or CuPy)."""
-    if not (hasattr(x, "dtype") and hasattr(x, "shape") and hasattr(x, "ndim")):
-        raise ValueError(
-            f"{owner}: expected {what} to be a float32/float64 ndarray, got {type(x).__name__}")
-    if x.dtype not in _FLOAT_DTYPES:
-        raise ValueError(
-            f"{owner}: expected {what} of dtype float32 or float64, got {x.dtype}")
-
-
-def check_same_dtype(owner: str, x, param: Parameter) -> None:
-    """Raise ValueError when the input's dtype is not the parameters' dtype (as torch does)."""
-    if x.dtype != param.data.dtype:
-        hint = ".double()" if x.dtype == np.float64 else ".float()"
-        raise ValueError(
-            f"{owner}: input dtype {x.dtype} does not match parameter dtype "
-            f"{param.data.dtype}; convert the module with {hint} (or the input with "
-            f".astype({param.data.dtype.name}))")
-
-
-def check_dout(owner: str, dout, out_shape, out_dtype) -> None:
-    """Raise ValueError unless ``dout`` has the shape and dtype forward's output had."""
-    check_float_array(owner, dout, "dout")
-    if tuple(dout.shape) != tuple(out_shape):
-        raise ValueError(
-            f"{owner}.backward: expected dout of shape {tuple(out_shape)} (the forward "
-            f"output's shape), got {tuple(dout.shape)}")
-    if dout.dtype != out_dtype:
-        raise ValueError(
-            f"{owner}.backward: expected dout of dtype {out_dtype} (the forward output's "
-            f"dtype), got {dout.dtype}")
-
-
+# -- shared by the layers' backward ------------------------------------------------
 def empty_batch_backward(layer: Module, x):
     """``layer.backward`` for a forward whose batch was empty (N = 0), as torch allows.
 

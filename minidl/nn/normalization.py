@@ -54,8 +54,8 @@ import math
 import numpy as np
 
 from .. import _checks, backend, kernels
-from .module import (Module, Parameter, backward_before_forward, check_dout, check_float_array,
-                     empty_batch_backward)
+from .module import Module, backward_before_forward, empty_batch_backward
+from .parameter import Parameter
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm"]
 
@@ -124,7 +124,7 @@ class _BatchNorm(Module):
 
     def _check_input(self, x):
         owner = type(self).__name__
-        check_float_array(owner, x)
+        _checks.float_array(owner, x)
         if x.ndim not in self._ranks:
             raise ValueError(f"{owner}: expected {self._rank_text} input (got {x.ndim}D input "
                              f"of shape {tuple(x.shape)})")
@@ -190,7 +190,7 @@ class _BatchNorm(Module):
         if self._cache is None:
             raise backward_before_forward(owner)
         x, x_hat, invstd, batch_stats = self._cache
-        check_dout(owner, dout, x.shape, x.dtype)
+        _checks.dout(owner, dout, x.shape, x.dtype)
         if x_hat is None:
             return empty_batch_backward(self, x)
         d3 = dout.reshape(x_hat.shape)
@@ -343,7 +343,7 @@ class LayerNorm(Module):
             self.bias.data[...] = 0
 
     def forward(self, x):
-        check_float_array("LayerNorm", x)
+        _checks.float_array("LayerNorm", x)
         d = len(self.normalized_shape)
         if x.ndim < d or tuple(x.shape[x.ndim - d:]) != self.normalized_shape:
             raise ValueError(f"LayerNorm: expected input of shape (*, "
@@ -368,7 +368,7 @@ class LayerNorm(Module):
         if self._cache is None:
             raise backward_before_forward("LayerNorm")
         shape, dtype, x_hat, invstd = self._cache
-        check_dout("LayerNorm", dout, shape, dtype)
+        _checks.dout("LayerNorm", dout, shape, dtype)
         k = x_hat.shape[1]
         weight = None if self.weight is None else self.weight.data.reshape(k)
         dx, dweight, dbias = kernels.layer_norm_backward(dout.reshape(x_hat.shape), x_hat,

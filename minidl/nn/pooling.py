@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .. import _checks, backend, kernels
 from ..kernels.shapes import pool_geometry, pool_options
-from .module import Module, backward_before_forward, check_dout, check_float_array
+from .module import Module, backward_before_forward
 
 __all__ = ["MaxPool2d", "AvgPool2d"]
 
@@ -23,7 +23,7 @@ class _Pool2d(Module):
 
     def _check_input(self, x) -> None:
         owner = type(self).__name__
-        check_float_array(owner, x)
+        _checks.float_array(owner, x)
         if x.ndim != 4:
             raise ValueError(f"{owner}: expected input of shape (N, C, H, W), got {tuple(x.shape)}")
         pool_geometry(x.shape[2:], self.kernel_size, self.stride, self.padding, self.dilation,
@@ -42,7 +42,7 @@ class _Pool2d(Module):
         if self._in_meta is None:
             raise backward_before_forward(owner)
         shape, dtype = self._in_meta
-        check_dout(owner, dout, self.output_shape(shape), dtype)
+        _checks.dout(owner, dout, self.output_shape(shape), dtype)
         return shape
 
     def _convert_extra(self, fn) -> None:

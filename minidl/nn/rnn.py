@@ -47,8 +47,8 @@ from .. import _checks, backend, kernels
 from ..kernels import rnn as rnn_kernels
 from . import init
 from .dropout import _bernoulli_keep
-from .module import (Module, Parameter, backward_before_forward, check_dout,
-                     check_float_array, check_same_dtype)
+from .module import Module, backward_before_forward
+from .parameter import Parameter
 
 __all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"]
 
@@ -59,7 +59,7 @@ def _mode(owner: str, nonlinearity: str) -> str:
 
 
 def _check_state(owner: str, what: str, value, shape, dtype) -> None:
-    check_float_array(owner, value, what)
+    _checks.float_array(owner, value, what)
     if tuple(value.shape) != tuple(shape):
         raise ValueError(f"{owner}: expected {what} of shape {tuple(shape)}, got "
                          f"{tuple(value.shape)}")
@@ -75,7 +75,8 @@ def _split_pair(owner: str, what: str, value, is_lstm: bool):
     if not is_lstm:
         return value, None
     if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise ValueError(f"{owner}: expected {what} to be a pair (h, c) of arrays, got "
+        error = ValueError if isinstance(value, (tuple, list)) else TypeError
+        raise error(f"{owner}: expected {what} to be a pair (h, c) of arrays, got "
                          f"{type(value).__name__}")
     return value[0], value[1]
 
@@ -178,13 +179,13 @@ class _RNNBase(Module):
     def _check_input(self, x, hx):
         """``(x as (T, N, I), h0, c0)`` with states ``(L*D, N, H)`` (zeros when not given)."""
         name, lstm = type(self).__name__, self.mode == "LSTM"
-        check_float_array(name, x)
+        _checks.float_array(name, x)
         layout = "(N, T, input_size)" if self.batch_first else "(T, N, input_size)"
         steps = x.shape[1 if self.batch_first else 0] if x.ndim == 3 else 0
         if x.ndim != 3 or x.shape[2] != self.input_size or steps == 0:
             raise ValueError(f"{name}: expected a 3-D input {layout} with input_size="
                              f"{self.input_size} and T >= 1, got shape {tuple(x.shape)}")
-        check_same_dtype(name, x, self.weight_ih_l0)
+        _checks.same_dtype(name, x, self.weight_ih_l0)
         x = x.swapaxes(0, 1) if self.batch_first else x
         shape = (self.num_layers * self.num_directions, x.shape[1], self.hidden_size)
         h0, c0 = _split_pair(name, "hx", hx, lstm)
@@ -242,7 +243,7 @@ class _RNNBase(Module):
         c = self._cache
         T, N, dtype, D, H = c["T"], c["N"], c["dtype"], self.num_directions, self.hidden_size
         if d_output is not None:
-            check_dout(name, d_output, c["out_shape"], dtype)
+            _checks.dout(name, d_output, c["out_shape"], dtype)
         dh_n, dc_n = _split_pair(name, "d_state", d_state, self.mode == "LSTM")
         state_shape = (self.num_layers * D, N, H)
         for what, s in (("dh_n", dh_n), ("dc_n", dc_n)):
@@ -432,11 +433,11 @@ class _CellBase(Module):
 
     def forward(self, x, hx=None):
         name, lstm = type(self).__name__, self.mode == "LSTM"
-        check_float_array(name, x)
+        _checks.float_array(name, x)
         if x.ndim != 2 or x.shape[1] != self.input_size:
             raise ValueError(f"{name}: expected a 2-D input (N, input_size={self.input_size}), "
                              f"got shape {tuple(x.shape)}")
-        check_same_dtype(name, x, self.weight_ih)
+        _checks.same_dtype(name, x, self.weight_ih)
         h0, c0 = _split_pair(name, "hx", hx, lstm)
         shape = (x.shape[0], self.hidden_size)
         if hx is not None:
@@ -460,7 +461,7 @@ class _CellBase(Module):
         shape = (x2.shape[0], self.hidden_size)
         for what, s in (("dh", dh), ("dc", dc)):
             if s is not None:
-                check_dout(name, s, shape, x2.dtype)
+                _checks.dout(name, s, shape, x2.dtype)
         dx, dh0, dc0 = _direction_backward(None if dh is None else dh[None], None, dc, x2,
                                            self._weights(), cache, False, True)
         if given_hx:

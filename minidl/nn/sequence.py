@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 
 from .. import _checks, backend
-from .module import Module, backward_before_forward, check_dout, check_float_array
+from .module import Module, backward_before_forward
 from .rnn import _RNNBase
 
 __all__ = ["ImageToSequence", "SequenceOutput", "LastHidden"]
@@ -49,7 +49,7 @@ class ImageToSequence(Module):
         self._in_meta = None
 
     def forward(self, x):
-        check_float_array("ImageToSequence", x)
+        _checks.float_array("ImageToSequence", x)
         size = math.prod(x.shape[1:]) if x.ndim >= 2 else 0
         if x.ndim < 2 or size % self.seq_len:
             raise ValueError(
@@ -63,7 +63,7 @@ class ImageToSequence(Module):
             raise backward_before_forward("ImageToSequence")
         shape, dtype = self._in_meta
         size = math.prod(shape[1:])
-        check_dout("ImageToSequence", dout, (shape[0], self.seq_len, size // self.seq_len), dtype)
+        _checks.dout("ImageToSequence", dout, (shape[0], self.seq_len, size // self.seq_len), dtype)
         return dout.reshape(shape)
 
     def extra_repr(self) -> str:
@@ -125,7 +125,7 @@ class LastHidden(_Wrapper):
             raise backward_before_forward("LastHidden")
         (LD, N, H), dtype = meta
         D = self.rnn.num_directions
-        check_dout("LastHidden", dout, (N, D * H), dtype)
+        _checks.dout("LastHidden", dout, (N, D * H), dtype)
         dh_n = backend.xp(dout).zeros((LD, N, H), dtype)
         for d in range(D):
             dh_n[LD - D + d] = dout[:, d * H:(d + 1) * H]

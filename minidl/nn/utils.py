@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from .. import _checks, backend
-from .module import Parameter
+from .parameter import Parameter
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_", "get_total_norm", "clip_grads_with_norm_"]
 

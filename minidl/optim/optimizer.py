@@ -28,7 +28,7 @@ from collections import defaultdict
 import numpy as np
 
 from .. import backend
-from ..nn.module import Parameter
+from ..nn.parameter import Parameter
 
 
 class Optimizer:
