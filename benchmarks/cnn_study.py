@@ -46,9 +46,8 @@ import optuna
 
 import minidl
 from tuning.commands.options import parse_params
-from tuning.errors import TuningError
+from tuning.errors import StudyNotFoundError, TuningError
 from tuning.spaces import check_values, conv_pool_plan
-from tuning.storage import StudyNotFoundError
 from tuning.study import StudySettings, create_study, make_objective, open_study
 from tuning.workers import run_worker
 

@@ -86,7 +86,9 @@ def check(args: str) -> None:
 
 
 @pytest.mark.parametrize("page,args", CHECKED, ids=[f"{p}:{a[:60]}" for p, a in CHECKED])
-def test_command_parses_and_validates(page, args):
+def test_command_parses_and_validates(page, args, monkeypatch):
+    # the pages tell the reader to keep a shared storage's URL in OPTUNA_STORAGE
+    monkeypatch.setenv("OPTUNA_STORAGE", SAMPLE["$STORAGE"])
     text = args
     for placeholder, value in SAMPLE.items():
         text = text.replace(placeholder, value)

@@ -12,7 +12,7 @@ import minidl
 from minidl import nn
 from tuning import models, spaces
 from tuning.cli import check_params
-from tuning.storage import TuningError
+from tuning.errors import TuningError
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 

@@ -1,5 +1,5 @@
 """Sequence models: ImageToSequence, SequenceOutput, LastHidden, and the ``rnn`` space and
-builder in ``tuning/rnn_models.py`` (issue 13)."""
+builder in ``tuning/rnn_models.py``."""
 from __future__ import annotations
 
 import numpy as np

@@ -21,7 +21,8 @@ from optuna.trial import TrialState
 
 from tuning import storage as storage_mod
 from tuning import workers
-from tuning.storage import JournalDamagedError, JournalWarning, TuningError, open_storage
+from tuning.errors import JournalDamagedError, JournalWarning, TuningError
+from tuning.storage import open_storage
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--epochs", "1", "--train-size", "200", "--val-size", "200"]

@@ -23,7 +23,8 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from tuning.storage import JournalWarning, TuningError, open_storage
+from tuning.errors import JournalWarning, TuningError
+from tuning.storage import open_storage
 
 ITERATIONS = 1000
 X = {"x": FloatDistribution(0.0, 1.0)}

@@ -17,9 +17,9 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from tuning.storage import (RECORD_START, JournalDamagedError, JournalFile, JournalWarning,
-                            TuningError, check_journal_file, is_torn_record, open_storage,
-                            parse_record, tail_kind)
+from tuning.errors import JournalDamagedError, JournalWarning, TuningError
+from tuning.storage import (RECORD_START, JournalFile, check_journal_file, is_torn_record,
+                            open_storage, parse_record, tail_kind)
 from tuning_env import tuning_env
 
 TINY = ["--space", "lab-mlp", "--epochs", "1", "--train-size", "200", "--val-size", "200",

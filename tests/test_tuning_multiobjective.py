@@ -16,7 +16,7 @@ import pytest
 from optuna.trial import TrialState
 
 from tuning.cli import main
-from tuning.storage import TuningError
+from tuning.errors import TuningError
 from tuning.study import StudySettings, parse_objectives
 
 TINY = ["--epochs", "1", "--train-size", "300", "--val-size", "200"]

@@ -17,7 +17,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .storage import TuningError
+from .errors import TuningError
 
 TRAIN_IMAGES = 60_000  # Fashion-MNIST's training images (validation is split off them)
 

@@ -45,6 +45,7 @@ from minidl.train import NonFiniteLossError, fit
 from .models import build_model
 from .report import format_params
 from .spaces import check_values, get_space
+from .spaces.common import HYPERGRADIENT_OPTIMIZERS, OPTIMIZERS
 
 LATENCY_BATCH = 256
 LATENCY_PASSES = 7
@@ -82,7 +83,8 @@ def measure_latency(model, images, batch: int = LATENCY_BATCH, passes: int = LAT
     return float(np.median(times)) / len(x) * 1000.0
 
 
-OPTIMIZER_NAMES = ("Adam", "SGD", "RMSprop", "Adam-HD", "SGD-HD")
+# every name a configuration may hold: the spaces' optimizers and their hypergradient forms
+OPTIMIZER_NAMES = (*OPTIMIZERS, *HYPERGRADIENT_OPTIMIZERS.values())
 
 
 def make_optimizer(config: dict, parameters):

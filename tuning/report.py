@@ -17,7 +17,8 @@ import sys
 from optuna.trial import TrialState
 
 from .spaces import config_from_params, get_space
-from .storage import TuningError, storage_note, storage_option
+from .errors import TuningError
+from .storage import storage_note, storage_option
 
 
 def tuning_command() -> str:

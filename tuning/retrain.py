@@ -41,7 +41,7 @@ from .outputs import OutputFolder
 from .report import best_trial, dumps, is_multi, metric_names, pareto_front
 from .results import RETRAIN_FILES, write_test_report
 from .spaces import config_from_params, get_space
-from .storage import TuningError
+from .errors import TuningError
 
 MONITOR_SIZE = 1000
 
@@ -117,12 +117,11 @@ def retrain_params(space_name: str, params: dict, out_dir, epochs: int | None = 
     ``study_name`` and ``trial`` are None).  ``epochs`` defaults to the space's default
     for a study; ``seed`` draws a ``train_size`` subsample, the weights and batch order.
     ``out_dir`` and ``overwrite`` as for ``retrain_best``."""
-    from .study import DEFAULT_EPOCHS  # noqa: PLC0415
 
     params, config = params_config(space_name, params)
     result = {"study_name": None, "space": space_name, "trial": None,
               "validation_error": None, "params": params, "config": config}
-    epochs = DEFAULT_EPOCHS[space_name] if epochs is None else int(epochs)
+    epochs = get_space(space_name).epochs if epochs is None else int(epochs)
     return _retrain(result, out_dir, epochs, train_size, int(seed), int(seed), device,
                     progress, log, f"{space_name} configuration", "the configuration",
                     overwrite)

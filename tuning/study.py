@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 import optuna
 
-from .spaces import LAB_GRID, SPACES, SpaceAttribute, check_values, get_space
+from .spaces import LAB_GRID, SPACES, check_values, get_space
 from .errors import StudyExistsError, StudyNotFoundError, TuningError
 from .storage import study_names
 
@@ -39,8 +39,6 @@ SINGLE_OBJECTIVE_SAMPLERS = ("cmaes", "rl")
 # Defaults of a new study (chosen so that `make tune`, 20 lab-mlp trials, ends in about
 # 5 minutes on 2 cores); every one is a command-line option.  Epochs and training size
 # are the space's (``Space.epochs``, ``Space.train_size``; None: all 50 000).
-# ``DEFAULT_EPOCHS``: a view of the table for ``tuning.retrain``, which reads it by name.
-DEFAULT_EPOCHS = SpaceAttribute("epochs")
 DEFAULT_VAL_SIZE = 10_000
 DEFAULT_SEED = 0
 DEFAULT_SAMPLER = "tpe"

@@ -90,19 +90,24 @@ def add_space(parser, help: str | None = None, **kwargs) -> None:
         f"{s.name}: {s.description}" for s in SPACES.values()), **kwargs)
 
 
+def _per_space(value) -> str:
+    """``"lab-mlp 10, mlp 10, ..."``: ``value(space)`` of every registered space."""
+    return ", ".join(f"{name} {value(space)}" for name, space in SPACES.items())
+
+
 def add_data_options(parser, *, epochs_help: str | None = None,
                      train_size_help: str | None = None, train_size_all: bool = True,
                      val_size: bool = True) -> None:
     """``--epochs``, ``--train-size`` (N or ``all`` unless ``train_size_all`` is False),
     ``--val-size`` (unless ``val_size`` is False)."""
     parser.add_argument("--epochs", type=positive_int, metavar="E",
-                        help=epochs_help or "training epochs per trial (default: lab-mlp and "
-                        "mlp 10, cnn and rnn 3)")
+                        help=epochs_help or "training epochs per trial (default: "
+                        + _per_space(lambda space: str(space.epochs)) + ")")
     parser.add_argument("--train-size", metavar="N|all" if train_size_all else "N",
                         type=train_size_or_all if train_size_all else positive_int,
                         help=train_size_help or "subsample the training part to N images "
-                        "(default: lab-mlp and mlp all (50000 with the default --val-size), "
-                        "cnn and rnn 10000)")
+                        "(default: " + _per_space(lambda space: "all" if space.train_size is None
+                                                  else str(space.train_size)) + ")")
     if val_size:
         parser.add_argument("--val-size", type=positive_int, metavar="N",
                             help="validation images split off the training set (default "
