@@ -315,7 +315,13 @@ def main(argv=None) -> int:
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--picture", type=Path, metavar="PNG",
                         help="draw the docs picture into PNG (and nothing else)")
+    parser.add_argument("--quick", action="store_true",
+                        help="prove the script: 3 trials of 1 epoch on 500 images, seed 0, "
+                        "the studies in a folder under --out (the numbers mean nothing)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.trials, args.epochs, args.train_size, args.val_size = 3, 1, 500, 200
+        args.seeds, args.dir = [0], args.out / "rl_sampler_studies"
     if args.picture is not None:
         draw_picture(args.picture, args)
         return 0

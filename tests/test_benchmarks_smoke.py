@@ -157,3 +157,12 @@ def test_markdown_table_escapes_pipes():
     from benchmarks.common import markdown_table
     md = markdown_table(["a", "b"], [[1, "x|y"]])
     assert md.splitlines() == ["| a | b |", "|---|---|", "| 1 | x\\|y |"]
+
+
+def test_rl_sampler_quick(tmp_path, fashion_mnist):
+    proc = _run_quick("rl_sampler", tmp_path)
+    report = json.loads((tmp_path / "rl_sampler.json").read_text())
+    assert sorted(report["methods"]) == ["random", "rl", "tpe"]
+    for method in report["methods"].values():
+        assert method["n"] == 1 and 0.0 <= method["mean"] <= 1.0
+    assert "rl: best val error" in proc.stdout

@@ -113,3 +113,27 @@ def test_variants_expand_optional_parts():
     assert [v.split() for v in variants("trials --study-name s [--csv|--json]")] == [
         ["trials", "--study-name", "s"], ["trials", "--study-name", "s", "--csv"],
         ["trials", "--study-name", "s", "--json"]]
+
+
+BENCH = re.compile(r"python -m (benchmarks\.[a-z_]+)")
+BENCHMARKS = sorted({m for page in [*PAGES, REPO / "benchmarks" / "README.md"]
+                     for m in BENCH.findall(page.read_text(encoding="utf-8"))})
+
+
+# benchmarks whose short proof is not --quick: the soak test's length is --minutes; the
+# cnn study is a study (no --quick), proven on small settings by tests/test_cnn_study.py
+SHORT_FORM = {"benchmarks.soak": "--minutes", "benchmarks.cnn_study": "--search-minutes"}
+
+
+def test_every_documented_benchmark_has_a_quick_mode():
+    # a long benchmark command in the docs is proven by its --quick run in the suite;
+    # each one named must exist and offer --quick (the soak test: --minutes instead)
+    import subprocess
+    import sys
+    assert len(BENCHMARKS) >= 10, BENCHMARKS
+    for module in BENCHMARKS:
+        proc = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO, text=True,
+                              capture_output=True, timeout=120)
+        assert proc.returncode == 0, f"python -m {module} --help: {proc.stderr[-500:]}"
+        flag = SHORT_FORM.get(module, "--quick")
+        assert flag in proc.stdout, f"python -m {module} has no {flag}"
