@@ -71,7 +71,7 @@ soak: venv-test
 	$(PY) -m benchmarks.soak $(SOAK_ARGS)
 
 # Mutation testing of the failure-handling code (journal storage, URL rendering, workers,
-# model loading; see [tool.mutmut] in pyproject.toml). Not part of CI: it takes about an
+# model loading; see [tool.mutmut] in pyproject.toml). Not part of CI: it takes most of an
 # hour on 2 cores. Survivors: `.venv/bin/mutmut results`, one: `.venv/bin/mutmut show NAME`.
 mutation: venv-test
 	$(PIP) install -q "mutmut==3.8.1"
