@@ -144,7 +144,7 @@ def test_multibyte_data_read_in_chunks_is_exact(tmp_path):
     np.testing.assert_array_equal(out, values)
 
 
-def test_a_damaged_data_file_is_one_clear_line_in_the_cli(cli, tmp_path, monkeypatch):
+def test_a_damaged_data_file_is_one_clear_line_in_the_cli(cli, tmp_path, monkeypatch, request):
     # a damaged IDX file says what is wrong with it; the CLI shows that line alone, not
     # the "unexpected error, run again with --debug" of a bug
     data = tmp_path / "data"
@@ -153,6 +153,13 @@ def test_a_damaged_data_file_is_one_clear_line_in_the_cli(cli, tmp_path, monkeyp
                  "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
         (data / name).write_bytes(b"\x00\x00\x08\x03not an idx file")
     monkeypatch.setenv("MINIDL_DATA", str(data))
+    # tuning.data keeps the data set it read: read afresh here, and again after this test
+    import tuning.data
+    cached = [f for f in vars(tuning.data).values() if hasattr(f, "cache_clear")]
+    assert cached
+    for f in cached:
+        f.cache_clear()
+        request.addfinalizer(f.cache_clear)
     status, _, err = cli("run", "--space", "lab-mlp", "--study-name", "d", "--n-trials", "1",
                          "--epochs", "1", "--train-size", "200", "--val-size", "200")
     assert status == 1
