@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from types import SimpleNamespace
 
 from tuning import workers
@@ -87,3 +88,35 @@ def test_a_reused_pid_is_dead():
     where = f"{ident['host']} pid {os.getpid()}"
     assert workers.owner_status(running(ident)) == (
         "dead", f"worker {where} is gone (the pid now belongs to another process)")
+
+
+def test_them_for_two_problems_it_for_one():
+    assert "reads past them" in damage_message("s", {1: b"a"}, (9, b"b"))     # 1 line + tail
+    assert "reads past them" in damage_message("s", {1: b"a", 5: b"b"}, None)  # 2 lines
+    assert "reads past it" in damage_message("s", {}, (9, b"b"))
+
+
+def test_a_zombie_worker_is_dead():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 30
+    while (workers._proc_stat(child.pid) or ("?",))[0] != "Z":   # exited, not waited for
+        assert time.monotonic() < deadline, "the child did not become a zombie"
+        time.sleep(0.01)
+    ident = {**workers.machine_identity(), "pid": child.pid, "start": None, "trial": 5}
+    where = f"{ident['host']} pid {child.pid}"
+    assert workers.owner_status(running(ident)) == ("dead", f"worker {where} is gone (zombie)")
+    child.wait()
+
+
+def test_without_proc_signal_zero_decides(monkeypatch):
+    # no /proc (boot id unknown): a pid that answers signal 0 is alive, one that does not is gone
+    monkeypatch.setattr(workers, "machine_identity",
+                        lambda: {"host": "h", "boot": None, "pidns": None})
+    monkeypatch.setattr(workers, "_proc_stat", lambda pid: None)
+    alive = {"host": "h", "boot": None, "pidns": None, "pid": os.getpid(), "trial": 5}
+    assert workers.owner_status(running(alive)) == (
+        "alive", f"worker h pid {os.getpid()} is running")
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    gone = {**alive, "pid": child.pid}
+    assert workers.owner_status(running(gone)) == ("dead", f"worker h pid {child.pid} is gone")

@@ -809,8 +809,6 @@ def damage_message(path: str, bad_lines: dict, foreign_tail) -> str:
                         f"('{_preview(tail)}')")
         commands.append(f"truncate -s {offset} {path}")
     if bad_lines:
-        numbers = sorted(bad_lines)
-        first = bad_lines[numbers[0]]
         ranges = _line_ranges(bad_lines)
         names = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
         one = len(bad_lines) == 1
