@@ -51,6 +51,7 @@ from .commands.options import (EXIT_BROKEN_PIPE, EXIT_INTERRUPTED,  # noqa: F401
                                STUDY_OPTIONS, check_out_dir, err)
 from .commands.run import silence
 from .errors import JournalWarning, TuningError
+from .interrupts import forget_python_interrupt
 from .storage import STORAGE_ENV, describe, scrub, storage_failure
 
 
@@ -92,27 +93,37 @@ def main(argv=None) -> int:
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         warnings.simplefilter("always", JournalWarning)  # each skipped line, every time
-        try:
-            return args.handler(args)
-        except KeyboardInterrupt:
-            err(f"\ntuning {args.command}: interrupted")
-            return EXIT_INTERRUPTED
-        except BrokenPipeError:  # `tuning trials | head`: the reader left; say nothing more
-            silence(sys.stdout)
-            return EXIT_BROKEN_PIPE
-        except Exception as exc:  # noqa: BLE001 - every error becomes one clear line
-            # a storage URL's password never reaches the screen, whatever printed it
-            urls = (getattr(args, "storage", None), os.environ.get(STORAGE_ENV))
-            if debug:
-                err(scrub(traceback.format_exc().rstrip("\n"), *urls))
-            failure = storage_failure(exc, _where(args), getattr(args, "storage", None))
-            if failure is not None:
-                exc = failure
-            err(scrub(f"tuning {args.command}: error: {_describe_error(exc)}", *urls))
-            if not _is_user_error(exc) and not debug:
-                err("(an unexpected error: run the command again with --debug for the "
-                    "traceback)")
-            return 1
+        status = _run(args, debug)
+    if status == EXIT_INTERRUPTED:
+        # the interrupt may have passed through an exec() of a string on its way, after
+        # which CPython would end the process by SIGINT instead of with this status
+        forget_python_interrupt()
+    return status
+
+
+def _run(args, debug: bool) -> int:
+    """Run the parsed command; what goes wrong becomes one line and an exit status."""
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        err(f"\ntuning {args.command}: interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `tuning trials | head`: the reader left; say nothing more
+        silence(sys.stdout)
+        return EXIT_BROKEN_PIPE
+    except Exception as exc:  # noqa: BLE001 - every error becomes one clear line
+        # a storage URL's password never reaches the screen, whatever printed it
+        urls = (getattr(args, "storage", None), os.environ.get(STORAGE_ENV))
+        if debug:
+            err(scrub(traceback.format_exc().rstrip("\n"), *urls))
+        failure = storage_failure(exc, _where(args), getattr(args, "storage", None))
+        if failure is not None:
+            exc = failure
+        err(scrub(f"tuning {args.command}: error: {_describe_error(exc)}", *urls))
+        if not _is_user_error(exc) and not debug:
+            err("(an unexpected error: run the command again with --debug for the "
+                "traceback)")
+        return 1
 
 
 def _is_user_error(exc: Exception) -> bool:

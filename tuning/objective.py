@@ -42,6 +42,7 @@ import minidl
 from minidl import nn, optim
 from minidl.train import NonFiniteLossError, fit
 
+from .interrupts import checkpoint
 from .models import build_model
 from .report import format_params
 from .spaces import check_values, get_space
@@ -183,6 +184,8 @@ def train_config(config: dict, train, val, epochs: int, seed: int = 0, callbacks
     # every callback sees the rate the epoch ended with as record["lr_end"]
     callbacks = [lambda epoch, record, cb=cb: cb(epoch, {**record, "lr_end": rate.rates[-1]})
                  for cb in callbacks]
+    # after every epoch: an interrupt Python swallowed stops the training here
+    callbacks.insert(0, lambda _epoch, _record: checkpoint())
     # A diverging run overflows before its loss turns NaN; fit raises NonFiniteLossError
     # for it, so NumPy's overflow warnings would only repeat that, once per layer.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):

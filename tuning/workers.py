@@ -53,15 +53,13 @@ The worker loop (``run_worker``)
     (``max_trials`` finished trials in the study, ``n_trials`` trials ended by this
     worker), at the ``timeout``, when asked (``should_stop``, or ``study.stop()`` as
     Optuna's grid sampler calls once its grid is done).  Ctrl-C (or SIGTERM, with
-    ``interrupt_signals``) marks the trial in progress FAIL and queues its parameters
-    again.
+    ``tuning.interrupts.interrupt_signals``) marks the trial in progress FAIL and queues
+    its parameters again.
 """
 from __future__ import annotations
 
-import contextlib
 import datetime
 import os
-import signal
 import socket
 import threading
 import time
@@ -73,6 +71,7 @@ from optuna.trial import TrialState
 
 from . import report
 from .errors import TuningError, WorkerInterrupted
+from .interrupts import checkpoint
 from .storage import (database_error, driver_missing, open_storage, refuse_sqlite,
                       storage_failure, storage_kind, storage_label, storage_url)
 
@@ -174,27 +173,6 @@ def default_threads(n_workers: int) -> int:
     except (AttributeError, OSError):  # not Linux
         cores = os.cpu_count() or 1
     return max(1, cores // max(1, int(n_workers)))
-
-
-def _raise_interrupt(signum, _frame):
-    signal.signal(signum, signal.SIG_IGN)  # one signal stops the worker; ignore repeats
-    raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def interrupt_signals(signals=(signal.SIGINT, signal.SIGTERM)):
-    """Inside: the first SIGINT or SIGTERM raises KeyboardInterrupt, repeats are ignored
-    (so cleaning up after the first is not cut short); the previous handlers come back on
-    leaving.  Outside the main thread (where handlers cannot be set) it does nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {s: signal.signal(s, _raise_interrupt) for s in signals}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 # -- who runs a trial ------------------------------------------------------------------
@@ -631,6 +609,7 @@ def _loop(study, gated, ended, current, budget, poll, log, on_wait) -> str:
     waiting_logged = False
     heartbeat = has_heartbeat(study)
     while True:
+        checkpoint()  # an interrupt Python swallowed during the last trial stops here
         why = budget.spent()
         if why:
             return why

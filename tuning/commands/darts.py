@@ -82,7 +82,7 @@ def run(args) -> int:
     out = options.check_out_dir(args.out)
     options.apply_threads(args)
     from .. import darts  # noqa: PLC0415 - the training stack
-    from ..workers import interrupt_signals  # noqa: PLC0415
+    from ..interrupts import interrupt_signals  # noqa: PLC0415
     folder = darts.output_folder(out, overwrite=args.overwrite)
     folder.check()                  # before searching: a refusal loses nothing
     # SIGTERM stops the command as Ctrl-C does: while loading the data (exit status 130),

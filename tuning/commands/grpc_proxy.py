@@ -11,7 +11,7 @@ import errno
 import socket
 import warnings
 
-from .. import workers
+from ..interrupts import interrupt_signals
 from ..argtypes import positive_int
 from ..errors import TuningError
 from ..storage import database_error, driver_missing, show_url, storage_kind
@@ -53,7 +53,7 @@ def run(args) -> int:
         raise TuningError(database_error(args.storage, exc)) from None
     started = (f"starting the gRPC proxy for {show_url(args.storage)} on {args.host}:"
                f"{args.port}; workers use --storage grpc://HOST:{args.port}; Ctrl-C stops")
-    with workers.interrupt_signals(), warnings.catch_warnings():
+    with interrupt_signals(), warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         # Optuna's own server object, so that Ctrl-C stops it: run_grpc_proxy_server leaves
         # the server running when interrupted, and the exit then waits on its threads (the

@@ -37,8 +37,8 @@ from ..errors import TuningError
 from ..spaces import SPACES
 from ..storage import check_study_name, folder_problem, open_storage
 from ..study import PRUNERS, SAMPLERS, open_study
-from ..workers import (GRACE_FACTOR, HEARTBEAT_INTERVAL, WORKER_ATTR, fail_stale,
-                       interrupt_signals, worker_label)
+from ..interrupts import interrupt_signals
+from ..workers import GRACE_FACTOR, HEARTBEAT_INTERVAL, WORKER_ATTR, fail_stale, worker_label
 
 # The options a study stores (``tuning.study.StudySettings.from_options``).
 STUDY_OPTIONS = ("space", "epochs", "train_size", "val_size", "seed", "sampler", "pruner",

@@ -18,6 +18,7 @@ from pathlib import Path
 from .. import report, workers
 from ..argtypes import non_negative_int, positive_float, positive_int
 from ..errors import TuningError, WorkerInterrupted
+from ..interrupts import interrupt_signals
 from ..spaces import SPACES
 from ..storage import describe, open_storage, refuse_sqlite
 from ..study import StudySettings, create_or_open, find_study, settings_text
@@ -303,7 +304,7 @@ def _run_here(args, name, study, settings, pbt, out) -> int:
     prefix = f"[{label}] " if args.join else ""
     started = time.perf_counter()
     try:
-        with workers.interrupt_signals():
+        with interrupt_signals():
             why = run_population(study, objective, settings.space, pbt, settings.seed,
                                  timeout=args.timeout,
                                  identity=workers.worker_identity(args.rank),

@@ -76,7 +76,7 @@ def run(args) -> int:
                           f"images; give at most {TRAIN_IMAGES}, or leave it out for all")
     options.apply_threads(args)
     from ..retrain import choose_trial, retrain_best, retrain_params  # noqa: PLC0415
-    from ..workers import interrupt_signals  # noqa: PLC0415
+    from ..interrupts import interrupt_signals  # noqa: PLC0415
     bar, lines = options.progress_flags(args)
     common = dict(epochs=args.epochs, train_size=args.train_size, device=args.device,
                   progress=bar, log=options.err if lines else None, seed=args.seed)

@@ -21,6 +21,7 @@ import time
 from .. import report, workers
 from ..argtypes import positive_float, positive_int
 from ..errors import TuningError, WorkerInterrupted
+from ..interrupts import interrupt_signals
 from ..storage import (STORAGE_ENV, default_journal_path, describe, open_storage,
                        refuse_sqlite, storage_note, storage_option)
 from ..study import create_or_open, find_study, grid_size, make_objective, settings_text
@@ -200,7 +201,7 @@ def _run_here(args, name, storage, study, settings, given) -> int:
                 len(counted), n_trials, time.perf_counter() - started))
 
         try:
-            with workers.interrupt_signals():
+            with interrupt_signals():
                 workers.run_worker(study, objective["f"], max_trials=target, n_trials=n_trials,
                                    timeout=args.timeout, identity=workers.worker_identity(),
                                    on_trial=print_trial, log=out.print,

@@ -12,6 +12,7 @@ import time
 from .. import report, workers
 from ..argtypes import non_negative_float, non_negative_int, positive_int
 from ..errors import WorkerInterrupted
+from ..interrupts import interrupt_signals
 from ..storage import describe, storage_kind
 from ..study import grid_size, make_objective, make_sampler, open_study, settings_text
 from . import options
@@ -67,7 +68,7 @@ def run(args) -> int:
                                log=None if args.quiet else err)
     start = time.perf_counter()
     try:
-        with workers.interrupt_signals():
+        with interrupt_signals():
             result = workers.run_worker(study, objective, max_trials=max_trials,
                                         timeout=args.timeout, identity=identity,
                                         on_trial=on_trial, log=err,
