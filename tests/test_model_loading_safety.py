@@ -16,7 +16,7 @@ from numpy.lib import format as npy_format
 import minidl
 from minidl import nn
 from minidl import serialization
-from tuning import results
+from tuning import loading
 from tuning.models import build_model
 from peak_memory import traced_peak
 
@@ -238,13 +238,13 @@ def make_folder(folder, config=LAB, **result):
 
 def refusal(folder) -> str:
     with pytest.raises(ValueError) as info:
-        results.load_model(folder)
+        loading.load_model(folder)
     return str(info.value)
 
 
 def test_a_good_folder_loads(tmp_path):
     saved = make_folder(tmp_path / "m", model_file="model.npz")
-    loaded = results.load_model(tmp_path / "m")
+    loaded = loading.load_model(tmp_path / "m")
     assert not loaded.training
     for k, v in saved.state_dict().items():
         np.testing.assert_array_equal(loaded.state_dict()[k], v)
@@ -300,7 +300,7 @@ def test_model_file_outside_the_folder_is_refused(tmp_path):
     # one that stays inside is followed
     (tmp_path / "m" / "link.npz").unlink()
     (tmp_path / "m" / "link.npz").symlink_to("model.npz")
-    results.load_model(tmp_path / "m")
+    loading.load_model(tmp_path / "m")
 
 
 def test_result_json_leading_outside_the_folder_is_refused(tmp_path):
@@ -328,14 +328,14 @@ def test_fifos_in_a_folder_are_refused_without_waiting(tmp_path):
 
 def test_a_result_json_over_the_limit_is_not_read(tmp_path):
     make_folder(tmp_path / "m")
-    assert results.MAX_RESULT_BYTES == 16 * MiB
+    assert loading.MAX_RESULT_BYTES == 16 * MiB
     with open(tmp_path / "m" / "result.json", "r+b") as f:   # sparse: no disk used
-        f.truncate(results.MAX_RESULT_BYTES + 1)
+        f.truncate(loading.MAX_RESULT_BYTES + 1)
     assert refusal(tmp_path / "m") == (f"load_model: {tmp_path / 'm' / 'result.json'}: "
                                        f"16,777,217 bytes, more than the limit of 16,777,216 "
                                        f"for a result.json")
     with open(tmp_path / "m" / "result.json", "r+b") as f:   # exactly the limit: read
-        f.truncate(results.MAX_RESULT_BYTES)
+        f.truncate(loading.MAX_RESULT_BYTES)
     assert "not valid JSON" in refusal(tmp_path / "m")
 
 
@@ -344,8 +344,8 @@ def test_a_huge_layer_is_refused_before_anything_is_allocated(tmp_path):
     config = {"model": "mlp", "hidden_sizes": [40000, 40000], "activation": "ReLU",
               "dropout_rate": 0.1}
     (tmp_path / "m" / "result.json").write_text(json.dumps({"config": config}))
-    results.parameter_limit()         # computed once (imports the spaces) before measuring
-    error, peak = traced_peak(lambda: results.load_model(tmp_path / "m"))
+    loading.parameter_limit()         # computed once (imports the spaces) before measuring
+    error, peak = traced_peak(lambda: loading.load_model(tmp_path / "m"))
     assert isinstance(error, ValueError), error
     assert str(error) == (
         f"load_model: {tmp_path / 'm' / 'result.json'}: its config describes a model of "
@@ -362,20 +362,20 @@ def test_the_parameter_limit_is_25_times_the_largest_model_the_spaces_draw():
                "pool_kernel": 3, "dense_size": 256, "dropout_rate": 0.5}
     n = build_model(largest).num_parameters()
     assert n == 4_057_482
-    assert results.largest_space_model() == ("cnn", n)
-    assert results.PARAMETER_LIMIT_FACTOR == 25
-    assert results.parameter_limit() == 25 * n == 101_437_050
+    assert loading.largest_space_model() == ("cnn", n)
+    assert loading.PARAMETER_LIMIT_FACTOR == 25
+    assert loading.parameter_limit() == 25 * n == 101_437_050
 
 
 def test_the_limit_is_inclusive(tmp_path, monkeypatch):
     result_path = tmp_path / "result.json"
     n = build_model(LAB).num_parameters()
-    monkeypatch.setattr(results, "parameter_limit", lambda: n)
-    results._check_model_size(LAB, result_path)              # exactly the limit: accepted
-    monkeypatch.setattr(results, "parameter_limit", lambda: n - 1)
+    monkeypatch.setattr(loading, "parameter_limit", lambda: n)
+    loading._check_model_size(LAB, result_path)              # exactly the limit: accepted
+    monkeypatch.setattr(loading, "parameter_limit", lambda: n - 1)
     with pytest.raises(ValueError, match=rf"model of {n:,} parameters .* more than the limit "
                                          rf"of {n - 1:,} "):
-        results._check_model_size(LAB, result_path)
+        loading._check_model_size(LAB, result_path)
 
 
 def test_model_parameters_counts_what_build_model_builds():
@@ -384,7 +384,7 @@ def test_model_parameters_counts_what_build_model_builds():
     configs = []
     for name, space in SPACES.items():
         configs.append(space.function(optuna.trial.FixedTrial(dict(space.defaults))))
-        configs.append(space.function(results._LargestTrial()))
+        configs.append(space.function(loading._LargestTrial()))
         study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
         for _ in range(12):
             configs.append(space.function(study.ask()))
@@ -394,7 +394,7 @@ def test_model_parameters_counts_what_build_model_builds():
     assert any(c["model"] == "rnn" and c["cell"] == "GRU" and c["bidirectional"]
                for c in configs)
     for config in configs:
-        counted = sum(n for _, n in results.model_parameters(config))
+        counted = sum(n for _, n in loading.model_parameters(config))
         built = build_model(config).num_parameters()
         assert counted == built, config
-        assert built <= results.parameter_limit() // 20, config
+        assert built <= loading.parameter_limit() // 20, config

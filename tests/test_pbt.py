@@ -549,7 +549,7 @@ def test_two_workers_share_one_population(tmp_path, fashion_mnist):
     for name in ("model.npz", "result.json", "confusion_matrix.png", "schedule.png",
                  "lineage.png", "model.txt"):
         assert (out / name).is_file(), name
-    from tuning.results import load_model
+    from tuning.loading import load_model
     from tuning.data import test_data
     from minidl.train import evaluate
     result = json.loads((out / "result.json").read_text())

@@ -12,12 +12,13 @@
   --help`` lists them), the options they share in ``tuning.commands.options``.
 - ``tuning.cli``: ``python -m tuning COMMAND``: the parser and the one-line errors.
 - ``tuning.errors``: ``TuningError`` and the package's other errors.
-- ``tuning.results``: what ``retrain`` writes; ``tuning.load_model(folder)`` gives its
-  trained model back.
+- ``tuning.results``: what ``retrain`` writes beside the model (per-class results,
+  pictures); ``tuning.loading``: ``tuning.load_model(folder)``, the trained model back,
+  safely for a folder from anyone.
 """
 
 
 def load_model(folder):
-    """The trained model of a ``tuning retrain --out FOLDER`` folder (see ``tuning.results``)."""
-    from .results import load_model as _load  # noqa: PLC0415 - keeps `import tuning` light
+    """The trained model of a ``tuning retrain --out FOLDER`` folder (see ``tuning.loading``)."""
+    from .loading import load_model as _load  # noqa: PLC0415 - keeps `import tuning` light
     return _load(folder)
