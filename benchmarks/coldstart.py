@@ -166,7 +166,7 @@ def main(argv=None) -> int:
     args = common.parse_args(parser, argv, "benchmarks.coldstart")
     if args is None:          # ran again under --isa
         return common.parse_args.code
-    from .training import torch_available
+    from .common import torch_available
     with_torch = (not args.no_torch) and torch_available()
     info = common.machine_info(with_torch=with_torch)
     cold = measure(quick=args.quick, with_torch=with_torch,

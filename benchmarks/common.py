@@ -155,6 +155,15 @@ def cpu_vector_flags() -> list[str]:
     return []
 
 
+def torch_available() -> bool:
+    """Whether PyTorch can be imported here (found, not imported: that takes seconds)."""
+    import importlib.util  # noqa: PLC0415
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def minidl_route() -> str:
     """The vector route of minidl's GEMM micro-kernels in this process (imports Numba)."""
     from minidl.kernels import gemm

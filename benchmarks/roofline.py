@@ -1318,7 +1318,7 @@ def main(argv=None) -> int:
         print(f"[{time.perf_counter() - t_start:6.1f} s] {msg}", file=sys.stderr, flush=True)
 
     t_start = time.perf_counter()
-    from .training import torch_available
+    from .common import torch_available
     use_torch = (not args.no_torch) and torch_available()
     if not use_torch and not args.no_torch:
         log("PyTorch is not installed: measuring minidl alone")

@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from . import common
-from .common import MODELS, INFERENCE_TARGET
+from .common import MODELS, INFERENCE_TARGET, torch_available
 
 INFER_N = 10_000
 INFER_BATCH = 1000
@@ -191,14 +191,6 @@ class _Runner:
 def Worker(framework: str) -> common.Worker:
     """A ``_Runner`` for ``framework`` in its own spawned process."""
     return common.Worker(_Runner, framework, name=f"{framework} worker")
-
-
-def torch_available() -> bool:
-    try:
-        import importlib.util
-        return importlib.util.find_spec("torch") is not None
-    except (ImportError, ValueError):
-        return False
 
 
 # ===================================================================== peak memory

@@ -1,15 +1,14 @@
-"""No import circles in minidl (``tools/import_cycles.py`` reads the graph from the source).
+"""No import circles in the project (``tools/import_cycles.py`` reads the graph from the source).
 
 - The counter finds circles: on a small package written here, a module-level circle, a
   circle closed only by a deferred import (inside a function), a circle through a
   package's ``__init__``, and nothing for imports under ``if TYPE_CHECKING:``.
-- minidl has none, among module-level imports nor with the deferred ones counted.
-- tuning and benchmarks: their circles are reported (a warning), not yet refused.
+- minidl, tuning and benchmarks have none, among module-level imports nor with the
+  deferred ones counted.
 """
 from __future__ import annotations
 
 import importlib.util
-import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,18 +51,7 @@ def test_the_counter_finds_module_level_deferred_and_package_circles(tmp_path):
     assert tool.within(found["all"], "other") == []
 
 
-def test_minidl_has_no_import_circles():
-    tool = _tool()
-    found = tool.cycles(("minidl",))
+def test_no_import_circles():
+    found = _tool().cycles(("minidl", "tuning", "benchmarks"))   # across them too
     assert found["module level"] == [], found["module level"]
     assert found["all"] == [], found["all"]
-
-
-def test_tuning_and_benchmarks_circles_are_reported():
-    tool = _tool()
-    found = tool.cycles()
-    assert tool.within(found["module level"], "minidl") == []
-    for kind, components in found.items():
-        for component in components:
-            warnings.warn(f"import circle ({kind} imports): {' <-> '.join(component)}",
-                          stacklevel=1)

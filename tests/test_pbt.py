@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 from minidl.checkpoint import save_checkpoint
 from minidl.data import ArrayDataset
 from tuning import pbt as P
+from tuning import population as Pop
 from tuning.spaces import SPACES, check_values, config_from_params, params_asked
 from tuning.storage import open_storage
 from tuning.study import StudySettings, create_study
@@ -43,9 +44,9 @@ def new_population(tmp_path, space="lab-mlp", population=4, generations=2, epoch
     settings = StudySettings(space=space, epochs=epochs, train_size=None, val_size=128,
                              seed=seed, sampler="random", pruner="none")
     study = create_study(storage, "pop", settings, 0)
-    pbt = P.PBTSettings(population=population, generations=generations,
-                        checkpoint_dir=str(tmp_path / "ckpt"), **pbt_options)
-    study.set_user_attr(P.SETTINGS_ATTR, pbt.to_dict())
+    pbt = Pop.PBTSettings(population=population, generations=generations,
+                          checkpoint_dir=str(tmp_path / "ckpt"), **pbt_options)
+    study.set_user_attr(Pop.SETTINGS_ATTR, pbt.to_dict())
     objective = P.IntervalObjective(synthetic(256, 1), synthetic(128, 2), space, epochs, seed,
                                     pbt)
     return study, settings, pbt, objective
@@ -53,7 +54,7 @@ def new_population(tmp_path, space="lab-mlp", population=4, generations=2, epoch
 
 def intervals(study):
     """``{(member, generation): [trials]}`` of the study."""
-    return P.Population(study, P.load_pbt_settings(study)).intervals
+    return Pop.Population(study, Pop.load_pbt_settings(study)).intervals
 
 
 def bits(a):
@@ -81,20 +82,20 @@ def bits(a):
 ])
 def test_settings_refuse_bad_values(kwargs, error, text):
     with pytest.raises(error, match=text):
-        P.PBTSettings(**kwargs)
+        Pop.PBTSettings(**kwargs)
 
 
 @pytest.mark.parametrize("population, quantile, size", [
     (8, 0.25, 2), (4, 0.25, 1), (2, 0.5, 1), (3, 0.5, 1), (10, 0.2, 2), (5, 0.25, 2),
     (2, 0.01, 1), (16, 0.5, 8)])
 def test_quantile_size_counts_as_ray_tune(population, quantile, size):
-    assert P.PBTSettings(population=population, quantile=quantile).quantile_size == size
+    assert Pop.PBTSettings(population=population, quantile=quantile).quantile_size == size
 
 
 def test_settings_round_trip_through_the_study_attribute():
-    pbt = P.PBTSettings(population=5, quantile=0.4, resample_probability=0.1,
-                        factors=(0.5, 2.0), max_madds=8e6, generations=7, checkpoint_dir="/x")
-    again = P.PBTSettings.from_dict(json.loads(json.dumps(pbt.to_dict())))
+    pbt = Pop.PBTSettings(population=5, quantile=0.4, resample_probability=0.1,
+                          factors=(0.5, 2.0), max_madds=8e6, generations=7, checkpoint_dir="/x")
+    again = Pop.PBTSettings.from_dict(json.loads(json.dumps(pbt.to_dict())))
     assert again == pbt and again.factors == (0.5, 2.0)
 
 
@@ -114,12 +115,12 @@ def test_fixed_and_mutable_parameters_split_every_space():
 def test_explore_stays_inside_the_space(space):
     """Many seeds, extreme factors too: every value lies in its distribution, the space
     accepts it, only mutable parameters move, and each of them does move sometimes."""
-    pbt = P.PBTSettings(population=4)
+    pbt = Pop.PBTSettings(population=4)
     starts = P.initial_population(space, pbt, seed=3)
     names = P.mutable_params(space)
     moved = set()
     for factors in ((0.8, 1.2), (1e-3, 1e3)):
-        settings = P.PBTSettings(population=4, factors=factors, resample_probability=0.25)
+        settings = Pop.PBTSettings(population=4, factors=factors, resample_probability=0.25)
         for seed in range(60):
             rng = np.random.default_rng(seed)
             params = dict(starts[seed % len(starts)])
@@ -144,7 +145,7 @@ def test_explore_stays_inside_the_space(space):
 
 def test_explore_multiplies_clips_and_moves_categoricals():
     dists = P.space_distributions("mlp", dict(SPACES["mlp"].defaults))
-    pbt = P.PBTSettings(resample_probability=0.0, factors=(1.2,))
+    pbt = Pop.PBTSettings(resample_probability=0.0, factors=(1.2,))
     params = dict(SPACES["mlp"].defaults, learn_rate=0.09, dropout_rate=0.1, batch_size=64)
     new, how = P.explore(params, dists, ["learn_rate", "dropout_rate", "batch_size"], pbt,
                          np.random.default_rng(0))
@@ -152,33 +153,33 @@ def test_explore_multiplies_clips_and_moves_categoricals():
     assert new["dropout_rate"] == pytest.approx(0.12)
     assert new["batch_size"] == 128
     assert how == {"learn_rate": "x1.2", "dropout_rate": "x1.2", "batch_size": "x1.2"}
-    down, _ = P.explore(params, dists, ["batch_size"], P.PBTSettings(
+    down, _ = P.explore(params, dists, ["batch_size"], Pop.PBTSettings(
         resample_probability=0.0, factors=(0.8,)), np.random.default_rng(0))
     assert down["batch_size"] == 32
-    always, how = P.explore(params, dists, ["learn_rate"], P.PBTSettings(
+    always, how = P.explore(params, dists, ["learn_rate"], Pop.PBTSettings(
         resample_probability=1.0), np.random.default_rng(0))
     assert how == {"learn_rate": "resampled"} and 1e-4 <= always["learn_rate"] <= 1e-1
 
 
 def test_the_cost_gate_keeps_costly_networks_out():
-    pbt = P.PBTSettings(population=6, max_madds=2e6)
+    pbt = Pop.PBTSettings(population=6, max_madds=2e6)
     members = P.initial_population("cnn", pbt, seed=0)
     costs = [P.forward_madds(config_from_params("cnn", p)) for p in members]
     assert all(c <= 2e6 for c in costs)
-    ungated = P.initial_population("cnn", P.PBTSettings(population=6), seed=0)
+    ungated = P.initial_population("cnn", Pop.PBTSettings(population=6), seed=0)
     assert max(P.forward_madds(config_from_params("cnn", p)) for p in ungated) > 2e6
     assert all(p["lr_schedule"] == "none" for p in members + ungated)
     with pytest.raises(ValueError, match="none of 1000 random cnn configurations"):
-        P.initial_population("cnn", P.PBTSettings(population=2, max_madds=10), seed=0)
+        P.initial_population("cnn", Pop.PBTSettings(population=2, max_madds=10), seed=0)
 
 
 # -- exploit ---------------------------------------------------------------------------------
 
 def test_plan_copies_top_into_bottom_and_keeps_the_rest():
-    pbt = P.PBTSettings(population=8, quantile=0.25)
+    pbt = Pop.PBTSettings(population=8, quantile=0.25)
     dists = P.space_distributions("lab-mlp", SPACES["lab-mlp"].defaults)
     values = [0.30, 0.10, 0.50, 0.20, 0.90, 0.40, None, 0.15]   # member 6 diverged
-    results = [P.MemberResult(m, 100 + m, v, dict(SPACES["lab-mlp"].defaults,
+    results = [Pop.MemberResult(m, 100 + m, v, dict(SPACES["lab-mlp"].defaults,
                                                   hidden_size=64 + m), dists)
                for m, v in enumerate(values)]
     donors = set()
@@ -200,15 +201,15 @@ def test_plan_copies_top_into_bottom_and_keeps_the_rest():
 
 
 def test_every_member_without_a_result_copies_even_beyond_the_quantile():
-    pbt = P.PBTSettings(population=4, quantile=0.25)
+    pbt = Pop.PBTSettings(population=4, quantile=0.25)
     dists = P.space_distributions("lab-mlp", SPACES["lab-mlp"].defaults)
     good = dict(SPACES["lab-mlp"].defaults)
-    results = [P.MemberResult(0, 10, 0.2, good, dists), P.MemberResult(1, 11, None),
-               P.MemberResult(2, None, None), P.MemberResult(3, 13, float("nan"))]
+    results = [Pop.MemberResult(0, 10, 0.2, good, dists), Pop.MemberResult(1, 11, None),
+               Pop.MemberResult(2, None, None), Pop.MemberResult(3, 13, float("nan"))]
     plan = P.plan_generation(results, "lab-mlp", pbt, np.random.default_rng(0))
     assert [p["exploited"] for p in plan] == [None, 0, 0, 0]
     with pytest.raises(P.PopulationFailed, match="no member of the generation"):
-        P.plan_generation([P.MemberResult(m, m, None) for m in range(4)], "lab-mlp", pbt,
+        P.plan_generation([Pop.MemberResult(m, m, None) for m in range(4)], "lab-mlp", pbt,
                           np.random.default_rng(0))
 
 
@@ -232,7 +233,7 @@ def test_exploit_copies_weights_and_optimizer_state_bitwise(tmp_path, optimizer,
         opt.step()
     path = save_checkpoint(tmp_path / "parent.npz", model, opt)
 
-    pbt = P.PBTSettings(resample_probability=0.0, factors=(0.5,))
+    pbt = Pop.PBTSettings(resample_probability=0.0, factors=(0.5,))
     child_params, how = P.explore(params, P.space_distributions("cnn", params),
                                   P.mutable_params("cnn"), pbt, np.random.default_rng(0))
     assert child_params["learn_rate"] == params["learn_rate"] * 0.5
@@ -293,14 +294,14 @@ def test_a_population_runs_its_generations_and_children_start_where_parents_ende
         # the child trained from exactly the parent's weights and optimizer state.
         config = config_from_params("lab-mlp", trial.params)
         model, opt = P.start_member(config, P.interval_seed(0, member, generation),
-                                    P.checkpoint_path(pbt, parent))
+                                    Pop.checkpoint_path(pbt, parent))
         history = objective._fit(model, opt, config, member, generation, lambda e, r: None)
         assert history.epochs[-1]["val_error"] == trial.value
-        reference, ref_opt = P.start_member(config, 0, P.checkpoint_path(pbt, trial.number))
+        reference, ref_opt = P.start_member(config, 0, Pop.checkpoint_path(pbt, trial.number))
         assert all(bits(a) == bits(b) for a, b in zip(model.state_dict().values(),
                                                       reference.state_dict().values()))
     assert copies == 2          # one per generation after the first
-    assert P.final_trial(study, pbt).user_attrs["generation"] == 2
+    assert Pop.final_trial(study, pbt).user_attrs["generation"] == 2
 
 
 def test_old_checkpoints_are_deleted_unless_kept(tmp_path):
@@ -554,7 +555,7 @@ def test_two_workers_share_one_population(tmp_path, fashion_mnist):
     from minidl.train import evaluate
     result = json.loads((out / "result.json").read_text())
     assert evaluate(load_model(out), test_data())["accuracy"] == result["test_accuracy"]
-    assert result["trial"] == P.final_trial(study, P.load_pbt_settings(study)).number
+    assert result["trial"] == Pop.final_trial(study, Pop.load_pbt_settings(study)).number
     assert "result: member" in done.stdout and "(w0)" in done.stdout and "(w1)" in done.stdout
 
 
@@ -636,9 +637,9 @@ def test_every_space_trains_and_copies(tmp_path, space):
     settings = StudySettings(space=space, epochs=1, train_size=None, val_size=64, seed=1,
                              sampler="random", pruner="none")
     study = create_study(storage, "pop", settings, 0)
-    pbt = P.PBTSettings(population=2, generations=2, max_madds=1e6,
+    pbt = Pop.PBTSettings(population=2, generations=2, max_madds=1e6,
                         checkpoint_dir=str(tmp_path / "ckpt"))
-    study.set_user_attr(P.SETTINGS_ATTR, pbt.to_dict())
+    study.set_user_attr(Pop.SETTINGS_ATTR, pbt.to_dict())
     objective = P.IntervalObjective(synthetic(96, 1), synthetic(64, 2), space, 1, 1, pbt)
     assert P.run_population(study, objective, space, pbt, 1,
                             timeout=120) == "2 generations done"
@@ -676,7 +677,7 @@ def test_best_names_the_final_member_and_plain_workers_are_refused(cli, tmp_path
                            "--threads", "1", "--quiet")
     assert status == 0, err
     study = _load(tmp_path, "p")
-    from tuning.pbt import final_trial, load_pbt_settings
+    from tuning.population import final_trial, load_pbt_settings
     from tuning.report import best_trial
     final = final_trial(study, load_pbt_settings(study))
     assert final.user_attrs["generation"] == 2          # a last interval, not any generation's
@@ -696,7 +697,7 @@ def test_best_of_a_population_is_a_last_interval_not_the_lowest_error_ever():
     # best of each member's LAST interval (its weights are the ones kept): member 1's
     from optuna.distributions import FloatDistribution
     from optuna.trial import create_trial
-    from tuning.pbt import SETTINGS_ATTR, PBTSettings
+    from tuning.population import SETTINGS_ATTR, PBTSettings
     from tuning.report import best_trial
 
     study = optuna.create_study(direction="minimize")

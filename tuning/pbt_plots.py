@@ -15,7 +15,7 @@ from pathlib import Path
 
 from optuna.trial import TrialState
 
-from .pbt import EXPLOITED, PARENT, is_interval, key_of
+from .population import EXPLOITED, PARENT, is_interval, key_of
 
 
 def _pyplot():
@@ -71,7 +71,7 @@ def plot_schedule(chain: list, names: list, epochs: int, path, title: str) -> Pa
 
 
 def plot_lineage(view, winner, path, title: str) -> Path:
-    """Every interval of the population ``view`` (``tuning.pbt.Population``) at (generation,
+    """Every interval of the population ``view`` (``tuning.population.Population``) at (generation,
     member), coloured by validation error (grey crosses: diverged or given up), with a line
     to the interval it started from; the winner's ancestry thick."""
     plt = _pyplot()

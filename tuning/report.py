@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 
 from .spaces import config_from_params, get_space
 from .errors import TuningError
+from .population import final_trial, load_pbt_settings
 from .storage import storage_note, storage_option
 
 
@@ -162,8 +163,6 @@ def best_trial(study):
             f"({', '.join(metric_names(study))}), so no single best trial; its Pareto front "
             f"is trials {', '.join(str(t.number) for t in pareto_front(study))}: choose one "
             f"with --trial N")
-    from .pbt import final_trial, load_pbt_settings  # noqa: PLC0415 - pbt imports report
-
     pbt = load_pbt_settings(study)
     if pbt is not None:   # a population: its result is the best member's last interval
         return final_trial(study, pbt)

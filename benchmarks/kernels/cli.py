@@ -38,7 +38,7 @@ def main(argv=None) -> int:
                  "no usable GPU/CuPy on this machine, column skipped")
     worker = None
     if not args.no_torch:
-        from ..training import torch_available
+        from ..common import torch_available
         if torch_available():
             worker = common.Worker(TorchKernels, q, name="torch kernel worker")
         else:

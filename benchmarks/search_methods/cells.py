@@ -300,7 +300,7 @@ def search_pbt(method: Method, settings: RunSettings, seed: int, log=print) -> d
     the budget exactly and every member's final weights had the task's epochs, as a
     full trial's.  Every COMPLETE interval is a model with a validation error, so the
     best-so-far trace takes them all; the cell's best is PBT's result
-    (``tuning.pbt.final_trial``: the best member's latest weights), tested once as they
+    (``tuning.population.final_trial``: the best member's latest weights), tested once as they
     are (trained on the training part only: PBT's result is weights and a schedule, not
     a configuration to retrain).
     """
@@ -309,12 +309,13 @@ def search_pbt(method: Method, settings: RunSettings, seed: int, log=print) -> d
     from minidl.checkpoint import load_checkpoint  # noqa: PLC0415
     from minidl.train import evaluate  # noqa: PLC0415
     from tuning import pbt as tuning_pbt  # noqa: PLC0415
+    from tuning import population as members  # noqa: PLC0415
     from tuning.models import build_model  # noqa: PLC0415
 
     train, val, ledger, recorder = _start(method, settings, seed, log)
     population = max(2, int(round(settings.budget_images / settings.full_trial)))
     with tempfile.TemporaryDirectory(prefix="search_methods_pbt_") as folder:
-        pbt = tuning_pbt.PBTSettings(population=population, generations=settings.epochs,
+        pbt = members.PBTSettings(population=population, generations=settings.epochs,
                                      checkpoint_dir=folder)
         study = optuna.create_study(direction="minimize",
                                     sampler=optuna.samplers.RandomSampler(seed=int(seed)))
@@ -324,12 +325,12 @@ def search_pbt(method: Method, settings: RunSettings, seed: int, log=print) -> d
                                         should_stop=ledger.spent, log=log)
         found = recorder.result("budget spent" if ledger.spent() else why)
         try:
-            winner = tuning_pbt.final_trial(study, pbt)
+            winner = members.final_trial(study, pbt)
         except TuningError:
             return found          # no member completed an interval: nothing to test
         config = winner.user_attrs["config"]
         model = build_model(config)
-        load_checkpoint(tuning_pbt.checkpoint_path(pbt, winner.number), model)
+        load_checkpoint(members.checkpoint_path(pbt, winner.number), model)
         t0 = time.perf_counter()
         scores = evaluate(model, test_data())
     found["best"] = {"value": winner.value, "number": winner.number,

@@ -276,7 +276,7 @@ def refuse_population(study) -> None:
     intervals continue from checkpoints, which only ``tuning pbt`` loads."""
     if study is None:
         return
-    from ..pbt import load_pbt_settings  # noqa: PLC0415
+    from ..population import load_pbt_settings  # noqa: PLC0415
 
     if load_pbt_settings(study) is not None:
         raise TuningError(

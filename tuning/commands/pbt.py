@@ -73,8 +73,9 @@ def factors_list(text: str) -> tuple:
 
 
 def add_arguments(parser) -> None:
-    from ..pbt import (DEFAULT_EPOCHS, DEFAULT_POPULATION, DEFAULT_QUANTILE,  # noqa: PLC0415
-                       DEFAULT_RESAMPLE_PROBABILITY)
+    from ..pbt import DEFAULT_EPOCHS  # noqa: PLC0415
+    from ..population import (DEFAULT_POPULATION, DEFAULT_QUANTILE,  # noqa: PLC0415
+                              DEFAULT_RESAMPLE_PROBABILITY)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     options.add_study_location(parser)
     g = parser.add_argument_group(
@@ -144,7 +145,8 @@ def _given_pbt(args) -> dict:
 
 
 def _new_pbt(args, name: str):
-    from ..pbt import PBTSettings, checkpoint_dir  # noqa: PLC0415
+    from ..pbt import checkpoint_dir  # noqa: PLC0415
+    from ..population import PBTSettings  # noqa: PLC0415
     folder = Path(args.checkpoint_dir).absolute() if args.checkpoint_dir else \
         checkpoint_dir(args.storage, name)
     try:
@@ -164,7 +166,7 @@ def _option_names(text: str) -> str:
 def _existing_pbt(study, args, name: str):
     from dataclasses import replace  # noqa: PLC0415
 
-    from ..pbt import load_pbt_settings  # noqa: PLC0415
+    from ..population import load_pbt_settings  # noqa: PLC0415
     pbt = load_pbt_settings(study)
     if pbt is None:
         raise TuningError(f"study {name!r} is not a population (it was made by `tuning run` "
@@ -249,7 +251,7 @@ def _out_dir(args, pbt):
 
 
 def _header(name, where, settings, pbt, study) -> str:
-    from ..pbt import Population  # noqa: PLC0415
+    from ..population import Population  # noqa: PLC0415
     view = Population(study, pbt)
     so_far = "new" if view.generation is None else (
         f"at generation {view.generation}, {view.n_finished()} intervals finished")
@@ -264,7 +266,7 @@ def _header(name, where, settings, pbt, study) -> str:
 
 def interval_line(trial) -> str:
     """One line for a finished interval: member, generation, where it started from."""
-    from ..pbt import EXPLOITED, EXPLORED, PARENT, is_interval, key_of  # noqa: PLC0415
+    from ..population import EXPLOITED, EXPLORED, PARENT, is_interval, key_of  # noqa: PLC0415
     if not is_interval(trial):
         return report.trial_line(trial)
     member, generation = key_of(trial)
