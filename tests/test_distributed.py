@@ -20,7 +20,8 @@ from optuna.trial import TrialState
 
 from conftest import require_or_skip
 from tuning import workers
-from tuning.storage import LOCK_MODE, JournalFileLock, open_storage
+from tuning.journal import LOCK_MODE, JournalFileLock
+from tuning.storage import open_storage
 
 REPO = Path(__file__).parents[1]
 TINY = ["--space", "lab-mlp", "--epochs", "1", "--train-size", "600", "--val-size", "500",

@@ -18,8 +18,9 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from tuning.errors import JournalDamagedError, JournalWarning, TuningError
-from tuning.storage import (RECORD_START, JournalFile, check_journal_file, is_torn_record,
-                            open_storage, parse_record, tail_kind)
+from tuning.journal import (RECORD_START, JournalFile, check_journal_file, is_torn_record,
+                            parse_record, tail_kind)
+from tuning.storage import open_storage
 from tuning_env import tuning_env
 
 TINY = ["--space", "lab-mlp", "--epochs", "1", "--train-size", "200", "--val-size", "200",

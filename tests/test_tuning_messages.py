@@ -1,5 +1,5 @@
 """Exact words of two messages the failure handling lives by: what a damaged journal is told
-(``storage.damage_message``: the commands in it must repair exactly the damaged lines), and
+(``journal.damage_message``: the commands in it must repair exactly the damaged lines), and
 whose a RUNNING trial is (``workers.owner_status``: fail-stale acts on it and prints it).
 Pinned exactly, so that a changed line number, range or verdict fails a test (mutation
 testing found both loosely tested)."""
@@ -12,7 +12,7 @@ import time
 from types import SimpleNamespace
 
 from tuning import workers
-from tuning.storage import _preview, damage_message
+from tuning.journal import _preview, damage_message
 
 
 def test_one_bad_line():

@@ -22,6 +22,7 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import require_or_skip
+from tuning import journal
 from tuning import storage as storage_mod
 from tuning.storage import open_storage
 
@@ -107,7 +108,7 @@ def test_a_journal_that_fails_mid_run_stops_with_one_line(cli, monkeypatch, tmp_
     assert status == 0, err
     log = tmp_path / "studies" / "s.log"
     before = log.read_bytes()
-    real = storage_mod._write_chunk
+    real = journal._write_chunk
     calls = []
 
     def failing(fd, data):
@@ -120,7 +121,7 @@ def test_a_journal_that_fails_mid_run_stops_with_one_line(cli, monkeypatch, tmp_
             return real(fd, bytes(data[:len(data) // 2]))
         raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(storage_mod, "_write_chunk", failing)
+    monkeypatch.setattr(journal, "_write_chunk", failing)
     for debug in ([], ["--debug"]):
         calls.clear()
         status, out, err = cli(*debug, "run", "--study-name", "s", "--n-trials", 3)
@@ -133,7 +134,7 @@ def test_a_journal_that_fails_mid_run_stops_with_one_line(cli, monkeypatch, tmp_
         else:
             assert one_line(err) == line
             assert "AssertionError" not in err and "Should not reach" not in err
-    monkeypatch.setattr(storage_mod, "_write_chunk", real)
+    monkeypatch.setattr(journal, "_write_chunk", real)
     # what finished before is there, byte for byte; the half record is cut by the next append
     assert log.read_bytes().startswith(before)
     trials = load(log).trials
