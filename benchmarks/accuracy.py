@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import common
+from . import common, machine, zoo
 
 MODELS = ("mlp", "cnn")
 TARGETS = {"mlp": 0.86, "cnn": 0.895}
@@ -43,18 +43,18 @@ VAL_SIZE = 10_000
 # -- models ---------------------------------------------------------------------------
 
 # The two models are the training benchmark's lab_mlp_256 and cnn_2conv (one builder for
-# minidl.nn and torch.nn alike: ``common.build_model``).
+# minidl.nn and torch.nn alike: ``zoo.build_model``).
 COMMON_NAMES = {"mlp": "lab_mlp_256", "cnn": "cnn_2conv"}
 
 
 def build_minidl(name: str):
     from minidl import nn
-    return common.build_model(nn, COMMON_NAMES[name])
+    return zoo.build_model(nn, COMMON_NAMES[name])
 
 
 def build_torch(name: str):
     from torch import nn
-    return common.build_model(nn, COMMON_NAMES[name])
+    return zoo.build_model(nn, COMMON_NAMES[name])
 
 
 # -- data -------------------------------------------------------------------------------
@@ -212,7 +212,7 @@ def markdown(payload: dict) -> str:
             if key in seen:
                 continue
             seen.add(key)
-            lines.append(f"- {name}/{fw} run: {common.machine_markdown(r['machine'])} "
+            lines.append(f"- {name}/{fw} run: {machine.machine_markdown(r['machine'])} "
                          f"{r['load_note']}")
     if any(r.get("quick") for m in payload["results"].values() for r in m.values()):
         lines += ["", "Rows from `--quick` runs are smoke tests on a tiny subset: their "
@@ -260,10 +260,10 @@ def main(argv=None) -> int:
     for name in names:
         runners = [run_minidl] + ([run_torch] if args.torch else [])
         for runner in runners:
-            info_start = common.machine_info(with_torch=args.torch)
+            info_start = machine.machine_info(with_torch=args.torch)
             print(f"== {name} / {runner.__name__[4:]}: {args.epochs} epochs", file=sys.stderr)
             result = runner(name, train, val, test, args.epochs, args.seed)
-            info_end = common.machine_info(with_torch=args.torch)
+            info_end = machine.machine_info(with_torch=args.torch)
             result.update({
                 "model": name, "description": DESCRIPTIONS[name], "seed": args.seed,
                 "batch_size": BATCH_SIZE, "lr": LR, "optimizer": "Adam",
@@ -275,7 +275,7 @@ def main(argv=None) -> int:
                 "machine": info_start,
                 # one run per framework, not interleaved: the load note's advice on ratios
                 # does not apply here
-                "load_note": common.load_note(info_start, info_end).replace(
+                "load_note": machine.load_note(info_start, info_end).replace(
                     " (the interleaved ratios are the robust figures)", ""),
             })
             payload["results"].setdefault(name, {})[result["framework"]] = result

@@ -51,7 +51,7 @@ from tuning.spaces import check_values, conv_pool_plan
 from tuning.study import StudySettings, create_study, make_objective, open_study
 from tuning.workers import run_worker
 
-from .common import machine_info
+from .machine import machine_info
 
 SPACE = "cnn"
 

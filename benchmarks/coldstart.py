@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 
-from . import common
+from . import common, machine
 
 TARGET_S = 1.5
 
@@ -45,7 +45,7 @@ else:
     nn = lib.nn
 t_import = time.perf_counter()
 import numpy as np
-from benchmarks.common import build_model, synthetic_fashion_mnist
+from benchmarks.zoo import build_model, synthetic_fashion_mnist
 x, y = synthetic_fashion_mnist(128, seed=0)
 lib.manual_seed(0)
 model = build_model(nn, "cnn_2conv")
@@ -166,14 +166,14 @@ def main(argv=None) -> int:
     args = common.parse_args(parser, argv, "benchmarks.coldstart")
     if args is None:          # ran again under --isa
         return common.parse_args.code
-    from .common import torch_available
+    from .machine import torch_available
     with_torch = (not args.no_torch) and torch_available()
-    info = common.machine_info(with_torch=with_torch)
+    info = machine.machine_info(with_torch=with_torch)
     cold = measure(quick=args.quick, with_torch=with_torch,
                    log=lambda m: print(m, file=sys.stderr, flush=True))
-    info_end = common.machine_info(with_torch=False)
-    md = "\n".join(["# Cold start", "", common.machine_markdown(info), "",
-                    common.load_note(info, info_end), "", render_section(cold)])
+    info_end = machine.machine_info(with_torch=False)
+    md = "\n".join(["# Cold start", "", machine.machine_markdown(info), "",
+                    machine.load_note(info, info_end), "", render_section(cold)])
     common.finish(args, "coldstart", {"machine": info, "coldstart": cold}, md)
     print(md)
     return 0

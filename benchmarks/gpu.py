@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 
-from . import common, parity
+from . import common, parity, machine, zoo
 
 TOL = parity.TOL
 DTYPES = parity.DTYPES
@@ -183,13 +183,13 @@ def optimizer_vs_torch(d: Devices, name, cls_name, kwargs, dtype, steps, seed) -
 def training_vs_torch(d: Devices, model_name, dtype, steps, batch, seed) -> dict:
     """Same init, same batches, Adam: every step's loss, the final weights, eval logits."""
     mdl, torch = d.minidl, d.torch
-    x, _ = common.synthetic_fashion_mnist(steps * batch + 64, seed=seed, dtype=np.float64)
+    x, _ = zoo.synthetic_fashion_mnist(steps * batch + 64, seed=seed, dtype=np.float64)
     w = np.random.default_rng(seed + 1).standard_normal((784, 10))
     y = np.argmax(x.reshape(len(x), -1) @ w, axis=1).astype(np.int64)
     x = x.astype(dtype)
     mdl.manual_seed(seed)
-    m = common.build_model(mdl.nn, model_name).to(np.dtype(dtype))
-    t = common.build_model(torch.nn, model_name).to(getattr(torch, dtype))
+    m = zoo.build_model(mdl.nn, model_name).to(np.dtype(dtype))
+    t = zoo.build_model(torch.nn, model_name).to(getattr(torch, dtype))
     _copy_weights(d, m, t)
     m.to("cuda")
     t.to(d.torch_device)
@@ -259,10 +259,10 @@ def _row(case, dtype, acc, compared) -> dict:
 class _MinidlStep:
     def __init__(self, d: Devices, model_name, batch, seed):
         mdl = d.minidl
-        x, y = common.synthetic_fashion_mnist(batch, seed=seed)
+        x, y = zoo.synthetic_fashion_mnist(batch, seed=seed)
         mdl.manual_seed(seed)
         self.d = d
-        self.model = common.build_model(mdl.nn, model_name).to("cuda")
+        self.model = zoo.build_model(mdl.nn, model_name).to("cuda")
         self.model.needs_input_grad = False            # as fit trains
         self.opt = mdl.optim.Adam(self.model.parameters(), lr=1e-3)
         self.crit = mdl.nn.CrossEntropyLoss()
@@ -279,9 +279,9 @@ class _MinidlStep:
 class _TorchStep:
     def __init__(self, d: Devices, model_name, batch, seed):
         torch = d.torch
-        x, y = common.synthetic_fashion_mnist(batch, seed=seed)
+        x, y = zoo.synthetic_fashion_mnist(batch, seed=seed)
         torch.manual_seed(seed)
-        self.model = common.build_model(torch.nn, model_name).to(d.torch_device)
+        self.model = zoo.build_model(torch.nn, model_name).to(d.torch_device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
         self.crit = torch.nn.CrossEntropyLoss()
         self.x = d.tensor(x, np.float32)
@@ -315,7 +315,7 @@ def training_step(d: Devices, model_name, batch, rounds, block_s, seed=0) -> dic
 
     samples = common.interleaved({n: sampler(n) for n in steps}, rounds)
     stats = {n: common.summarize(s) for n, s in samples.items()}
-    row = {"model": model_name, "description": common.MODELS.get(model_name, ("",))[0],
+    row = {"model": model_name, "description": zoo.MODELS.get(model_name, ("",))[0],
            "batch": batch, "minidl": stats["minidl"], "torch": stats.get("torch"),
            "steps_per_block": numbers}
     if "torch" in stats:
@@ -326,7 +326,7 @@ def training_step(d: Devices, model_name, batch, rounds, block_s, seed=0) -> dic
 # -- the report ----------------------------------------------------------------------------
 def render(info, device, rows, errors, step_rows, steps, quick) -> str:
     out = ["# minidl on a GPU", "",
-           common.machine_markdown(info), "",
+           machine.machine_markdown(info), "",
            f"GPU: {device['gpu']} (CuPy {device['cupy']}, CUDA runtime "
            f"{device['cuda_runtime']}); {device['torch']}"
            + (f"; TF32 off: {device['tf32']}" if "tf32" in device else "") + ".", ""]
@@ -383,7 +383,7 @@ def main(argv=None) -> int:
     q = args.quick
     steps = args.steps or (3 if q else 50)
     t0 = time.perf_counter()
-    info = common.machine_info(with_torch=d.torch is not None)
+    info = machine.machine_info(with_torch=d.torch is not None)
     device = d.info()
     rows, errors = [], []
     run = parity.run_case         # a failing case is reported; the others still run

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import common
+from . import common, machine, zoo
 
 INITIAL_RATES = (1e-4, 1e-3, 1e-2, 1e-1)
 # name -> (optimizer class name in minidl.optim, extra arguments).  SGD-HD's 1e-3 and
@@ -105,7 +105,7 @@ def train_one(name: str, lr0: float, train, val, epochs: int, seed: int) -> dict
 
     cls_name, extra = OPTIMIZERS[name]
     minidl.manual_seed(seed)
-    model = common.build_model(nn, MODEL)
+    model = zoo.build_model(nn, MODEL)
     traced = LearningRateTrace(getattr(optim, cls_name)(model.parameters(), lr=lr0, **extra))
     t0 = time.perf_counter()
     diverged = None
@@ -213,7 +213,7 @@ def markdown(payload: dict) -> str:
         "",
         f"Wall time: {payload['seconds']:.0f} s for the {len(runs)} runs.",
         "",
-        f"{common.machine_markdown(payload['machine'])} {payload['load_note']}",
+        f"{machine.machine_markdown(payload['machine'])} {payload['load_note']}",
     ]
     if diverged:
         lines += ["", "Diverged runs (a non-finite training loss) count as error "
@@ -293,7 +293,7 @@ def main(argv=None) -> int:
     print(f"data: train {len(train)}, val {len(val)}; {sizes['epochs']} epochs, "
           f"batch {BATCH_SIZE}", file=sys.stderr)
 
-    info_start = common.machine_info(with_torch=False)
+    info_start = machine.machine_info(with_torch=False)
     t0 = time.perf_counter()
     runs = []
     for lr0 in INITIAL_RATES:
@@ -305,7 +305,7 @@ def main(argv=None) -> int:
                   + (f" DIVERGED ({r['diverged']})" if r["diverged"] else "")
                   + f" ({r['seconds']:.1f}s)", file=sys.stderr)
     seconds = time.perf_counter() - t0
-    info_end = common.machine_info(with_torch=False)
+    info_end = machine.machine_info(with_torch=False)
 
     # the plot shows every step's rate; the JSON keeps every N-th
     plot_runs = runs
@@ -322,7 +322,7 @@ def main(argv=None) -> int:
         "spread": {name: spread(runs, name) for name in OPTIMIZERS},
         "seconds": seconds,
         "machine": info_start,
-        "load_note": common.load_note(info_start, info_end).replace(
+        "load_note": machine.load_note(info_start, info_end).replace(
             " (the interleaved ratios are the robust figures)", ""),
     }
     payload["hd_varies_less"] = {hd: payload["spread"][hd]["range"]

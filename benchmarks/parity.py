@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-from . import common
+from . import common, machine, zoo
 
 TOL = {"float64": 1e-10, "float32": 1e-5}
 DTYPES = ("float64", "float32")
@@ -289,17 +289,17 @@ def scheduler_parity(torch, minidl, steps) -> list[dict]:
 # ============================================================== training run
 def _train_models(nn, name):
     if name == "MLP 784-64-10":
-        return common.build_model(nn, "lab_mlp_64")
+        return zoo.build_model(nn, "lab_mlp_64")
     if name == "small CNN (conv5x5, avgpool)":
-        return common.build_model(nn, "cnn_small")
+        return zoo.build_model(nn, "cnn_small")
     if name == "CNN (2 conv, maxpool)":
-        return common.build_model(nn, "cnn_2conv_narrow")
+        return zoo.build_model(nn, "cnn_2conv_narrow")
     raise ValueError(name)
 
 
 def training_parity(torch, minidl, model_name, dtype, steps, batch, seed) -> dict:
     """Same init, same batches, Adam: losses of every step, final weights and logits."""
-    x, _ = common.synthetic_fashion_mnist(steps * batch + 256, seed=seed, dtype=np.float64)
+    x, _ = zoo.synthetic_fashion_mnist(steps * batch + 256, seed=seed, dtype=np.float64)
     # labels from a fixed random linear "teacher", so the loss actually falls
     w = np.random.default_rng(seed + 1).standard_normal((784, 10))
     y = np.argmax(x.reshape(len(x), -1) @ w, axis=1).astype(np.int64)
@@ -372,7 +372,7 @@ def render_tail(rows, errors) -> list[str]:
 
 
 def render(info, rows, errors, steps) -> str:
-    out = ["# Parity with PyTorch", "", common.machine_markdown(info), "",
+    out = ["# Parity with PyTorch", "", machine.machine_markdown(info), "",
            "max abs = largest |minidl − torch| over every compared array; max rel = that "
            "divided by the largest |torch value| of the same array. Tolerance: float64 "
            f"{TOL['float64']:g}, float32 {TOL['float32']:g} (relative). NaN positions must "
@@ -440,7 +440,7 @@ def main(argv=None) -> int:
     q = args.quick
     steps = args.steps or (5 if q else 100)
     t0 = time.perf_counter()
-    info = common.machine_info()
+    info = machine.machine_info()
     rows: list[dict] = []
     errors: list[dict] = []
     for dtype in DTYPES:

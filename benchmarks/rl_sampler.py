@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import (REPO_ROOT, RESULTS_DIR, machine_info, markdown_table, write_json,
-                     write_markdown)
+from .common import REPO_ROOT, RESULTS_DIR, markdown_table, write_json, write_markdown
+from .machine import machine_info
 
 SAMPLERS = ("rl", "random", "tpe")
 SEEDS = (0, 1, 2)

@@ -88,8 +88,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import common
-from .common import MODELS
+from . import common, machine, zoo
+from .zoo import MODELS
 
 OUT_DIR = common.RESULTS_DIR / "roofline"
 FLOAT = 4                       # bytes of a float32
@@ -644,14 +644,14 @@ def _has_parameters(layer) -> bool:
 
 
 def model_ops(name: str, batch: int | None = None) -> dict:
-    """The operations of one training step of model ``name`` (``common.build_model``)
+    """The operations of one training step of model ``name`` (``zoo.build_model``)
     at its training batch: every layer's forward, the backward of the layers from the
     last down to the first with parameters (that one without its input gradient), the
     loss and Adam's step.  Shapes come from ``minidl.summary``."""
     import minidl
     from minidl import nn
     batch = batch or MODELS[name][1]
-    model = common.build_model(nn, name)
+    model = zoo.build_model(nn, name)
     s = minidl.summary(model, (batch, 1, 28, 28), dtype=np.float32)
     rows = {r.name: r for r in s.rows}
     layers = list(model)
@@ -1050,9 +1050,9 @@ def render(args, info, info_end, uptimes, limits_raw, limits, rows) -> str:
     peaks, bandwidth, fj = limits_raw["peaks"], limits_raw["bandwidth"], limits_raw["fork_join"]
     has_torch = any("torch" in r for r in rows)
     out = ["# Roofline: each training step against this machine's limits", "",
-           common.machine_markdown(info), "",
+           machine.machine_markdown(info), "",
            f"Load (`uptime`) before: `{uptimes[0]}`; after: `{uptimes[1]}`.", "",
-           common.load_note(info, info_end), ""]
+           machine.load_note(info, info_end), ""]
     if args.quick:
         out += ["**--quick run: tiny sizes and repeats; the numbers mean nothing.**", ""]
     out += ["## The machine's limits", "",
@@ -1318,12 +1318,12 @@ def main(argv=None) -> int:
         print(f"[{time.perf_counter() - t_start:6.1f} s] {msg}", file=sys.stderr, flush=True)
 
     t_start = time.perf_counter()
-    from .common import torch_available
+    from .machine import torch_available
     use_torch = (not args.no_torch) and torch_available()
     if not use_torch and not args.no_torch:
         log("PyTorch is not installed: measuring minidl alone")
     uptime_start = _uptime()
-    info = common.machine_info(with_torch=use_torch)
+    info = machine.machine_info(with_torch=use_torch)
 
     cpus = info["cpus_usable"]
     limit_threads = sorted({1, *[min(n, cpus) for n in args.threads], cpus})
@@ -1359,7 +1359,7 @@ def main(argv=None) -> int:
     log("workers closed")
 
     rows = build_rows(models_ops, measured, limits, args.threads)
-    info_end = common.machine_info(with_torch=False)
+    info_end = machine.machine_info(with_torch=False)
     payload = {"machine": info,
                "machine_end": {"load_average": info_end["load_average"],
                                "busy_processes": info_end["busy_processes"]},

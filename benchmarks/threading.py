@@ -30,7 +30,7 @@ import statistics
 import subprocess
 import sys
 
-from . import common
+from . import common, machine
 
 CONFIGS = {
     "workqueue": {"NUMBA_THREADING_LAYER": "workqueue"},
@@ -76,20 +76,20 @@ _STEP_CHILD = r"""
 import json, sys, time
 import numpy as np
 import minidl
-from benchmarks import common
+from benchmarks import zoo
 threads, steps = int(sys.argv[1]), int(sys.argv[2])
 minidl.performance.apply(num_threads=threads)
 minidl.kernels.use_reference(False)     # Numba's layers are measured: the fast routes, always
 out = {}
 for dtype in (np.float32, np.float64):
     minidl.manual_seed(0)
-    model = common.build_model(minidl.nn, "cnn_2conv")
+    model = zoo.build_model(minidl.nn, "cnn_2conv")
     if dtype == np.float64:
         model.double()
     model.needs_input_grad = False
     opt = minidl.optim.Adam(model.parameters(), lr=1e-3)
     crit = minidl.nn.CrossEntropyLoss()
-    x, y = common.synthetic_fashion_mnist(64 * 4, seed=0, dtype=dtype)
+    x, y = zoo.synthetic_fashion_mnist(64 * 4, seed=0, dtype=dtype)
 
     def step(i):
         xb, yb = x[64 * (i % 4):64 * (i % 4 + 1)], y[64 * (i % 4):64 * (i % 4 + 1)]
@@ -181,12 +181,12 @@ def main(argv=None) -> int:
     if args.threads < 2 or args.rounds < 1:
         parser.error("--threads must be at least 2 and --rounds at least 1")
     rounds = 1 if args.quick else args.rounds
-    info = common.machine_info(with_torch=False)
+    info = machine.machine_info(with_torch=False)
     res = measure(args.threads, rounds, args.quick,
                   log=lambda m: print(m, file=sys.stderr, flush=True))
-    info_end = common.machine_info(with_torch=False)
-    md = "\n".join(["# Numba threading layers", "", common.machine_markdown(info), "",
-                    common.load_note(info, info_end), "", render(res)])
+    info_end = machine.machine_info(with_torch=False)
+    md = "\n".join(["# Numba threading layers", "", machine.machine_markdown(info), "",
+                    machine.load_note(info, info_end), "", render(res)])
     common.finish(args, "threading", {"machine": info, "machine_end": info_end,
                                       "threading": res}, md)
     names = list(res["configs"])

@@ -2,7 +2,7 @@
 
     python -m benchmarks.training [--quick] [--threads 1 2] [--models ...] [--out DIR]
 
-What is measured (issue 5), for each model of ``common.MODELS`` and each thread count:
+What is measured (issue 5), for each model of ``zoo.MODELS`` and each thread count:
 
 - **training step**: float32, Adam (lr 1e-3), cross-entropy, one optimizer step per batch,
   batches sliced in order from in-memory arrays of Fashion-MNIST's shape (synthetic data,
@@ -43,8 +43,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import common
-from .common import MODELS, INFERENCE_TARGET, torch_available
+from . import common, machine, zoo
+from .machine import torch_available
+from .zoo import MODELS, INFERENCE_TARGET
 
 INFER_N = 10_000
 INFER_BATCH = 1000
@@ -73,12 +74,12 @@ class _Runner:
         lib = self.lib
         self.batch = MODELS[model_name][1]
         self.infer_n, self.infer_batch = infer_n, infer_batch
-        x, y = common.synthetic_fashion_mnist(n_train, seed=seed)
-        xi, yi = common.synthetic_fashion_mnist(infer_n, seed=seed + 1)
+        x, y = zoo.synthetic_fashion_mnist(n_train, seed=seed)
+        xi, yi = zoo.synthetic_fashion_mnist(infer_n, seed=seed + 1)
         if self.framework == "minidl":
             lib.performance.apply(num_threads=threads)   # as fit does: malloc, threads
             lib.manual_seed(seed)
-            self.model = common.build_model(lib.nn, model_name)
+            self.model = zoo.build_model(lib.nn, model_name)
             self.opt = lib.optim.Adam(self.model.parameters(), lr=1e-3)
             self.crit = lib.nn.CrossEntropyLoss()
             self.x, self.y, self.xi = x, y, xi
@@ -87,7 +88,7 @@ class _Runner:
             torch = lib
             torch.set_num_threads(threads)
             torch.manual_seed(seed)
-            self.model = common.build_model(torch.nn, model_name)
+            self.model = zoo.build_model(torch.nn, model_name)
             self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
             self.crit = torch.nn.CrossEntropyLoss()
             self.x, self.y = torch.from_numpy(x), torch.from_numpy(y)
@@ -228,12 +229,12 @@ def memory_worker(framework: str, model_name: str, batch: int, threads: int,
     allocated by every library (NumPy, MKL/OpenBLAS, PyTorch's allocator), unlike
     ``tracemalloc``, which sees only Python allocations.
     """
-    x, y = common.synthetic_fashion_mnist(n_images, seed=0)
+    x, y = zoo.synthetic_fashion_mnist(n_images, seed=0)
     if framework == "minidl":
         import minidl
         minidl.performance.apply(num_threads=threads)
         minidl.manual_seed(0)
-        model = common.build_model(minidl.nn, model_name)
+        model = zoo.build_model(minidl.nn, model_name)
         opt = minidl.optim.Adam(model.parameters(), lr=1e-3)
         crit = minidl.nn.CrossEntropyLoss()
 
@@ -247,7 +248,7 @@ def memory_worker(framework: str, model_name: str, batch: int, threads: int,
         import torch
         torch.set_num_threads(threads)
         torch.manual_seed(0)
-        model = common.build_model(torch.nn, model_name)
+        model = zoo.build_model(torch.nn, model_name)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         crit = torch.nn.CrossEntropyLoss()
         x, y = torch.from_numpy(x), torch.from_numpy(y)
@@ -380,7 +381,7 @@ def _ms(s):
 def render(args, info, info_end, train_rows, infer_rows, mem_rows, cold) -> tuple[str, str]:
     has_torch = any("torch" in r for r in train_rows)
     out = ["# Training and inference speed: minidl vs PyTorch", "",
-           common.machine_markdown(info), "", common.load_note(info, info_end), "",
+           machine.machine_markdown(info), "", machine.load_note(info, info_end), "",
            f"Synthetic float32 data of Fashion-MNIST's shape; Adam, cross-entropy; batches "
            f"sliced from in-memory arrays. Each framework in its own process; blocks of "
            f"~{args.block_seconds:g} s alternated between the two, median of up to "
@@ -496,7 +497,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, nargs="+", default=None,
                         help="thread counts to measure (default: 1 2; --quick: 1)")
     parser.add_argument("--models", nargs="+", choices=list(MODELS),
-                        default=list(common.DEFAULT_MODELS),
+                        default=list(zoo.DEFAULT_MODELS),
                         help="default: issue 5's five; also cnn_2conv_bn (issue 14), "
                              "lstm_128 and gru_128 (issue 13)")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved training rounds")
@@ -548,7 +549,7 @@ def main(argv=None) -> int:
     use_torch = (not args.no_torch) and torch_available()
     if not use_torch and not args.no_torch:
         log("PyTorch is not installed: measuring minidl alone (no ratios)")
-    info = common.machine_info(with_torch=use_torch)
+    info = machine.machine_info(with_torch=use_torch)
     info["env"] = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS",
                                                   "MINIDL_NUM_THREADS", "MKL_NUM_THREADS",
                                                   "OPENBLAS_NUM_THREADS", "NUMBA_THREADING_LAYER")}
@@ -586,7 +587,7 @@ def main(argv=None) -> int:
         from . import coldstart
         cold = coldstart.measure(quick=q, with_torch=use_torch, log=log)
 
-    info_end = common.machine_info(with_torch=False)
+    info_end = machine.machine_info(with_torch=False)
     payload = {"machine": info, "machine_end": {"load_average": info_end["load_average"],
                                                 "busy_processes": info_end["busy_processes"]},
                "settings": {k: (str(v) if isinstance(v, Path) else v)

@@ -126,7 +126,7 @@ def test_interleaved_rotates_order_and_counts_rounds():
 
 
 def test_load_note_tells_own_load_from_other_processes():
-    from benchmarks.common import load_note
+    from benchmarks.machine import load_note
     quiet = {"cpus_usable": 2, "load_average": [0.3, 0, 0], "busy_processes": []}
     own = {"cpus_usable": 2, "load_average": [1.2, 0, 0], "busy_processes": []}
     other = {"cpus_usable": 2, "load_average": [1.2, 0, 0], "busy_processes": ["yes (99% cpu)"]}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 import time
 
-from .. import common
+from .. import common, machine
 from .cases import Env, Impl, build_cases
 from .charts import charts
 from .report import _row_ratios, render
@@ -38,12 +38,12 @@ def main(argv=None) -> int:
                  "no usable GPU/CuPy on this machine, column skipped")
     worker = None
     if not args.no_torch:
-        from ..common import torch_available
+        from ..machine import torch_available
         if torch_available():
             worker = common.Worker(TorchKernels, q, name="torch kernel worker")
         else:
             log("PyTorch is not installed: no torch column")
-    info = common.machine_info(with_torch=worker is not None)
+    info = machine.machine_info(with_torch=worker is not None)
     rows = []
     try:
         for threads in args.threads:
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
     finally:
         if worker is not None:
             worker.close()
-    info_end = common.machine_info(with_torch=False)
+    info_end = machine.machine_info(with_torch=False)
     for r in rows:
         r["ratios"] = _row_ratios(r)
     md = render(info, info_end, rows, args, cupy_note)

@@ -1,7 +1,7 @@
 """The kernel benchmark's Markdown report: one table per thread count, with ratios."""
 from __future__ import annotations
 
-from .. import common
+from .. import common, machine
 from .cases import IMPLS
 
 
@@ -16,8 +16,8 @@ def _row_ratios(r):
 
 
 def render(info, info_end, rows, args, cupy_note) -> str:
-    out = ["# Kernel benchmark", "", common.machine_markdown(info), "",
-           common.load_note(info, info_end), "",
+    out = ["# Kernel benchmark", "", machine.machine_markdown(info), "",
+           machine.load_note(info, info_end), "",
            f"float32. Median of {args.rounds} interleaved rounds; each sample is a block of "
            f"calls lasting ≥ {args.block_seconds * 1e3:g} ms (naive loops: one call, "
            f"≤ 3 rounds). Columns: naive Python loops (small shape only), vectorised NumPy "

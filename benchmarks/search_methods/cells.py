@@ -43,7 +43,7 @@ from tuning.retrain import MONITOR_SIZE
 from tuning.study import StudySettings, make_pruner, make_sampler, resolve_grid
 from tuning.workers import owner_status, run_worker, worker_identity
 
-from ..common import busy_processes, machine_info
+from ..machine import busy_processes, machine_info
 from .methods import Method, get_task
 
 FORMAT = 1

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from tuning.errors import WorkerInterrupted
 
-from ..common import RESULTS_DIR, machine_info, write_json, write_markdown
+from ..common import RESULTS_DIR, write_json, write_markdown
+from ..machine import machine_info
 from .cells import QUICK, RunSettings, cell_path, claim, read_cell, release, run_cell, save_cell
 from .methods import DEFAULT_TASKS, METHODS, TASKS, get_method, get_task
 

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..common import fmt_num, machine_markdown, markdown_table, save_figure
+from ..common import fmt_num, markdown_table, save_figure
+from ..machine import machine_markdown
 from .cells import read_cell
 from .methods import METHODS, TASKS
 
