@@ -11,7 +11,7 @@ What is measured (issue 5), for each model of ``zoo.MODELS`` and each thread cou
 - **inference**: eval mode, one pass over 10,000 images in batches of 1000 (torch under
   ``inference_mode``); ratio target <= 1.0 for every model.
 - **peak memory** of CNN training at batch 128 (a full epoch of the small CNN, 100 steps of
-  the 2-conv CNN), each framework in a fresh process (see ``memory_worker``).
+  the 2-conv CNN), each framework in a fresh process (``benchmarks.memory``).
 - **cold start**: see ``benchmarks.coldstart`` (run from here too unless ``--no-coldstart``).
 
 Fairness. Each framework runs in its own worker process (spawned once), so neither pays for
@@ -28,22 +28,18 @@ Where a target is missed, the report gives the gap and a cProfile of the minidl 
 """
 from __future__ import annotations
 
-import argparse
 import cProfile
 import io
-import json
 import math
 import os
 import pstats
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from . import common, machine, zoo
+from . import common, machine, memory, zoo
 from .machine import torch_available
 from .zoo import MODELS, INFERENCE_TARGET
 
@@ -192,109 +188,6 @@ class _Runner:
 def Worker(framework: str) -> common.Worker:
     """A ``_Runner`` for ``framework`` in its own spawned process."""
     return common.Worker(_Runner, framework, name=f"{framework} worker")
-
-
-# ===================================================================== peak memory
-def _read_status_kb(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    """Reset the kernel's resident-set high-water mark (VmHWM) of this process (Linux)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def memory_worker(framework: str, model_name: str, batch: int, threads: int,
-                  n_images: int) -> dict:
-    """Peak resident memory of one training epoch, in this (fresh) process.
-
-    Baseline: after imports, data, model and optimizer exist and one warm-up step on a
-    batch of 2 has run (so code that is loaded once — Numba's cached machine code,
-    oneDNN's kernels — and the optimizer state are in the baseline). Then the kernel's
-    peak-RSS counter is reset (``/proc/self/clear_refs``) and the epoch runs; the epoch's
-    peak is the counter at the end. Both the growth over the baseline (the working memory
-    of training) and the absolute peak of the process are reported. RSS counts memory
-    allocated by every library (NumPy, MKL/OpenBLAS, PyTorch's allocator), unlike
-    ``tracemalloc``, which sees only Python allocations.
-    """
-    x, y = zoo.synthetic_fashion_mnist(n_images, seed=0)
-    if framework == "minidl":
-        import minidl
-        minidl.performance.apply(num_threads=threads)
-        minidl.manual_seed(0)
-        model = zoo.build_model(minidl.nn, model_name)
-        opt = minidl.optim.Adam(model.parameters(), lr=1e-3)
-        crit = minidl.nn.CrossEntropyLoss()
-
-        def step(xb, yb):
-            opt.zero_grad()
-            loss = crit(model(xb), yb)
-            model.backward(crit.backward())
-            opt.step()
-            return loss
-    else:
-        import torch
-        torch.set_num_threads(threads)
-        torch.manual_seed(0)
-        model = zoo.build_model(torch.nn, model_name)
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        crit = torch.nn.CrossEntropyLoss()
-        x, y = torch.from_numpy(x), torch.from_numpy(y)
-
-        def step(xb, yb):
-            opt.zero_grad()
-            out = crit(model(xb), yb)
-            out.backward()
-            opt.step()
-            return out.item()
-    model.train()
-    step(x[:2], y[:2])
-    setup_peak_kb = _read_status_kb("VmHWM")
-    base_kb = _read_status_kb("VmRSS")
-    reset = _reset_peak_rss()
-    t0 = time.perf_counter()
-    steps = 0
-    for i in range(0, n_images - batch + 1, batch):
-        loss = step(x[i:i + batch], y[i:i + batch])
-        steps += 1
-    seconds = time.perf_counter() - t0
-    peak_kb = _read_status_kb("VmHWM")
-    maxrss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {
-        "framework": framework, "model": model_name, "batch": batch, "threads": threads,
-        "images": steps * batch, "steps": steps, "seconds": seconds, "final_loss": float(loss),
-        "baseline_rss_mb": base_kb / 1024 if base_kb else None,
-        "setup_peak_mb": setup_peak_kb / 1024 if setup_peak_kb else None,
-        "epoch_peak_mb": peak_kb / 1024 if (peak_kb and reset) else None,
-        "epoch_growth_mb": (peak_kb - base_kb) / 1024 if (peak_kb and base_kb and reset) else None,
-        "process_peak_mb": maxrss_kb / 1024,
-        "hwm_reset": reset,
-    }
-
-
-def measure_memory(framework: str, model_name: str, batch: int, threads: int,
-                   n_images: int, timeout: float = 900) -> dict:
-    """Run ``memory_worker`` in a fresh interpreter and return its result."""
-    cmd = [sys.executable, "-m", "benchmarks.training", "--memory-worker", framework,
-           "--memory-model", model_name, "--memory-batch", str(batch),
-           "--memory-threads", str(threads), "--memory-images", str(n_images)]
-    proc = subprocess.run(cmd, cwd=str(common.REPO_ROOT), capture_output=True, text=True,
-                          timeout=timeout)
-    if proc.returncode != 0:
-        raise RuntimeError(f"memory worker {framework}/{model_name} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 # ===================================================================== the benchmark
@@ -515,20 +408,9 @@ def main(argv=None) -> int:
                              "cnn_small, 12800 = 100 steps for the slower cnn_2conv)")
     parser.add_argument("--no-coldstart", action="store_true")
     parser.add_argument("--no-torch", action="store_true", help="measure minidl alone")
-    # internal: the fresh-process memory measurement
-    parser.add_argument("--memory-worker", choices=["minidl", "torch"], help=argparse.SUPPRESS)
-    parser.add_argument("--memory-model", help=argparse.SUPPRESS)
-    parser.add_argument("--memory-batch", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--memory-threads", type=int, help=argparse.SUPPRESS)
     args = common.parse_args(parser, argv, "benchmarks.training")
     if args is None:          # ran again under --isa
         return common.parse_args.code
-
-    if args.memory_worker:
-        result = memory_worker(args.memory_worker, args.memory_model, args.memory_batch,
-                               args.memory_threads, args.memory_images)
-        print(json.dumps(result))
-        return 0
 
     q = args.quick
     args.threads = args.threads or ([1] if q else [1, 2])
@@ -571,7 +453,7 @@ def main(argv=None) -> int:
         per_fw = {}
         for fw in (["minidl", "torch"] if use_torch else ["minidl"]):
             n_img = args.memory_images or (256 if q else MEMORY_IMAGES[name])
-            per_fw[fw] = measure_memory(fw, name, 128, mem_threads, n_img)
+            per_fw[fw] = memory.measure_memory(fw, name, 128, mem_threads, n_img)
             log(f"memory {name:12s} {fw:6s} growth {per_fw[fw]['epoch_growth_mb']} MB, "
                 f"process peak {per_fw[fw]['process_peak_mb']:.0f} MB")
         if "torch" in per_fw:
