@@ -184,7 +184,7 @@ def _short(v):
 # -- the docs picture -------------------------------------------------------------------
 
 def _discrete(trial):
-    """The synthetic objective of tests/test_rl_sampler.py: one best combination."""
+    """The synthetic objective of tests/tuning/test_rl_sampler.py: one best combination."""
     x = trial.suggest_categorical("x", ["a", "b", "c", "d"])
     z = trial.suggest_int("z", 1, 5)
     y = trial.suggest_float("y", 0.0, 1.0)

@@ -1,5 +1,5 @@
-"""Recorders for the step-by-step comparisons with torch (tests/test_end_to_end_parity.py,
-tests/test_normalization_cnn.py): what ``fit`` fed the model, so torch can replay it."""
+"""Recorders for the step-by-step comparisons with torch (tests/minidl/test_end_to_end_parity.py,
+tests/minidl/nn/test_normalization_cnn.py): what ``fit`` fed the model, so torch can replay it."""
 from __future__ import annotations
 
 import numpy as np

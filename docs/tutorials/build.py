@@ -24,7 +24,7 @@ makes every ``plt.show()`` check its figure (title, axis labels, diverging maps 
 zero, Optuna's generic labels, overlapping lines); that set-up cell is removed again after
 the run.
 
-The committed notebooks are full runs; ``tests/test_tutorials.py`` checks that they match
+The committed notebooks are full runs; ``tests/docs/test_tutorials.py`` checks that they match
 their sources (filled from their own recorded values), carry outputs, and that every
 figure cell (a cell calling ``plt.show()``) produced a picture.
 """

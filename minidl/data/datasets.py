@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 # Mean and standard deviation of all training pixels scaled to [0, 1].  Fashion-MNIST's
-# are computed from the 60000 training images (tests/test_data_loading.py recomputes
+# are computed from the 60000 training images (tests/minidl/data/test_data_loading.py recomputes
 # them); MNIST's are the values torchvision's examples use (0.1307, 0.3081).
 FASHION_MNIST_MEAN = 0.2860405969887955
 FASHION_MNIST_STD = 0.35302424451492254

@@ -18,8 +18,8 @@ calls.  Its entry holds
 Calling the operation applies the rule.  One switch forces the reference everywhere:
 the environment variable ``MINIDL_KERNELS=reference`` (read once, when minidl is
 imported) or, from Python, ``use_reference(True)`` / ``with reference_kernels(): ...``.
-Results agree between the routes to rounding (see ``tests/test_kernels.py`` and
-``tests/test_fast_paths.py``), so the whole test suite passes either way.
+Results agree between the routes to rounding (see ``tests/minidl/kernels/test_kernels.py`` and
+``tests/minidl/kernels/test_numba_twins.py``), so the whole test suite passes either way.
 
 ``python -m minidl.kernels`` prints, for every operation, the route it takes on this
 machine for a typical float32 call, with host arrays and with device arrays

@@ -13,7 +13,7 @@ ways keep such a sentence true when a rerun changes the outputs:
 
 The recorded values travel in the notebook's outputs (one display output with the MIME
 type :data:`FACTS_MIME` and a one-line text form), so the committed notebook carries both
-the values and the text filled from them; ``tests/test_tutorials.py`` checks that they agree.
+the values and the text filled from them; ``tests/docs/test_tutorials.py`` checks that they agree.
 
 The exercises at the end of each notebook call ``check_*`` functions from
 ``tutorial.exNN``; each returns a :class:`Result` that says what is wrong.  The reference

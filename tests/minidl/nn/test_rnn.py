@@ -6,7 +6,7 @@ every gradient (input, initial state, every parameter) must agree:
 * float64: ``|ours - torch| <= 1e-10 * (|torch| + max|torch|)`` element-wise,
 * float32: the same with 1e-5,
 
-the bound of ``tests/test_parity_basic.py``.  The sweep covers 1-3 layers, both
+the bound of ``tests/minidl/nn/test_core_layers_torch_parity.py``.  The sweep covers 1-3 layers, both
 directions, batch_first on and off, with and without initial states and biases, tanh
 and relu RNNs, LSTM and GRU, sequence lengths 1 to 50, with and without ``d_state``,
 on both kernel routes (the Numba cell steps and the NumPy references).

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import require_or_skip
+from support import require_or_skip
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TUTORIALS = ROOT / "docs" / "tutorials"
 
 

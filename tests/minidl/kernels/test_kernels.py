@@ -347,7 +347,7 @@ def test_thread_environment_in_a_fresh_process():
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
     env.update(MINIDL_NUM_THREADS="2", NUMBA_NUM_THREADS="2", OMP_NUM_THREADS="1")
     from pathlib import Path
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[3])
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=120, cwd=root)
     assert out.returncode == 0, out.stderr
@@ -391,7 +391,7 @@ def _run_fresh(code: str, **env_vars) -> subprocess.CompletedProcess:
                         "MINIDL_KERNELS")}
     env.update(env_vars)
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          timeout=120, cwd=str(Path(__file__).resolve().parents[1]))
+                          timeout=120, cwd=str(Path(__file__).resolve().parents[3]))
 
 
 def test_forked_child_runs_kernels_serially_after_openmp():

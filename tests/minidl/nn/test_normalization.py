@@ -7,7 +7,7 @@ parameter gradient and the running statistics:
 * float64: ``|ours - torch| <= 1e-10 * (|torch| + max|torch|)`` element-wise,
 * float32: the same with 1e-5,
 
-as in ``tests/test_parity_basic.py``: the ``max|torch|`` term makes the bound relative
+as in ``tests/minidl/nn/test_core_layers_torch_parity.py``: the ``max|torch|`` term makes the bound relative
 to the array's scale, so an element that cancels to nearly 0 (a centred value, a sum
 of gradients) is not held to a relative bound its rounding cannot meet.
 

@@ -20,7 +20,7 @@ from tuning.cli import build_parser
 from tuning.errors import TuningError
 from tuning.study import StudySettings
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 START = re.compile(r"(?:\.venv/bin/)?python -m tuning\b")
 SAMPLE = {"$STORAGE": "postgresql+psycopg2://tuning@db/tuning",
@@ -121,7 +121,7 @@ BENCHMARKS = sorted({m for page in [*PAGES, REPO / "benchmarks" / "README.md"]
 
 
 # benchmarks whose short proof is not --quick: the soak test's length is --minutes; the
-# cnn study is a study (no --quick), proven on small settings by tests/test_cnn_study.py
+# cnn study is a study (no --quick), proven on small settings by tests/benchmarks/test_cnn_study.py
 SHORT_FORM = {"benchmarks.soak": "--minutes", "benchmarks.cnn_study": "--search-minutes"}
 
 

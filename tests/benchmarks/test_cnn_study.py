@@ -29,7 +29,7 @@ def test_forward_madds_equals_the_summary(filters, kernels, convs, pool):
     assert forward_madds(config) == _products(config)
 
 
-STARTS = sorted((Path(__file__).resolve().parent.parent / "benchmarks" / "cnn_starts").glob("*.json"))
+STARTS = sorted((Path(__file__).resolve().parents[2] / "benchmarks" / "cnn_starts").glob("*.json"))
 
 
 @pytest.mark.parametrize("path", STARTS, ids=lambda p: p.stem)

@@ -34,7 +34,7 @@ from tuning.rl_sampler import (ORDER_ATTR, Controller, ReinforceLoss, RLSampler,
 from tuning.spaces import SPACES
 from tuning.study import StudySettings, make_sampler, open_study, sampler_seed
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 

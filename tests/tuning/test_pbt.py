@@ -23,7 +23,7 @@ from tuning.spaces import SPACES, check_values, config_from_params, params_asked
 from tuning.storage import open_storage
 from tuning.study import StudySettings, create_study
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 # -- helpers ------------------------------------------------------------------------------

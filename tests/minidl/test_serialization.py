@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -156,5 +157,5 @@ def test_importing_minidl_and_saving_does_not_import_torch(tmp_path):
         "bad = [name for name in ('torch', 'cupy', 'optuna') if name in sys.modules]\n"
         "assert not bad, bad\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                            cwd=str(Path(__file__).resolve().parents[2]))
     assert result.returncode == 0, result.stderr

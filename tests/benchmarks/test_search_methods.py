@@ -32,7 +32,7 @@ from benchmarks.search_methods.report import (best_so_far, check_comparable, qua
 from tuning import study as tuning_study
 from tuning.spaces import LAB_GRID, get_space
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 # -- the work budget ----------------------------------------------------------------------

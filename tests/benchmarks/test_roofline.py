@@ -21,7 +21,7 @@ import pytest
 
 from benchmarks import roofline as rf
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "benchmarks" / "results" / "roofline"     # the script's default --out
 
 

@@ -3,7 +3,7 @@
 Storage that is not a journal is never touched; a damaged journal is read past and never
 written behind; Ctrl-C and recovery requeue what was interrupted; settings, values and
 names are checked before anything is stored; every CLI failure is one clear message.
-(The journal fuzz test is in ``test_tuning_hardening_fuzz.py``.)
+(The journal fuzz test is in ``test_tuning_journal_fuzz.py``.)
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from tuning import workers
 from tuning.errors import JournalDamagedError, JournalWarning, TuningError
 from tuning.storage import open_storage
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = ["--epochs", "1", "--train-size", "200", "--val-size", "200"]
 LAB_DISTRIBUTIONS = {
     "hidden_size": IntDistribution(64, 256), "dropout_rate": FloatDistribution(0.1, 0.5),

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 TINY_CNN = {"n_conv": 2, "filters_l0": 8, "filters_l1": 8, "dense_size": 32, "batch_size": 32}
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def start(tmp_path, *argv):

@@ -2,7 +2,7 @@
 
 The kernel is stood in for by a fake ``IPython`` module whose shell is a
 ``ZMQInteractiveShell``; the real thing runs in the tutorial notebooks
-(tests/test_tutorials.py checks their bars).
+(tests/docs/test_tutorials.py checks their bars).
 """
 from __future__ import annotations
 

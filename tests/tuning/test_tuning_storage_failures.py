@@ -21,12 +21,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import require_or_skip
+from support import require_or_skip
 from tuning import journal
 from tuning import storage as storage_mod
 from tuning.storage import open_storage
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = ["--space", "lab-mlp", "--epochs", "1", "--train-size", "200", "--val-size", "200",
         "--pruner", "none", "--sampler", "random"]
 STOPPED = ("failed: {reason}. The run stopped; the trials finished before are kept there "

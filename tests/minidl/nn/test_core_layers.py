@@ -328,7 +328,7 @@ def test_cross_entropy_rejects_bad_targets(targets, match):
         nn.CrossEntropyLoss()(np.zeros((3, 3)), targets)
 
 
-# (an empty batch, N = 0, is allowed: tests/test_minidl_hardening.py)
+# (an empty batch, N = 0, is allowed: tests/minidl/nn/test_state_dict_checks_and_empty_batches.py)
 @pytest.mark.parametrize("logits, error", [(np.zeros(3), ValueError), (np.zeros((2, 3, 4)), ValueError),
                                            (np.zeros((2, 0)), ValueError),
                                            (np.zeros((2, 3), np.int64), ValueError),

@@ -22,7 +22,7 @@ import minidl
 from minidl import kernels, nn, optim
 from minidl.kernels import registry
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 EXPECTED = {"im2col", "col2im", "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward",
             "avg_pool2d_backward", "conv2d_direct_forward", "conv2d_direct_weight_grad",

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import note_route
+from support import note_route
 from minidl import cpu
 from minidl.kernels import gemm
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 # a CPU of each kind, for NUMBA_CPU_NAME
 ROUTE_CPUS = {"avx512": "skylake-avx512", "avx2": "haswell"}

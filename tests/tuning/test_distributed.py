@@ -18,12 +18,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import require_or_skip
+from support import require_or_skip
 from tuning import workers
 from tuning.journal import LOCK_MODE, JournalFileLock
 from tuning.storage import open_storage
 
-REPO = Path(__file__).parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = ["--space", "lab-mlp", "--epochs", "1", "--train-size", "600", "--val-size", "500",
         "--pruner", "none"]
 # Trials of a second or two, so that a worker can be killed in the middle of one.

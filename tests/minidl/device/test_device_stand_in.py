@@ -56,7 +56,7 @@ def test_what_cupy_allows_is_allowed_and_recorded():
     assert [e[1] for e in t.to_host()] == ["float()", "int()", "bool()", "item", "get",
                                            "get", "boolean-mask index (count read back)"]
     assert [e[1] for e in t.to_device()] == ["assigned value", "index array"]
-    assert all(e[2].startswith("tests/test_device_stand_in.py:") for e in t.events)
+    assert all(e[2].startswith("tests/minidl/device/test_device_stand_in.py:") for e in t.events)
     with pytest.raises(TypeError):
         list(range(10))[a[0]]                 # no __index__: not a Python index
 

@@ -21,12 +21,12 @@ from urllib.parse import quote
 
 import pytest
 
-from conftest import require_or_skip
+from support import require_or_skip
 from tuning import storage as storage_mod
 from tuning.storage import (MASK, scrub, secret_spans, show_url, storage_note,
                             storage_option, url_secrets)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = ["--space", "lab-mlp", "--epochs", "1", "--train-size", "200", "--val-size", "200",
         "--pruner", "none"]
 # Five pieces no message would hold by chance, joined by the characters that make URLs

@@ -28,7 +28,7 @@ from minidl import kernels, nn
 from minidl.kernels import _parallel, gemm
 from minidl.kernels import conv as conv_module
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 # rows of a and of b.T per tile of the a @ b.T micro-kernel on this machine's vector route
 _, _, NT_ROWS, NT_COLS = gemm.tile_geometry()
 

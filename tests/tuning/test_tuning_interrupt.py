@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RUN = [sys.executable, "-m", "tuning", "run", "--study-name", "s", "--total", "3"]
 SETTINGS = ["--space", "lab-mlp", "--epochs", "20", "--train-size", "12000",
             "--val-size", "1000", "--pruner", "none"]
