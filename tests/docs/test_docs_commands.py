@@ -116,7 +116,8 @@ def test_variants_expand_optional_parts():
 
 
 BENCH = re.compile(r"python -m (benchmarks\.[a-z_]+)")
-BENCHMARKS = sorted({m for page in [*PAGES, REPO / "benchmarks" / "README.md"]
+BENCHMARKS = sorted({m for page in [*PAGES, REPO / "benchmarks" / "README.md",
+                                     REPO / "benchmarks" / "__init__.py"]
                      for m in BENCH.findall(page.read_text(encoding="utf-8"))})
 
 
