@@ -21,8 +21,8 @@ Each kernel comes three ways:
 The registry is the one list: this package exports every registered operation and its
 reference under their own names, and each Numba twin (a route's function) on first
 access (``minidl.kernels.im2col_numba``), so ``import minidl`` neither imports Numba nor
-compiles anything.  ``tests/minidl/kernels/test_kernels.py`` and ``tests/minidl/kernels/test_numba_twins.py`` prove each
-pair agrees.
+compiles anything.  ``tests/minidl/kernels/test_kernels.py`` and
+``tests/minidl/kernels/test_numba_twins.py`` prove each pair agrees.
 """
 from __future__ import annotations
 

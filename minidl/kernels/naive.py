@@ -4,9 +4,9 @@ These are the slowest and plainest versions of the operations in ``minidl.kernel
 Python loops over every index, one scalar at a time, straight from the formulas in the
 layers' docstrings.  A learner can check each line against the math; the tests compare
 the references (``*_reference``) and the fast twins with them on small shapes
-(``tests/minidl/kernels/test_kernels.py``, ``tests/minidl/kernels/test_registry_naive.py``), and ``python -m
-benchmarks.kernels`` (the package ``benchmarks/kernels/``) times them as its ``naive``
-column.  They are never used for training (10^3-10^5 times slower).
+(``tests/minidl/kernels/test_kernels.py``, ``tests/minidl/kernels/test_registry_naive.py``),
+and ``python -m benchmarks.kernels`` (the package ``benchmarks/kernels/``) times them as
+its ``naive`` column.  They are never used for training (10^3-10^5 times slower).
 
 Square kernels, one stride, padding and dilation per axis pair, for readability; they
 follow the same conventions as ``minidl.kernels`` (tie rules, index layouts), except
