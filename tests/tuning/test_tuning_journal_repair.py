@@ -179,3 +179,28 @@ def test_tail_kind():
     assert tail_kind(b'{"op_code":99,"worker_id":"w"}') == "torn"    # not one: cut
     assert tail_kind(b"hello") == "foreign"
     assert tail_kind(record[:-1] + b"\x7f") == "foreign"
+
+
+# -- what a reader says about damage it reads past (in this process) -----------------------
+
+def test_a_skipped_line_and_a_foreign_tail_are_each_named_once(tmp_path):
+    path = tmp_path / "t.log"
+    journal_study(path, values=(0.5,))
+    lines = path.read_bytes().split(b"\n")
+    damaged = b"\n".join(lines[:2] + [b"not a record at all"] + lines[2:]) + b"tail junk"
+    path.write_bytes(damaged)
+    backend = JournalFile(str(path))
+    for _ in range(2):                      # a second read warns no more
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            records = list(backend.read_logs(0))
+        texts = [str(w.message) for w in seen if w.category is JournalWarning]
+        if _ == 0:
+            assert texts == [
+                f"journal {path}: skipped line 3, which is not a journal record "
+                f"('not a record at all\\n')",
+                f"journal {path}: skipped 9 bytes at its end that are not a journal record "
+                f"('tail junk')"]
+        else:
+            assert texts == []
+        assert len(records) == len(lines) - 1   # every record, the damage left out

@@ -270,3 +270,28 @@ def test_the_heartbeat_outlives_a_database_outage(postgres_url, monkeypatch):
     assert storage.get_trial(trial._trial_id).user_attrs["stop_reason"] == "why"
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
         storage.set_trial_user_attr(trial._trial_id, "stop_reason", "later")
+
+
+def test_a_trial_that_lost_its_claim_is_queued_again_as_it_was(tmp_path):
+    """``requeue``: the parameters (asked or enqueued) and the configuration's user
+    attributes come back in a WAITING trial; the run's own attributes do not."""
+    study = journal(tmp_path)
+    study.enqueue_trial({"x": 0.75}, user_attrs={"note": "mine"})
+    trial = study.ask(X)
+    trial.set_user_attr(workers.WORKER_ATTR, {"pid": 1, "trial": trial.number})
+    trial.set_user_attr("stop_reason", "not started: the study is full")
+    study.tell(trial, state=TrialState.FAIL)
+    frozen = study.trials[trial.number]
+    assert workers.requeue(study, frozen) is True
+    queued = study.trials[-1]
+    assert queued.state == TrialState.WAITING and queued.number == trial.number + 1
+    assert queued.params == {"x": 0.75}
+    assert queued.user_attrs == {"note": "mine"}
+    assert queued.system_attrs == frozen.system_attrs
+    assert study.ask(X).params == {"x": 0.75}             # it runs next
+
+    empty = study.ask()                                   # asked for nothing: nothing to queue
+    study.tell(empty, state=TrialState.FAIL)
+    before = len(study.trials)
+    assert workers.requeue(study, study.trials[empty.number]) is False
+    assert len(study.trials) == before

@@ -24,6 +24,7 @@ from optuna.trial import TrialState
 from support import require_or_skip
 from tuning import journal
 from tuning import storage as storage_mod
+from tuning.errors import TuningError
 from tuning.storage import open_storage
 
 REPO = Path(__file__).resolve().parents[2]
@@ -438,3 +439,62 @@ def test_heartbeat_reason_wording():
     assert workers.heartbeat_reason(Storage(), frozen) == "worker died: no heartbeat for 30s"
     assert workers.heartbeat_reason(object(), frozen) == \
         "worker died: no heartbeat for too long"
+
+
+# -- what to install, where SQLite cannot create its file (in this process) ----------------
+
+@pytest.mark.parametrize("spec, hint", [
+    ("postgresql://u@h/db", " SQLAlchemy 2.1 reads postgresql:// as psycopg 3: pip install "
+                            "'psycopg[binary]', or name the driver you have: "
+                            "postgresql+psycopg2://..."),
+    ("postgres://u@h/db", " SQLAlchemy 2.1 reads postgresql:// as psycopg 3: pip install "
+                          "'psycopg[binary]', or name the driver you have: "
+                          "postgresql+psycopg2://..."),
+    ("postgresql+pg8000://u@h/db", " pip install the driver pg8000 (psycopg2-binary for "
+                                   "psycopg2)"),
+    ("postgres+psycopg2://u@h/db", " pip install the driver psycopg2 (psycopg2-binary for "
+                                   "psycopg2)"),
+    ("mysql://u@h/db", " pip install pymysql and write mysql+pymysql://..."),
+    ("mysql+mysqldb://u@h/db", " pip install pymysql and write mysql+pymysql://..."),
+    ("oracle://u@h/db", ""),
+])
+def test_driver_missing_says_what_to_install(spec, hint):
+    scheme = spec.split("://")[0]
+    exc = ModuleNotFoundError("No module named 'driver'\nsecond line")
+    assert storage_mod.driver_missing(spec, exc) == \
+        f"--storage {scheme}://...: no database driver (No module named 'driver').{hint}"
+
+
+def test_sqlite_in_a_missing_folder_is_refused_before_sqlalchemy(tmp_path, monkeypatch):
+    check = storage_mod._check_sqlite_folder
+    monkeypatch.chdir(tmp_path)
+    for fine in ("sqlite://", "sqlite:///", "sqlite:///:memory:", "sqlite:///here.db",
+                 f"sqlite:///{tmp_path / 'x.db'}"):     # the last: sqlite:////tmp/.../x.db
+        assert check(fine) is None, fine
+    with pytest.raises(TuningError) as info:
+        check("sqlite:///no/such/s.db")
+    assert str(info.value) == ("--storage sqlite:///no/such/s.db: the folder no/such does not "
+                               "exist; create it (mkdir -p no/such) or give another path")
+    missing = tmp_path / "gone"
+    with pytest.raises(TuningError) as info:
+        check(f"sqlite:///{missing}/s.db")
+    assert str(info.value) == (f"--storage sqlite:///{missing}/s.db: the folder {missing} "
+                               f"does not exist; create it (mkdir -p {missing}) or give "
+                               f"another path")
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(TuningError) as info:
+        check("sqlite:///afile/s.db")
+    assert str(info.value) == ("--storage sqlite:///afile/s.db: the folder afile does not "
+                               "exist; create it (mkdir -p afile) or give another path")
+
+
+def test_sqlite_where_nothing_can_be_written(tmp_path, monkeypatch):
+    monkeypatch.setattr(storage_mod, "folder_problem",
+                        lambda folder: f"cannot write into {folder} (Read-only file system)")
+    with pytest.raises(TuningError) as info:
+        storage_mod._check_sqlite_folder(f"sqlite:///{tmp_path}/s.db")
+    assert str(info.value) == (f"--storage sqlite:///{tmp_path}/s.db: cannot create "
+                               f"{tmp_path}/s.db: cannot write into {tmp_path} (Read-only "
+                               f"file system)")
+    (tmp_path / "s.db").write_bytes(b"")      # an existing database needs no new file
+    assert storage_mod._check_sqlite_folder(f"sqlite:///{tmp_path}/s.db") is None
