@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 import stat
 from pathlib import Path
@@ -62,82 +61,16 @@ def parameter_limit() -> int:
     return PARAMETER_LIMIT_FACTOR * largest_space_model()[1]
 
 
-def _size(value, what: str) -> int:
-    """A layer size from a config: an integer >= 1 (ValueError naming ``what`` otherwise)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ValueError(f"{what} is {value!r}, expected an integer >= 1")
-    try:
-        number = int(value)
-    except (ValueError, OverflowError):
-        raise ValueError(f"{what} is {value!r}, expected an integer >= 1") from None
-    if number < 1:
-        raise ValueError(f"{what} is {value!r}, expected an integer >= 1")
-    return number
-
-
-def _sizes(config: dict, key: str) -> list:
-    values = config[key]
-    if not isinstance(values, list):
-        raise ValueError(f"{key} is {values!r}, expected a list of integers")
-    return [_size(v, f"{key}[{i}]") for i, v in enumerate(values)]
-
-
-def _linear(n_in: int, n_out: int) -> tuple[str, int]:
-    return f"Linear({n_in}, {n_out})", n_in * n_out + n_out
-
-
 def model_parameters(config: dict) -> list:
-    r"""``[(layer, parameters), ...]`` of the network ``tuning.models.build_model(config)``
-    builds, counted from the config alone (nothing is allocated).
-
-    Trainable parameters, as ``Module.num_parameters`` counts them: a ``Linear(i, o)`` has
-    :math:`io + o`, a ``Conv2d(i, o, k)`` :math:`o i k^2` (+ :math:`o` with a bias), a
-    ``BatchNorm2d(c)`` :math:`2c`, an LSTM (GRU) layer of width :math:`h` on inputs of
-    width :math:`w` :math:`d \cdot g h (w + h + 2)` with :math:`g` = 4 (3) gates and
-    :math:`d` = 2 when bidirectional.  Raises KeyError for a missing key and ValueError
-    for a size that is not an integer >= 1; a config ``build_model`` would refuse for
-    another reason counts what it can (``build_model`` then says what is wrong).
-    """
-    from .spaces import IMAGE_SHAPE, NUM_CLASSES, conv_pool_plan  # noqa: PLC0415
-    channels, height, _ = IMAGE_SHAPE
-    pixels = math.prod(IMAGE_SHAPE)
+    """``[(layer, parameters), ...]`` of the network ``tuning.models.build_model(config)``
+    builds, counted from the config alone by its space (``Space.count_parameters``;
+    nothing is allocated); ``[]`` for a model no space knows (``build_model`` then refuses
+    it).  Raises KeyError for a missing key and ValueError for a size that is not an
+    integer >= 1."""
+    from .spaces import SPACES  # noqa: PLC0415
     kind = config.get("model")
-    layers = []
-    if kind == "lab-mlp":
-        hidden = _size(config["hidden_size"], "hidden_size")
-        layers = [_linear(pixels, hidden), _linear(hidden, NUM_CLASSES)]
-    elif kind == "mlp":
-        widths = [pixels, *_sizes(config, "hidden_sizes"), NUM_CLASSES]
-        layers = [_linear(a, b) for a, b in zip(widths, widths[1:])]
-    elif kind == "cnn":
-        filters, kernels = _sizes(config, "filters"), _sizes(config, "kernel_sizes")
-        repeat = _size(config.get("convs_per_block", 1), "convs_per_block")
-        batch_norm = config.get("batch_norm", False) is True
-        in_ch = channels
-        for out_ch, k in zip(filters, kernels):
-            first = in_ch * out_ch * k * k + (0 if batch_norm else out_ch)
-            rest = (repeat - 1) * (out_ch * out_ch * k * k + (0 if batch_norm else out_ch))
-            layers.append((f"Conv2d({in_ch}, {out_ch}, {k}) x {repeat}", first + rest))
-            if batch_norm:
-                layers.append((f"BatchNorm2d({out_ch}) x {repeat}", 2 * out_ch * repeat))
-            in_ch = out_ch
-        if len(filters) == len(kernels) and filters:
-            _, size = conv_pool_plan(height, kernels,
-                                     _size(config["pool_kernel"], "pool_kernel"))
-            dense = _size(config["dense_size"], "dense_size")
-            layers += [_linear(in_ch * size * size, dense), _linear(dense, NUM_CLASSES)]
-    elif kind == "rnn":
-        steps = _size(config["seq_len"], "seq_len")
-        gates = {"LSTM": 4, "GRU": 3}.get(config.get("cell"))
-        if gates is not None and pixels % steps == 0:
-            directions = 2 if config.get("bidirectional") else 1
-            width = pixels // steps
-            for h in _sizes(config, "hidden_sizes"):
-                layers.append((f"{config['cell']}({width}, {h})",
-                               directions * gates * h * (width + h + 2)))
-                width = directions * h
-            layers.append(_linear(width, NUM_CLASSES))
-    return layers
+    space = SPACES.get(kind) if isinstance(kind, str) else None
+    return [] if space is None else space.count_parameters(config)
 
 
 def _refuse(path, reason: str) -> ValueError:

@@ -10,8 +10,9 @@ import optuna
 import pytest
 
 import minidl
+import tuning
 from minidl import nn
-from tuning import spaces
+from tuning import loading, spaces
 from tuning.images import NUM_CLASSES
 from tuning.models import build_model
 
@@ -32,9 +33,15 @@ def build_toy_linear(config: dict, input_shape) -> nn.Sequential:
     return nn.Sequential(nn.Flatten(), nn.Linear(prod(input_shape), NUM_CLASSES))
 
 
+def count_toy_linear(config: dict) -> list:
+    n_in = prod(spaces.IMAGE_SHAPE)
+    return [(f"Linear({n_in}, {NUM_CLASSES})", n_in * NUM_CLASSES + NUM_CLASSES)]
+
+
 def toy_space() -> spaces.Space:
     return spaces.Space(
         name=TOY, function=toy_linear, build_model=build_toy_linear,
+        count_parameters=count_toy_linear,
         defaults={"learn_rate": 0.01, "batch_size": 64},
         description="a linear classifier (test of the space recipe)",
         epochs=1, train_size=200,
@@ -79,6 +86,10 @@ def test_a_registered_space_runs_best_and_retrain_through_the_cli(toy, cli, tmp_
     assert [type(m).__name__ for m in model] == ["Flatten", "Linear"]
     metadata = minidl.load(model, tmp_path / "final" / "model.npz")
     assert metadata["config"] == result["config"]
+    # load_model bounds the folder's model with the space's own count, then builds it
+    assert sum(n for _, n in loading.model_parameters(result["config"])) == \
+        model.num_parameters() == 7850
+    assert tuning.load_model(tmp_path / "final").num_parameters() == 7850
 
 
 def test_unregister_takes_the_space_out_of_every_reader(toy):
@@ -105,10 +116,14 @@ def test_register_refuses_a_taken_name_and_what_is_not_a_space(toy):
 
 def test_a_space_explains_every_parameter_it_has_a_default_for():
     fields = dict(name="half", function=toy_linear, build_model=build_toy_linear,
+                  count_parameters=count_toy_linear,
                   defaults={"learn_rate": 0.01, "batch_size": 64}, description="",
                   epochs=1, train_size=None)
     with pytest.raises(ValueError, match="explain exactly the parameters of defaults"):
         spaces.Space(**fields, param_help={"learn_rate": "learning rate"})
+    with pytest.raises(TypeError, match="expected count_parameters to be callable, got None"):
+        spaces.Space(**{**fields, "count_parameters": None},
+                     param_help={"learn_rate": "", "batch_size": ""})
     with pytest.raises(TypeError, match="expected epochs to be an int, got 1.5"):
         spaces.Space(**{**fields, "epochs": 1.5},
                      param_help={"learn_rate": "", "batch_size": ""})

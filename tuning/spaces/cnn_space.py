@@ -16,6 +16,7 @@ from .common import (HYPERGRADIENT_DEFAULTS, HYPERGRADIENT_HELP, MAX_LAYERS, OPT
                      REGULARISATION_DEFAULTS, REGULARISATION_HELP, SGD_MOMENTUM,
                      TRAINING_DEFAULTS, TRAINING_HELP, given_params, hypergradient_params,
                      regularisation_params, suggest_added, training_params)
+from .sizes import linear, size, sizes
 from .space import Space
 
 FILTERS = [8, 16, 32, 64]
@@ -169,8 +170,30 @@ def cnn_head(config: dict, in_features: int) -> list:
 
 _BLOCK_ADDED = {k: v for k, v in ADDED_PARAMS.items() if k != "hypergradient"}
 
+def count_cnn(config: dict) -> list:
+    """The parameters of ``build_cnn(config)``, layer by layer (``tuning.spaces.sizes``)."""
+    channels, height, _ = IMAGE_SHAPE
+    filters, kernels = sizes(config, "filters"), sizes(config, "kernel_sizes")
+    repeat = size(config.get("convs_per_block", 1), "convs_per_block")
+    batch_norm = config.get("batch_norm", False) is True
+    layers = []
+    in_ch = channels
+    for out_ch, k in zip(filters, kernels):
+        first = in_ch * out_ch * k * k + (0 if batch_norm else out_ch)
+        rest = (repeat - 1) * (out_ch * out_ch * k * k + (0 if batch_norm else out_ch))
+        layers.append((f"Conv2d({in_ch}, {out_ch}, {k}) x {repeat}", first + rest))
+        if batch_norm:
+            layers.append((f"BatchNorm2d({out_ch}) x {repeat}", 2 * out_ch * repeat))
+        in_ch = out_ch
+    if len(filters) == len(kernels) and filters:
+        _, side = conv_pool_plan(height, kernels, size(config["pool_kernel"], "pool_kernel"))
+        dense = size(config["dense_size"], "dense_size")
+        layers += [linear(in_ch * side * side, dense), linear(dense, NUM_CLASSES)]
+    return layers
+
+
 SPACE = Space(
-    name="cnn", function=cnn, build_model=build_cnn,
+    name="cnn", function=cnn, build_model=build_cnn, count_parameters=count_cnn,
     defaults={"n_conv": 2, "filters_l0": 32, "filters_l1": 64, "filters_l2": 64,
               "kernel_l0": 3, "kernel_l1": 3, "kernel_l2": 3, **_BLOCK_ADDED,
               "pool_type": "max", "pool_kernel": 2, "dense_size": 128, "dropout_rate": 0.25,

@@ -12,6 +12,7 @@ from minidl import nn
 
 from ..images import IMAGE_SHAPE, NUM_CLASSES
 from .common import TRAINING_DEFAULTS, TRAINING_HELP, training_params
+from .sizes import linear, size
 from .space import Space
 
 
@@ -65,8 +66,15 @@ def build_lab_mlp(config: dict, input_shape=IMAGE_SHAPE) -> LabNNet:
     return build_lab_nnet(prod(input_shape), config["hidden_size"], config["dropout_rate"])
 
 
+def count_lab_mlp(config: dict) -> list:
+    """The parameters of ``build_lab_mlp(config)``, layer by layer (``tuning.spaces.sizes``)."""
+    hidden = size(config["hidden_size"], "hidden_size")
+    return [linear(prod(IMAGE_SHAPE), hidden), linear(hidden, NUM_CLASSES)]
+
+
 SPACE = Space(
     name="lab-mlp", function=lab_mlp, build_model=build_lab_mlp,
+    count_parameters=count_lab_mlp,
     defaults={"hidden_size": 128, "dropout_rate": 0.2, **TRAINING_DEFAULTS},
     description="the lab's MLP: one hidden layer (64..256), dropout, Adam/SGD",
     epochs=10, train_size=None,

@@ -10,6 +10,7 @@ from .common import (HYPERGRADIENT_DEFAULTS, HYPERGRADIENT_HELP, MAX_LAYERS, OPT
                      REGULARISATION_DEFAULTS, REGULARISATION_HELP, SGD_MOMENTUM,
                      TRAINING_DEFAULTS, TRAINING_HELP, given_params, hypergradient_params,
                      regularisation_params, training_params)
+from .sizes import linear, sizes
 from .space import Space
 
 ACTIVATION_LAYERS = {"ReLU": nn.ReLU, "Tanh": nn.Tanh, "LeakyReLU": nn.LeakyReLU}
@@ -61,8 +62,14 @@ def build_mlp(config: dict, input_shape=IMAGE_SHAPE) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def count_mlp(config: dict) -> list:
+    """The parameters of ``build_mlp(config)``, layer by layer (``tuning.spaces.sizes``)."""
+    widths = [prod(IMAGE_SHAPE), *sizes(config, "hidden_sizes"), NUM_CLASSES]
+    return [linear(a, b) for a, b in zip(widths, widths[1:])]
+
+
 SPACE = Space(
-    name="mlp", function=mlp, build_model=build_mlp,
+    name="mlp", function=mlp, build_model=build_mlp, count_parameters=count_mlp,
     defaults={"n_layers": 2, "hidden_l0": 256, "hidden_l1": 128, "hidden_l2": 64,
               "activation": "ReLU", "dropout_rate": 0.2, **TRAINING_DEFAULTS,
               **REGULARISATION_DEFAULTS, **HYPERGRADIENT_DEFAULTS},

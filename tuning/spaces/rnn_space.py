@@ -5,10 +5,14 @@ gradient clipping its ``backward`` ends with).
 """
 from __future__ import annotations
 
+from math import prod
+
+from ..images import IMAGE_SHAPE, NUM_CLASSES
 from ..rnn_models import CELL_LAYERS, build_rnn
 from .common import (MAX_LAYERS, OPTIMIZERS, REGULARISATION_DEFAULTS, REGULARISATION_HELP,
                      SGD_MOMENTUM, TRAINING_DEFAULTS, TRAINING_HELP, regularisation_params,
                      training_params)
+from .sizes import linear, size, sizes
 from .space import Space
 
 CELLS = list(CELL_LAYERS)
@@ -40,8 +44,25 @@ def rnn(trial) -> dict:
     return config
 
 
+def count_rnn(config: dict) -> list:
+    """The parameters of ``build_rnn(config)``, layer by layer (``tuning.spaces.sizes``)."""
+    pixels = prod(IMAGE_SHAPE)
+    steps = size(config["seq_len"], "seq_len")
+    gates = {"LSTM": 4, "GRU": 3}.get(config.get("cell"))
+    layers = []
+    if gates is not None and pixels % steps == 0:
+        directions = 2 if config.get("bidirectional") else 1
+        width = pixels // steps
+        for h in sizes(config, "hidden_sizes"):
+            layers.append((f"{config['cell']}({width}, {h})",
+                           directions * gates * h * (width + h + 2)))
+            width = directions * h
+        layers.append(linear(width, NUM_CLASSES))
+    return layers
+
+
 SPACE = Space(
-    name="rnn", function=rnn, build_model=build_rnn,
+    name="rnn", function=rnn, build_model=build_rnn, count_parameters=count_rnn,
     defaults={"cell": "LSTM", "n_layers": 1, "hidden_l0": 128, "hidden_l1": 64,
               "hidden_l2": 64, "bidirectional": False, "seq_len": 28, "dropout_rate": 0.1,
               "clip_norm": 1.0, **TRAINING_DEFAULTS, **REGULARISATION_DEFAULTS},

@@ -22,6 +22,11 @@ class Space:
         against them.
     build_model : callable
         ``(config, input_shape) -> minidl.nn.Module``: the network a config describes.
+    count_parameters : callable
+        ``config -> [(layer, parameters), ...]``: the trainable parameters of the network
+        ``build_model`` builds, counted from the config alone, nothing allocated
+        (``tuning.spaces.sizes``); ``tuning.load_model`` bounds a folder's model with it
+        before building anything.
     description : str
         One line for ``--space``'s help.
     epochs : int
@@ -41,6 +46,7 @@ class Space:
     function: Callable
     defaults: dict
     build_model: Callable
+    count_parameters: Callable
     description: str
     epochs: int
     train_size: int | None
@@ -50,7 +56,7 @@ class Space:
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
             raise TypeError(f"Space: expected a non-empty str name, got {self.name!r}")
-        for attr in ("function", "build_model"):
+        for attr in ("function", "build_model", "count_parameters"):
             if not callable(getattr(self, attr)):
                 raise TypeError(f"Space {self.name!r}: expected {attr} to be callable, got "
                                 f"{getattr(self, attr)!r}")
