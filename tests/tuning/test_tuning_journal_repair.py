@@ -46,6 +46,7 @@ def reload(path, name="t"):
 
 # -- the command a user runs ---------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_complete_last_record_without_its_newline_keeps_its_trial(tmp_path, fashion_mnist):
     """`truncate -s -1 studies/s.log` after a run, then `tuning run`: the trial stays
     COMPLETE (it used to be cut, read as RUNNING and failed by the next run)."""

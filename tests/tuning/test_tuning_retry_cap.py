@@ -172,6 +172,7 @@ def _create(tmp_path):
     return tmp_path / "studies" / "c.log"
 
 
+@pytest.mark.slow
 def test_a_configuration_interrupted_three_times_is_still_queued(tmp_path, fashion_mnist):
     log = _create(tmp_path)
     params = None
@@ -198,6 +199,7 @@ def test_a_configuration_interrupted_three_times_is_still_queued(tmp_path, fashi
     assert final[queued.number].params == params
 
 
+@pytest.mark.slow
 def test_a_configuration_killed_three_times_is_dropped(tmp_path, fashion_mnist):
     log = _create(tmp_path)
     params = None
@@ -222,6 +224,7 @@ def test_a_configuration_killed_three_times_is_dropped(tmp_path, fashion_mnist):
 
 # -- item 9: the PostgreSQL heartbeat's FAIL has a reason -------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
 def test_a_trial_failed_by_the_heartbeat_has_a_reason(postgres_url):
     name = f"hb-{os.getpid()}-{time.monotonic_ns()}"

@@ -261,6 +261,7 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", ["userinfo", "query", "environment"])
 def test_commands_on_a_password_protected_database(tmp_path, cli, monkeypatch, pg_secret,
                                                    fashion_mnist, form):

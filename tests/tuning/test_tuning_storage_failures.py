@@ -146,6 +146,7 @@ def test_a_journal_that_fails_mid_run_stops_with_one_line(cli, monkeypatch, tmp_
     assert load(log).trials[0].state == TrialState.COMPLETE
 
 
+@pytest.mark.slow
 def test_a_full_disk_under_a_real_run(tmp_path, fashion_mnist):
     """A tmpfs of 256 KiB filled up while `run` writes its journal (root only: mount)."""
     disk = tmp_path / "disk"
@@ -216,6 +217,7 @@ def _wait(predicate, what, timeout=120.0):
     pytest.fail(f"{what} within {timeout}s")
 
 
+@pytest.mark.slow
 def test_postgres_stopped_under_a_running_worker(tmp_path, pg, fashion_mnist):
     url = pg.url
     created = tuning(tmp_path, "create", "--storage", url, "--study-name", "s", *SLOW)
