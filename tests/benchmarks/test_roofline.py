@@ -19,16 +19,18 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import roofline as rf
+from benchmarks import roofline
+from benchmarks.roofline import limits as rf_limits
+from benchmarks.roofline import ops as rf_ops
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "benchmarks" / "results" / "roofline"     # the script's default --out
 
 
 # ----------------------------------------------------------------------- cost model
-@pytest.mark.parametrize("name", rf.ALL_MODELS)
+@pytest.mark.parametrize("name", roofline.ALL_MODELS)
 def test_forward_mult_adds_agree_with_summary(name):
-    ops = rf.model_ops(name)
+    ops = rf_ops.model_ops(name)
     fwd = sum(o["mult_adds"] for o in ops["ops"] if o["direction"] == "fwd")
     assert fwd == ops["summary_forward_mult_adds"] > 0
     # every layer's forward, its backward from the last layer down to the first with
@@ -39,7 +41,7 @@ def test_forward_mult_adds_agree_with_summary(name):
 
 
 def test_linear_counts():
-    ops = {o["name"]: o for o in rf.model_ops("lab_mlp_256")["ops"]}
+    ops = {o["name"]: o for o in rf_ops.model_ops("lab_mlp_256")["ops"]}
     n, i, o = 64, 784, 256
     first = ops["1 Linear bwd"]          # the first layer with parameters: no dL/dx
     assert first["flops"] == 2 * n * i * o + n * o
@@ -55,7 +57,7 @@ def test_linear_counts():
 
 
 def test_adam_and_recurrent_counts():
-    mo = rf.model_ops("lstm_128")
+    mo = rf_ops.model_ops("lstm_128")
     ops = {o["name"]: o for o in mo["ops"]}
     p = mo["params"]
     assert p == 4 * 128 * (28 + 128) + 2 * 4 * 128 + 128 * 10 + 10
@@ -76,7 +78,7 @@ def test_adam_and_recurrent_counts():
 def test_unknown_layer_is_refused():
     from minidl import nn
     with pytest.raises(ValueError, match="no cost model for layer 0 of type Tanh"):
-        rf.layer_ops(nn.Tanh(), 0, (2, 3), (2, 3), need_dx=True)
+        rf_ops.layer_ops(nn.Tanh(), 0, (2, 3), (2, 3), need_dx=True)
 
 
 # ----------------------------------------------------------------------- the bound
@@ -95,45 +97,45 @@ def _limits():
 
 def test_bound_compute_and_level():
     lim = _limits()
-    gemm = rf._op("g", "gemm", 1e9, 0, {"a": 1000}, {"c": 1000})
-    b = rf.op_bound(gemm, lim, 1)
+    gemm = rf_ops._op("g", "gemm", 1e9, 0, {"a": 1000}, {"c": 1000})
+    b = rf_ops.op_bound(gemm, lim, 1)
     assert b["limited_by"] == "compute" and b["seconds"] == pytest.approx(2e9 / 100e9)
-    assert rf.op_bound(gemm, lim, 2)["seconds"] == pytest.approx(2e9 / 200e9)
+    assert rf_ops.op_bound(gemm, lim, 2)["seconds"] == pytest.approx(2e9 / 200e9)
     # 3 MiB of traffic: DRAM? no -- fits the 64 MiB L3 on 1 thread
-    stream = rf._op("s", "elementwise", 0, 10, {"x": 3 * 1024 ** 2}, {"y": 1024})
-    b = rf.op_bound(stream, lim, 1)
+    stream = rf_ops._op("s", "elementwise", 0, 10, {"x": 3 * 1024 ** 2}, {"y": 1024})
+    b = rf_ops.op_bound(stream, lim, 1)
     assert b["level"] == "L3" and b["limited_by"] == "L3 bandwidth"
     assert b["seconds"] == pytest.approx((3 * 1024 ** 2 + 1024) / 50e9)
     # on 2 threads the same working set fits the two L2s
-    b = rf.op_bound(stream, lim, 2)
+    b = rf_ops.op_bound(stream, lim, 2)
     assert b["level"] == "L2" and b["threads"] == 2
-    small = rf._op("t", "elementwise", 0, 10, {"x": 1000}, {"y": 1000})
-    assert rf.op_bound(small, lim, 1)["level"] == "L1"
-    view = rf._op("v", "view", 0, 0, {}, {})
-    assert rf.op_bound(view, lim, 2)["seconds"] == 0
+    small = rf_ops._op("t", "elementwise", 0, 10, {"x": 1000}, {"y": 1000})
+    assert rf_ops.op_bound(small, lim, 1)["level"] == "L1"
+    view = rf_ops._op("v", "view", 0, 0, {}, {})
+    assert rf_ops.op_bound(view, lim, 2)["seconds"] == 0
 
 
 def test_bound_latency_and_parts():
     lim = _limits()
     # a loop of 100 steps: on 2 threads 100 x 1e-4 s of synchronisation would exceed its
     # one-thread compute time, so its 2-thread bound is its 1-thread one
-    loop = rf._op("loop", "loop", 1e6, 0, {"w": 1000}, {"h": 1000}, syncs=100)
-    b1, b2 = rf.op_bound(loop, lim, 1), rf.op_bound(loop, lim, 2)
+    loop = rf_ops._op("loop", "loop", 1e6, 0, {"w": 1000}, {"h": 1000}, syncs=100)
+    b1, b2 = rf_ops.op_bound(loop, lim, 1), rf_ops.op_bound(loop, lim, 2)
     assert b2["threads"] == 1 and b2["seconds"] == b1["seconds"] == pytest.approx(2e6 / 100e9)
     # a loop whose split pays, but whose synchronisation still dominates: latency-bound
-    long_loop = rf._op("loop", "loop", 1e9, 0, {"w": 1000}, {"h": 1000}, syncs=50)
-    b = rf.op_bound(long_loop, lim, 2)
+    long_loop = rf_ops._op("loop", "loop", 1e9, 0, {"w": 1000}, {"h": 1000}, syncs=50)
+    b = rf_ops.op_bound(long_loop, lim, 2)
     assert b["threads"] == 2 and b["limited_by"] == "compute"
     lat = dict(lim)
     lat["threads"] = {1: lim["threads"][1], 2: dict(lim["threads"][2], fork_join_s=1e-4,
                                                     peak_gflops=1e6)}
-    b = rf.op_bound(long_loop, lat, 2)
+    b = rf_ops.op_bound(long_loop, lat, 2)
     assert b["limited_by"] == "latency" and b["seconds"] == pytest.approx(50 * 1e-4)
-    parts = [loop, rf._op("g", "gemm", 1e9, 0, {"a": 1000}, {"c": 1000})]
-    both = rf._op("layer", "recurrent", 0, 0, {}, {}, parts=parts)
+    parts = [loop, rf_ops._op("g", "gemm", 1e9, 0, {"a": 1000}, {"c": 1000})]
+    both = rf_ops._op("layer", "recurrent", 0, 0, {}, {}, parts=parts)
     assert both["flops"] == 2e6 + 2e9
-    b = rf.op_bound(both, lim, 1)
-    assert b["seconds"] == pytest.approx(sum(rf.op_bound(p, lim, 1)["seconds"] for p in parts))
+    b = rf_ops.op_bound(both, lim, 1)
+    assert b["seconds"] == pytest.approx(sum(rf_ops.op_bound(p, lim, 1)["seconds"] for p in parts))
 
 
 def test_fma_instruction_count():
@@ -143,23 +145,23 @@ def test_fma_instruction_count():
     vfmadd213ps (%rax), %ymm0, %ymm1
     vaddps %zmm1, %zmm2, %zmm3
     """
-    assert rf.fma_instructions(asm) == {"zmm": 2, "ymm": 1, "xmm": 0, "memory_operand": 1}
+    assert rf_limits.fma_instructions(asm) == {"zmm": 2, "ymm": 1, "xmm": 0, "memory_operand": 1}
 
 
 def test_stream_levels_and_routes():
     caches = {"L1": 48 * 1024, "L2": 2 * 1024 ** 2, "L3": 480 * 1024 ** 2}
-    lv = rf.stream_levels(caches, quick=False, mem_available=20 * 1024 ** 3)
+    lv = rf_limits.stream_levels(caches, quick=False, mem_available=20 * 1024 ** 3)
     assert lv["L1"]["bytes"] == 24 * 1024 and lv["L1"]["private"]
     assert lv["L2"]["bytes"] == 1024 ** 2
     assert caches["L2"] * 2 < lv["L3"]["bytes"] < caches["L3"]
     assert lv["DRAM"]["bytes"] >= 2 * caches["L3"]
-    assert rf.routes_available(["avx2", "fma", "avx512f"]) == ["avx512", "avx2"]
-    assert rf.routes_available(["avx2", "fma"]) == ["avx2"]
-    assert rf.routes_available(["sse4_2"]) == []
+    assert rf_limits.routes_available(["avx2", "fma", "avx512f"]) == ["avx512", "avx2"]
+    assert rf_limits.routes_available(["avx2", "fma"]) == ["avx2"]
+    assert rf_limits.routes_available(["sse4_2"]) == []
 
 
 def test_stream_arrays_avoid_4k_aliasing():
-    arrays = rf._stream_arrays(3072)
+    arrays = rf_limits._stream_arrays(3072)
     assert [a.ctypes.data % 4096 for a in arrays] == [0, 1088, 2176]
     assert [float(a[0]) for a in arrays] == [1.0, 2.0, 3.0]
     assert all(a.size == 3072 and a.dtype.name == "float32" for a in arrays)
@@ -187,9 +189,9 @@ def test_quick_limits(quick_run):
     _, data = quick_run
     flags = data["machine"]["cpu_vector_flags"]
     peaks = data["limits"]["peaks"]
-    assert list(peaks) == rf.routes_available(flags)
+    assert list(peaks) == rf_limits.routes_available(flags)
     for route, res in peaks.items():
-        reg = rf.ROUTES[route][2]
+        reg = roofline.ROUTES[route][2]
         chk = res["fma_instructions"]
         # the loop is what it claims: FMAs on the route's registers, none from memory
         assert chk[reg] >= res["accumulators"] and chk["memory_operand"] == 0, (route, chk)
