@@ -456,7 +456,10 @@ def driver_missing(spec: str, exc: Exception) -> str:
         hint = f" pip install the driver {scheme.split('+', 1)[1]} (psycopg2-binary for psycopg2)"
     elif scheme.startswith("mysql"):
         hint = " pip install pymysql and write mysql+pymysql://..."
-    return f"--storage {scheme}://...: no database driver ({_first_line(exc)}).{hint}"
+    # Optuna re-raises the driver's ImportError as "Failed to import DB access module...";
+    # the driver's own error (which module is missing) is its cause
+    cause = exc.__cause__ if isinstance(exc.__cause__, ImportError) else exc
+    return f"--storage {scheme}://...: no database driver ({_first_line(cause)}).{hint}"
 
 
 # -- a storage that fails while trials run -----------------------------------------------

@@ -465,6 +465,10 @@ def test_driver_missing_says_what_to_install(spec, hint):
     exc = ModuleNotFoundError("No module named 'driver'\nsecond line")
     assert storage_mod.driver_missing(spec, exc) == \
         f"--storage {scheme}://...: no database driver (No module named 'driver').{hint}"
+    wrapped = ImportError("Failed to import DB access module for the specified storage URL.")
+    wrapped.__cause__ = exc                   # as Optuna's RDBStorage re-raises it
+    assert storage_mod.driver_missing(spec, wrapped) == \
+        f"--storage {scheme}://...: no database driver (No module named 'driver').{hint}"
 
 
 def test_sqlite_in_a_missing_folder_is_refused_before_sqlalchemy(tmp_path, monkeypatch):
@@ -500,3 +504,97 @@ def test_sqlite_where_nothing_can_be_written(tmp_path, monkeypatch):
                                f"file system)")
     (tmp_path / "s.db").write_bytes(b"")      # an existing database needs no new file
     assert storage_mod._check_sqlite_folder(f"sqlite:///{tmp_path}/s.db") is None
+
+
+# -- opening a storage URL: every refusal in one line (in this process) --------------------
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_unknown_url_scheme():
+    with pytest.raises(TuningError) as info:
+        open_storage("ftp://u:SECRET@host/x", "s")
+    assert str(info.value) == (
+        "--storage ftp://u:***@host/x: unknown URL scheme 'ftp'; expected a journal file path "
+        "or a URL starting with sqlite://, postgresql://, mysql://, redis:// or grpc://")
+
+
+@pytest.mark.parametrize("url", ["grpc://hostonly", "grpc://host:port", "grpc://:5000"])
+def test_a_grpc_url_needs_host_and_port(url):
+    with pytest.raises(TuningError) as info:
+        open_storage(url, "s")
+    assert str(info.value) == f"--storage {url}: expected grpc://HOST:PORT"
+
+
+def test_no_grpc_proxy_at_the_port(monkeypatch):
+    monkeypatch.setattr(storage_mod, "GRPC_CONNECT_TIMEOUT", 0.3)
+    port = _free_port()
+    with pytest.raises(TuningError) as info:
+        open_storage(f"grpc://127.0.0.1:{port}/", "s")
+    message = str(info.value)
+    assert message.startswith(f"--storage grpc://127.0.0.1:{port}/: no gRPC storage proxy "
+                              f"answers at 127.0.0.1:{port} (")
+    assert message.endswith(f"); start one with `python -m tuning grpc-proxy --storage URL "
+                            f"--port {port}`")
+
+
+@pytest.mark.parametrize("url", ["redis://u:SECRET@127.0.0.1:1/0", "rediss://127.0.0.1:1",
+                                 "unix:///tmp/no-redis.sock"])
+def test_redis_without_its_client(url):
+    try:                                           # redis is not a dependency of tuning
+        import redis  # noqa: F401
+    except ImportError:
+        with pytest.raises(TuningError) as info:
+            open_storage(url, "s")
+        message = str(info.value)
+        assert message.startswith(f"--storage {storage_mod.show_url(url)}: the Redis client is "
+                                  f"missing (")
+        assert message.endswith("No module named 'redis'.): pip install redis")
+        assert "SECRET" not in message
+    else:
+        with pytest.raises(TuningError, match="cannot reach Redis: .*Check that the server "
+                                              "runs"):
+            open_storage(url, "s")
+
+
+def test_a_database_driver_that_is_not_installed():
+    with pytest.raises(TuningError) as info:
+        open_storage("mysql+pymysql://u:SECRET@127.0.0.1:1/db", "s")
+    assert str(info.value) == ("--storage mysql+pymysql://...: no database driver (No module "
+                               "named 'pymysql'). pip install pymysql and write "
+                               "mysql+pymysql://...")
+
+
+def test_a_database_that_does_not_answer():
+    port = _free_port()
+    url = f"postgresql+psycopg2://tuning:SECRET@127.0.0.1:{port}/db"
+    with pytest.raises(TuningError) as info:
+        open_storage(url, "s")
+    message = str(info.value)
+    assert message.startswith(f"--storage postgresql+psycopg2://tuning:***@127.0.0.1:{port}/db:"
+                              f" cannot open the database: connection to server at "
+                              f"\"127.0.0.1\", port {port} failed")
+    assert message.endswith(". Check that the server runs and the URL (user, password, host, "
+                            "port, database) is right")
+    assert "SECRET" not in message and "(psycopg2" not in message
+
+
+def test_sqlite_takes_the_heartbeat_only_when_asked(tmp_path):
+    plain = open_storage(f"sqlite:///{tmp_path / 'a.db'}", "s")
+    beating = open_storage(f"sqlite:///{tmp_path / 'b.db'}", "s", heartbeat_interval=7)
+    assert isinstance(plain, optuna.storages.RDBStorage)
+    assert plain.heartbeat_interval is None and beating.heartbeat_interval == 7
+
+
+def test_sqlite_is_refused_for_several_processes():
+    storage_mod.refuse_sqlite(None, "s")
+    storage_mod.refuse_sqlite("studies/s.log", "s")
+    storage_mod.refuse_sqlite("postgresql://h/db", "s")
+    for name, shown in (("s", "s"), (None, "NAME")):
+        with pytest.raises(TuningError) as info:
+            storage_mod.refuse_sqlite("sqlite:///x.db", name)
+        assert str(info.value) == storage_mod.SQLITE_REFUSED.format(name=shown)
+        assert f"studies/{shown}.log" in str(info.value)
