@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import zlib
 
 import optuna
 import pytest
@@ -224,7 +225,6 @@ def test_a_configuration_killed_three_times_is_dropped(tmp_path, fashion_mnist):
 
 # -- item 9: the PostgreSQL heartbeat's FAIL has a reason -------------------------------------
 
-@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
 def test_a_trial_failed_by_the_heartbeat_has_a_reason(postgres_url):
     name = f"hb-{os.getpid()}-{time.monotonic_ns()}"
@@ -298,3 +298,16 @@ def test_a_trial_that_lost_its_claim_is_queued_again_as_it_was(tmp_path):
     before = len(study.trials)
     assert workers.requeue(study, study.trials[empty.number]) is False
     assert len(study.trials) == before
+
+
+def test_worker_labels_and_seed_salts():
+    host = {"host": "node7", "pid": 4242}
+    assert workers.worker_label(None) == workers.worker_label("w1") == "?"
+    assert workers.worker_label({**host, "rank": 3}) == "w3"
+    assert workers.worker_label({**host, "rank": 0}) == "w0"
+    assert workers.worker_label({**host, "rank": None}) == "node7:4242"
+    assert workers.worker_label(host) == "node7:4242"
+    assert workers.worker_seed_salt({**host, "rank": 3}) == 3
+    assert workers.worker_seed_salt({**host, "rank": 0}) == 0
+    assert workers.worker_seed_salt({**host, "rank": None}) == zlib.crc32(b"node7:4242")
+    assert workers.worker_seed_salt(host) != workers.worker_seed_salt({**host, "pid": 4243})
