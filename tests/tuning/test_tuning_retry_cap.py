@@ -311,3 +311,51 @@ def test_worker_labels_and_seed_salts():
     assert workers.worker_seed_salt({**host, "rank": 0}) == 0
     assert workers.worker_seed_salt({**host, "rank": None}) == zlib.crc32(b"node7:4242")
     assert workers.worker_seed_salt(host) != workers.worker_seed_salt({**host, "pid": 4243})
+
+
+def test_claim_counts_finished_trials_and_those_ahead():
+    """``claim``: the finished trials (any number) plus the RUNNING and WAITING trials
+    numbered before this one must stay under the budget."""
+    from types import SimpleNamespace
+
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
+    dist = {"x": FloatDistribution(0.0, 1.0)}
+    states = [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING,
+              TrialState.WAITING, TrialState.RUNNING, TrialState.RUNNING, TrialState.WAITING,
+              TrialState.COMPLETE]
+    for state in states:
+        values = {"value": 0.5} if state == TrialState.COMPLETE else {}
+        study.add_trial(optuna.trial.create_trial(state=state, params={"x": 0.5},
+                                                  distributions=dist, **values))
+    me = SimpleNamespace(number=5)            # trial 5: three finished, two ahead of it
+    assert workers.claim(study, me, 6) == (True, "")
+    assert workers.claim(study, me, 5) == (
+        False, "the study reached --max-trials 5 (3 finished, 2 running or queued before trial 5)")
+    assert workers.claim(study, SimpleNamespace(number=3), 4) == (True, "")
+    assert workers.claim(study, SimpleNamespace(number=3), 3)[0] is False
+
+
+def test_default_threads_shares_the_cores_this_process_may_use(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert [workers.default_threads(k) for k in (1, 2, 3, 8, 16, 0)] == [8, 4, 2, 1, 1, 8]
+    monkeypatch.delattr(os, "sched_getaffinity")       # not Linux: every core counts
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    assert [workers.default_threads(k) for k in (1, 4, 7)] == [6, 1, 1]
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert workers.default_threads(1) == 1
+
+
+def test_a_value_outside_its_distribution_is_queued_again_as_fixed_params(tmp_path):
+    study = journal(tmp_path)
+    study.enqueue_trial({"x": 2.0}, user_attrs={"note": "mine"})
+    with pytest.warns(UserWarning):
+        trial = study.ask(X)                             # Optuna keeps the enqueued 2.0
+    assert trial.params == {"x": 2.0}
+    study.tell(trial, state=TrialState.FAIL)
+    assert workers.requeue(study, study.trials[0]) is True
+    queued = study.trials[-1]
+    assert queued.state == TrialState.WAITING and queued.params == {}
+    assert queued.system_attrs["fixed_params"] == {"x": 2.0}
+    assert queued.user_attrs == {"note": "mine"}
+    with pytest.warns(UserWarning):
+        assert study.ask(X).params == {"x": 2.0}
