@@ -205,3 +205,40 @@ def test_a_skipped_line_and_a_foreign_tail_are_each_named_once(tmp_path):
         else:
             assert texts == []
         assert len(records) == len(lines) - 1   # every record, the damage left out
+
+
+# -- check_journal_file: what is taken for a journal, in exact words -----------------------
+
+def test_check_journal_file_in_words(tmp_path):
+    def refusal(content: bytes, name="f.log"):
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(TuningError) as info:
+            check_journal_file(path)
+        return path, str(info.value)
+
+    not_journal = ("{path} is not an Optuna journal file (it starts with '{preview}'); tuning "
+                   "leaves it unchanged. Give another --storage path (a new file, e.g. "
+                   "studies/NAME.log, or an existing journal)")
+    path, message = refusal(b"x")
+    assert message == not_journal.format(path=path, preview="x")
+    path, message = refusal(b'{"grid": [1, 2]}\n{"op_code": 0}\n')
+    assert message == not_journal.format(path=path, preview='{"grid": [1, 2]}\\n{"op_co...')
+    path, message = refusal(RECORD_START + b' 4, "work')
+    assert message == (f"{path} holds no complete journal record, only the start of one (20 "
+                       f"bytes: a run killed while it created its study?). tuning leaves it "
+                       f"as it is; delete it to start that study again, or give another "
+                       f"--storage path")
+    (tmp_path / "empty.log").write_bytes(b"")
+    check_journal_file(tmp_path / "empty.log")                      # a new journal
+    record = b'{"op_code": 0, "worker_id": "w", "study_name": "s", "directions": [1]}'
+    (tmp_path / "one.log").write_bytes(record)                     # its newline missing
+    check_journal_file(tmp_path / "one.log")
+    (tmp_path / "two.log").write_bytes(record + b"\n" + b"junk after the first line\n")
+    check_journal_file(tmp_path / "two.log")                       # the first line decides
+    with pytest.raises(TuningError) as info:
+        check_journal_file(tmp_path)
+    assert str(info.value) == f"--storage {tmp_path}: is a directory; give a journal file path"
+    with pytest.raises(TuningError) as info:
+        check_journal_file(tmp_path / "one.log" / "below")
+    assert str(info.value) == f"cannot read {tmp_path / 'one.log' / 'below'}: Not a directory"

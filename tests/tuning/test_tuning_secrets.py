@@ -357,3 +357,32 @@ def test_commands_on_a_password_protected_database(tmp_path, cli, monkeypatch, p
     assert_no_secret(first, rest, err)
     assert_no_secret(*printed)
 
+
+
+@pytest.mark.parametrize("url, shown", [
+    # a second "://" later (a query value): the password is still the first part's
+    ("postgresql://u:pw@h/db?next=http://x", "postgresql://u:***@h/db?next=http://x"),
+    # an empty password first, then a secret parameter: both looked at
+    ("postgresql://u:@h/db?password=x", "postgresql://u:@h/db?password=***"),
+    # a secret parameter's value starting exactly where the password ends: one mask
+    ("postgresql://u:x?pwd=@h/db", "postgresql://u:***"),
+])
+def test_show_url_edge_cases(url, shown):
+    assert show_url(url) == shown
+
+
+def test_database_error_keeps_the_drivers_words_without_its_class_or_the_password():
+    url = "postgresql+psycopg2://tuning:S3cretPW@db:5432/t"
+    tail = ". Check that the server runs and the URL (user, password, host, port, database) " \
+           "is right"
+    head = "--storage postgresql+psycopg2://tuning:***@db:5432/t: cannot open the database: "
+    cases = [
+        ('(psycopg2.OperationalError) connection to server at "db" failed: refused\nmore',
+         'connection to server at "db" failed: refused'),
+        ("(x.Error) first) second", "first) second"),       # only the class is cut
+        ("password authentication failed (code 28) for S3cretPW",
+         "password authentication failed (code 28) for ***"),
+        ("(psycopg2.OperationalError)", "(psycopg2.OperationalError)"),
+    ]
+    for raw, said in cases:
+        assert storage_mod.database_error(url, RuntimeError(raw)) == head + said + tail
