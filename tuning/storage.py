@@ -419,9 +419,7 @@ GRPC_CONNECT_TIMEOUT = 5.0  # seconds to wait for a gRPC storage proxy to answer
 
 def database_error(url: str, exc: Exception) -> str:
     """The message for a database that cannot be opened (SQLAlchemy's first line)."""
-    text = _first_line(exc)
-    if text.startswith("(") and ") " in text:  # "(psycopg2.OperationalError) connection ..."
-        text = text.split(") ", 1)[1]
+    text = driver_reason(exc)   # "(psycopg2.OperationalError) connection ...": its words
     return (f"--storage {show_url(url)}: cannot open the database: {scrub(text, url)}. Check "
             f"that the server runs and the URL (user, password, host, port, database) is right")
 

@@ -395,11 +395,24 @@ def test_driver_reason_is_the_drivers_first_line():
     assert storage_mod.driver_reason(exc) == "server closed the connection unexpectedly"
     assert storage_mod.driver_reason(RuntimeError("")) == "RuntimeError"
     assert storage_mod.driver_reason(RuntimeError("(not a prefix")) == "(not a prefix"
+    assert storage_mod.driver_reason(RuntimeError("(x.Error) first) second")) == "first) second"
+    assert storage_mod.driver_reason(RuntimeError("no (class) here")) == "no (class) here"
 
     class Rpc(Exception):
         def details(self):
             return "failed to connect to all addresses\nmore"
     assert storage_mod.driver_reason(Rpc("ignored")) == "failed to connect to all addresses"
+
+    class Silent(Exception):
+        def details(self):
+            return None
+
+    class Broken(Exception):
+        def details(self):
+            raise ValueError("no details")
+
+    assert storage_mod.driver_reason(Silent("(grpc.X) its own words\nmore")) == "its own words"
+    assert storage_mod.driver_reason(Broken("first line\nsecond")) == "first line"
 
 
 def test_storage_label_names_the_storage_for_people(tmp_path):
