@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import optuna
 import pytest
@@ -22,8 +21,8 @@ from support import require_or_skip
 from tuning import workers
 from tuning.journal import LOCK_MODE, JournalFileLock
 from tuning.storage import open_storage
+from tuning_env import tuning_env
 
-REPO = Path(__file__).resolve().parents[2]
 TINY = ["--space", "lab-mlp", "--epochs", "1", "--train-size", "600", "--val-size", "500",
         "--pruner", "none"]
 # Trials of a second or two, so that a worker can be killed in the middle of one.
@@ -31,22 +30,15 @@ SLOW = ["--space", "lab-mlp", "--epochs", "2", "--train-size", "20000", "--val-s
         "--pruner", "none"]
 
 
-def _env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env.update(OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="1", MINIDL_NUM_THREADS="1")
-    return env
-
-
 def tuning(cwd, *args, timeout=120):
     """Run ``python -m tuning ARGS`` in ``cwd``; the CompletedProcess (text)."""
     return subprocess.run([sys.executable, "-m", "tuning", *map(str, args)], cwd=cwd,
-                          env=_env(), capture_output=True, text=True, timeout=timeout)
+                          env=tuning_env(), capture_output=True, text=True, timeout=timeout)
 
 
 def start_worker(cwd, *args):
     return subprocess.Popen([sys.executable, "-m", "tuning", "worker", "--threads", "1",
-                             "--quiet", *map(str, args)], cwd=cwd, env=_env(),
+                             "--quiet", *map(str, args)], cwd=cwd, env=tuning_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -219,7 +211,7 @@ def test_a_plain_run_requeues_the_trial_of_a_killed_run(tmp_path, fashion_mnist)
     # trial of a run that was killed and runs its configuration again
     ok(tuning(tmp_path, "create", "--study-name", "pk", *SLOW))
     victim = subprocess.Popen([sys.executable, "-m", "tuning", "run", "--study-name", "pk",
-                               "--total", "3"], cwd=tmp_path, env=_env(),
+                               "--total", "3"], cwd=tmp_path, env=tuning_env(),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     study = load(open_storage(str(tmp_path / "studies" / "pk.log"), "pk"), "pk")
     running = wait_for_running_trial(study, victim.pid)
@@ -272,7 +264,7 @@ def test_fail_stale_after_a_worker_killed_inside_a_journal_write(tmp_path):
     log = tmp_path / "studies" / "k.log"
     optuna.create_study(storage=open_storage(str(log), "k"), study_name="k")
     victim = subprocess.run([sys.executable, "-c", KILLED_INSIDE_AN_APPEND], cwd=tmp_path,
-                            env=_env(), capture_output=True, text=True, timeout=60)
+                            env=tuning_env(), capture_output=True, text=True, timeout=60)
     assert victim.returncode == -signal.SIGKILL, victim.stderr
     assert os.path.lexists(f"{log}.lock") and not log.read_bytes().endswith(b"\n")
 
@@ -452,7 +444,7 @@ def test_grpc_proxy_serves_workers(tmp_path, postgres_url, fashion_mnist):
         port = s.getsockname()[1]
     proxy = subprocess.Popen([sys.executable, "-m", "tuning", "grpc-proxy", "--storage",
                               postgres_url, "--host", "127.0.0.1", "--port", str(port)],
-                             cwd=tmp_path, env=_env(), stdout=subprocess.PIPE,
+                             cwd=tmp_path, env=tuning_env(), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     try:
         assert "gRPC proxy" in proxy.stdout.readline()

@@ -22,8 +22,7 @@ from tuning import population as Pop
 from tuning.spaces import SPACES, check_values, config_from_params, params_asked
 from tuning.storage import open_storage
 from tuning.study import StudySettings, create_study
-
-REPO = Path(__file__).resolve().parents[2]
+from tuning_env import tuning_env
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -414,22 +413,13 @@ def test_a_timeout_starts_no_interval_that_would_end_after_it(tmp_path):
 
 # -- the command: real data, real processes ------------------------------------------------------
 
-def _env():
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
-    env.pop("OPTUNA_STORAGE", None)
-    for var in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "MINIDL_NUM_THREADS"):
-        env[var] = "1"
-    return env
-
-
 TINY = ["--space", "lab-mlp", "--population", "4", "--train-size", "2000", "--val-size",
         "500", "--threads", "1"]
 
 
 def _pbt(folder, *args, timeout=300, **kwargs):
     return subprocess.run([sys.executable, "-m", "tuning", "pbt", *args], cwd=folder,
-                          env=_env(), text=True, capture_output=True, timeout=timeout, **kwargs)
+                          env=tuning_env(), text=True, capture_output=True, timeout=timeout, **kwargs)
 
 
 def _load(folder, name="lab-mlp"):
@@ -469,7 +459,7 @@ def _stop_after_first_intervals(folder, sig):
     """Start the reference's command in ``folder`` and send ``sig`` as soon as member 1's
     second interval has ended; the process, and the lines it printed."""
     proc = subprocess.Popen([sys.executable, "-m", "tuning", "pbt", *TINY, "--generations",
-                             "3"], cwd=folder, env=_env(), text=True, stdout=subprocess.PIPE,
+                             "3"], cwd=folder, env=tuning_env(), text=True, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     seen = []
     try:

@@ -2,28 +2,19 @@
 the interrupted configuration is queued again and runs first."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
-REPO = Path(__file__).resolve().parents[2]
+from tuning_env import tuning_env
+
 RUN = [sys.executable, "-m", "tuning", "run", "--study-name", "s", "--total", "3"]
 SETTINGS = ["--space", "lab-mlp", "--epochs", "20", "--train-size", "12000",
             "--val-size", "1000", "--pruner", "none"]
-
-
-def _env():
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
-    env.setdefault("OMP_NUM_THREADS", "1")
-    env.setdefault("NUMBA_NUM_THREADS", "1")
-    return env
 
 
 def _load(tmp_path):
@@ -33,7 +24,7 @@ def _load(tmp_path):
 
 
 def test_sigint_mid_trial_then_resume(tmp_path, fashion_mnist):
-    proc = subprocess.Popen(RUN + SETTINGS, cwd=tmp_path, env=_env(), text=True,
+    proc = subprocess.Popen(RUN + SETTINGS, cwd=tmp_path, env=tuning_env(), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     # Per-epoch progress goes to stderr when it is not a terminal: wait until the second
     # trial has finished its first epoch, so the interrupt lands inside that trial.
@@ -67,7 +58,7 @@ def test_sigint_mid_trial_then_resume(tmp_path, fashion_mnist):
     assert study.trials[2].system_attrs["failed_trial"] == 1
 
     # Resume: the same command completes the study up to 3 finished trials.
-    done = subprocess.run(RUN, cwd=tmp_path, env=_env(), text=True, capture_output=True,
+    done = subprocess.run(RUN, cwd=tmp_path, env=tuning_env(), text=True, capture_output=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
     study = _load(tmp_path)

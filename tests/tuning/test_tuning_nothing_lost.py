@@ -8,11 +8,9 @@ names are checked before anything is stored; every CLI failure is one clear mess
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 import optuna
 import pytest
@@ -23,8 +21,8 @@ from tuning import storage as storage_mod
 from tuning import workers
 from tuning.errors import JournalDamagedError, JournalWarning, TuningError
 from tuning.storage import open_storage
+from tuning_env import tuning_env
 
-REPO = Path(__file__).resolve().parents[2]
 TINY = ["--epochs", "1", "--train-size", "200", "--val-size", "200"]
 LAB_DISTRIBUTIONS = {
     "hidden_size": IntDistribution(64, 256), "dropout_rate": FloatDistribution(0.1, 0.5),
@@ -36,13 +34,6 @@ LAB_PARAMS = {"hidden_size": 128, "dropout_rate": 0.2, "learn_rate": 1e-3, "opti
 
 
 # `cli` (tests/conftest.py) runs tuning in a fresh folder
-
-
-def _env():
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
-    env.update(OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="1", MINIDL_NUM_THREADS="1")
-    return env
 
 
 def assert_clean_failure(status, err, *needles):
@@ -257,7 +248,7 @@ def test_ctrl_c_on_a_plain_run_requeues_the_trial(tmp_path, fashion_mnist, signu
     settings = ["--space", "lab-mlp", "--epochs", "30", "--train-size", "3000",
                 "--val-size", "500", "--pruner", "none", "--sampler", "random"]
     proc = subprocess.Popen([sys.executable, "-m", "tuning", "run", "--study-name", "c",
-                             "--n-trials", "3", *settings], cwd=tmp_path, env=_env(), text=True,
+                             "--n-trials", "3", *settings], cwd=tmp_path, env=tuning_env(), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 90
@@ -277,7 +268,7 @@ def test_ctrl_c_on_a_plain_run_requeues_the_trial(tmp_path, fashion_mnist, signu
     assert interrupted.user_attrs["stop_reason"] == "interrupted"
     assert waiting.params == interrupted.params
     done = subprocess.run([sys.executable, "-m", "tuning", "run", "--study-name", "c",
-                           "--n-trials", "1", "--quiet"], cwd=tmp_path, env=_env(), text=True,
+                           "--n-trials", "1", "--quiet"], cwd=tmp_path, env=tuning_env(), text=True,
                           capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr
     study = load(tmp_path / "studies" / "c.log", "c")
@@ -479,7 +470,7 @@ def test_run_into_a_closed_pipe_stops_quietly_and_fails_no_trial(tmp_path, fashi
     # `tuning run ... 2>&1 | head -3`: the per-trial log lines go to the closed pipe too
     proc = subprocess.Popen([sys.executable, "-m", "tuning", "run", "--space", "lab-mlp",
                              "--study-name", "p", "--n-trials", "4", *TINY], cwd=tmp_path,
-                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            env=tuning_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     head = [proc.stdout.readline() for _ in range(3)]
     proc.stdout.close()
     status = proc.wait(120)
@@ -494,7 +485,7 @@ def test_run_into_a_closed_pipe_stops_quietly_and_fails_no_trial(tmp_path, fashi
 def test_trials_into_a_closed_pipe_is_quiet(tmp_path):
     make_study(tmp_path / "studies" / "s.log", n_complete=50)
     result = subprocess.run(f"{sys.executable} -m tuning trials --study-name s | head -1",
-                            shell=True, cwd=tmp_path, env=_env(), capture_output=True,
+                            shell=True, cwd=tmp_path, env=tuning_env(), capture_output=True,
                             text=True, timeout=60)
     assert result.stdout.startswith("number") and result.stderr == ""
 

@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -25,8 +24,8 @@ from support import require_or_skip
 from tuning import storage as storage_mod
 from tuning.storage import (MASK, scrub, secret_spans, show_url, storage_note,
                             storage_option, url_secrets)
+from tuning_env import tuning_env
 
-REPO = Path(__file__).resolve().parents[2]
 TINY = ["--space", "lab-mlp", "--epochs", "1", "--train-size", "200", "--val-size", "200",
         "--pruner", "none"]
 # Five pieces no message would hold by chance, joined by the characters that make URLs
@@ -228,15 +227,6 @@ def pg_secret():
         server.close()
 
 
-def _env(**extra):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env.update(OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="1", MINIDL_NUM_THREADS="1")
-    env.pop("OPTUNA_STORAGE", None)
-    env.update(extra)
-    return env
-
-
 def _children(pid: int) -> list:
     """PIDs of the processes whose parent is ``pid``."""
     found = []
@@ -314,7 +304,7 @@ def test_commands_on_a_password_protected_database(tmp_path, cli, monkeypatch, p
 
     # run --workers: the URL reaches the workers in their environment, not on their
     # command line (which any user's `ps` shows)
-    env = _env(OPTUNA_STORAGE=url) if form == "environment" else _env()
+    env = tuning_env(OPTUNA_STORAGE=url) if form == "environment" else tuning_env()
     proc = subprocess.Popen([sys.executable, "-m", "tuning", "run", "--workers", "2",
                              "--threads", "1", *given, "--study-name", name, "--total", "4"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE,
@@ -356,7 +346,6 @@ def test_commands_on_a_password_protected_database(tmp_path, cli, monkeypatch, p
         first + err
     assert_no_secret(first, rest, err)
     assert_no_secret(*printed)
-
 
 
 @pytest.mark.parametrize("url, shown", [

@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import optuna
 import pytest
@@ -26,26 +25,17 @@ from tuning import journal
 from tuning import storage as storage_mod
 from tuning.errors import TuningError
 from tuning.storage import open_storage
+from tuning_env import tuning_env
 
-REPO = Path(__file__).resolve().parents[2]
 TINY = ["--space", "lab-mlp", "--epochs", "1", "--train-size", "200", "--val-size", "200",
         "--pruner", "none", "--sampler", "random"]
 STOPPED = ("failed: {reason}. The run stopped; the trials finished before are kept there "
            "(run the command again once the storage works; --debug shows the traceback)")
 
 
-def _env(**extra):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
-    env.update(OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="1", MINIDL_NUM_THREADS="1")
-    env.pop("OPTUNA_STORAGE", None)
-    env.update(extra)
-    return env
-
-
 def tuning(cwd, *args, timeout=300, **env):
     return subprocess.run([sys.executable, "-m", "tuning", *map(str, args)], cwd=cwd,
-                          env=_env(**env), capture_output=True, text=True, timeout=timeout)
+                          env=tuning_env(**env), capture_output=True, text=True, timeout=timeout)
 
 
 def one_line(err: str) -> str:
@@ -224,7 +214,7 @@ def test_postgres_stopped_under_a_running_worker(tmp_path, pg, fashion_mnist):
     assert created.returncode == 0, created.stderr
     worker = subprocess.Popen([sys.executable, "-m", "tuning", "worker", "--storage", url,
                                "--study-name", "s", "--max-trials", "6", "--heartbeat", "1",
-                               "--threads", "1", "--quiet"], cwd=tmp_path, env=_env(),
+                               "--threads", "1", "--quiet"], cwd=tmp_path, env=tuning_env(),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         study = optuna.load_study(study_name="s", storage=url)
@@ -305,7 +295,7 @@ def test_a_second_grpc_proxy_on_the_same_port_is_refused(tmp_path):
     port = _free_port()
     args = [sys.executable, "-m", "tuning", "grpc-proxy", "--storage",
             f"sqlite:///{tmp_path}/x.db", "--host", "127.0.0.1", "--port", str(port)]
-    first = subprocess.Popen(args, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE,
+    first = subprocess.Popen(args, cwd=tmp_path, env=tuning_env(), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     try:
         assert first.stdout.readline().startswith("starting the gRPC proxy for sqlite:///")
