@@ -1,0 +1,127 @@
+"""The worker loop (``tuning.workers.run_worker``) in this process: each way it stops, a
+trial that loses its claim, a trial another process failed, a dead worker's trial, and
+the wait at the end of the budget, with the exact words it logs.
+
+(The same paths run between real processes in ``test_distributed.py``; here each one is
+made to happen on purpose, fast, so that mutation testing reaches them.  A trial that
+another process failed meanwhile is left to ``test_distributed.py``: in one process
+Optuna's own bookkeeping fails first.)
+"""
+from __future__ import annotations
+
+import os
+import socket
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState
+
+from tuning import journal as journal_module
+from tuning import workers
+from tuning.errors import StorageFailedError, StorageIOError
+from tuning.storage import open_storage
+
+X = {"x": FloatDistribution(0.0, 1.0)}
+
+
+def journal(tmp_path, name="w"):
+    return optuna.create_study(storage=open_storage(str(tmp_path / f"{name}.log"), name),
+                               study_name=name)
+
+
+def objective(trial):
+    return trial.suggest_float("x", 0.0, 1.0)
+
+
+def test_it_returns_what_it_ran_and_why_it_stopped(tmp_path):
+    study = journal(tmp_path)
+    seen = []
+    result = workers.run_worker(study, objective, n_trials=3, on_trial=seen.append)
+    assert result == {"trials": [0, 1, 2], "finished": 3,
+                      "stop": "ran 3 trials (--n-trials 3)"}
+    assert [t.number for t in seen] == [0, 1, 2]
+    ident = study.trials[0].user_attrs[workers.WORKER_ATTR]
+    assert ident["trial"] == 0 and ident["pid"] == os.getpid()
+    assert ident["host"] == socket.gethostname()
+    result = workers.run_worker(study, objective, max_trials=4)
+    assert result == {"trials": [3], "finished": 4,
+                      "stop": "the study has 4 finished trials (--max-trials 4)"}
+
+
+def test_should_stop_and_the_study_s_stop_end_the_loop(tmp_path):
+    study = journal(tmp_path)
+    result = workers.run_worker(study, objective, n_trials=10, should_stop=lambda: True)
+    assert result["stop"] == "asked to stop" and result["trials"] == [0]
+
+    def stopping(trial):
+        trial.study.stop()                  # as Optuna's grid sampler does when it is done
+        return objective(trial)
+
+    result = workers.run_worker(study, stopping, n_trials=10)
+    assert result["stop"] == "the study was stopped (e.g. a grid sampler whose grid is done)"
+    assert result["trials"] == [1]
+
+
+def test_a_trial_that_loses_its_claim_is_failed_unstarted_and_queued_again(tmp_path,
+                                                                          monkeypatch):
+    study = journal(tmp_path)
+    study.enqueue_trial({"x": 0.125})
+    verdicts = iter([(False, "the study reached --max-trials 5 (test)"), (True, "")])
+    monkeypatch.setattr(workers, "claim", lambda study, trial, max_trials: next(verdicts))
+    logged, ran = [], []
+
+    def counting(trial):
+        ran.append(trial.number)
+        return objective(trial)
+
+    result = workers.run_worker(study, counting, max_trials=5, n_trials=1, log=logged.append)
+    lost, retry = study.trials[:2]
+    assert ran == [1] and result["trials"] == [1]          # the lost one does not count
+    assert lost.state == TrialState.FAIL
+    assert lost.user_attrs["stop_reason"] == \
+        "not started: the study reached --max-trials 5 (test)"
+    assert logged == ["trial 0 lost its claim; its parameters are queued again"]
+    assert retry.params == {"x": 0.125} and retry.state == TrialState.COMPLETE
+
+
+def test_a_dead_worker_s_trial_is_failed_and_queued_before_the_next_trial(tmp_path):
+    study = journal(tmp_path)
+    dead = study.ask(X)
+    gone = {**workers.worker_identity(), "pid": 2 ** 22 + 12345, "trial": dead.number}
+    dead.set_user_attr(workers.WORKER_ATTR, gone)
+    logged = []
+    result = workers.run_worker(study, objective, n_trials=1, log=logged.append)
+    assert logged == [f"trial 0 failed: worker {gone['host']} pid {gone['pid']} is gone; "
+                      f"queued again"]
+    first, retry = study.trials
+    assert first.state == TrialState.FAIL and retry.state == TrialState.COMPLETE
+    assert retry.params == first.params and result["trials"] == [1]
+
+
+def test_at_the_end_of_the_budget_it_waits_for_running_trials_and_says_so_once(tmp_path):
+    study = journal(tmp_path)
+    other = study.ask(X)                       # a live worker's trial: this process's
+    other.set_user_attr(workers.WORKER_ATTR, {**workers.worker_identity(),
+                                               "trial": other.number})
+    waits = []
+    result = workers.run_worker(study, objective, max_trials=1, timeout=0.3, poll=0.05,
+                                on_wait=waits.append)
+    assert waits == ["waiting: 0 finished + 1 running trials reach --max-trials 1"]
+    assert result == {"trials": [], "finished": 0, "stop": "timeout (0.3s)"}
+
+
+def test_a_storage_that_fails_is_one_error_naming_it(tmp_path, monkeypatch):
+    study = journal(tmp_path)
+
+    def full(fd, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(journal_module, "_write_chunk", full)
+    with pytest.raises(StorageFailedError) as info:
+        workers.run_worker(study, objective, n_trials=1)
+    assert str(info.value) == (
+        f"the storage {tmp_path / 'w.log'} failed: No space left on device. The run stopped; "
+        f"the trials finished before are kept there (run the command again once the storage "
+        f"works; --debug shows the traceback)")
+    assert isinstance(info.value.__cause__, StorageIOError)
