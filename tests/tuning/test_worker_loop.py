@@ -125,3 +125,83 @@ def test_a_storage_that_fails_is_one_error_naming_it(tmp_path, monkeypatch):
         f"the trials finished before are kept there (run the command again once the storage "
         f"works; --debug shows the traceback)")
     assert isinstance(info.value.__cause__, StorageIOError)
+
+
+# -- the journal's writer lock: what a dead writer leaves behind (journal.JournalFileLock) --
+
+def _lock(tmp_path, grace=30.0):
+    from tuning.journal import JournalFileLock
+    (tmp_path / "j.log").write_bytes(b"")
+    return JournalFileLock(str(tmp_path / "j.log"), grace_period=grace), tmp_path / "j.log.lock"
+
+
+def test_the_lock_file_says_who_holds_it_and_goes_on_release(tmp_path):
+    from tuning.journal import LOCK_MODE
+    lock, path = _lock(tmp_path)
+    assert lock.acquire() is True
+    assert path.read_text() == f"{socket.gethostname()} pid {os.getpid()}\n"
+    assert (path.stat().st_mode & 0o777) == LOCK_MODE
+    lock.release()
+    assert not path.exists() and list(tmp_path.iterdir()) == [tmp_path / "j.log"]
+    lock.release()                                   # already gone: nothing to do
+
+
+def test_our_lock_file_left_by_a_dead_writer_is_taken_at_once(tmp_path):
+    import time as clock
+    from tuning.journal import LOCK_MODE
+    lock, path = _lock(tmp_path, grace=None)           # never by age: only as ours
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY, LOCK_MODE)
+    os.close(fd)
+    t0 = clock.monotonic()
+    lock.acquire()
+    assert clock.monotonic() - t0 < 1.0
+    assert path.read_text().endswith(f"pid {os.getpid()}\n")
+    lock.release()
+
+
+def test_a_foreign_lock_file_is_waited_for_until_its_grace_period(tmp_path):
+    import time as clock
+    lock, path = _lock(tmp_path, grace=0.4)
+    path.write_text("plain Optuna's lock")
+    os.chmod(path, 0o644)                                # not ours: held until the grace
+    t0 = clock.monotonic()
+    lock.acquire()
+    waited = clock.monotonic() - t0
+    assert 0.35 < waited < 3.0
+    assert path.read_text().endswith(f"pid {os.getpid()}\n")
+    lock.release()
+    path.write_text("an old lock")
+    os.chmod(path, 0o644)
+    os.utime(path, (clock.time() - 60, clock.time() - 60))   # older than the grace already
+    t0 = clock.monotonic()
+    lock.acquire()
+    assert clock.monotonic() - t0 < 0.3
+    lock.release()
+
+
+# -- fail_stale: which RUNNING trials are a dead worker's ---------------------------------
+
+def test_fail_stale_by_age_dry_run_and_kept(tmp_path):
+    study = journal(tmp_path)
+    elsewhere = study.ask(X)
+    elsewhere.set_user_attr(workers.WORKER_ATTR, {"host": "another-host", "pid": 1,
+                                                   "trial": elsewhere.number})
+    mine = study.ask(X)
+    mine.set_user_attr(workers.WORKER_ATTR, {**workers.worker_identity(),
+                                              "trial": mine.number})
+    kept = workers.fail_stale(study)
+    assert [(t.number, action) for t, action, _ in kept] == [(0, "kept"), (1, "kept")]
+    assert kept[0][2] == "worker another-host pid 1 is on another machine"
+    dry = workers.fail_stale(study, older_than=0.0, dry_run=True)
+    assert [(t.number, action) for t, action, _ in dry] == [(0, "would fail"), (1, "kept")]
+    assert dry[0][2].startswith("worker another-host pid 1 is on another machine; running "
+                                "for 0s (over 0s)")
+    assert [t.state for t in study.trials] == [TrialState.RUNNING] * 2
+    done = workers.fail_stale(study, older_than=0.0)
+    assert [(t.number, action) for t, action, _ in done] == [(0, "failed"), (1, "kept")]
+    first = study.trials[0]
+    assert first.state == TrialState.FAIL
+    assert first.user_attrs["stop_reason"].startswith(
+        "worker died: worker another-host pid 1 is on another machine; running for")
+    assert study.trials[-1].state == TrialState.WAITING
+    assert workers.fail_stale(study, older_than=3600.0)[0][1] == "kept"
