@@ -601,3 +601,39 @@ def test_sqlite_is_refused_for_several_processes():
             storage_mod.refuse_sqlite("sqlite:///x.db", name)
         assert str(info.value) == storage_mod.SQLITE_REFUSED.format(name=shown)
         assert f"studies/{shown}.log" in str(info.value)
+
+
+# -- opening a journal file: every refusal in exact words (in this process) ---------------
+
+def test_open_storage_refusals_in_words(tmp_path, monkeypatch):
+    from tuning.errors import StudyNotFoundError
+    monkeypatch.chdir(tmp_path)
+
+    def refused(*args, **kwargs):
+        with pytest.raises(TuningError) as info:
+            open_storage(*args, **kwargs)
+        return str(info.value)
+
+    assert refused(None, None) == ("give --study-name (the default storage is "
+                                   "studies/<study-name>.log) or --storage")
+    assert refused("  ", "s") == ("--storage is empty: give a journal file path (e.g. "
+                                  "studies/NAME.log) or an Optuna URL (sqlite:///x.db, "
+                                  "postgresql://...)")
+    assert refused(str(tmp_path), "s") == (f"--storage {tmp_path}: is a directory; give a "
+                                           f"journal file path inside it, e.g. "
+                                           f"{tmp_path / 's.log'}")
+    assert refused(str(tmp_path), None).endswith(f"e.g. {tmp_path / 'NAME.log'}")
+    assert refused("/dev/null", "s") == ("--storage /dev/null: is a character device, not a "
+                                         "regular file; give a journal file path (e.g. "
+                                         "studies/NAME.log) or a storage URL")
+    with pytest.raises(StudyNotFoundError) as info:
+        open_storage(None, "s", must_exist=True)
+    assert str(info.value) == ("no study storage at studies/s.log (no study named 's' has "
+                               "been run here)")
+    with pytest.raises(StudyNotFoundError) as info:
+        open_storage("elsewhere/s.log", "s", must_exist=True)
+    assert str(info.value) == "no study storage at elsewhere/s.log"
+    assert not (tmp_path / "studies").exists() and not (tmp_path / "elsewhere").exists()
+    open_storage("new/s.log", "s", must_exist=False, write=False)   # reading creates nothing
+    assert not (tmp_path / "new").exists()
+
