@@ -8,6 +8,8 @@ entry's data in chunks is tested directly with a small chunk size.
 from __future__ import annotations
 
 import io
+import os
+import signal
 import zipfile
 
 import numpy as np
@@ -145,9 +147,6 @@ def test_less_data_than_declared_is_damage(tmp_path, monkeypatch):
 # -- the file, the archive, the entries ---------------------------------------------------
 
 def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
-    import os
-    import signal
-
     fifo = tmp_path / "pipe.npz"
     os.mkfifo(fifo)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 
 import optuna
 import pytest
@@ -20,6 +21,7 @@ from optuna.trial import TrialState
 from tuning import journal as journal_module
 from tuning import workers
 from tuning.errors import StorageFailedError, StorageIOError
+from tuning.journal import LOCK_MODE, JournalFileLock
 from tuning.storage import open_storage
 
 X = {"x": FloatDistribution(0.0, 1.0)}
@@ -130,13 +132,11 @@ def test_a_storage_that_fails_is_one_error_naming_it(tmp_path, monkeypatch):
 # -- the journal's writer lock: what a dead writer leaves behind (journal.JournalFileLock) --
 
 def _lock(tmp_path, grace=30.0):
-    from tuning.journal import JournalFileLock
     (tmp_path / "j.log").write_bytes(b"")
     return JournalFileLock(str(tmp_path / "j.log"), grace_period=grace), tmp_path / "j.log.lock"
 
 
 def test_the_lock_file_says_who_holds_it_and_goes_on_release(tmp_path):
-    from tuning.journal import LOCK_MODE
     lock, path = _lock(tmp_path)
     assert lock.acquire() is True
     assert path.read_text() == f"{socket.gethostname()} pid {os.getpid()}\n"
@@ -147,35 +147,32 @@ def test_the_lock_file_says_who_holds_it_and_goes_on_release(tmp_path):
 
 
 def test_our_lock_file_left_by_a_dead_writer_is_taken_at_once(tmp_path):
-    import time as clock
-    from tuning.journal import LOCK_MODE
     lock, path = _lock(tmp_path, grace=None)           # never by age: only as ours
     fd = os.open(path, os.O_CREAT | os.O_WRONLY, LOCK_MODE)
     os.close(fd)
-    t0 = clock.monotonic()
+    t0 = time.monotonic()
     lock.acquire()
-    assert clock.monotonic() - t0 < 1.0
+    assert time.monotonic() - t0 < 1.0
     assert path.read_text().endswith(f"pid {os.getpid()}\n")
     lock.release()
 
 
 def test_a_foreign_lock_file_is_waited_for_until_its_grace_period(tmp_path):
-    import time as clock
     lock, path = _lock(tmp_path, grace=0.4)
     path.write_text("plain Optuna's lock")
     os.chmod(path, 0o644)                                # not ours: held until the grace
-    t0 = clock.monotonic()
+    t0 = time.monotonic()
     lock.acquire()
-    waited = clock.monotonic() - t0
+    waited = time.monotonic() - t0
     assert 0.35 < waited < 3.0
     assert path.read_text().endswith(f"pid {os.getpid()}\n")
     lock.release()
     path.write_text("an old lock")
     os.chmod(path, 0o644)
-    os.utime(path, (clock.time() - 60, clock.time() - 60))   # older than the grace already
-    t0 = clock.monotonic()
+    os.utime(path, (time.time() - 60, time.time() - 60))   # older than the grace already
+    t0 = time.monotonic()
     lock.acquire()
-    assert clock.monotonic() - t0 < 0.3
+    assert time.monotonic() - t0 < 0.3
     lock.release()
 
 
