@@ -365,4 +365,4 @@ def alpha_gradient(alpha, outs, dout):
 check_alpha_gradient(alpha_gradient)
 
 # %% [markdown]
-# This is the last notebook; back to [the first](01-layer-by-hand.ipynb).
+# Next: [11. Which search method should I use?](11-choosing-a-search-method.ipynb)
