@@ -8,7 +8,8 @@ What is measured (issue 5), for each model of ``zoo.MODELS`` and each thread cou
   batches sliced in order from in-memory arrays of Fashion-MNIST's shape (synthetic data,
   so no data set is needed). ms/step and images/s; the time ratio minidl/PyTorch is
   compared with the issue's target.
-- **inference**: eval mode, one pass over 10,000 images in batches of 1000 (torch under
+- **inference**: eval mode, one pass over 10,000 images in batches of 1000 (minidl under
+  ``minidl.no_grad``, torch under
   ``inference_mode``); ratio target <= 1.0 for every model.
 - **peak memory** of CNN training at batch 128 (a full epoch of the small CNN, 100 steps of
   the 2-conv CNN), each framework in a fresh process (``benchmarks.memory``).
@@ -147,9 +148,10 @@ class _Runner:
         model.eval()
         if self.framework == "minidl":
             t0 = time.perf_counter()
-            for _ in range(passes):
-                for i in range(0, n, nb):
-                    out = model(self.xi[i:i + nb])
+            with self.lib.no_grad():          # as torch.inference_mode below
+                for _ in range(passes):
+                    for i in range(0, n, nb):
+                        out = model(self.xi[i:i + nb])
             dt = time.perf_counter() - t0
         else:
             torch = self.lib

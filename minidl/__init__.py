@@ -12,8 +12,10 @@ from .gradcheck import gradcheck
 from .serialization import save, load
 from .threads import set_num_threads, get_num_threads
 from .summary import summary
+from .grad_mode import no_grad, is_grad_enabled
 
 __version__ = "0.1.0"
 
 __all__ = ["nn", "optim", "data", "train", "performance", "manual_seed", "gradcheck", "save", "load",
-           "set_num_threads", "get_num_threads", "summary", "__version__"]
+           "set_num_threads", "get_num_threads", "summary", "no_grad", "is_grad_enabled",
+           "__version__"]

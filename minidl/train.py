@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _checks, backend, performance
+from .grad_mode import no_grad
 from .random import manual_seed
 
 __all__ = ["fit", "evaluate", "History", "NonFiniteLossError"]
@@ -160,7 +161,8 @@ def evaluate(model, data, batch_size: int = 1000, loss_fn=None) -> dict:
     the end.
 
     The model is put in eval mode (Dropout off) and every submodule's previous mode is
-    restored on return, also when an exception (or Ctrl-C) interrupts it.
+    restored on return, also when an exception (or Ctrl-C) interrupts it.  The passes
+    run inside ``minidl.no_grad()``: recurrent layers keep no backward cache.
     """
     _checks.positive_int("evaluate", "batch_size", batch_size)
     _check_dataset("data", data, "evaluate")
@@ -176,7 +178,8 @@ def evaluate(model, data, batch_size: int = 1000, loss_fn=None) -> dict:
         for start in range(0, n, batch_size):
             xb = _to_model_device(data.x[start:start + batch_size], ref)
             yb = data.y[start:start + batch_size]
-            logits = model(xb)
+            with no_grad():
+                logits = model(xb)
             if logits.ndim != 2 or logits.shape[0] != len(yb):
                 raise ValueError(
                     f"evaluate: expected the model to return logits of shape "

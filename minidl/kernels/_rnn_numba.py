@@ -209,6 +209,7 @@ from numba import prange, types
 from numba.extending import intrinsic, overload
 
 from ._gemm_numba import NN_ROWS, _nn_columns, _pack_a
+from ._vmath_numba import LANES as VLANES, _vsigmoid, _vtanh
 from ._parallel import pick
 from ..threads import numba_threads
 
@@ -324,10 +325,123 @@ def _hidden_product_overload(h, w, out):
     return loops
 
 
+def _joint_product(h, x, w, out):
+    out[...] = np.concatenate((h, x), axis=1) @ w
+
+
+@njit(cache=True)
+def _pack_joint(h, x):
+    """``[h | x]`` (m, H + I) packed as ``_gemm_numba._pack_a`` packs one matrix."""
+    m, kh = h.shape
+    k = kh + x.shape[1]
+    blocks = (m + NN_ROWS - 1) // NN_ROWS
+    packed = np.zeros(blocks * k * NN_ROWS, np.float32)
+    for blk in range(blocks):
+        rows = min(NN_ROWS, m - blk * NN_ROWS)
+        base = blk * k * NN_ROWS
+        for r in range(rows):
+            hr, xr = h[blk * NN_ROWS + r], x[blk * NN_ROWS + r]
+            for kk in range(kh):
+                packed[base + kk * NN_ROWS + r] = hr[kk]
+            for kk in range(k - kh):
+                packed[base + (kh + kk) * NN_ROWS + r] = xr[kk]
+    return packed
+
+
+@overload(_joint_product)
+def _joint_product_overload(h, x, w, out):
+    """``out = [h | x] @ w`` for rows ``h`` (m, H), ``x`` (m, I) and ``w`` (H + I, n)
+    C-contiguous: one product for a step's hidden and input parts (``_hidden_product``'s
+    routes)."""
+    if h.dtype == types.float32:
+        def tiles(h, x, w, out):
+            m, kh = h.shape
+            _nn_columns(_pack_joint(h, x), m, kh + x.shape[1], w, out, 0, w.shape[1])
+        return tiles
+
+    def loops(h, x, w, out):
+        m, kh = h.shape
+        n = w.shape[1]
+        for i in range(m):
+            o = out[i]
+            o[:] = 0
+            for kk in range(kh):
+                hv = h[i, kk]
+                wr = w[kk]
+                for j in range(n):
+                    o[j] += hv * wr[j]
+            for kk in range(x.shape[1]):
+                xv = x[i, kk]
+                wr = w[kh + kk]
+                for j in range(n):
+                    o[j] += xv * wr[j]
+    return loops
+
+
+def _sigmoid_span(v, lo, hi, one):
+    for j in range(lo, hi):
+        v[j] = one / (one + math.exp(-v[j]))
+
+
+def _tanh_span(src, dst, lo, hi):
+    for j in range(lo, hi):
+        dst[j] = math.tanh(src[j])
+
+
+@overload(_sigmoid_span)
+def _sigmoid_span_overload(v, lo, hi, one):
+    """``v[j] = 1 / (1 + e^{-v[j]})`` for ``lo <= j < hi``, in place: float32 in whole
+    vectors (``_vmath_numba._vsigmoid``) and the last ``(hi - lo) % LANES`` by ``_sig``,
+    the same bits either way; float64 by libm."""
+    if v.dtype == types.float32:
+        def vector(v, lo, hi, one):
+            top = lo + (hi - lo) // VLANES * VLANES
+            for j in range(lo, top, VLANES):
+                _vsigmoid(v, j, v, j)
+            for j in range(top, hi):
+                v[j] = _sig(v[j], one)
+        return vector
+    return lambda v, lo, hi, one: _sigmoid_span_scalar(v, lo, hi, one)
+
+
+@overload(_tanh_span)
+def _tanh_span_overload(src, dst, lo, hi):
+    """``dst[j] = tanh(src[j])`` for ``lo <= j < hi`` (``src`` may be ``dst``), as
+    ``_sigmoid_span``."""
+    if src.dtype == types.float32:
+        def vector(src, dst, lo, hi):
+            top = lo + (hi - lo) // VLANES * VLANES
+            for j in range(lo, top, VLANES):
+                _vtanh(src, j, dst, j)
+            for j in range(top, hi):
+                dst[j] = _tanh32(src[j])
+        return vector
+    return lambda src, dst, lo, hi: _tanh_span_scalar(src, dst, lo, hi)
+
+
+@njit(inline="always", error_model="numpy")
+def _sigmoid_span_scalar(v, lo, hi, one):
+    for j in range(lo, hi):
+        v[j] = _sig(v[j], one)
+
+
+@njit(inline="always", error_model="numpy")
+def _tanh_span_scalar(src, dst, lo, hi):
+    for j in range(lo, hi):
+        dst[j] = _tanh(src[j])
+
+
 @njit(cache=True, error_model="numpy")
-def _lstm_seq_forward_rows(xg, w_t, b_hh, hs, cs, gates, tcs, hg_all, lo, hi, one):
+def _lstm_seq_forward_rows(xg, w_t, b_hh, hs, cs, gates, tcs, hg_all, lo, hi, keep, one):
     """Rows ``[lo, hi)`` of the batch through all steps (see ``lstm_cell_forward``).
-    ``hs``, ``cs``: ``(T + 1, N, H)``, the initial states in ``[0]``, step t's in ``[t + 1]``."""
+    ``hs``, ``cs``: ``(T + 1, N, H)``, the initial states in ``[0]``, step t's in ``[t + 1]``.
+    Without ``keep`` (no backward to follow) ``gates`` and ``tcs`` have one step,
+    rewritten at every step, and ``cs`` two, used in turn (step t's state in
+    ``[(t + 1) % 2]``).
+
+    Per row and step: the gates' pre-activations ``x + (h W_hh^T + b_hh)`` into the row
+    of ``gates``, their nonlinearities in place (whole vectors: ``_sigmoid_span``), then
+    ``c = f c_prev + i g``, ``tanh c`` and ``h = o tanh c``."""
     T = xg.shape[0]
     G = w_t.shape[1]
     H = G // 4
@@ -336,40 +450,77 @@ def _lstm_seq_forward_rows(xg, w_t, b_hh, hs, cs, gates, tcs, hg_all, lo, hi, on
         _hidden_product(hs[t, lo:hi], w_t, hg)
         for r in range(hi - lo):
             n = lo + r
-            x, u, gt = xg[t, n], hg[r], gates[t, n]
-            c_prev = cs[t, n]
-            h, c, tc = hs[t + 1, n], cs[t + 1, n], tcs[t, n]
-            xi, xf, xc, xo = x[:H], x[H:2 * H], x[2 * H:3 * H], x[3 * H:]
-            ui, uf, uc, uo = u[:H], u[H:2 * H], u[2 * H:3 * H], u[3 * H:]
-            bi, bf, bc, bo = b_hh[:H], b_hh[H:2 * H], b_hh[2 * H:3 * H], b_hh[3 * H:]
+            x, u, gt = xg[t, n], hg[r], gates[t if keep else 0, n]
+            for j in range(G):
+                gt[j] = x[j] + (u[j] + b_hh[j])
+            _sigmoid_span(gt, 0, 2 * H, one)            # i, f
+            _tanh_span(gt, gt, 2 * H, 3 * H)             # g
+            _sigmoid_span(gt, 3 * H, G, one)             # o
+            c_prev = cs[t if keep else t % 2, n]
+            c = cs[t + 1 if keep else (t + 1) % 2, n]
+            tc, h = tcs[t if keep else 0, n], hs[t + 1, n]
             gi, gf, gc, go = gt[:H], gt[H:2 * H], gt[2 * H:3 * H], gt[3 * H:]
             for j in range(H):
-                i = _sig(xi[j] + (ui[j] + bi[j]), one)
-                f = _sig(xf[j] + (uf[j] + bf[j]), one)
-                g = _tanh(xc[j] + (uc[j] + bc[j]))
-                o = _sig(xo[j] + (uo[j] + bo[j]), one)
-                cc = f * c_prev[j] + i * g
-                k = _tanh(cc)
-                c[j] = cc
-                tc[j] = k
-                h[j] = o * k
-                gi[j] = i
-                gf[j] = f
-                gc[j] = g
-                go[j] = o
+                c[j] = gf[j] * c_prev[j] + gi[j] * gc[j]
+            _tanh_span(c, tc, 0, H)
+            for j in range(H):
+                h[j] = go[j] * tc[j]
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _lstm_seq_forward_parallel(xg, w_t, b_hh, hs, cs, gates, tcs, hg, rows, one):
+def _lstm_seq_forward_parallel(xg, w_t, b_hh, hs, cs, gates, tcs, hg, rows, keep, one):
     N = hs.shape[1]
     for blk in prange(-(-N // rows)):
         _lstm_seq_forward_rows(xg, w_t, b_hh, hs, cs, gates, tcs, hg, blk * rows,
-                               min(N, (blk + 1) * rows), one)
+                               min(N, (blk + 1) * rows), keep, one)
 
 
 @njit(cache=True, error_model="numpy")
-def _lstm_seq_forward_serial(xg, w_t, b_hh, hs, cs, gates, tcs, hg, rows, one):
-    _lstm_seq_forward_rows(xg, w_t, b_hh, hs, cs, gates, tcs, hg, 0, hs.shape[1], one)
+def _lstm_seq_forward_serial(xg, w_t, b_hh, hs, cs, gates, tcs, hg, rows, keep, one):
+    _lstm_seq_forward_rows(xg, w_t, b_hh, hs, cs, gates, tcs, hg, 0, hs.shape[1], keep, one)
+
+
+@njit(cache=True, error_model="numpy")
+def _lstm_layer_forward_rows(x, w_cat, b, hs, cs, gates, tcs, hg_all, lo, hi, keep, one):
+    """``_lstm_seq_forward_rows`` with the input projection inside the loop: per step one
+    product ``[h_{t-1} | x_t] @ w_cat`` (``w_cat`` = ``[W_hh^T; W_ih^T]``, ``(H + I, G)``)
+    and ``b = b_ih + b_hh``, so the ``(T, N, G)`` projection is never written or read."""
+    T = x.shape[0]
+    G = w_cat.shape[1]
+    H = G // 4
+    hg = hg_all[lo:hi]                                   # scratch: this step's products
+    for t in range(T):
+        _joint_product(hs[t, lo:hi], x[t, lo:hi], w_cat, hg)
+        for r in range(hi - lo):
+            n = lo + r
+            u, gt = hg[r], gates[t if keep else 0, n]
+            for j in range(G):
+                gt[j] = u[j] + b[j]
+            _sigmoid_span(gt, 0, 2 * H, one)            # i, f
+            _tanh_span(gt, gt, 2 * H, 3 * H)             # g
+            _sigmoid_span(gt, 3 * H, G, one)             # o
+            c_prev = cs[t if keep else t % 2, n]
+            c = cs[t + 1 if keep else (t + 1) % 2, n]
+            tc, h = tcs[t if keep else 0, n], hs[t + 1, n]
+            gi, gf, gc, go = gt[:H], gt[H:2 * H], gt[2 * H:3 * H], gt[3 * H:]
+            for j in range(H):
+                c[j] = gf[j] * c_prev[j] + gi[j] * gc[j]
+            _tanh_span(c, tc, 0, H)
+            for j in range(H):
+                h[j] = go[j] * tc[j]
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _lstm_layer_forward_parallel(x, w_cat, b, hs, cs, gates, tcs, hg, rows, keep, one):
+    N = hs.shape[1]
+    for blk in prange(-(-N // rows)):
+        _lstm_layer_forward_rows(x, w_cat, b, hs, cs, gates, tcs, hg, blk * rows,
+                                 min(N, (blk + 1) * rows), keep, one)
+
+
+@njit(cache=True, error_model="numpy")
+def _lstm_layer_forward_serial(x, w_cat, b, hs, cs, gates, tcs, hg, rows, keep, one):
+    _lstm_layer_forward_rows(x, w_cat, b, hs, cs, gates, tcs, hg, 0, hs.shape[1], keep, one)
 
 
 @njit(cache=True, error_model="numpy")
@@ -420,9 +571,11 @@ def _lstm_seq_backward_serial(d_hs, has_d_hs, dh_n, dc_n, w_hh, cs, gates, tcs,
 
 
 @njit(cache=True, error_model="numpy")
-def _gru_seq_forward_rows(xg, w_t, b_hh, hs, gates, hg_ns, hg_all, lo, hi, one):
+def _gru_seq_forward_rows(xg, w_t, b_hh, hs, gates, hg_ns, hg_all, lo, hi, keep, one):
     """Rows ``[lo, hi)`` through all steps (see ``gru_cell_forward``); ``hs`` as in
-    ``_lstm_seq_forward_rows``; ``hg_ns`` keeps ``h_{t-1} W_hn^T + b_hn`` for backward."""
+    ``_lstm_seq_forward_rows``; ``hg_ns`` keeps ``h_{t-1} W_hn^T + b_hn`` for backward.
+    The gates are computed in their row of ``gates`` as in ``_lstm_seq_forward_rows``;
+    without ``keep``, ``gates`` and ``hg_ns`` have one step, rewritten at every step."""
     T = xg.shape[0]
     G = w_t.shape[1]
     H = G // 3
@@ -431,35 +584,34 @@ def _gru_seq_forward_rows(xg, w_t, b_hh, hs, gates, hg_ns, hg_all, lo, hi, one):
         _hidden_product(hs[t, lo:hi], w_t, hg)
         for r in range(hi - lo):
             n = lo + r
-            x, u, gt, h, un = xg[t, n], hg[r], gates[t, n], hs[t + 1, n], hg_ns[t, n]
+            x, u, h = xg[t, n], hg[r], hs[t + 1, n]
+            gt, un = gates[t if keep else 0, n], hg_ns[t if keep else 0, n]
             h_prev = hs[t, n]
-            xr, xz, xn = x[:H], x[H:2 * H], x[2 * H:]
-            ur, uz, uu = u[:H], u[H:2 * H], u[2 * H:]
-            br, bz, bn = b_hh[:H], b_hh[H:2 * H], b_hh[2 * H:]
+            for j in range(2 * H):
+                gt[j] = x[j] + (u[j] + b_hh[j])
+            _sigmoid_span(gt, 0, 2 * H, one)            # r, z
             gr, gz, gn = gt[:H], gt[H:2 * H], gt[2 * H:]
+            xn, uu, bn = x[2 * H:], u[2 * H:], b_hh[2 * H:]
             for j in range(H):
-                rr = _sig(xr[j] + (ur[j] + br[j]), one)
-                z = _sig(xz[j] + (uz[j] + bz[j]), one)
                 hn = uu[j] + bn[j]
-                nn_ = _tanh(xn[j] + rr * hn)
-                h[j] = (one - z) * nn_ + z * h_prev[j]
                 un[j] = hn
-                gr[j] = rr
-                gz[j] = z
-                gn[j] = nn_
+                gn[j] = xn[j] + gr[j] * hn
+            _tanh_span(gt, gt, 2 * H, G)                 # n
+            for j in range(H):
+                h[j] = (one - gz[j]) * gn[j] + gz[j] * h_prev[j]
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _gru_seq_forward_parallel(xg, w_t, b_hh, hs, gates, hg_ns, hg, rows, one):
+def _gru_seq_forward_parallel(xg, w_t, b_hh, hs, gates, hg_ns, hg, rows, keep, one):
     N = hs.shape[1]
     for blk in prange(-(-N // rows)):
         _gru_seq_forward_rows(xg, w_t, b_hh, hs, gates, hg_ns, hg, blk * rows,
-                              min(N, (blk + 1) * rows), one)
+                              min(N, (blk + 1) * rows), keep, one)
 
 
 @njit(cache=True, error_model="numpy")
-def _gru_seq_forward_serial(xg, w_t, b_hh, hs, gates, hg_ns, hg, rows, one):
-    _gru_seq_forward_rows(xg, w_t, b_hh, hs, gates, hg_ns, hg, 0, hs.shape[1], one)
+def _gru_seq_forward_serial(xg, w_t, b_hh, hs, gates, hg_ns, hg, rows, keep, one):
+    _gru_seq_forward_rows(xg, w_t, b_hh, hs, gates, hg_ns, hg, 0, hs.shape[1], keep, one)
 
 
 @njit(cache=True, error_model="numpy")
@@ -557,15 +709,21 @@ def _zeros_if_none(a, shape, dtype):
     return np.zeros(shape, dtype) if a is None else _c(a, "state")
 
 
-def recurrent_forward_numba(mode, xg, w_hh, b_hh, h0, c0=None):
+def recurrent_forward_numba(mode, xg, w_hh, b_hh, h0, c0=None, keep=True):
     """Numba twin of ``rnn.recurrent_forward_reference`` for ``mode`` LSTM or GRU: the
     whole loop in one kernel (row blocks in parallel); returns the same ``(hs, cache)``
-    (plus the states with the initial one in front, ``hs_full``/``cs_full``)."""
+    (plus the states with the initial one in front, ``hs_full``/``cs_full``).
+
+    ``keep=False`` (no backward will follow: ``minidl.no_grad``): the gates, ``tanh c``
+    and cell states of all steps but the last are not kept; the cache holds ``hs`` and,
+    for LSTM, the last cell state (``cache["cs"][-1]``), and ``gates`` is None."""
     if mode not in ("LSTM", "GRU"):
         raise ValueError(f"recurrent_forward_numba: expected mode 'LSTM' or 'GRU', got {mode!r}")
     xg, w_hh, h0 = _c(xg, "xg"), _c(w_hh, "w_hh"), _c(h0, "h0")
+    keep = bool(keep)
     T, N, G = xg.shape
     H = w_hh.shape[1]
+    steps = T if keep else 1
     dtype = xg.dtype
     one = dtype.type(1)
     w_t = np.ascontiguousarray(w_hh.T)
@@ -573,22 +731,73 @@ def recurrent_forward_numba(mode, xg, w_hh, b_hh, h0, c0=None):
     blocks, rows, work = _row_blocks(N, T, G)
     hs_full = _placed((T + 1, N, H), dtype, xg, 1)
     hs_full[0] = h0
-    gates = _placed((T, N, G), dtype, xg, 2)
-    cs_full = tcs = hg_ns = None
+    gates = _placed((steps, N, G), dtype, xg, 2)
+    cs_full = cs = tcs = hg_ns = None
     if mode == "LSTM":
         c0 = _c(c0, "c0")
-        cs_full, tcs = _placed((T + 1, N, H), dtype, xg, 3), _placed((T, N, H), dtype, xg, 4)
+        cs_full = _placed((T + 1 if keep else 2, N, H), dtype, xg, 3)
+        tcs = _placed((steps, N, H), dtype, xg, 4)
         cs_full[0] = c0
         run = pick(_lstm_seq_forward_parallel, _lstm_seq_forward_serial, blocks, work)
-        run(xg, w_t, b, hs_full, cs_full, gates, tcs, _placed((N, G), dtype, xg, 5), rows, one)
+        run(xg, w_t, b, hs_full, cs_full, gates, tcs, _placed((N, G), dtype, xg, 5), rows,
+            keep, one)
+        cs = cs_full[1:] if keep else cs_full[T % 2][None]
     else:
-        hg_ns = _placed((T, N, H), dtype, xg, 3)
+        hg_ns = _placed((steps, N, H), dtype, xg, 3)
         run = pick(_gru_seq_forward_parallel, _gru_seq_forward_serial, blocks, work)
-        run(xg, w_t, b, hs_full, gates, hg_ns, _placed((N, G), dtype, xg, 5), rows, one)
+        run(xg, w_t, b, hs_full, gates, hg_ns, _placed((N, G), dtype, xg, 5), rows, keep, one)
     hs = hs_full[1:]
-    return hs, {"mode": mode, "hs": hs, "gates": gates,
-                "cs": None if cs_full is None else cs_full[1:], "tcs": tcs, "hg_ns": hg_ns,
+    if not keep:
+        return hs, {"mode": mode, "hs": hs, "gates": None, "cs": cs, "tcs": None,
+                    "hg_ns": None, "h0": h0, "c0": c0, "hs_full": hs_full, "cs_full": None}
+    return hs, {"mode": mode, "hs": hs, "gates": gates, "cs": cs, "tcs": tcs, "hg_ns": hg_ns,
                 "h0": h0, "c0": c0, "hs_full": hs_full, "cs_full": cs_full}
+
+
+def recurrent_layer_forward_numba(mode, x, w_ih, b_ih, w_hh, b_hh, h0, c0=None, keep=True):
+    """Numba twin of ``rnn.recurrent_layer_forward_reference`` (LSTM, GRU); returns the
+    cache ``recurrent_forward_numba`` returns.  LSTM: the input projection inside the
+    time loop (``_lstm_layer_forward_rows``).  GRU: the projection first (``matmul``),
+    then ``recurrent_forward_numba`` -- the new gate's ``r * (h W_hn^T + b_hn)`` keeps the
+    hidden part apart from the input part, so one joint product would not do."""
+    if mode == "GRU":
+        from .products import matmul  # noqa: PLC0415 - the registry's product
+        T, N, _ = x.shape
+        xg = matmul(_c(x, "x").reshape(T * N, -1), np.ascontiguousarray(w_ih.T))
+        if b_ih is not None:
+            xg += b_ih
+        return recurrent_forward_numba(mode, xg.reshape(T, N, -1), w_hh, b_hh, h0, c0, keep)
+    if mode != "LSTM":
+        raise ValueError(f"recurrent_layer_forward_numba: expected mode 'LSTM' or 'GRU', "
+                         f"got {mode!r}")
+    x, w_ih, w_hh = _c(x, "x"), _c(w_ih, "w_ih"), _c(w_hh, "w_hh")
+    h0, c0 = _c(h0, "h0"), _c(c0, "c0")
+    keep = bool(keep)
+    T, N, _ = x.shape
+    G, H = w_hh.shape
+    steps = T if keep else 1
+    dtype = x.dtype
+    w_cat = np.empty((H + w_ih.shape[1], G), dtype)             # [W_hh^T; W_ih^T], C order
+    w_cat[:H] = w_hh.T
+    w_cat[H:] = w_ih.T
+    b = _zeros_if_none(b_ih, (G,), dtype) + _zeros_if_none(b_hh, (G,), dtype)
+    blocks, rows, work = _row_blocks(N, T, G)
+    hs_full = _placed((T + 1, N, H), dtype, x, 1)
+    hs_full[0] = h0
+    gates = _placed((steps, N, G), dtype, x, 2)
+    cs_full = _placed((T + 1 if keep else 2, N, H), dtype, x, 3)
+    tcs = _placed((steps, N, H), dtype, x, 4)
+    cs_full[0] = c0
+    run = pick(_lstm_layer_forward_parallel, _lstm_layer_forward_serial, blocks, work)
+    run(x, w_cat, b, hs_full, cs_full, gates, tcs, _placed((N, G), dtype, x, 5), rows, keep,
+        dtype.type(1))
+    hs = hs_full[1:]
+    if not keep:
+        return hs, {"mode": mode, "hs": hs, "gates": None, "cs": cs_full[T % 2][None],
+                    "tcs": None, "hg_ns": None, "h0": h0, "c0": c0, "hs_full": hs_full,
+                    "cs_full": None}
+    return hs, {"mode": mode, "hs": hs, "gates": gates, "cs": cs_full[1:], "tcs": tcs,
+                "hg_ns": None, "h0": h0, "c0": c0, "hs_full": hs_full, "cs_full": cs_full}
 
 
 def recurrent_backward_numba(d_hs, dh_n, dc_n, w_hh, cache):

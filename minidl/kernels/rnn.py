@@ -234,7 +234,7 @@ def _hidden_part(h, w_hh_t, b_hh):
     return hg
 
 
-def recurrent_forward_reference(mode, xg, w_hh, b_hh, h0, c0=None):
+def recurrent_forward_reference(mode, xg, w_hh, b_hh, h0, c0=None, keep=True):
     """Run one layer in one direction over ``T`` steps (step 0 first), step by step.
 
     Parameters
@@ -248,6 +248,9 @@ def recurrent_forward_reference(mode, xg, w_hh, b_hh, h0, c0=None):
     (so ``h_n = hs[-1]``), and what ``recurrent_backward`` needs, every step's
     ``gates`` ``(T, N, G)`` (LSTM, GRU), ``cs`` and ``tcs`` (``tanh(c_t)``) ``(T, N, H)``
     (LSTM: ``cache["cs"][-1]`` is ``c_n``) and ``hg_ns`` (GRU: ``h_{t-1} W_hn^T + b_hn``).
+
+    ``keep=False`` says no backward will follow (``minidl.no_grad``): a route may then
+    leave out what only backward reads (the Numba route does); this one keeps it all.
     """
     xp = backend.xp(xg)
     T, N, G = xg.shape
@@ -286,6 +289,10 @@ def recurrent_backward_reference(d_hs, dh_n, dc_n, w_hh, cache):
     ``dxg`` except for a GRU), and the initial states' gradients (``dc0`` None
     unless LSTM).
     """
+    if cache.get("gates", 0) is None and cache["mode"] in ("LSTM", "GRU"):
+        raise ValueError("recurrent_backward: the cache is from a forward pass with "
+                         "keep=False (minidl.no_grad), which keeps no gates; run the "
+                         "forward pass again with gradients enabled")
     mode, hs, gates = cache["mode"], cache["hs"], cache["gates"]
     xp = backend.xp(hs)
     T, N, H = hs.shape
@@ -326,14 +333,16 @@ def hidden_weight_grads(dhg, hs, h0, with_bias: bool):
 
 
 # -- the time loop as registry operations ------------------------------------------------
-def _sequence_ready(mode, xg, w_hh, b_hh, h0, c0=None) -> bool:
+def _sequence_ready(mode, xg, w_hh, b_hh, h0, c0=None, keep=True) -> bool:
     """The one-kernel loops (``_rnn_numba.recurrent_forward_numba``): LSTM and GRU on
     NumPy arrays of one float dtype."""
     return mode in ("LSTM", "GRU") and _numba_ready(xg, w_hh, b_hh, h0, c0)
 
 
 def _sequence_back_ready(d_hs, dh_n, dc_n, w_hh, cache) -> bool:
-    return cache["mode"] in ("LSTM", "GRU") and _numba_ready(
+    """LSTM and GRU caches with their gates (a ``keep=False`` cache goes to the
+    reference, which says what is wrong)."""
+    return cache["mode"] in ("LSTM", "GRU") and cache["gates"] is not None and _numba_ready(
         cache["hs"], d_hs, dh_n, dc_n, w_hh, cache["h0"], cache["c0"], cache["gates"])
 
 
@@ -344,6 +353,36 @@ recurrent_forward = _register(
               np.zeros((4 * _H, _H), np.float32), np.zeros(4 * _H, np.float32),
               np.zeros((_N, _H), np.float32), np.zeros((_N, _H), np.float32)), {}),
     "One layer-direction over all steps: ``(hs, cache)``.")
+
+
+def recurrent_layer_forward_reference(mode, x, w_ih, b_ih, w_hh, b_hh, h0, c0=None,
+                                      keep=True):
+    """One layer-direction from its input: ``xg = x W_ih^T + b_ih`` for all steps at
+    once (``x`` ``(T, N, I)``; ``matmul``), then ``recurrent_forward_reference``; returns
+    its ``(hs, cache)``."""
+    xp = backend.xp(x)
+    T, N, _ = x.shape
+    # W_ih^T made contiguous (G x I, small): matmul's route for a transposed b is slow
+    # when the inner dimension (input_size) is small -- 13x for 28, measured
+    xg = matmul(x.reshape(T * N, -1), xp.ascontiguousarray(w_ih.T))
+    if b_ih is not None:
+        xg += b_ih
+    return recurrent_forward_reference(mode, xg.reshape(T, N, -1), w_hh, b_hh, h0, c0,
+                                       keep=keep)
+
+
+def _layer_ready(mode, x, w_ih, b_ih, w_hh, b_hh, h0, c0=None, keep=True) -> bool:
+    """LSTM and GRU on NumPy arrays of one float dtype (``_rnn_numba``)."""
+    return mode in ("LSTM", "GRU") and _numba_ready(x, w_ih, b_ih, w_hh, b_hh, h0, c0)
+
+
+recurrent_layer_forward = _register(
+    "recurrent_layer_forward", recurrent_layer_forward_reference, _layer_ready,
+    lambda: (("LSTM", np.zeros((_T, _N, 28), np.float32), np.zeros((4 * _H, 28), np.float32),
+              np.zeros(4 * _H, np.float32), np.zeros((4 * _H, _H), np.float32),
+              np.zeros(4 * _H, np.float32), np.zeros((_N, _H), np.float32),
+              np.zeros((_N, _H), np.float32)), {}),
+    "One layer-direction from its input ``x`` (projection and loop): ``(hs, cache)``.")
 
 
 def _backward_example():

@@ -44,6 +44,7 @@ import warnings
 import numpy as np
 
 from .. import _checks, backend, kernels
+from ..grad_mode import is_grad_enabled
 from ..kernels import rnn as rnn_kernels
 from . import init
 from .dropout import _bernoulli_keep
@@ -81,19 +82,29 @@ def _split_pair(owner: str, what: str, value, is_lstm: bool):
     return value[0], value[1]
 
 
+# The cache of a forward pass inside ``minidl.no_grad()``: nothing to differentiate.
+_NO_GRAD = "no_grad"
+
+
+def _check_cache(name, cache):
+    if cache is None:
+        raise backward_before_forward(name)
+    if cache is _NO_GRAD:
+        raise RuntimeError(f"{name}.backward() after a forward pass inside minidl.no_grad(), "
+                           f"which keeps nothing for backward: run forward again outside it")
+
+
 # -- one direction of one layer (shared by the layers and the cells) --------------------
 def _direction_forward(mode, x2, T, weights, h0, c0, reverse: bool):
-    """Run the cell over ``x2`` = ``(T*N, I)`` (time-major rows); ``hs`` in time order."""
+    """Run the cell over ``x2`` = ``(T*N, I)`` (time-major rows); ``hs`` in time order.
+    Inside ``minidl.no_grad()`` the loop keeps no backward cache (``keep=False``)."""
     w_ih, w_hh, b_ih, b_hh = weights
     xp = backend.xp(x2)
-    # W_ih^T made contiguous (G x I, small): matmul's route for a transposed b is slow
-    # when the inner dimension (input_size) is small -- 13x for 28, measured
-    xg = kernels.matmul(x2, xp.ascontiguousarray(w_ih.data.T))
-    if b_ih is not None:
-        xg += b_ih.data
-    xg = xg.reshape(T, x2.shape[0] // T, -1)
-    hs, cache = rnn_kernels.recurrent_forward(mode, xg[::-1] if reverse else xg, w_hh.data,
-                                              None if b_hh is None else b_hh.data, h0, c0)
+    x = x2.reshape(T, x2.shape[0] // T, -1)
+    hs, cache = rnn_kernels.recurrent_layer_forward(
+        mode, xp.ascontiguousarray(x[::-1]) if reverse else x, w_ih.data,
+        None if b_ih is None else b_ih.data, w_hh.data, None if b_hh is None else b_hh.data,
+        h0, c0, keep=is_grad_enabled())
     return (hs[::-1] if reverse else hs), cache
 
 
@@ -226,7 +237,7 @@ class _RNNBase(Module):
             y = outs[0] if D == 1 else xp.concatenate(outs, axis=2)
         self._cache = {"layers": layers, "T": T, "N": N, "dtype": x.dtype,
                        "out_shape": (N, T, y.shape[2]) if self.batch_first else y.shape,
-                       "given_hx": hx is not None}
+                       "given_hx": hx is not None} if is_grad_enabled() else _NO_GRAD
         self.hx_grad = None
         output = y.swapaxes(0, 1) if self.batch_first else y
         if self.mode == "LSTM":
@@ -238,8 +249,7 @@ class _RNNBase(Module):
         ``dh_n``, or ``(dh_n, dc_n)`` for LSTM); any part may be None.  Accumulates every
         parameter's ``grad``; keeps dL/d(initial state) in ``hx_grad`` when one was passed."""
         name = type(self).__name__
-        if self._cache is None:
-            raise backward_before_forward(name)
+        _check_cache(name, self._cache)
         c = self._cache
         T, N, dtype, D, H = c["T"], c["N"], c["dtype"], self.num_directions, self.hidden_size
         if d_output is not None:
@@ -449,14 +459,13 @@ class _CellBase(Module):
             c0 = xp.zeros(shape, x.dtype) if lstm else None
         x2 = xp.ascontiguousarray(x)
         hs, cache = _direction_forward(self.mode, x2, 1, self._weights(), h0, c0, False)
-        self._cache = (x2, cache, hx is not None)
+        self._cache = (x2, cache, hx is not None) if is_grad_enabled() else _NO_GRAD
         self.hx_grad = None
         return (hs[0], cache["cs"][0]) if lstm else hs[0]
 
     def _backward(self, dh, dc):
         name = type(self).__name__
-        if self._cache is None:
-            raise backward_before_forward(name)
+        _check_cache(name, self._cache)
         x2, cache, given_hx = self._cache
         shape = (x2.shape[0], self.hidden_size)
         for what, s in (("dh", dh), ("dc", dc)):

@@ -265,3 +265,33 @@ def test_float32_exp_and_tanh_of_the_loops():
     apply(special, e, t)
     np.testing.assert_array_equal(e, [1, 1, np.inf, 0, np.nan, np.inf, 0])
     np.testing.assert_array_equal(t, [0, -0.0, 1, -1, np.nan, 1, -1])
+
+
+def test_vector_sigmoid_and_tanh_give_the_scalar_bits():
+    """``_vmath_numba``'s whole-vector sigmoid and tanh (the float32 cells' route) give
+    exactly the bits of the scalar ``_sig``/``_tanh32``, which handle the last units of a
+    row: the two may be mixed in one row.  Includes 0, -0, +-inf, NaN, the ends of exp's
+    range and values around tanh's switch at 0.625."""
+    import numba
+    import minidl.kernels._rnn_numba as twins
+    from minidl.kernels._vmath_numba import LANES, _vsigmoid, _vtanh
+
+    @numba.njit(error_model="numpy")
+    def apply(x, vs, vt, ss, st):
+        one = np.float32(1)
+        for i in range(0, x.size, LANES):
+            _vsigmoid(x, i, vs, i)
+            _vtanh(x, i, vt, i)
+        for i in range(x.size):
+            ss[i] = twins._sig(x[i], one)
+            st[i] = twins._tanh32(x[i])
+
+    special = [0.0, -0.0, np.inf, -np.inf, np.nan, 88.0, 88.7, 88.8, -87.0, -103.9, -104.0,
+               0.625, -0.625, np.nextafter(np.float32(0.625), np.float32(0)), 1e-30, -1e-30]
+    x = np.concatenate([np.array(special, np.float32), np.linspace(-120, 120, 48_001),
+                        np.linspace(-1, 1, 4_001)]).astype(np.float32)
+    x = np.concatenate([x, np.zeros(-x.size % LANES, np.float32)])
+    vs, vt, ss, st = (np.empty_like(x) for _ in range(4))
+    apply(x, vs, vt, ss, st)
+    assert np.array_equal(vs.view(np.int32), ss.view(np.int32))
+    assert np.array_equal(vt.view(np.int32), st.view(np.int32))
