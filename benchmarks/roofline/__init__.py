@@ -53,7 +53,7 @@ operations sit far below the machine balance, so their bound is set by bytes eit
 float32 (4 bytes); masks (dropout, max-pooling's choice) 1 byte per element; what a
 recurrent loop keeps for its backward (gate activations, cell states) counted as
 written.  An operation is a layer's forward or backward (a recurrent layer's is the sum
-of its parts: input projection, the loop, the weight gradients), the loss (forward and
+of its parts: the projection and loop forward, the loop backward, the weight gradients), the loss (forward and
 backward), and the optimizer step.  Reshapes (Flatten, ImageToSequence) are views:
 bound 0.
 

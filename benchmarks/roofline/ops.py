@@ -48,11 +48,15 @@ def _recurrent_parts(cell: str, N: int, T: int, I: int, H: int, need_dx: bool):
     f = FLOAT
     saved = {"gates": N * T * G * f, "hs": N * T * H * f,
              ("cs" if cell == "LSTM" else "hn"): N * T * H * f}
+    # one operation, as minidl runs it (``recurrent_layer_forward``): the LSTM's input
+    # projection is inside its loop (a joint product per step, no xg array); the GRU's
+    # runs first and its xg (N T G) is written and read once more
+    xg = {} if cell == "LSTM" else {"xg": N * T * G * f}
     fwd = [
-        _op("input projection", "gemm", N * T * I * G, N * T * G,
-            {"x": N * T * I * f, "W_ih": G * I * f, "b_ih": G * f}, {"xg": N * T * G * f}),
-        _op("recurrent loop fwd", "loop", T * N * H * G, T * (N * G + CELL_FLOPS * N * H),
-            {"xg": N * T * G * f, "W_hh": G * H * f, "b_hh": G * f}, dict(saved), syncs=T),
+        _op("projection + loop fwd", "loop", N * T * I * G + T * N * H * G,
+            N * T * G + T * (N * G + CELL_FLOPS * N * H),
+            {"x": N * T * I * f, "W_ih": G * I * f, "b_ih": G * f, "W_hh": G * H * f,
+             "b_hh": G * f, **xg}, {**xg, **saved}, syncs=T),
     ]
     bwd = [
         _op("recurrent loop bwd", "loop", T * N * G * H, T * 2 * CELL_FLOPS * N * H,

@@ -128,7 +128,7 @@ class _Runner:
             from minidl.kernels import rnn as rk
         except ImportError:
             return lambda: None
-        names = {"recurrent_forward": "recurrent loop fwd",
+        names = {"recurrent_layer_forward": "projection + loop fwd",
                  "recurrent_backward": "recurrent loop bwd",
                  "hidden_weight_grads": "hidden weight grads"}
         saved = {}

@@ -388,6 +388,23 @@ def _nn_serial(a, b, c, n_threads):
         _nn_columns(packed, m, k, b, c, j0, min(n, j0 + NN_BLOCK))
 
 
+@njit(parallel=True, cache=True)
+def _nn_k_parallel(a, b, parts):
+    """``parts[p] = a[:, chunk p] @ b[chunk p]``: the contraction cut into
+    ``len(parts)`` equal chunks, one serial product per chunk, the chunks over the
+    threads (``products.matmul_long_k`` adds the parts)."""
+    n_parts = parts.shape[0]
+    k = a.shape[1]
+    step = -(-k // n_parts)
+    for p in prange(n_parts):
+        lo = min(k, p * step)
+        hi = min(k, lo + step)
+        if hi > lo:
+            _nn_serial(a[:, lo:hi], b[lo:hi], parts[p], 1)
+        else:
+            parts[p][:] = 0
+
+
 # -- C = A Bt^T ---------------------------------------------------------------------------
 
 @njit(cache=True)

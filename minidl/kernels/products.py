@@ -26,22 +26,29 @@ matmul = registry.register(
 
 def matmul_long_k(a, b):
     """``a @ b`` for a contraction longer than ``gemm.NN_MAX_K`` (a weight gradient summed
-    over every step and image): when the registry would put chunks of at most
-    ``NN_MAX_K`` on the Numba GEMM, the sum of ``a[:, c] @ b[c]`` over those chunks;
-    else one ``matmul``.
+    over every step and image): with several threads, and where the registry would put
+    chunks of at most ``NN_MAX_K`` on the Numba GEMM (``b`` C-contiguous), the
+    contraction is cut into a multiple of the thread count of such chunks, each thread
+    takes whole chunks on one core (``_gemm_numba._nn_k_parallel``) and the partial
+    products are added; else one ``matmul``.
 
     Why: with minidl's thread pool running, BLAS has one thread (``minidl.threads``), so
-    one long product there runs on one core. LSTM 128, T=28, batch 64, 2 threads,
-    ``128x1792 @ 1792x512``: 2.6 ms as one BLAS call, 1.6 ms as two chunks on the
-    micro-kernel (AMD EPYC Zen 4, AVX-512, median of 7 blocks of 20). On one thread the
-    micro-kernels do not take float32 products that OpenBLAS wins (``gemm.NN_MAX_K``).
+    one long product there runs on one core.  LSTM 128, T = 28, batch 64, 2 threads,
+    ``dG^T h_prev`` (512x1792 @ 1792x128; Intel Xeon with AVX-512, median of 31): 1.63 ms
+    as one BLAS call, 1.91 ms as two chunks each split by columns over both threads,
+    1.27 ms as one chunk per thread.  On one thread the micro-kernels do not take float32
+    products that OpenBLAS wins (``gemm.NN_MAX_K``).
     """
     k = a.shape[1]
-    step = -(-k // -(-k // gemm.NN_MAX_K))          # equal chunks of at most NN_MAX_K
-    if k <= gemm.NN_MAX_K or threads.get_num_threads() < 2 \
-            or matmul.pick(a[:, :step], b[:step]) is None:
+    n_threads = threads.get_num_threads()
+    if k <= gemm.NN_MAX_K or n_threads < 2 or not b.flags.c_contiguous:
         return matmul(a, b)
-    out = matmul(a[:, :step], b[:step])
-    for start in range(step, k, step):
-        out += matmul(a[:, start:start + step], b[start:start + step])
-    return out
+    n_parts = -(-k // gemm.NN_MAX_K)
+    n_parts = -(-n_parts // n_threads) * n_threads          # whole rounds of the threads
+    step = -(-k // n_parts)
+    if matmul.pick(a[:, :step], b[:step]) is None:      # not the Numba route: one product
+        return matmul(a, b)
+    from ._gemm_numba import _nn_k_parallel  # noqa: PLC0415 - Numba only where it runs
+    parts = np.empty((n_parts, a.shape[0], b.shape[1]), np.float32)
+    _nn_k_parallel(a, b, parts)
+    return parts.sum(axis=0)

@@ -115,17 +115,17 @@ def _direction_backward(d_hs, dh_n, dc_n, x2, weights, cache, reverse: bool, nee
         d_hs = d_hs[::-1]
     dxg, dhg, dh0, dc0 = rnn_kernels.recurrent_backward(d_hs, dh_n, dc_n, w_hh.data, cache)
     dw_hh, db_hh = rnn_kernels.hidden_weight_grads(dhg, cache["hs"], cache["h0"],
-                                                   b_hh is not None)
+                                                   b_hh is not None, cache.get("hs_full"))
     w_hh.accumulate_grad(dw_hh, owned=True)
     if b_hh is not None:
         b_hh.accumulate_grad(db_hh, owned=True)
     xp = backend.xp(dxg)
     dxg2 = xp.ascontiguousarray(dxg[::-1] if reverse else dxg).reshape(x2.shape[0], -1)
-    # as (x^T dG)^T: matmul packs a transposed first operand slowly when it is wide;
-    # the contraction runs over every step and image (matmul_long_k)
-    w_ih.accumulate_grad(xp.ascontiguousarray(kernels.matmul_long_k(x2.T, dxg2).T), owned=True)
-    if b_ih is not None:
-        b_ih.accumulate_grad(dxg2.sum(axis=0), owned=True)
+    # dG^T x, in the weight's layout; the contraction runs over every step and image
+    w_ih.accumulate_grad(kernels.matmul(dxg2.T, x2), owned=True)
+    if b_ih is not None:     # an LSTM's dhg is its dxg: the same sum as db_hh's
+        b_ih.accumulate_grad(db_hh.copy() if dhg is dxg and db_hh is not None
+                             else dxg2.sum(axis=0), owned=True)
     dx2 = kernels.matmul(dxg2, w_ih.data) if need_dx else None
     return dx2, dh0, dc0
 

@@ -66,9 +66,17 @@ def test_adam_and_recurrent_counts():
     n, t, i, h = 64, 28, 28, 128
     g = 4 * h
     fwd = {q["name"]: q for q in ops["1 LSTM fwd"]["parts"]}
-    assert fwd["input projection"]["mult_adds"] == n * t * i * g
-    assert fwd["recurrent loop fwd"]["mult_adds"] == t * n * h * g
-    assert fwd["recurrent loop fwd"]["syncs"] == t
+    # the LSTM's projection runs inside its loop: one operation, with no xg traffic
+    assert list(fwd) == ["projection + loop fwd"]
+    assert fwd["projection + loop fwd"]["mult_adds"] == n * t * i * g + t * n * h * g
+    assert fwd["projection + loop fwd"]["syncs"] == t
+    # bytes: x, W_ih, b_ih, W_hh, b_hh read; gates, hs, cs written (4 bytes each)
+    want = 4 * (n * t * i + g * i + g + g * h + g + n * t * g + 2 * n * t * h)
+    assert fwd["projection + loop fwd"]["bytes"] == want
+    gru = {o["name"]: o for o in rf_ops.model_ops("gru_128")["ops"]}["1 GRU fwd"]["parts"]
+    g3 = 3 * h                        # the GRU's xg is written and read once more
+    assert gru[0]["bytes"] == 4 * (n * t * i + g3 * i + g3 + g3 * h + g3 + n * t * g3
+                                   + 2 * n * t * h) + 2 * 4 * n * t * g3
     bwd = {q["name"]: q for q in ops["1 LSTM bwd"]["parts"]}
     assert "input grad" not in bwd       # the first layer with parameters
     assert sum(q["mult_adds"] for q in bwd.values()) == n * t * i * g + 2 * t * n * h * g
@@ -239,7 +247,7 @@ def test_quick_rows_are_measured_over_bound(quick_run):
         assert gap["op"] in {o["op"] for o in top} and 0 < gap["share"] <= 1.5
         # minidl's recurrent kernels are timed inside the layer
         if r["model"] in ("lstm_128", "gru_128"):
-            loop = next(o for o in r["ops"] if o["op"].strip() == "recurrent loop fwd")
+            loop = next(o for o in r["ops"] if o["op"].strip() == "projection + loop fwd")
             assert loop["minidl"] > 0
     md = (out / "roofline.md").read_text()
     assert "× bound" in md and "Training step as a multiple of its bound" in md

@@ -17,13 +17,18 @@ def two_threads():
 
 @pytest.mark.parametrize("k", [gemm.NN_MAX_K - 1, gemm.NN_MAX_K + 1, 1792, 3 * gemm.NN_MAX_K + 5])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_equals_the_product(two_threads, k, dtype):
+@pytest.mark.parametrize("weight_layout", [False, True], ids=["hT_d", "dT_h"])
+def test_equals_the_product(two_threads, k, dtype, weight_layout):
+    """Both orientations of a recurrent weight gradient: ``h^T dG`` and ``dG^T h`` (the
+    layer's, a transposed first operand)."""
     rng = np.random.default_rng(k)
     h = rng.standard_normal((k, 128)).astype(dtype)
     d = rng.standard_normal((k, 512)).astype(dtype)
+    if weight_layout:
+        h, d = d, h
     exact = h.astype(np.float64).T @ d.astype(np.float64)
     got = kernels.matmul_long_k(h.T, d)
-    assert got.shape == (128, 512) and got.dtype == dtype
+    assert got.shape == exact.shape and got.dtype == dtype
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(got, exact, rtol=0, atol=tol * np.abs(exact).max())
 
