@@ -210,11 +210,6 @@ from numba.extending import intrinsic, overload
 
 from ._gemm_numba import NN_ROWS, _nn_columns, _pack_a
 from ._vmath_numba import LANES as VLANES, _vsigmoid, _vtanh
-
-# Rows of the batch whose step product and cell run back to back (``_lstm_layer_forward_
-# rows``): the block's products (CELL_ROWS x G floats, 128 KB for an LSTM of 128 units)
-# are read by the cell from cache rather than from memory.
-CELL_ROWS = 8 * NN_ROWS
 from ._parallel import pick
 from ..threads import numba_threads
 
@@ -489,33 +484,30 @@ def _lstm_seq_forward_serial(xg, w_t, b_hh, hs, cs, gates, tcs, hg, rows, keep, 
 def _lstm_layer_forward_rows(x, w_cat, b, hs, cs, gates, tcs, hg_all, lo, hi, keep, one):
     """``_lstm_seq_forward_rows`` with the input projection inside the loop: per step one
     product ``[h_{t-1} | x_t] @ w_cat`` (``w_cat`` = ``[W_hh^T; W_ih^T]``, ``(H + I, G)``)
-    and ``b = b_ih + b_hh``, so the ``(T, N, G)`` projection is never written or read.
-    The rows go through each step in blocks of ``CELL_ROWS``: product, then cell."""
+    and ``b = b_ih + b_hh``, so the ``(T, N, G)`` projection is never written or read."""
     T = x.shape[0]
     G = w_cat.shape[1]
     H = G // 4
+    hg = hg_all[lo:hi]                                   # scratch: this step's products
     for t in range(T):
-        for r0 in range(lo, hi, CELL_ROWS):              # product then cell, block by block:
-            r1 = min(hi, r0 + CELL_ROWS)                 # the block's products stay in cache
-            hg = hg_all[r0:r1]
-            _joint_product(hs[t, r0:r1], x[t, r0:r1], w_cat, hg)
-            for r in range(r1 - r0):
-                n = r0 + r
-                u, gt = hg[r], gates[t if keep else 0, n]
-                for j in range(G):
-                    gt[j] = u[j] + b[j]
-                _sigmoid_span(gt, 0, 2 * H, one)            # i, f
-                _tanh_span(gt, gt, 2 * H, 3 * H)             # g
-                _sigmoid_span(gt, 3 * H, G, one)             # o
-                c_prev = cs[t if keep else t % 2, n]
-                c = cs[t + 1 if keep else (t + 1) % 2, n]
-                tc, h = tcs[t if keep else 0, n], hs[t + 1, n]
-                gi, gf, gc, go = gt[:H], gt[H:2 * H], gt[2 * H:3 * H], gt[3 * H:]
-                for j in range(H):
-                    c[j] = gf[j] * c_prev[j] + gi[j] * gc[j]
-                _tanh_span(c, tc, 0, H)
-                for j in range(H):
-                    h[j] = go[j] * tc[j]
+        _joint_product(hs[t, lo:hi], x[t, lo:hi], w_cat, hg)
+        for r in range(hi - lo):
+            n = lo + r
+            u, gt = hg[r], gates[t if keep else 0, n]
+            for j in range(G):
+                gt[j] = u[j] + b[j]
+            _sigmoid_span(gt, 0, 2 * H, one)            # i, f
+            _tanh_span(gt, gt, 2 * H, 3 * H)             # g
+            _sigmoid_span(gt, 3 * H, G, one)             # o
+            c_prev = cs[t if keep else t % 2, n]
+            c = cs[t + 1 if keep else (t + 1) % 2, n]
+            tc, h = tcs[t if keep else 0, n], hs[t + 1, n]
+            gi, gf, gc, go = gt[:H], gt[H:2 * H], gt[2 * H:3 * H], gt[3 * H:]
+            for j in range(H):
+                c[j] = gf[j] * c_prev[j] + gi[j] * gc[j]
+            _tanh_span(c, tc, 0, H)
+            for j in range(H):
+                h[j] = go[j] * tc[j]
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -587,28 +579,26 @@ def _gru_seq_forward_rows(xg, w_t, b_hh, hs, gates, hg_ns, hg_all, lo, hi, keep,
     T = xg.shape[0]
     G = w_t.shape[1]
     H = G // 3
+    hg = hg_all[lo:hi]                                   # scratch: this step's h W_hh^T
     for t in range(T):
-        for r0 in range(lo, hi, CELL_ROWS):              # as _lstm_layer_forward_rows
-            r1 = min(hi, r0 + CELL_ROWS)
-            hg = hg_all[r0:r1]
-            _hidden_product(hs[t, r0:r1], w_t, hg)
-            for r in range(r1 - r0):
-                n = r0 + r
-                x, u, h = xg[t, n], hg[r], hs[t + 1, n]
-                gt, un = gates[t if keep else 0, n], hg_ns[t if keep else 0, n]
-                h_prev = hs[t, n]
-                for j in range(2 * H):
-                    gt[j] = x[j] + (u[j] + b_hh[j])
-                _sigmoid_span(gt, 0, 2 * H, one)            # r, z
-                gr, gz, gn = gt[:H], gt[H:2 * H], gt[2 * H:]
-                xn, uu, bn = x[2 * H:], u[2 * H:], b_hh[2 * H:]
-                for j in range(H):
-                    hn = uu[j] + bn[j]
-                    un[j] = hn
-                    gn[j] = xn[j] + gr[j] * hn
-                _tanh_span(gt, gt, 2 * H, G)                 # n
-                for j in range(H):
-                    h[j] = (one - gz[j]) * gn[j] + gz[j] * h_prev[j]
+        _hidden_product(hs[t, lo:hi], w_t, hg)
+        for r in range(hi - lo):
+            n = lo + r
+            x, u, h = xg[t, n], hg[r], hs[t + 1, n]
+            gt, un = gates[t if keep else 0, n], hg_ns[t if keep else 0, n]
+            h_prev = hs[t, n]
+            for j in range(2 * H):
+                gt[j] = x[j] + (u[j] + b_hh[j])
+            _sigmoid_span(gt, 0, 2 * H, one)            # r, z
+            gr, gz, gn = gt[:H], gt[H:2 * H], gt[2 * H:]
+            xn, uu, bn = x[2 * H:], u[2 * H:], b_hh[2 * H:]
+            for j in range(H):
+                hn = uu[j] + bn[j]
+                un[j] = hn
+                gn[j] = xn[j] + gr[j] * hn
+            _tanh_span(gt, gt, 2 * H, G)                 # n
+            for j in range(H):
+                h[j] = (one - gz[j]) * gn[j] + gz[j] * h_prev[j]
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
