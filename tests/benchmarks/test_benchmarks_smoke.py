@@ -83,6 +83,15 @@ def test_threading_quick(tmp_path):
     assert (tmp_path / "threading.png").exists()
 
 
+def test_rnn_parts_quick(tmp_path):
+    _run_quick("rnn_parts", tmp_path)
+    data = json.loads((tmp_path / "rnn_parts.json").read_text())["results"]
+    assert len(data) == 4
+    for rows in data.values():
+        assert len(rows) >= 2 and all(_finite_positive(r["median"]) for r in rows.values())
+    assert "projection inside the loop" in (tmp_path / "rnn_parts.md").read_text()
+
+
 def test_training_quick(tmp_path, torch):
     _run_quick("training", tmp_path)
     data = json.loads((tmp_path / "training.json").read_text())

@@ -1,0 +1,192 @@
+"""The recurrent layers' parts, each before and after issue 29's change to it.
+
+    python -m benchmarks.rnn_parts [--quick] [--rounds 7] [--out DIR]
+
+Each part times the code it replaced beside the code that replaced it, in one process,
+interleaved (``common.interleaved``: the order rotates every round), median of
+``--rounds`` blocks; LSTM of 128 units over 28 steps of 28 inputs, float32:
+
+1. **sigmoid, tanh** (1 thread, 65,536 values): the scalar float32 functions of the
+   recurrent loops (``_rnn_numba._sig``, ``_tanh32``), which LLVM vectorises at its
+   preferred width, against ``_vmath_numba``'s explicit full-width vectors.
+2. **hidden weight gradient** (1 thread, batch 64): ``h_prev`` concatenated from ``h0``
+   and ``hs``, ``(h_prev^T dG)^T`` and a transposed copy, against
+   ``kernels.hidden_weight_grads`` with the kept ``hs_full`` (``dG^T h_prev``).
+3. **long contraction** (2 threads, ``dG^T h``: 512x1792 @ 1792x128): one BLAS call,
+   two chunks each split by columns over the threads (``matmul_long_k`` before), one
+   chunk per thread (``matmul_long_k`` now).
+4. **LSTM forward for inference** (1 thread, batch 1000, no backward cache): the input
+   projection as one product and then the loop, against the projection inside the loop
+   (``recurrent_layer_forward``).
+
+Writes ``rnn_parts.md`` and ``rnn_parts.json`` to ``--out`` (default
+``benchmarks/results/rnn/``).
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+
+from . import common, machine
+
+T, H, I = 28, 128, 28
+
+
+def _timed(fn, block_s: float, quick: bool):
+    number = 1 if quick else common.calibrate(fn, block_s)
+    return lambda: common.time_block(fn, number)
+
+
+def _activation_parts():
+    from numba import njit
+
+    from minidl.kernels import _rnn_numba as loops
+    from minidl.kernels._vmath_numba import LANES, _vsigmoid, _vtanh
+
+    @njit(error_model="numpy")
+    def scalar_sigmoid(x, out, one):
+        for i in range(x.size):
+            out[i] = loops._sig(x[i], one)
+
+    @njit(error_model="numpy")
+    def scalar_tanh(x, out):
+        for i in range(x.size):
+            out[i] = loops._tanh32(x[i])
+
+    @njit(error_model="numpy")
+    def vector_sigmoid(x, out):
+        for i in range(0, x.size, LANES):
+            _vsigmoid(x, i, out, i)
+
+    @njit(error_model="numpy")
+    def vector_tanh(x, out):
+        for i in range(0, x.size, LANES):
+            _vtanh(x, i, out, i)
+
+    x = (np.random.default_rng(0).standard_normal(1 << 16) * 5).astype(np.float32)
+    out = np.empty_like(x)
+    one = np.float32(1)
+    return x.size, {
+        "sigmoid: scalar (LLVM's width)": lambda: scalar_sigmoid(x, out, one),
+        "sigmoid: full-width vectors": lambda: vector_sigmoid(x, out),
+        "tanh: scalar (LLVM's width)": lambda: scalar_tanh(x, out),
+        "tanh: full-width vectors": lambda: vector_tanh(x, out)}
+
+
+def _weight_gradient_parts(rng):
+    from minidl import kernels
+    n = 64
+    hs_full = rng.standard_normal((T + 1, n, H)).astype(np.float32)
+    hs, h0 = hs_full[1:], hs_full[0]
+    dg = rng.standard_normal((T, n, 4 * H)).astype(np.float32)
+
+    def before():
+        h_prev = np.concatenate([h0[None], hs[:-1]], axis=0).reshape(T * n, H)
+        d2 = dg.reshape(T * n, 4 * H)
+        return np.ascontiguousarray(kernels.matmul_long_k(h_prev.T, d2).T), d2.sum(axis=0)
+
+    return {"concatenate, (h^T dG)^T, transposed copy": before,
+            "kept states, dG^T h": lambda: kernels.hidden_weight_grads(dg, hs, h0, True,
+                                                                       hs_full)}
+
+
+def _long_contraction_parts(rng):
+    from minidl import kernels
+    from minidl.kernels.gemm import NN_MAX_K, matmul_reference
+    n = 64
+    h = rng.standard_normal((T * n, H)).astype(np.float32)
+    d2 = rng.standard_normal((T * n, 4 * H)).astype(np.float32)
+    a, k = d2.T, T * n
+    step = -(-k // -(-k // NN_MAX_K))
+
+    def column_chunks():
+        out = kernels.matmul(a[:, :step], h[:step])
+        for start in range(step, k, step):
+            out += kernels.matmul(a[:, start:start + step], h[start:start + step])
+        return out
+
+    return {"one BLAS call": lambda: matmul_reference(a, h),
+            "chunks split by columns (before)": column_chunks,
+            "one chunk per thread (now)": lambda: kernels.matmul_long_k(a, h)}
+
+
+def _inference_parts(rng):
+    import minidl
+    from minidl import kernels
+    from minidl.kernels import _rnn_numba as loops
+    n = 1000
+    x = rng.standard_normal((T, n, I)).astype(np.float32)
+    w_ih = (rng.standard_normal((4 * H, I)) * 0.2).astype(np.float32)
+    w_hh = (rng.standard_normal((4 * H, H)) * 0.1).astype(np.float32)
+    b = (rng.standard_normal(4 * H) * 0.1).astype(np.float32)
+    h0 = np.zeros((n, H), np.float32)
+
+    def projection_first():
+        xg = kernels.matmul(x.reshape(T * n, I), np.ascontiguousarray(w_ih.T))
+        xg += b
+        return loops.recurrent_forward_numba("LSTM", xg.reshape(T, n, -1), w_hh, b, h0, h0,
+                                             keep=False)
+
+    assert minidl.get_num_threads() == 1
+    return {"projection, then the loop": projection_first,
+            "projection inside the loop": lambda: loops.recurrent_layer_forward_numba(
+                "LSTM", x, w_ih, b, w_hh, b, h0, h0, keep=False)}
+
+
+def _measure(parts: dict, rounds: int, quick: bool, block_s: float) -> dict:
+    samplers = {name: _timed(fn, block_s, quick) for name, fn in parts.items()}
+    samples = common.interleaved(samplers, rounds)
+    return {name: common.summarize(s) for name, s in samples.items()}
+
+
+def main(argv=None) -> int:
+    parser = common.base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default 7)")
+    args = common.parse_args(parser, argv, "benchmarks.rnn_parts")
+    if args is None:
+        return common.parse_args.code
+    out = args.out if args.out != common.RESULTS_DIR else common.RESULTS_DIR / "rnn"
+    out.mkdir(parents=True, exist_ok=True)
+    rounds, block_s = (1, 0.0) if args.quick else (args.rounds, 0.2)
+    import minidl
+    info = machine.machine_info(with_torch=False)
+    rng = np.random.default_rng(0)
+    results = {}
+    minidl.set_num_threads(1)
+    size, activation = _activation_parts()
+    results["sigmoid and tanh, 1 thread (per value)"] = {
+        name: {k: (v / size if isinstance(v, float) and k != "runs" else v)
+               for k, v in s.items()}
+        for name, s in _measure(activation, rounds, args.quick, block_s).items()}
+    results["hidden weight gradient, batch 64, 1 thread"] = _measure(
+        _weight_gradient_parts(rng), rounds, args.quick, block_s)
+    results["LSTM forward without cache, batch 1000, 1 thread"] = _measure(
+        _inference_parts(rng), rounds, args.quick, block_s)
+    import numba
+    two = min(2, numba.config.NUMBA_NUM_THREADS)     # 1 where Numba was limited to one
+    minidl.set_num_threads(two)
+    results[f"dG^T h, 512x1792 @ 1792x128, {two} thread{'s' if two > 1 else ''}"] = _measure(
+        _long_contraction_parts(rng), rounds, args.quick, block_s)
+    info_end = machine.machine_info(with_torch=False)
+    lines = ["# The recurrent layers' parts, before and after (issue 29)", "",
+             machine.machine_markdown(info), "", machine.load_note(info, info_end), "",
+             f"`python -m benchmarks.rnn_parts`: each part's old and new code in one process, "
+             f"interleaved, median of {rounds} blocks (min-max beside).", ""]
+    for part, rows in results.items():
+        lines += [f"## {part}", "", "| code | median | min-max |", "|---|---|---|"]
+        for name, s in rows.items():
+            lines.append(f"| {name} | {common.fmt_time(s['median'])} | "
+                         f"{common.fmt_time(s['min'])}-{common.fmt_time(s['max'])} |")
+        lines.append("")
+    (out / "rnn_parts.md").write_text("\n".join(lines))
+    (out / "rnn_parts.json").write_text(json.dumps(
+        {"machine": info, "machine_end": info_end, "rounds": rounds, "results": results},
+        indent=1))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
