@@ -3,9 +3,10 @@
 ``_rnn_numba`` evaluates its cells with Cephes' expf/tanhf polynomials (``_exp32``,
 ``_tanh32``), written in Numba so LLVM vectorises the loops over units.  It does, but on
 an AVX-512 CPU LLVM prefers 256-bit vectors for loops it vectorises itself
-(``prefer-vector-width``), and an LSTM cell makes five of these calls per unit: the cell
-took as long as the step's matrix product (LSTM 128, batch 64, one thread, Intel Xeon
-with AVX-512: 1.34 ms of a 3.5 ms forward loop).
+(``prefer-vector-width``), and an LSTM cell makes five of these calls per unit: the cells
+took nearly as long as the step products (LSTM 128, batch 64, one thread, Intel Xeon
+with AVX-512: 1.34 ms of a 3.5 ms forward loop whose products took 1.74 ms).  Timed
+against the scalar route: ``python -m benchmarks.rnn_parts``.
 
 The intrinsics below emit the same arithmetic on explicit ``<LANES x float>`` vectors
 (16 lanes with AVX-512, 8 with AVX2: ``minidl.cpu.tile_geometry``), which LLVM keeps in

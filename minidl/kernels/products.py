@@ -34,9 +34,9 @@ def matmul_long_k(a, b):
 
     Why: with minidl's thread pool running, BLAS has one thread (``minidl.threads``), so
     one long product there runs on one core.  LSTM 128, T = 28, batch 64, 2 threads,
-    ``dG^T h_prev`` (512x1792 @ 1792x128; Intel Xeon with AVX-512, median of 31): 1.63 ms
-    as one BLAS call, 1.91 ms as two chunks each split by columns over both threads,
-    1.27 ms as one chunk per thread.  On one thread the micro-kernels do not take float32
+    ``dG^T h_prev`` (512x1792 @ 1792x128; Intel Xeon with AVX-512, ``python -m
+    benchmarks.rnn_parts``): 1.70 ms as one BLAS call, 1.86 ms as two chunks each split
+    by columns over both threads, 1.25 ms as one chunk per thread.  On one thread the micro-kernels do not take float32
     products that OpenBLAS wins (``gemm.NN_MAX_K``).
     """
     k = a.shape[1]

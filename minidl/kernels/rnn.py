@@ -326,8 +326,8 @@ def hidden_weight_grads(dhg, hs, h0, with_bias: bool, hs_full=None):
     ``hs_full`` (``(T + 1, N, H)``: ``h0`` then ``hs``, as the Numba loop keeps them)
     spares the copy that puts ``h0`` before ``hs[:-1]``.  The product is taken as
     ``dG^T h_prev``, in the weight's own layout: no transposed copy of the result (LSTM
-    128, batch 64, T = 28, one thread, Intel Xeon with AVX-512, median of 31:
-    2.05 -> 1.57 ms with both changes)."""
+    128, batch 64, T = 28, one thread, Intel Xeon with AVX-512: 2.40 -> 2.09 ms with both
+    changes, ``python -m benchmarks.rnn_parts``)."""
     xp = backend.xp(hs)
     T, N, H = hs.shape
     G = dhg.shape[2]
