@@ -331,7 +331,9 @@ def _joint_product(h, x, w, out):
 
 @njit(cache=True)
 def _pack_joint(h, x):
-    """``[h | x]`` (m, H + I) packed as ``_gemm_numba._pack_a`` packs one matrix."""
+    """``[h | x]`` (m, H + I) packed as ``_gemm_numba._pack_a`` packs one matrix.  Its own
+    loop, row by row: ``h`` and ``x`` are row-major, where ``_pack_a`` reads down columns
+    (for transposed operands)."""
     m, kh = h.shape
     k = kh + x.shape[1]
     blocks = (m + NN_ROWS - 1) // NN_ROWS
@@ -431,6 +433,28 @@ def _tanh_span_scalar(src, dst, lo, hi):
         dst[j] = _tanh(src[j])
 
 
+@njit(inline="always", error_model="numpy")
+def _lstm_cell_step(gt, cs, tcs, hs, t, n, keep, one):
+    """Step ``t`` of batch row ``n`` once its gates' pre-activations are in ``gt`` (its
+    row of ``gates``): the nonlinearities in place (whole vectors: ``_sigmoid_span``),
+    then ``c = f c_prev + i g``, ``tanh c`` and ``h = o tanh c`` (``cs``, ``tcs``, ``hs``
+    and ``keep`` as in ``_lstm_seq_forward_rows``)."""
+    G = gt.shape[0]
+    H = G // 4
+    _sigmoid_span(gt, 0, 2 * H, one)            # i, f
+    _tanh_span(gt, gt, 2 * H, 3 * H)             # g
+    _sigmoid_span(gt, 3 * H, G, one)             # o
+    c_prev = cs[t if keep else t % 2, n]
+    c = cs[t + 1 if keep else (t + 1) % 2, n]
+    tc, h = tcs[t if keep else 0, n], hs[t + 1, n]
+    gi, gf, gc, go = gt[:H], gt[H:2 * H], gt[2 * H:3 * H], gt[3 * H:]
+    for j in range(H):
+        c[j] = gf[j] * c_prev[j] + gi[j] * gc[j]
+    _tanh_span(c, tc, 0, H)
+    for j in range(H):
+        h[j] = go[j] * tc[j]
+
+
 @njit(cache=True, error_model="numpy")
 def _lstm_seq_forward_rows(xg, w_t, b_hh, hs, cs, gates, tcs, hg_all, lo, hi, keep, one):
     """Rows ``[lo, hi)`` of the batch through all steps (see ``lstm_cell_forward``).
@@ -453,18 +477,7 @@ def _lstm_seq_forward_rows(xg, w_t, b_hh, hs, cs, gates, tcs, hg_all, lo, hi, ke
             x, u, gt = xg[t, n], hg[r], gates[t if keep else 0, n]
             for j in range(G):
                 gt[j] = x[j] + (u[j] + b_hh[j])
-            _sigmoid_span(gt, 0, 2 * H, one)            # i, f
-            _tanh_span(gt, gt, 2 * H, 3 * H)             # g
-            _sigmoid_span(gt, 3 * H, G, one)             # o
-            c_prev = cs[t if keep else t % 2, n]
-            c = cs[t + 1 if keep else (t + 1) % 2, n]
-            tc, h = tcs[t if keep else 0, n], hs[t + 1, n]
-            gi, gf, gc, go = gt[:H], gt[H:2 * H], gt[2 * H:3 * H], gt[3 * H:]
-            for j in range(H):
-                c[j] = gf[j] * c_prev[j] + gi[j] * gc[j]
-            _tanh_span(c, tc, 0, H)
-            for j in range(H):
-                h[j] = go[j] * tc[j]
+            _lstm_cell_step(gt, cs, tcs, hs, t, n, keep, one)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -496,18 +509,7 @@ def _lstm_layer_forward_rows(x, w_cat, b, hs, cs, gates, tcs, hg_all, lo, hi, ke
             u, gt = hg[r], gates[t if keep else 0, n]
             for j in range(G):
                 gt[j] = u[j] + b[j]
-            _sigmoid_span(gt, 0, 2 * H, one)            # i, f
-            _tanh_span(gt, gt, 2 * H, 3 * H)             # g
-            _sigmoid_span(gt, 3 * H, G, one)             # o
-            c_prev = cs[t if keep else t % 2, n]
-            c = cs[t + 1 if keep else (t + 1) % 2, n]
-            tc, h = tcs[t if keep else 0, n], hs[t + 1, n]
-            gi, gf, gc, go = gt[:H], gt[H:2 * H], gt[2 * H:3 * H], gt[3 * H:]
-            for j in range(H):
-                c[j] = gf[j] * c_prev[j] + gi[j] * gc[j]
-            _tanh_span(c, tc, 0, H)
-            for j in range(H):
-                h[j] = go[j] * tc[j]
+            _lstm_cell_step(gt, cs, tcs, hs, t, n, keep, one)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
