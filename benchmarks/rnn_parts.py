@@ -18,6 +18,12 @@ interleaved (``common.interleaved``: the order rotates every round), median of
 4. **LSTM forward for inference** (1 thread, batch 1000, no backward cache): the input
    projection as one product and then the loop, against the projection inside the loop
    (``recurrent_layer_forward``).
+5. **The loops' step products** (1 thread, batch 64, the 28 products of one sequence):
+   forward ``[h | x_t] @ [W_hh^T; W_ih^T]`` (64x156 @ 156x512) and backward
+   ``da_t @ W_hh`` (64x512 @ 512x128).  Before: the rows packed value by value, the
+   weight read in place (``_gemm_numba._nn_columns``); now: the rows packed by vectors
+   (``_pack_rows``) and the weight packed once per sequence into panels
+   (``_pack_b``, ``_nn_panels``).
 
 Writes ``rnn_parts.md`` and ``rnn_parts.json`` to ``--out`` (default
 ``benchmarks/results/rnn/``).
@@ -135,6 +141,76 @@ def _inference_parts(rng):
                 "LSTM", x, w_ih, b, w_hh, b, h0, h0, keep=False)}
 
 
+def _step_product_parts(rng):
+    from numba import njit
+
+    from minidl.kernels._gemm_numba import (NN_ROWS, _nn_columns, _nn_panels, _pack_a,
+                                            _pack_b, _pack_rows)
+    n = 64
+
+    @njit
+    def pack_value_by_value(h, x):      # the forward loop's packing before (row by row)
+        m, kh = h.shape
+        k = kh + x.shape[1]
+        packed = np.zeros(-(-m // NN_ROWS) * k * NN_ROWS, np.float32)
+        for blk in range(-(-m // NN_ROWS)):
+            base = blk * k * NN_ROWS
+            for r in range(min(NN_ROWS, m - blk * NN_ROWS)):
+                hr, xr = h[blk * NN_ROWS + r], x[blk * NN_ROWS + r]
+                for kk in range(kh):
+                    packed[base + kk * NN_ROWS + r] = hr[kk]
+                for kk in range(k - kh):
+                    packed[base + (kh + kk) * NN_ROWS + r] = xr[kk]
+        return packed
+
+    @njit
+    def forward_before(hs, xs, w, out):
+        m, kh = hs.shape[1:]
+        for t in range(xs.shape[0]):
+            _nn_columns(pack_value_by_value(hs[t], xs[t]), m, kh + xs.shape[2], w, out, 0,
+                        w.shape[1])
+
+    @njit
+    def forward_now(hs, xs, w, out):
+        m, kh = hs.shape[1:]
+        k = kh + xs.shape[2]
+        panels = _pack_b(w)
+        for t in range(xs.shape[0]):
+            packed = np.empty(-(-m // NN_ROWS) * NN_ROWS * k, np.float32)
+            _pack_rows(hs[t], packed, k, 0)
+            _pack_rows(xs[t], packed, k, kh)
+            _nn_panels(packed, m, k, panels, out)
+
+    @njit
+    def backward_before(das, w, out):
+        m, k = das.shape[1:]
+        for t in range(das.shape[0]):
+            _nn_columns(_pack_a(das[t]), m, k, w, out, 0, w.shape[1])
+
+    @njit
+    def backward_now(das, w, out):
+        m, k = das.shape[1:]
+        panels = _pack_b(w)
+        for t in range(das.shape[0]):
+            packed = np.empty(-(-m // NN_ROWS) * NN_ROWS * k, np.float32)
+            _pack_rows(das[t], packed, k, 0)
+            _nn_panels(packed, m, k, panels, out)
+
+    hs = rng.standard_normal((T, n, H)).astype(np.float32)
+    xs = rng.standard_normal((T, n, I)).astype(np.float32)
+    das = rng.standard_normal((T, n, 4 * H)).astype(np.float32)
+    w_cat = rng.standard_normal((H + I, 4 * H)).astype(np.float32)
+    w_hh = rng.standard_normal((4 * H, H)).astype(np.float32)
+    gates, dh = np.empty((n, 4 * H), np.float32), np.empty((n, H), np.float32)
+    return {"forward: rows value by value, weight in place": lambda: forward_before(
+                hs, xs, w_cat, gates),
+            "forward: rows by vectors, weight in panels": lambda: forward_now(
+                hs, xs, w_cat, gates),
+            "backward: rows value by value, weight in place": lambda: backward_before(
+                das, w_hh, dh),
+            "backward: rows by vectors, weight in panels": lambda: backward_now(das, w_hh, dh)}
+
+
 def _measure(parts: dict, rounds: int, quick: bool, block_s: float) -> dict:
     samplers = {name: _timed(fn, block_s, quick) for name, fn in parts.items()}
     samples = common.interleaved(samplers, rounds)
@@ -164,6 +240,8 @@ def main(argv=None) -> int:
         _weight_gradient_parts(rng), rounds, args.quick, block_s)
     results["LSTM forward without cache, batch 1000, 1 thread"] = _measure(
         _inference_parts(rng), rounds, args.quick, block_s)
+    results[f"the loops' step products, batch 64, {T} steps, 1 thread"] = _measure(
+        _step_product_parts(rng), rounds, args.quick, block_s)
     import numba
     two = min(2, numba.config.NUMBA_NUM_THREADS)     # 1 where Numba was limited to one
     minidl.set_num_threads(two)

@@ -405,6 +405,139 @@ def _nn_k_parallel(a, b, parts):
             parts[p][:] = 0
 
 
+# -- C = A B for a B used by many products (a recurrent weight: one product per step) ----
+#
+# ``_nn_columns`` reads each tile's ``B`` rows where they lie, ``ldb`` floats apart.  A
+# weight of 512 columns puts its rows 2 KiB apart, so a tile's 2 x 156 cache lines map to
+# 4 of L1's 64 sets and cannot stay there: every row block reads ``B`` again from L2.  A
+# weight reused by the 28 products of a time loop is worth packing once into panels
+# ``NN_COLS`` wide, each contiguous (``_pack_b``): then ``_nn_panels`` takes one panel at
+# a time (20 KiB for K = 156) through every row block, from L1.  And a row-major ``A``
+# (the states, the gate gradients) is packed by whole vectors (``_pack_rows``).  LSTM 128,
+# batch 64, one core, Intel Xeon with AVX-512 (``python -m benchmarks.rnn_parts``): see
+# ``benchmarks/results/rnn/rnn_parts.md``.
+
+@njit(cache=True)
+def _pack_b(b):
+    """``b`` (K, N) -> panels ``[p][k][q]`` of ``NN_COLS`` columns each (``q < NN_COLS``),
+    the last one zero-padded, as one flat array."""
+    k, n = b.shape
+    panels = -(-n // NN_COLS)
+    out = np.zeros(panels * k * NN_COLS, np.float32)
+    for p in range(panels):
+        width = min(NN_COLS, n - p * NN_COLS)
+        for kk in range(k):
+            base = (p * k + kk) * NN_COLS
+            for q in range(width):
+                out[base + q] = b[kk, p * NN_COLS + q]
+    return out
+
+
+def _zip(builder, xs, ys):
+    """Two streams of vectors interleaved element by element, ``x0 y0 x1 y1 ...``."""
+    i32 = ir.IntType(32)
+    half = LANES // 2
+    masks = [ir.Constant(ir.VectorType(i32, LANES), [v for i in range(lo, lo + half)
+                                                        for v in (i, LANES + i)])
+             for lo in (0, half)]
+    return [builder.shuffle_vector(x, y, mask) for x, y in zip(xs, ys) for mask in masks]
+
+
+def _interleave(builder, streams):
+    """Streams of vectors -> one, element ``k`` of every stream in turn.  For a power-of-two
+    count, the even streams' interleaving zipped with the odd streams' (``log2`` rounds of
+    two-vector shuffles); otherwise lane by lane (the AVX2 route's 6 rows)."""
+    if len(streams) == 1:
+        return streams[0]
+    if len(streams) & (len(streams) - 1) == 0:
+        return _zip(builder, _interleave(builder, streams[0::2]),
+                    _interleave(builder, streams[1::2]))
+    i32 = ir.IntType(32)
+    width = len(streams[0]) * LANES
+    values = [builder.extract_element(s[e // LANES], ir.Constant(i32, e % LANES))
+              for e in range(width) for s in streams]
+    out = []
+    for start in range(0, len(values), LANES):
+        vec = ir.Constant(streams[0][0].type, ir.Undefined)
+        for lane, value in enumerate(values[start:start + LANES]):
+            vec = builder.insert_element(vec, value, ir.Constant(i32, lane))
+        out.append(vec)
+    return out
+
+
+@intrinsic
+def _pack_rows_tile(typingctx, a, out, a_off, lda, o_off):
+    """``out[o_off + k*NN_ROWS + r] = a[a_off + r*lda + k]`` for ``r < NN_ROWS, k < LANES``:
+    one vector load per row, a transpose in registers (``_interleave``), ``NN_ROWS``
+    vector stores."""
+    sig = types.void(a, out, types.intp, types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):
+        a_arr, o_arr, a_off, lda, o_off = args
+        a_ptr, o_ptr = (_array_ptr(context, builder, t, v)
+                        for t, v in zip(signature.args[:2], args[:2]))
+        vty, _ = _vector_helpers(builder)
+        i64 = ir.IntType(64)
+        rows = [[_load_vector(builder, a_ptr,
+                              builder.add(a_off, builder.mul(ir.Constant(i64, r), lda)), vty)]
+                for r in range(NN_ROWS)]
+        for i, vec in enumerate(_interleave(builder, rows)):
+            _store_vector(builder, vec, o_ptr, builder.add(o_off, ir.Constant(i64, i * LANES)),
+                          vty)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(cache=True)
+def _pack_rows(a, packed, k_total, col0):
+    """``a`` (M, W) with unit column stride -> columns ``[col0, col0 + W)`` of ``A``'s
+    packing (``_pack_a``'s layout, ``k_total`` columns in all) in ``packed``.  Rows are
+    read along their length: whole ``NN_ROWS x LANES`` tiles by ``_pack_rows_tile``, the
+    rest value by value.  Rows past M are left as they are."""
+    m, w = a.shape
+    lda = a.strides[0] // 4
+    for blk in range(-(-m // NN_ROWS)):
+        i0 = blk * NN_ROWS
+        rows = min(NN_ROWS, m - i0)
+        base = blk * k_total * NN_ROWS + col0 * NN_ROWS
+        done = 0
+        if rows == NN_ROWS:
+            done = w // LANES * LANES
+            for kk in range(0, done, LANES):
+                _pack_rows_tile(a, packed, i0 * lda + kk, lda, base + kk * NN_ROWS)
+        for r in range(rows):
+            row = a[i0 + r]
+            for kk in range(done, w):
+                packed[base + kk * NN_ROWS + r] = row[kk]
+
+
+@njit(cache=True)
+def _nn_panels(packed, m, k, panels, c):
+    """``c`` (M, N), unit column stride, ``= A B`` for ``A`` packed (``_pack_a`` /
+    ``_pack_rows``, M rows, K columns) and ``B`` packed into panels (``_pack_b``).  Panel
+    by panel, each through every row block while it is in L1; edge tiles through a
+    scratch tile."""
+    n = c.shape[1]
+    ldc = c.strides[0] // 4
+    scratch = np.empty(NN_ROWS * NN_COLS, np.float32)
+    for p in range(-(-n // NN_COLS)):
+        j = p * NN_COLS
+        width = min(NN_COLS, n - j)
+        for blk in range(-(-m // NN_ROWS)):
+            i0 = blk * NN_ROWS
+            rows = min(NN_ROWS, m - i0)
+            if rows == NN_ROWS and width == NN_COLS:
+                _nn_tile(packed, panels, c, blk * k * NN_ROWS, p * k * NN_COLS, NN_COLS,
+                         i0 * ldc + j, ldc, k)
+            else:
+                _nn_tile(packed, panels, scratch, blk * k * NN_ROWS, p * k * NN_COLS, NN_COLS,
+                         0, NN_COLS, k)
+                for r in range(rows):
+                    for q in range(width):
+                        c[i0 + r, j + q] = scratch[r * NN_COLS + q]
+
+
 # -- C = A Bt^T ---------------------------------------------------------------------------
 
 @njit(cache=True)

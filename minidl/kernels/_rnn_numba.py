@@ -208,7 +208,7 @@ from llvmlite import ir
 from numba import prange, types
 from numba.extending import intrinsic, overload
 
-from ._gemm_numba import NN_ROWS, _nn_columns, _pack_a
+from ._gemm_numba import NN_ROWS, _nn_panels, _pack_b, _pack_rows
 from ._vmath_numba import LANES as VLANES, _vsigmoid, _vtanh
 from ._parallel import pick
 from ..threads import numba_threads
@@ -297,21 +297,44 @@ def _sig(a, one):
     return one / (one + _exp(-a))
 
 
-def _hidden_product(h, w, out):
+def _weight_panels(w):
+    return np.empty(0, w.dtype)
+
+
+@overload(_weight_panels)
+def _weight_panels_overload(w):
+    """What the loops' products read of the weight ``w`` (K, n), packed once per sequence
+    (each thread its own copy): float32 its panels (``_gemm_numba._pack_b``), float64
+    nothing (the loops read ``w`` itself)."""
+    if w.dtype == types.float32:
+        return lambda w: _pack_b(w)
+    return lambda w: np.empty(0, w.dtype)
+
+
+@njit(inline="always")
+def _packed_rows(m, k):
+    """Scratch for ``m`` rows of ``k`` columns packed as ``_gemm_numba._pack_a`` packs."""
+    return np.empty(-(-m // NN_ROWS) * NN_ROWS * k, np.float32)
+
+
+def _hidden_product(h, w, panels, out):
     out[...] = h @ w
 
 
 @overload(_hidden_product)
-def _hidden_product_overload(h, w, out):
+def _hidden_product_overload(h, w, panels, out):
     """``out = h @ w`` for ``h`` (m, K) rows, ``w`` (K, n) C-contiguous: float32 by
-    minidl's GEMM micro-kernel (``_gemm_numba``), float64 by plain loops."""
+    minidl's GEMM micro-kernel on ``w``'s panels (``_weight_panels``; ``_gemm_numba``),
+    float64 by plain loops."""
     if h.dtype == types.float32:
-        def tiles(h, w, out):
+        def tiles(h, w, panels, out):
             m, k = h.shape
-            _nn_columns(_pack_a(h), m, k, w, out, 0, w.shape[1])
+            packed = _packed_rows(m, k)
+            _pack_rows(h, packed, k, 0)
+            _nn_panels(packed, m, k, panels, out)
         return tiles
 
-    def loops(h, w, out):
+    def loops(h, w, panels, out):
         m, k = h.shape
         n = w.shape[1]
         for i in range(m):
@@ -325,43 +348,26 @@ def _hidden_product_overload(h, w, out):
     return loops
 
 
-def _joint_product(h, x, w, out):
+def _joint_product(h, x, w, panels, out):
     out[...] = np.concatenate((h, x), axis=1) @ w
 
 
-@njit(cache=True)
-def _pack_joint(h, x):
-    """``[h | x]`` (m, H + I) packed as ``_gemm_numba._pack_a`` packs one matrix.  Its own
-    loop, row by row: ``h`` and ``x`` are row-major, where ``_pack_a`` reads down columns
-    (for transposed operands)."""
-    m, kh = h.shape
-    k = kh + x.shape[1]
-    blocks = (m + NN_ROWS - 1) // NN_ROWS
-    packed = np.zeros(blocks * k * NN_ROWS, np.float32)
-    for blk in range(blocks):
-        rows = min(NN_ROWS, m - blk * NN_ROWS)
-        base = blk * k * NN_ROWS
-        for r in range(rows):
-            hr, xr = h[blk * NN_ROWS + r], x[blk * NN_ROWS + r]
-            for kk in range(kh):
-                packed[base + kk * NN_ROWS + r] = hr[kk]
-            for kk in range(k - kh):
-                packed[base + (kh + kk) * NN_ROWS + r] = xr[kk]
-    return packed
-
-
 @overload(_joint_product)
-def _joint_product_overload(h, x, w, out):
+def _joint_product_overload(h, x, w, panels, out):
     """``out = [h | x] @ w`` for rows ``h`` (m, H), ``x`` (m, I) and ``w`` (H + I, n)
     C-contiguous: one product for a step's hidden and input parts (``_hidden_product``'s
-    routes)."""
+    routes; float32 packs ``h`` and ``x`` side by side)."""
     if h.dtype == types.float32:
-        def tiles(h, x, w, out):
+        def tiles(h, x, w, panels, out):
             m, kh = h.shape
-            _nn_columns(_pack_joint(h, x), m, kh + x.shape[1], w, out, 0, w.shape[1])
+            k = kh + x.shape[1]
+            packed = _packed_rows(m, k)
+            _pack_rows(h, packed, k, 0)
+            _pack_rows(x, packed, k, kh)
+            _nn_panels(packed, m, k, panels, out)
         return tiles
 
-    def loops(h, x, w, out):
+    def loops(h, x, w, panels, out):
         m, kh = h.shape
         n = w.shape[1]
         for i in range(m):
@@ -470,8 +476,9 @@ def _lstm_seq_forward_rows(xg, w_t, b_hh, hs, cs, gates, tcs, hg_all, lo, hi, ke
     G = w_t.shape[1]
     H = G // 4
     hg = hg_all[lo:hi]                                   # scratch: this step's h W_hh^T
+    panels = _weight_panels(w_t)
     for t in range(T):
-        _hidden_product(hs[t, lo:hi], w_t, hg)
+        _hidden_product(hs[t, lo:hi], w_t, panels, hg)
         for r in range(hi - lo):
             n = lo + r
             x, u, gt = xg[t, n], hg[r], gates[t if keep else 0, n]
@@ -502,8 +509,9 @@ def _lstm_layer_forward_rows(x, w_cat, b, hs, cs, gates, tcs, hg_all, lo, hi, ke
     G = w_cat.shape[1]
     H = G // 4
     hg = hg_all[lo:hi]                                   # scratch: this step's products
+    panels = _weight_panels(w_cat)
     for t in range(T):
-        _joint_product(hs[t, lo:hi], x[t, lo:hi], w_cat, hg)
+        _joint_product(hs[t, lo:hi], x[t, lo:hi], w_cat, panels, hg)
         for r in range(hi - lo):
             n = lo + r
             u, gt = hg[r], gates[t if keep else 0, n]
@@ -536,6 +544,7 @@ def _lstm_seq_backward_rows(d_hs, has_d_hs, dh_n, dc_n, w_hh, cs, gates, tcs,
     dh, dc = dh0[lo:hi], dc0[lo:hi]
     dh[:] = dh_n[lo:hi]
     dc[:] = dc_n[lo:hi]
+    panels = _weight_panels(w_hh)
     for t in range(T - 1, -1, -1):
         for r in range(m):
             n = lo + r
@@ -553,7 +562,7 @@ def _lstm_seq_backward_rows(d_hs, has_d_hs, dh_n, dc_n, w_hh, cs, gates, tcs,
                 dac[j] = dct * i * (one - g * g)
                 dao[j] = dhj * kj * o * (one - o)
                 dcr[j] = dct * f
-        _hidden_product(dxg[t, lo:hi], w_hh, dh)         # dh_{t-1} = da_t W_hh
+        _hidden_product(dxg[t, lo:hi], w_hh, panels, dh)  # dh_{t-1} = da_t W_hh
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -582,8 +591,9 @@ def _gru_seq_forward_rows(xg, w_t, b_hh, hs, gates, hg_ns, hg_all, lo, hi, keep,
     G = w_t.shape[1]
     H = G // 3
     hg = hg_all[lo:hi]                                   # scratch: this step's h W_hh^T
+    panels = _weight_panels(w_t)
     for t in range(T):
-        _hidden_product(hs[t, lo:hi], w_t, hg)
+        _hidden_product(hs[t, lo:hi], w_t, panels, hg)
         for r in range(hi - lo):
             n = lo + r
             x, u, h = xg[t, n], hg[r], hs[t + 1, n]
@@ -626,6 +636,7 @@ def _gru_seq_backward_rows(d_hs, has_d_hs, dh_n, w_hh, hs, gates, hg_ns, dxg, dh
     dh = dh0[lo:hi]                      # the running dL/dh of these rows
     dh[:] = dh_n[lo:hi]
     carried = carried_all[lo:hi]         # scratch: dh z, the direct path to h_{t-1}
+    panels = _weight_panels(w_hh)
     for t in range(T - 1, -1, -1):
         for r in range(m):
             n = lo + r
@@ -649,7 +660,7 @@ def _gru_seq_backward_rows(d_hs, has_d_hs, dh_n, w_hh, hs, gates, hg_ns, dxg, dh
                 duz[j] = da_z
                 dun[j] = da_n * rr
                 dcar[j] = dhj * z
-        _hidden_product(dhg[t, lo:hi], w_hh, dh)          # dh_{t-1} = dh z + da^hh_t W_hh
+        _hidden_product(dhg[t, lo:hi], w_hh, panels, dh)  # dh_{t-1} = dh z + da^hh_t W_hh
         dh += carried
 
 

@@ -537,6 +537,38 @@ def test_parallel_nt_product_splits_rows_or_columns(m, n, rng):
                                        err_msg=f"{run.__name__} {n_threads}")
 
 
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (8, 16, 32), (19, 37, 148), (64, 156, 512),
+                                   (9, 47, 33)])
+def test_packed_weight_product_gives_the_column_routes_bits(m, k, n, rng):
+    # the recurrent loops' product: rows packed by whole vectors (_pack_rows, here from a
+    # view whose rows are spaced wider than they are long, and in two parts side by side
+    # as [h | x]) must equal _pack_a's packing, and the panel-major product on the packed
+    # weight must give _nn_columns' bits (the same tiles, the same k order); rows and
+    # columns off the tile grid end in edge tiles
+    from minidl.kernels import _gemm_numba as g
+    wide = rng.standard_normal((m, k + 7)).astype(np.float32)
+    a = wide[:, 3:3 + k]
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    expected = g._pack_a(np.ascontiguousarray(a))
+    packed = np.full_like(expected, np.nan)
+    g._pack_rows(a, packed, k, 0)
+    split = k // 2
+    joint = np.full_like(expected, np.nan)
+    g._pack_rows(a[:, :split], joint, k, 0)
+    g._pack_rows(a[:, split:], joint, k, split)
+    index = np.arange(expected.size)           # layout [block][k][row in block]
+    rows = index // (k * g.NN_ROWS) * g.NN_ROWS + index % g.NN_ROWS
+    for got in (packed, joint):       # padding rows (past m) are left as they were
+        np.testing.assert_array_equal(got[rows < m], expected[rows < m])
+    out = np.full((m, n), np.nan, np.float32)
+    g._nn_panels(packed, m, k, g._pack_b(b), out)
+    reference = np.empty((m, n), np.float32)
+    g._nn_columns(expected, m, k, b, reference, 0, n)
+    np.testing.assert_array_equal(out, reference)
+    np.testing.assert_allclose(out, a.astype(np.float64) @ b.astype(np.float64), rtol=1e-5,
+                               atol=np.sqrt(k) * 1e-5)
+
+
 def test_matmul_numba_propagates_nan_and_inf(rng):
     a, b = _operands(rng, 16, 40, 70, "plain")
     a[3, 5] = np.nan

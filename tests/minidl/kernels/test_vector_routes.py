@@ -67,6 +67,20 @@ for force in ("serial", "parallel"):
              (dx, kernels.conv2d_direct_input_grad_reference(d64, w64, x.shape, 1, 1))]
     for got, exact in pairs:
         np.testing.assert_allclose(got, exact, rtol=1e-5, atol=1e-5 * np.abs(exact).max())
+    # the recurrent loops' product: rows packed by vectors (a transpose in registers whose
+    # code differs per route), the weight in panels, against float64 and _pack_a
+    from minidl.kernels import _gemm_numba as g
+    for m, k, n in [(2 * nn_rows + 3, 2 * lanes + 5, 6 * lanes + 7), (64, 156, 512)]:
+        a = rng.standard_normal((m, k + 3)).astype(np.float32)[:, 1:1 + k]
+        b = rng.standard_normal((k, n)).astype(np.float32)
+        packed = np.zeros_like(g._pack_a(np.ascontiguousarray(a)))
+        g._pack_rows(a, packed, k, 0)
+        assert np.array_equal(packed, g._pack_a(np.ascontiguousarray(a))), (m, k)
+        got = np.empty((m, n), np.float32)
+        g._nn_panels(packed, m, k, g._pack_b(b), got)
+        exact = a.astype(np.float64) @ b.astype(np.float64)
+        bound = np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64)
+        worst = max(worst, float((np.abs(got - exact) / bound).max()))
 # float32 products of these sizes: each entry within a few ulps of its |a| |b| bound
 assert worst < 1e-6, worst
 print("ok", gemm.isa(), worst)
