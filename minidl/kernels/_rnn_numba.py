@@ -209,7 +209,7 @@ from numba import prange, types
 from numba.extending import intrinsic, overload
 
 from ._gemm_numba import NN_ROWS, _nn_panels, _pack_b, _pack_rows
-from ._vmath_numba import LANES as VLANES, _vsigmoid, _vtanh
+from ._vmath_numba import LANES as VLANES, _vlstm_cell, _vlstm_cell_tail, _vsigmoid, _vtanh
 from ._parallel import pick
 from ..threads import numba_threads
 
@@ -396,7 +396,7 @@ def _tanh_span(src, dst, lo, hi):
         dst[j] = math.tanh(src[j])
 
 
-@overload(_sigmoid_span)
+@overload(_sigmoid_span, inline="always")
 def _sigmoid_span_overload(v, lo, hi, one):
     """``v[j] = 1 / (1 + e^{-v[j]})`` for ``lo <= j < hi``, in place: float32 in whole
     vectors (``_vmath_numba._vsigmoid``) and the last ``(hi - lo) % LANES`` by ``_sig``,
@@ -412,7 +412,7 @@ def _sigmoid_span_overload(v, lo, hi, one):
     return lambda v, lo, hi, one: _sigmoid_span_scalar(v, lo, hi, one)
 
 
-@overload(_tanh_span)
+@overload(_tanh_span, inline="always")
 def _tanh_span_overload(src, dst, lo, hi):
     """``dst[j] = tanh(src[j])`` for ``lo <= j < hi`` (``src`` may be ``dst``), as
     ``_sigmoid_span``."""
@@ -439,26 +439,78 @@ def _tanh_span_scalar(src, dst, lo, hi):
         dst[j] = _tanh(src[j])
 
 
+def _lstm_cell(p, q, gt, c_prev, c, tc, h, one):
+    H = c.shape[0]
+    a = p + q
+    gt[:] = one / (one + np.exp(-a))
+    gt[2 * H:3 * H] = np.tanh(a[2 * H:3 * H])
+    c[:] = gt[H:2 * H] * c_prev + gt[:H] * gt[2 * H:3 * H]
+    tc[:] = np.tanh(c)
+    h[:] = gt[3 * H:] * tc
+
+
+@njit(cache=True, error_model="numpy")
+def _sig_of(a, one):
+    """``_sig`` as a function of its own: inlined (Numba's IR) once here, where a helper
+    inlined several times into one function draws Numba's IR-scope warnings."""
+    return _sig(a, one)
+
+
+@njit(cache=True, error_model="numpy")
+def _tanh_of(x):
+    """``_tanh`` as a function of its own (as ``_sig_of``)."""
+    return _tanh(x)
+
+
+@njit(cache=True, error_model="numpy")
+def _lstm_unit(a_i, a_f, a_g, a_o, c_prev, one):
+    """One unit of ``_lstm_cell`` from its four pre-activations: ``(i, f, g, o, c, tanh
+    c, h)`` (scalars only, so a call passes no arrays: no reference counts)."""
+    i, f, g, o = _sig_of(a_i, one), _sig_of(a_f, one), _tanh_of(a_g), _sig_of(a_o, one)
+    c = f * c_prev + i * g
+    tc = _tanh_of(c)
+    return i, f, g, o, c, tc, o * tc
+
+
+@overload(_lstm_cell, inline="always")
+def _lstm_cell_overload(p, q, gt, c_prev, c, tc, h, one):
+    """One step of one batch row, its gates' pre-activations given in two parts
+    (``a = p + q``, rows of ``G = 4H``; blocks i, f, g, o)::
+
+        i, f, o = sigma(a_i), sigma(a_f), sigma(a_o);  g = tanh(a_g)    -> gt
+        c = f c_prev + i g;  tc = tanh(c);  h = o tc
+
+    in one pass over the units: float32 by vectors (``_vmath_numba._vlstm_cell``, the
+    last ``H % LANES`` units by its masked twin), the bits ``_lstm_unit`` gives; float64
+    unit by unit (``_lstm_unit``, libm).  No call inside the float32 route: a call in
+    the loop over rows, even one never taken, made the row 90 ns slower (the vector
+    constants no longer stayed in registers)."""
+    if c.dtype == types.float32:
+        def vector(p, q, gt, c_prev, c, tc, h, one):
+            H = c.shape[0]
+            top = H // VLANES * VLANES
+            for j in range(0, top, VLANES):
+                _vlstm_cell(p, q, gt, c_prev, c, tc, h, j, VLANES)
+            if top < H:
+                _vlstm_cell_tail(p, q, gt, c_prev, c, tc, h, top, H - top)
+        return vector
+
+    def units(p, q, gt, c_prev, c, tc, h, one):
+        H = c.shape[0]
+        for j in range(H):
+            gt[j], gt[H + j], gt[2 * H + j], gt[3 * H + j], c[j], tc[j], h[j] = _lstm_unit(
+                p[j] + q[j], p[H + j] + q[H + j], p[2 * H + j] + q[2 * H + j],
+                p[3 * H + j] + q[3 * H + j], c_prev[j], one)
+    return units
+
+
 @njit(inline="always", error_model="numpy")
-def _lstm_cell_step(gt, cs, tcs, hs, t, n, keep, one):
-    """Step ``t`` of batch row ``n`` once its gates' pre-activations are in ``gt`` (its
-    row of ``gates``): the nonlinearities in place (whole vectors: ``_sigmoid_span``),
-    then ``c = f c_prev + i g``, ``tanh c`` and ``h = o tanh c`` (``cs``, ``tcs``, ``hs``
-    and ``keep`` as in ``_lstm_seq_forward_rows``)."""
-    G = gt.shape[0]
-    H = G // 4
-    _sigmoid_span(gt, 0, 2 * H, one)            # i, f
-    _tanh_span(gt, gt, 2 * H, 3 * H)             # g
-    _sigmoid_span(gt, 3 * H, G, one)             # o
+def _lstm_cell_step(p, q, gt, cs, tcs, hs, t, n, keep, one):
+    """``_lstm_cell`` for step ``t`` of batch row ``n`` (``cs``, ``tcs``, ``hs`` and
+    ``keep`` as in ``_lstm_seq_forward_rows``)."""
     c_prev = cs[t if keep else t % 2, n]
     c = cs[t + 1 if keep else (t + 1) % 2, n]
-    tc, h = tcs[t if keep else 0, n], hs[t + 1, n]
-    gi, gf, gc, go = gt[:H], gt[H:2 * H], gt[2 * H:3 * H], gt[3 * H:]
-    for j in range(H):
-        c[j] = gf[j] * c_prev[j] + gi[j] * gc[j]
-    _tanh_span(c, tc, 0, H)
-    for j in range(H):
-        h[j] = go[j] * tc[j]
+    _lstm_cell(p, q, gt, c_prev, c, tcs[t if keep else 0, n], hs[t + 1, n], one)
 
 
 @njit(cache=True, error_model="numpy")
@@ -469,22 +521,21 @@ def _lstm_seq_forward_rows(xg, w_t, b_hh, hs, cs, gates, tcs, hg_all, lo, hi, ke
     rewritten at every step, and ``cs`` two, used in turn (step t's state in
     ``[(t + 1) % 2]``).
 
-    Per row and step: the gates' pre-activations ``x + (h W_hh^T + b_hh)`` into the row
-    of ``gates``, their nonlinearities in place (whole vectors: ``_sigmoid_span``), then
-    ``c = f c_prev + i g``, ``tanh c`` and ``h = o tanh c``."""
+    Per row and step: ``u = h W_hh^T + b_hh`` (in the scratch row), then the cell
+    (``_lstm_cell``) of the pre-activations ``x + u``."""
     T = xg.shape[0]
     G = w_t.shape[1]
-    H = G // 4
     hg = hg_all[lo:hi]                                   # scratch: this step's h W_hh^T
     panels = _weight_panels(w_t)
     for t in range(T):
         _hidden_product(hs[t, lo:hi], w_t, panels, hg)
         for r in range(hi - lo):
             n = lo + r
-            x, u, gt = xg[t, n], hg[r], gates[t if keep else 0, n]
+            u = hg[r]
             for j in range(G):
-                gt[j] = x[j] + (u[j] + b_hh[j])
-            _lstm_cell_step(gt, cs, tcs, hs, t, n, keep, one)
+                u[j] += b_hh[j]
+            _lstm_cell_step(xg[t, n], u, gates[t if keep else 0, n], cs, tcs, hs, t, n,
+                            keep, one)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -506,18 +557,14 @@ def _lstm_layer_forward_rows(x, w_cat, b, hs, cs, gates, tcs, hg_all, lo, hi, ke
     product ``[h_{t-1} | x_t] @ w_cat`` (``w_cat`` = ``[W_hh^T; W_ih^T]``, ``(H + I, G)``)
     and ``b = b_ih + b_hh``, so the ``(T, N, G)`` projection is never written or read."""
     T = x.shape[0]
-    G = w_cat.shape[1]
-    H = G // 4
     hg = hg_all[lo:hi]                                   # scratch: this step's products
     panels = _weight_panels(w_cat)
     for t in range(T):
         _joint_product(hs[t, lo:hi], x[t, lo:hi], w_cat, panels, hg)
         for r in range(hi - lo):
             n = lo + r
-            u, gt = hg[r], gates[t if keep else 0, n]
-            for j in range(G):
-                gt[j] = u[j] + b[j]
-            _lstm_cell_step(gt, cs, tcs, hs, t, n, keep, one)
+            _lstm_cell_step(hg[r], b, gates[t if keep else 0, n], cs, tcs, hs, t, n, keep,
+                            one)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")

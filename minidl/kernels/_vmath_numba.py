@@ -14,6 +14,9 @@ full-width registers:
 
 * ``_vsigmoid(src, s, dst, d)``: ``dst[d + l] = 1 / (1 + e^{-src[s + l]})``;
 * ``_vtanh(src, s, dst, d)``: ``dst[d + l] = tanh(src[s + l])``;
+* ``_vlstm_cell(p, q, gt, c_prev, c, tc, h, j, count)``: an LSTM cell for units
+  ``j + l`` in one pass (``_rnn_numba._lstm_cell``'s math); ``_vlstm_cell_tail`` the same
+  for the lanes ``l < count`` only;
 
 for ``l < LANES``, on flat float32 arrays, with no bounds checks (callers keep the
 indices inside).  Every operation is the scalar one's, in the same order, one rounding
@@ -163,3 +166,87 @@ def _unary(emit):
 
 _vsigmoid = _unary(lambda vec, x: vec.sigmoid(x))
 _vtanh = _unary(lambda vec, x: vec.tanh(x))
+
+
+def _lstm_cell_intrinsic(masked: bool):
+    """``_vlstm_cell`` (whole vectors) or, ``masked``, ``_vlstm_cell_tail`` (the lanes
+    ``l < count`` only: masked loads and stores, nothing read or written past them)."""
+
+    @intrinsic
+    def kernel(typingctx, p, q, gt, c_prev, c, tc, h, j, count):
+        sig = types.void(p, q, gt, c_prev, c, tc, h, types.intp, types.intp)
+
+        def codegen(context, builder, signature, args):
+            vec = _Vec(builder)
+            arrays = [context.make_array(ty)(context, builder, value)
+                      for ty, value in zip(signature.args[:7], args[:7])]
+            p_ptr, q_ptr, gt_ptr, cp_ptr, c_ptr, tc_ptr, h_ptr = (a.data for a in arrays)
+            j, count = args[7], args[8]
+            units = arrays[4].nitems
+            module = builder.module
+            i32 = ir.IntType(32)
+            align = ir.Constant(i32, 4)
+            if masked:
+                mty = ir.VectorType(ir.IntType(1), LANES)
+                ity = ir.VectorType(count.type, LANES)
+                lanes = ir.Constant(ity, list(range(LANES)))
+                first = builder.insert_element(ir.Constant(ity, ir.Undefined), count,
+                                               ir.Constant(i32, 0))
+                mask = builder.icmp_signed("<", lanes, builder.shuffle_vector(
+                    first, ir.Constant(ity, ir.Undefined),
+                    ir.Constant(ir.VectorType(i32, LANES), [0] * LANES)))
+                ptr_ty = vec.vty.as_pointer()
+                name = f"llvm.masked.load.v{LANES}f32.p0"
+                m_load = module.globals.get(name) or ir.Function(
+                    module, ir.FunctionType(vec.vty, [ptr_ty, i32, mty, vec.vty]), name)
+                name = f"llvm.masked.store.v{LANES}f32.p0"
+                m_store = module.globals.get(name) or ir.Function(
+                    module, ir.FunctionType(ir.VoidType(), [vec.vty, ptr_ty, i32, mty]), name)
+
+            def at(ptr, index):
+                return builder.bitcast(builder.gep(ptr, [index]), vec.vty.as_pointer())
+
+            def load(ptr, index):
+                if masked:
+                    return builder.call(m_load, [at(ptr, index), align, mask, vec.const(0.0)])
+                return builder.load(at(ptr, index), align=4)
+
+            def store(value, ptr, index):
+                if masked:
+                    builder.call(m_store, [value, at(ptr, index), align, mask])
+                else:
+                    builder.store(value, at(ptr, index), align=4)
+
+            offsets = [builder.add(j, builder.mul(units, ir.Constant(units.type, k)))
+                       for k in range(4)]
+            acts = []
+            for k, off in enumerate(offsets):
+                a = vec.add(load(p_ptr, off), load(q_ptr, off))
+                acts.append(vec.tanh(a) if k == 2 else vec.sigmoid(a))
+                store(acts[-1], gt_ptr, off)
+            i, f, g, o = acts
+            cell = vec.add(vec.mul(f, load(cp_ptr, j)), vec.mul(i, g))
+            store(cell, c_ptr, j)
+            t = vec.tanh(cell)
+            store(t, tc_ptr, j)
+            store(vec.mul(o, t), h_ptr, j)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return kernel
+
+
+# The LSTM cell of units ``u = j + l`` (``l < LANES``, and ``l < count`` for the tail;
+# ``H = len(c)`` units, gate blocks i, f, g, o at offsets 0, H, 2H, 3H of the rows ``p``,
+# ``q``, ``gt``)::
+#
+#     a_k = p[kH + u] + q[kH + u]                   (k = 0..3: the pre-activations)
+#     i, f, o = sigma(a_0), sigma(a_1), sigma(a_3);  g = tanh(a_2)   -> gt
+#     c[u] = f c_prev[u] + i g;  tc[u] = tanh(c[u]);  h[u] = o tc[u]
+#
+# the operations of ``_rnn_numba._lstm_unit``, in its order (products and sum rounded one
+# by one), so every lane gives the scalar route's bits.  ``(p, q, gt, c_prev, c, tc, h,
+# j, count)``; ``_vlstm_cell`` ignores ``count``.
+_vlstm_cell = _lstm_cell_intrinsic(masked=False)
+_vlstm_cell_tail = _lstm_cell_intrinsic(masked=True)

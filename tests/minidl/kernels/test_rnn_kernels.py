@@ -295,3 +295,41 @@ def test_vector_sigmoid_and_tanh_give_the_scalar_bits():
     apply(x, vs, vt, ss, st)
     assert np.array_equal(vs.view(np.int32), ss.view(np.int32))
     assert np.array_equal(vt.view(np.int32), st.view(np.int32))
+
+
+@pytest.mark.parametrize("H", [1, 5, 16, 37, 128])
+def test_vector_lstm_cell_gives_the_unit_routes_bits(rng, H):
+    """The float32 LSTM cell of the one-kernel loops (``_lstm_cell``: whole vectors, then
+    the masked tail of ``H % LANES`` units) gives exactly the bits of ``_lstm_unit``,
+    unit by unit, and writes nothing past the row's units (guard values after each
+    array stay).  Pre-activations include +-inf, NaN and values around tanh's switch."""
+    import numba
+    import minidl.kernels._rnn_numba as twins
+
+    @numba.njit(error_model="numpy")
+    def vector(p, q, gt, c_prev, c, tc, h):
+        twins._lstm_cell(p, q, gt, c_prev, c, tc, h, np.float32(1))
+
+    @numba.njit(error_model="numpy")
+    def units(p, q, gt, c_prev, c, tc, h):
+        for j in range(H):
+            gt[j], gt[H + j], gt[2 * H + j], gt[3 * H + j], c[j], tc[j], h[j] = \
+                twins._lstm_unit(p[j] + q[j], p[H + j] + q[H + j], p[2 * H + j] + q[2 * H + j],
+                                 p[3 * H + j] + q[3 * H + j], c_prev[j], np.float32(1))
+
+    G = 4 * H
+    special = np.array([np.inf, -np.inf, np.nan, 0.625, -0.625, 0.0, 90.0, -110.0], np.float32)
+    p = (rng.standard_normal(G) * 3).astype(np.float32)
+    p[:min(G, special.size)] = special[:G]
+    q = (rng.standard_normal(G)).astype(np.float32)
+    c_prev = (rng.standard_normal(H) * 2).astype(np.float32)
+    results = []
+    for run in (vector, units):
+        # each output followed by guard values that must stay untouched
+        outs = [np.full(n + 20, 7.0, np.float32) for n in (G, H, H, H)]
+        run(p, q, outs[0][:G], c_prev, outs[1][:H], outs[2][:H], outs[3][:H])
+        for out, n in zip(outs, (G, H, H, H)):
+            assert np.all(out[n:] == 7.0)
+        results.append(outs)
+    for a, b in zip(*results):
+        assert np.array_equal(a.view(np.int32), b.view(np.int32))

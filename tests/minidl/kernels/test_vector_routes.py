@@ -81,6 +81,16 @@ for force in ("serial", "parallel"):
         exact = a.astype(np.float64) @ b.astype(np.float64)
         bound = np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64)
         worst = max(worst, float((np.abs(got - exact) / bound).max()))
+    # the recurrent loops' LSTM cell: whole vectors and the masked tail (H % lanes units)
+    from minidl.kernels import _rnn_numba
+    T, N, I, H = 3, 11, 5, 2 * lanes + 3
+    x = rng.standard_normal((T, N, I))
+    w_ih, w_hh = rng.standard_normal((4 * H, I)) * 0.3, rng.standard_normal((4 * H, H)) * 0.3
+    b, h0, c0 = rng.standard_normal(4 * H), rng.standard_normal((N, H)), rng.standard_normal((N, H))
+    runs = [_rnn_numba.recurrent_layer_forward_numba(
+        "LSTM", *(v.astype(dtype) for v in (x, w_ih, b, w_hh, b, h0, c0)))[0]
+        for dtype in (np.float32, np.float64)]
+    np.testing.assert_allclose(runs[0], runs[1], rtol=1e-5, atol=1e-5)
 # float32 products of these sizes: each entry within a few ulps of its |a| |b| bound
 assert worst < 1e-6, worst
 print("ok", gemm.isa(), worst)
