@@ -13,8 +13,9 @@ interleaved (``common.interleaved``: the order rotates every round), median of
    and ``hs``, ``(h_prev^T dG)^T`` and a transposed copy, against
    ``kernels.hidden_weight_grads`` with the kept ``hs_full`` (``dG^T h_prev``).
 3. **long contraction** (2 threads, ``dG^T h``: 512x1792 @ 1792x128): one BLAS call,
-   two chunks each split by columns over the threads (``matmul_long_k`` before), one
-   chunk per thread (``matmul_long_k`` now).
+   two chunks each split by columns over the threads (``matmul_long_k`` at first), one
+   chunk per thread (``_gemm_numba._nn_k_parallel``, ``matmul_long_k`` next), the
+   K-blocked ``tn`` driver parallel over rows (``matmul_long_k`` now).
 4. **LSTM forward for inference** (1 thread, batch 1000, no backward cache): the input
    projection as one product and then the loop, against the projection inside the loop
    (``recurrent_layer_forward``).
@@ -113,9 +114,16 @@ def _long_contraction_parts(rng):
             out += kernels.matmul(a[:, start:start + step], h[start:start + step])
         return out
 
+    def chunk_per_thread():
+        from minidl.kernels._gemm_numba import _nn_k_parallel
+        parts = np.empty((-(-k // step), a.shape[0], h.shape[1]), np.float32)
+        _nn_k_parallel(a, h, parts)
+        return parts.sum(axis=0)
+
     return {"one BLAS call": lambda: matmul_reference(a, h),
-            "chunks split by columns (before)": column_chunks,
-            "one chunk per thread (now)": lambda: kernels.matmul_long_k(a, h)}
+            "chunks split by columns (at first)": column_chunks,
+            "one chunk per thread (next)": chunk_per_thread,
+            "K-blocked tn driver (now)": lambda: kernels.matmul_long_k(a, h)}
 
 
 def _inference_parts(rng):

@@ -27,6 +27,10 @@ tile back inside the matrix (recomputing a few values) and adds the remaining
 ``x*y + z`` rounds twice, and the partial sums run in another order than BLAS's:
 results agree with ``numpy.matmul`` to float32 rounding.
 
+A third driver, ``_tn``, takes ``C = A^T B`` for a long contraction (``a`` the transpose
+of a C-contiguous matrix, ``b`` C-contiguous, K above ``TN_MIN_K``: a weight gradient
+over every step and image) on ``_nn_tile``: see its section below.
+
 Parallel units: blocks of output columns (``_nn``: at least one per thread, at most
 ``NN_BLOCK`` wide); for ``_nt``, tiles of 6 output rows, or, when ``C`` has more columns
 than rows, one block of columns per thread; each unit owns the part of ``C`` it writes.
@@ -40,6 +44,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ..cpu import tile_geometry
+from .gemm import NN_MAX_K as TN_MIN_K
 from ..threads import get_num_threads
 from ._parallel import PARALLEL_MIN_WORK, pick
 
@@ -538,6 +543,97 @@ def _nn_panels(packed, m, k, panels, c):
                         c[i0 + r, j + q] = scratch[r * NN_COLS + q]
 
 
+# -- C = A^T B for a long contraction (a weight gradient over every step and image) ------
+#
+# ``dW = dG^T h`` sums over T x N rows (1792 for an LSTM of 28 steps at batch 64): ``A``
+# (K x M) and ``B`` (K x N) are both row-major over the contraction.  ``_tn_rows`` cuts it
+# into blocks of ``TN_KC`` rows: per block, ``A``'s columns are packed for the tiles
+# (``NN_ROWS`` consecutive floats of each row) and every tile adds its product to ``C``;
+# ``B`` is packed once into panels (``_pack_b``), read block by block from L1.  Used for
+# contractions longer than ``TN_MIN_K`` (``gemm.NN_MAX_K``), where the ``_nn`` driver
+# (no blocking along K) lost to OpenBLAS.
+
+TN_KC = 128             # contraction rows per block (best of 64..512 for LSTM 128's dG^T h)
+
+
+@intrinsic
+def _copy_tile_row(typingctx, src, s_off, dst, d_off):
+    """``dst[d_off + r] = src[s_off + r]`` for ``r < NN_ROWS``: one ``<NN_ROWS x float>``
+    load and store (a loop over ``r`` stays scalar: LLVM cannot tell the arrays apart)."""
+    sig = types.void(src, types.intp, dst, types.intp)
+
+    def codegen(context, builder, signature, args):
+        s_arr, s_off, d_arr, d_off = args
+        s_ptr, d_ptr = (_array_ptr(context, builder, t, v)
+                        for t, v in ((signature.args[0], s_arr), (signature.args[2], d_arr)))
+        vty = ir.VectorType(ir.FloatType(), NN_ROWS)
+        _store_vector(builder, _load_vector(builder, s_ptr, s_off, vty), d_ptr, d_off, vty)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(cache=True)
+def _tn_rows(a, panels, c, i_lo, i_hi):
+    """Rows ``[i_lo, i_hi)`` of ``c = a^T B`` (``a`` (K, M) with unit column stride,
+    ``B`` (K, N) as ``_pack_b``'s panels, ``c`` (M, N) with unit column stride)."""
+    k = a.shape[0]
+    n = c.shape[1]
+    lda = a.strides[0] // 4
+    ldc = c.strides[0] // 4
+    blocks = -(-(i_hi - i_lo) // NN_ROWS)
+    packed = np.zeros(blocks * TN_KC * NN_ROWS, np.float32)
+    scratch = np.empty(NN_ROWS * NN_COLS, np.float32)
+    c_rows = np.arange(NN_ROWS) * ldc
+    for i in range(i_lo, i_hi):
+        c[i, :] = 0
+    for k0 in range(0, k, TN_KC):
+        kc = min(TN_KC, k - k0)
+        for blk in range(blocks):              # A^T's rows of this block, k-major
+            i0 = i_lo + blk * NN_ROWS
+            rows = min(NN_ROWS, i_hi - i0)
+            base = blk * kc * NN_ROWS
+            if rows == NN_ROWS:
+                for kk in range(kc):
+                    _copy_tile_row(a, (k0 + kk) * lda + i0, packed, base + kk * NN_ROWS)
+            else:
+                for kk in range(kc):
+                    for r in range(rows):
+                        packed[base + kk * NN_ROWS + r] = a[k0 + kk, i0 + r]
+        for p in range(-(-n // NN_COLS)):
+            j = p * NN_COLS
+            width = min(NN_COLS, n - j)
+            b_off = (p * k + k0) * NN_COLS
+            for blk in range(blocks):
+                i0 = i_lo + blk * NN_ROWS
+                rows = min(NN_ROWS, i_hi - i0)
+                if rows == NN_ROWS and width == NN_COLS:
+                    _nn_tile_scatter_add(packed, panels, c, c_rows, blk * kc * NN_ROWS, b_off,
+                                         NN_COLS, i0 * ldc + j, kc)
+                else:
+                    _nn_tile(packed, panels, scratch, blk * kc * NN_ROWS, b_off, NN_COLS, 0,
+                             NN_COLS, kc)
+                    for r in range(rows):
+                        for q in range(width):
+                            c[i0 + r, j + q] += scratch[r * NN_COLS + q]
+
+
+@njit(parallel=True, cache=True)
+def _tn_parallel(a, b, c, n_threads):
+    """``c = a^T b``: the rows of ``c`` in one run of whole tiles per thread, ``b``'s
+    panels packed once and shared."""
+    panels = _pack_b(b)
+    m = a.shape[1]
+    per = -(-(-(-m // NN_ROWS)) // max(1, n_threads)) * NN_ROWS
+    for t in prange(-(-m // per)):
+        _tn_rows(a, panels, c, t * per, min(m, (t + 1) * per))
+
+
+@njit(cache=True)
+def _tn_serial(a, b, c, n_threads):
+    _tn_rows(a, _pack_b(b), c, 0, a.shape[1])
+
+
 # -- C = A Bt^T ---------------------------------------------------------------------------
 
 @njit(cache=True)
@@ -613,7 +709,10 @@ def matmul_numba(a, b, out=None):
         raise ValueError(f"matmul_numba: expected out to be a C-contiguous float32 array of "
                          f"shape {(m, n)}, got {c.dtype} {tuple(c.shape)}")
     work = m * n * k
-    if b.flags.c_contiguous:
+    if b.flags.c_contiguous and a.T.flags.c_contiguous and k > TN_MIN_K:
+        run = pick(_tn_parallel, _tn_serial, -(-m // NN_ROWS), parallel_work(work))
+        run(a.T, b, c, max(1, get_num_threads()))
+    elif b.flags.c_contiguous:
         run = pick(_nn_parallel, _nn_serial, -(-n // NN_COLS), parallel_work(work))
         run(a, b, c, max(1, get_num_threads()))
     elif b.T.flags.c_contiguous and a.flags.c_contiguous:

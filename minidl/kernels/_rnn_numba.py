@@ -505,12 +505,17 @@ def _lstm_cell_overload(p, q, gt, c_prev, c, tc, h, one):
 
 
 @njit(inline="always", error_model="numpy")
-def _lstm_cell_step(p, q, gt, cs, tcs, hs, t, n, keep, one):
-    """``_lstm_cell`` for step ``t`` of batch row ``n`` (``cs``, ``tcs``, ``hs`` and
-    ``keep`` as in ``_lstm_seq_forward_rows``)."""
+def _lstm_cell_step(p, q, gates, cs, tcs, hs, t, n, lo, keep, one):
+    """``_lstm_cell`` for step ``t`` of batch row ``n`` in the block of rows from ``lo``
+    (``gates``, ``cs``, ``tcs``, ``hs`` and ``keep`` as in ``_lstm_seq_forward_rows``).
+    Without ``keep`` every row of the block writes its gates and ``tanh c`` to the
+    block's first row of ``gates``/``tcs``, which stays in L1 (LSTM 128, batch 1000, one
+    thread: ``python -m benchmarks.rnn_parts``)."""
     c_prev = cs[t if keep else t % 2, n]
     c = cs[t + 1 if keep else (t + 1) % 2, n]
-    _lstm_cell(p, q, gt, c_prev, c, tcs[t if keep else 0, n], hs[t + 1, n], one)
+    gt = gates[t, n] if keep else gates[0, lo]
+    tc = tcs[t, n] if keep else tcs[0, lo]
+    _lstm_cell(p, q, gt, c_prev, c, tc, hs[t + 1, n], one)
 
 
 @njit(cache=True, error_model="numpy")
@@ -534,8 +539,7 @@ def _lstm_seq_forward_rows(xg, w_t, b_hh, hs, cs, gates, tcs, hg_all, lo, hi, ke
             u = hg[r]
             for j in range(G):
                 u[j] += b_hh[j]
-            _lstm_cell_step(xg[t, n], u, gates[t if keep else 0, n], cs, tcs, hs, t, n,
-                            keep, one)
+            _lstm_cell_step(xg[t, n], u, gates, cs, tcs, hs, t, n, lo, keep, one)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -563,8 +567,7 @@ def _lstm_layer_forward_rows(x, w_cat, b, hs, cs, gates, tcs, hg_all, lo, hi, ke
         _joint_product(hs[t, lo:hi], x[t, lo:hi], w_cat, panels, hg)
         for r in range(hi - lo):
             n = lo + r
-            _lstm_cell_step(hg[r], b, gates[t if keep else 0, n], cs, tcs, hs, t, n, keep,
-                            one)
+            _lstm_cell_step(hg[r], b, gates, cs, tcs, hs, t, n, lo, keep, one)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")

@@ -59,17 +59,25 @@ def matmul_reference(a, b, out=None):
 # not a whole number of vectors (the rest runs a scalar loop: 1792x28 @ 28x512 took 17 ms
 # against 1.5 ms; 64x64 @ 64x256 0.037 vs 0.030 ms; at K = 128 0.056 vs 0.066 ms), and
 # ``a @ b`` with K above 1024 (no blocking along K: 512x1792 @ 1792x128 3.6 vs 2.4 ms).
+# Above 1024 a transposed ``a`` (``dG^T h``) takes the K-blocked ``_tn`` driver instead
+# (Intel Xeon with AVX-512, 512x1792 @ 1792x128, medians of 7 blocks of 20: one thread
+# 1.91 ms against OpenBLAS's 1.90-1.94, two threads 1.22-1.24 ms against 1.57-2.48 for the
+# K chunks of ``matmul_long_k``; 512x1792 @ 1792x28: 0.70 against 0.75 on one thread).
 NT_MIN_K = 128
 NN_MAX_K = 1024
 
 
 def _layout(a, b) -> str | None:
-    """``"nn"`` (b C-contiguous, K at most ``NN_MAX_K``), ``"nt"`` (b transposed
-    C-contiguous, a C-contiguous, at least a tile's rows in each, K at least ``NT_MIN_K``
-    and a whole number of vectors) or None."""
+    """``"nn"`` (b C-contiguous, K at most ``NN_MAX_K``), ``"tn"`` (b C-contiguous, a
+    transposed C-contiguous, K above ``NN_MAX_K``: the K-blocked driver ``_tn``, a weight
+    gradient over every step and image), ``"nt"`` (b transposed C-contiguous, a
+    C-contiguous, at least a tile's rows in each, K at least ``NT_MIN_K`` and a whole
+    number of vectors) or None."""
     k = a.shape[1]
     if b.flags.c_contiguous:
-        return "nn" if k <= NN_MAX_K else None
+        if k <= NN_MAX_K:
+            return "nn"
+        return "tn" if a.T.flags.c_contiguous else None
     lanes, _, nt_rows, nt_cols = tile_geometry()
     if b.T.flags.c_contiguous and a.flags.c_contiguous and a.shape[0] >= nt_rows \
             and b.shape[1] >= nt_cols and k >= NT_MIN_K and k % lanes == 0:

@@ -30,18 +30,22 @@ def matmul_long_k(a, b):
     chunks of at most ``NN_MAX_K`` on the Numba GEMM (``b`` C-contiguous), the
     contraction is cut into a multiple of the thread count of such chunks, each thread
     takes whole chunks on one core (``_gemm_numba._nn_k_parallel``) and the partial
-    products are added; else one ``matmul``.
+    products are added; else one ``matmul``.  A transposed ``a`` (C-contiguous ``a.T``:
+    the layers' ``dG^T h``) is one ``matmul``: the registry's K-blocked ``tn`` driver,
+    parallel over rows of the result.
 
     Why: with minidl's thread pool running, BLAS has one thread (``minidl.threads``), so
     one long product there runs on one core.  LSTM 128, T = 28, batch 64, 2 threads,
     ``dG^T h_prev`` (512x1792 @ 1792x128; Intel Xeon with AVX-512, ``python -m
     benchmarks.rnn_parts``): 1.70 ms as one BLAS call, 1.86 ms as two chunks each split
-    by columns over both threads, 1.25 ms as one chunk per thread.  On one thread the micro-kernels do not take float32
-    products that OpenBLAS wins (``gemm.NN_MAX_K``).
+    by columns over both threads, 1.25 ms as one chunk per thread; the ``tn`` driver:
+    ``benchmarks/results/rnn/rnn_parts.md``.  On one thread the micro-kernels do not take
+    float32 products that OpenBLAS wins (``gemm.NN_MAX_K``).
     """
     k = a.shape[1]
     n_threads = threads.get_num_threads()
-    if k <= gemm.NN_MAX_K or n_threads < 2 or not b.flags.c_contiguous:
+    if k <= gemm.NN_MAX_K or n_threads < 2 or not b.flags.c_contiguous \
+            or a.T.flags.c_contiguous:       # a transposed: the registry's K-blocked "tn"
         return matmul(a, b)
     n_parts = -(-k // gemm.NN_MAX_K)
     n_parts = -(-n_parts // n_threads) * n_threads          # whole rounds of the threads

@@ -569,6 +569,26 @@ def test_packed_weight_product_gives_the_column_routes_bits(m, k, n, rng):
                                atol=np.sqrt(k) * 1e-5)
 
 
+@pytest.mark.parametrize("k,m,n", [(1025, 1, 1), (1100, 37, 45), (1792, 512, 28),
+                                   (2000, 16, 64), (1300, 9, 33)])
+def test_long_transposed_product_takes_the_blocked_driver(k, m, n, rng, driver):
+    # a^T b with the contraction over more rows than gemm.NN_MAX_K (a weight gradient
+    # over every step and image): the "tn" layout, K cut into TN_KC blocks whose partial
+    # products add up in c; rows and columns off the tile grid, one or more threads
+    from minidl.kernels import _gemm_numba, gemm
+    a = rng.standard_normal((k, m)).astype(np.float32).T         # a transposed view
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    assert gemm._layout(a, b) == "tn"
+    expected = a.astype(np.float64) @ b.astype(np.float64)
+    out = kernels.matmul_numba(a, b)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=np.sqrt(k) * 1e-5)
+    for n_threads in (1, 2, 3, 64):
+        got = np.full((m, n), np.nan, np.float32)
+        _gemm_numba._tn_parallel(a.T, b, got, n_threads)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=np.sqrt(k) * 1e-5,
+                                   err_msg=str(n_threads))
+
+
 def test_matmul_numba_propagates_nan_and_inf(rng):
     a, b = _operands(rng, 16, 40, 70, "plain")
     a[3, 5] = np.nan

@@ -42,7 +42,8 @@ for force in ("serial", "parallel"):
     _parallel.force = force
     # edge sizes around the tiles and blocks, and the lab models' products
     for m, k, n in [(1, 1, 1), (nt_rows, 3, nt_cols), (nn_rows + 1, lanes + 3, 2 * lanes + 5),
-                    (13, 2 * lanes - 1, 37), (64, 784, 256), (256, 64, 784), (70, 600, 530)]:
+                    (13, 2 * lanes - 1, 37), (64, 784, 256), (256, 64, 784), (70, 600, 530),
+                    (nn_rows + 3, 1100, 2 * lanes + 5)]:
         a = rng.standard_normal((m, k)).astype(np.float32)
         b = rng.standard_normal((k, n)).astype(np.float32)
         operands = [(a, b), (np.asfortranarray(a), b)]
