@@ -192,19 +192,21 @@ def test_time_loop_on_both_routes(rng, monkeypatch, mode, dtype):
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("T,N,H", [(1, 1, 1), (5, 19, 37), (3, 16, 32)])
-@pytest.mark.parametrize("split", ["serial", "parallel"])
+@pytest.mark.parametrize("split", ["serial", "serial blocks", "parallel"])
 @pytest.mark.parametrize("given", ["all", "no_d_hs", "no_state_grads"])
 def test_whole_loop_kernels_match_the_step_loop(rng, monkeypatch, mode, dtype, T, N, H, split,
                                                 given):
     """The one-kernel loops (``_rnn_numba.recurrent_forward_numba`` and backward) against
-    the step-by-step reference, on one thread and with the batch split over threads
-    (row blocks), with and without the optional gradients, for batch sizes that are not
+    the step-by-step reference, on one thread (one block of rows, or several in turn) and
+    with the batch split over threads (row blocks), with and without the optional
+    gradients, for batch sizes that are not
     a whole number of GEMM tiles; and each backward route takes the other's cache."""
     import minidl.kernels._rnn_numba as twins
     from minidl.kernels import _parallel
-    monkeypatch.setattr(_parallel, "force", split)
+    monkeypatch.setattr(_parallel, "force", split.split()[0])
     monkeypatch.setattr(twins, "_row_blocks",
                         lambda N, T, G: (2, -(-N // 2), T * N * G) if split == "parallel"
+                        else (3, -(-N // 3), T * N * G) if split == "serial blocks"
                         else (1, N, T * N * G))
     xg, w_hh, b_hh, h0, c0 = loop_inputs(rng, mode, dtype, T, N, H)
     d_hs = None if given == "no_d_hs" else data(rng, (T, N, H), dtype, 1.0)
@@ -227,6 +229,42 @@ def test_whole_loop_kernels_match_the_step_loop(rng, monkeypatch, mode, dtype, T
                 assert a is None, what
             else:
                 close(a, b, dtype, what)
+
+
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("split", ["serial", "serial blocks", "parallel blocks"])
+@pytest.mark.parametrize("keep", [True, False])
+def test_layer_loop_matches_the_reference_in_row_blocks(rng, monkeypatch, mode, dtype,
+                                                        split, keep):
+    """``recurrent_layer_forward_numba`` (the LSTM's projection inside the loop, the
+    GRU's before it) against the reference layer loop, in one block of rows or in several
+    taken in turn or over threads (``_row_blocks``), with and without the backward
+    cache: batch and units off the tile grid."""
+    import minidl.kernels._rnn_numba as twins
+    from minidl.kernels import _parallel
+    monkeypatch.setattr(_parallel, "force", split.split()[0])
+    monkeypatch.setattr(twins, "_row_blocks", lambda N, T, G: (
+        (1, N, T * N * G) if split == "serial" else (3, -(-N // 3), T * N * G)))
+    T, N, I, H = 4, 19, 6, 37
+    G = rnn_kernels.GATES[mode] * H
+    x = data(rng, (T, N, I), dtype, 1.0)
+    w_ih, w_hh = data(rng, (G, I), dtype, 0.4), data(rng, (G, H), dtype, 0.4)
+    b_ih, b_hh = data(rng, (G,), dtype, 0.4), data(rng, (G,), dtype, 0.4)
+    h0 = data(rng, (N, H), dtype, 1.0)
+    c0 = data(rng, (N, H), dtype, 1.0) if mode == "LSTM" else None
+    hs, cache = twins.recurrent_layer_forward_numba(mode, x, w_ih, b_ih, w_hh, b_hh, h0, c0,
+                                                    keep=keep)
+    with reference_kernels():
+        hs_ref, cache_ref = rnn_kernels.recurrent_layer_forward_reference(
+            mode, x, w_ih, b_ih, w_hh, b_hh, h0, c0)
+    close(hs, hs_ref, dtype, "hs")
+    close(cache["cs"][-1] if mode == "LSTM" else hs[-1],
+          cache_ref["cs"][-1] if mode == "LSTM" else hs_ref[-1], dtype, "last state")
+    if keep:
+        for key in ("gates", "cs", "tcs", "hg_ns"):
+            if cache_ref[key] is not None:
+                close(cache[key], cache_ref[key], dtype, key)
 
 
 def test_whole_loop_kernels_refuse_other_modes(rng):
