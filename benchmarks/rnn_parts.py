@@ -19,7 +19,12 @@ interleaved (``common.interleaved``: the order rotates every round), median of
 4. **LSTM forward for inference** (1 thread, batch 1000, no backward cache): the input
    projection as one product and then the loop, against the projection inside the loop
    (``recurrent_layer_forward``).
-5. **The loops' step products** (1 thread, batch 64, the 28 products of one sequence):
+5. **Blocks of rows and the GRU's projection** (1 thread, batch 1000, no backward
+   cache): the LSTM layer's loop as one block of 1000 rows against blocks of
+   ``_rnn_numba.MAX_BLOCK_ROWS`` (each through all its steps before the next); the GRU
+   layer with its input projection first (one product, then the loop) against the
+   projection inside the loop (a product of the block's rows per step).
+6. **The loops' step products** (1 thread, batch 64, the 28 products of one sequence):
    forward ``[h | x_t] @ [W_hh^T; W_ih^T]`` (64x156 @ 156x512) and backward
    ``da_t @ W_hh`` (64x512 @ 512x128).  Before: the rows packed value by value, the
    weight read in place (``_gemm_numba._nn_columns``); now: the rows packed by vectors
@@ -149,6 +154,44 @@ def _inference_parts(rng):
                 "LSTM", x, w_ih, b, w_hh, b, h0, h0, keep=False)}
 
 
+def _block_parts(rng):
+    from minidl import kernels
+    from minidl.kernels import _rnn_numba as loops
+    n = 1000
+    x = rng.standard_normal((T, n, I)).astype(np.float32)
+    h0 = np.zeros((n, H), np.float32)
+    weights = {}
+    for mode, gates in (("LSTM", 4), ("GRU", 3)):
+        weights[mode] = ((rng.standard_normal((gates * H, I)) * 0.2).astype(np.float32),
+                         (rng.standard_normal(gates * H) * 0.1).astype(np.float32),
+                         (rng.standard_normal((gates * H, H)) * 0.1).astype(np.float32))
+
+    def lstm(max_rows):
+        w_ih, b, w_hh = weights["LSTM"]
+        saved, loops.MAX_BLOCK_ROWS = loops.MAX_BLOCK_ROWS, max_rows
+        try:
+            return loops.recurrent_layer_forward_numba("LSTM", x, w_ih, b, w_hh, b, h0, h0,
+                                                       keep=False)
+        finally:
+            loops.MAX_BLOCK_ROWS = saved
+
+    def gru_projection_first():
+        w_ih, b, w_hh = weights["GRU"]
+        xg = kernels.matmul(x.reshape(T * n, I), np.ascontiguousarray(w_ih.T))
+        xg += b
+        return loops.recurrent_forward_numba("GRU", xg.reshape(T, n, -1), w_hh, b, h0,
+                                             keep=False)
+
+    def gru_projection_inside():
+        w_ih, b, w_hh = weights["GRU"]
+        return loops.recurrent_layer_forward_numba("GRU", x, w_ih, b, w_hh, b, h0, keep=False)
+
+    return {"LSTM: one block of 1000 rows": lambda: lstm(n),
+            f"LSTM: blocks of {loops.MAX_BLOCK_ROWS} rows": lambda: lstm(loops.MAX_BLOCK_ROWS),
+            "GRU: projection, then the loop": gru_projection_first,
+            "GRU: projection inside the loop": gru_projection_inside}
+
+
 def _step_product_parts(rng):
     from numba import njit
 
@@ -248,6 +291,8 @@ def main(argv=None) -> int:
         _weight_gradient_parts(rng), rounds, args.quick, block_s)
     results["LSTM forward without cache, batch 1000, 1 thread"] = _measure(
         _inference_parts(rng), rounds, args.quick, block_s)
+    results["blocks of rows and the GRU's projection, batch 1000, no cache, 1 thread"] = \
+        _measure(_block_parts(rng), rounds, args.quick, block_s)
     results[f"the loops' step products, batch 64, {T} steps, 1 thread"] = _measure(
         _step_product_parts(rng), rounds, args.quick, block_s)
     import numba
