@@ -618,6 +618,55 @@ def _tn_rows(a, panels, c, i_lo, i_hi):
                             c[i0 + r, j + q] += scratch[r * NN_COLS + q]
 
 
+@njit(cache=True)
+def _pack_b_pair(b1, b2):
+    """``_pack_b`` of ``[b1 | b2]`` (same rows) without forming it."""
+    k, n1 = b1.shape
+    n = n1 + b2.shape[1]
+    panels = -(-n // NN_COLS)
+    out = np.zeros(panels * k * NN_COLS, np.float32)
+    for p in range(panels):
+        j0 = p * NN_COLS
+        split = min(NN_COLS, max(0, n1 - j0))           # this panel's columns of b1
+        width = min(NN_COLS, n - j0)
+        for kk in range(k):
+            base = (p * k + kk) * NN_COLS
+            for q in range(split):
+                out[base + q] = b1[kk, j0 + q]
+            for q in range(split, width):
+                out[base + q] = b2[kk, j0 + q - n1]
+    return out
+
+
+@njit(parallel=True, cache=True)
+def _tn_pair_parallel(a, b1, b2, c, n_threads):
+    """``c = a^T [b1 | b2]``: ``_tn_parallel`` with ``B`` in two parts (the layers' ``dG^T
+    [h_prev | x]``: one pass over ``dG`` for both weight gradients)."""
+    panels = _pack_b_pair(b1, b2)
+    m = a.shape[1]
+    per = -(-(-(-m // NN_ROWS)) // max(1, n_threads)) * NN_ROWS
+    for t in prange(-(-m // per)):
+        _tn_rows(a, panels, c, t * per, min(m, (t + 1) * per))
+
+
+@njit(cache=True)
+def _tn_pair_serial(a, b1, b2, c, n_threads):
+    _tn_rows(a, _pack_b_pair(b1, b2), c, 0, a.shape[1])
+
+
+def matmul_pair_numba(a, b1, b2):
+    """``(a @ b1, a @ b2)`` for a transposed ``a`` (``a.T`` C-contiguous) with a long
+    contraction and C-contiguous ``b1``, ``b2`` (``gemm.pair_applies``): one product
+    ``a @ [b1 | b2]`` on the ``tn`` driver, split by columns."""
+    m, k = a.shape
+    n1 = b1.shape[1]
+    c = np.empty((m, n1 + b2.shape[1]), np.float32)
+    run = pick(_tn_pair_parallel, _tn_pair_serial, -(-m // NN_ROWS),
+               parallel_work(m * k * c.shape[1]))
+    run(a.T, b1, b2, c, max(1, get_num_threads()))
+    return np.ascontiguousarray(c[:, :n1]), np.ascontiguousarray(c[:, n1:])
+
+
 @njit(parallel=True, cache=True)
 def _tn_parallel(a, b, c, n_threads):
     """``c = a^T b``: the rows of ``c`` in one run of whole tiles per thread, ``b``'s

@@ -98,6 +98,13 @@ def numba_applies(a, b, out=None) -> bool:
             and (isa() != "avx2" or threads.get_num_threads() > 1))
 
 
+def pair_applies(a, b1, b2) -> bool:
+    """Whether ``products.matmul_pair`` takes the Numba ``tn`` driver: both products would
+    (``numba_applies``), on the ``"tn"`` layout, with the same contraction."""
+    return (numba_applies(a, b1) and numba_applies(a, b2) and b1.shape[0] == b2.shape[0]
+            and _layout(a, b1) == "tn" and _layout(a, b2) == "tn")
+
+
 def implicit_gemm_applies(a, weight_shape, weight_dtype=np.float32) -> bool:
     """Whether the stride-1 convolution twins take the implicit-GEMM kernels
     (``_conv_direct_numba.py``) for data ``a`` (the input or dout) and a weight of

@@ -56,3 +56,22 @@ def matmul_long_k(a, b):
     parts = np.empty((n_parts, a.shape[0], b.shape[1]), np.float32)
     _nn_k_parallel(a, b, parts)
     return parts.sum(axis=0)
+
+
+def matmul_pair_reference(a, b1, b2):
+    """``(a @ b1, a @ b2)``: two products (``matmul``)."""
+    return matmul(a, b1), matmul(a, b2)
+
+
+def _pair_example():
+    a = np.zeros((1792, 512), np.float32).T
+    return (a, np.zeros((1792, 128), np.float32), np.zeros((1792, 28), np.float32)), {}
+
+
+matmul_pair = registry.register(
+    "matmul_pair", matmul_pair_reference,
+    registry.numba("._gemm_numba", "matmul_pair_numba", gemm.pair_applies),
+    example=_pair_example,
+    doc="``(a @ b1, a @ b2)`` for one ``a`` (an LSTM's ``dG^T`` against ``h_prev`` and "
+        "``x``): where ``gemm.pair_applies``, one product ``a @ [b1 | b2]`` on the Numba "
+        "``tn`` driver (``dG`` read once), else two ``matmul``s.")

@@ -114,15 +114,20 @@ def _direction_backward(d_hs, dh_n, dc_n, x2, weights, cache, reverse: bool, nee
     if reverse and d_hs is not None:
         d_hs = d_hs[::-1]
     dxg, dhg, dh0, dc0 = rnn_kernels.recurrent_backward(d_hs, dh_n, dc_n, w_hh.data, cache)
-    dw_hh, db_hh = rnn_kernels.hidden_weight_grads(dhg, cache["hs"], cache["h0"],
-                                                   b_hh is not None, cache.get("hs_full"))
+    xp = backend.xp(dxg)
+    dxg2 = xp.ascontiguousarray(dxg[::-1] if reverse else dxg).reshape(x2.shape[0], -1)
+    if dhg is dxg and not reverse:     # an LSTM: dG^T [h_prev | x], dG read once
+        dw_hh, dw_ih, db_hh = rnn_kernels.shared_weight_grads(
+            dxg, cache["hs"], cache["h0"], x2, b_hh is not None, cache.get("hs_full"))
+    else:
+        dw_hh, db_hh = rnn_kernels.hidden_weight_grads(dhg, cache["hs"], cache["h0"],
+                                                       b_hh is not None, cache.get("hs_full"))
+        # dG^T x, in the weight's layout; the contraction runs over every step and image
+        dw_ih = kernels.matmul(dxg2.T, x2)
     w_hh.accumulate_grad(dw_hh, owned=True)
     if b_hh is not None:
         b_hh.accumulate_grad(db_hh, owned=True)
-    xp = backend.xp(dxg)
-    dxg2 = xp.ascontiguousarray(dxg[::-1] if reverse else dxg).reshape(x2.shape[0], -1)
-    # dG^T x, in the weight's layout; the contraction runs over every step and image
-    w_ih.accumulate_grad(kernels.matmul(dxg2.T, x2), owned=True)
+    w_ih.accumulate_grad(dw_ih, owned=True)
     if b_ih is not None:     # an LSTM's dhg is its dxg: the same sum as db_hh's
         b_ih.accumulate_grad(db_hh.copy() if dhg is dxg and db_hh is not None
                              else dxg2.sum(axis=0), owned=True)

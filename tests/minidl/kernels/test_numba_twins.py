@@ -589,6 +589,27 @@ def test_long_transposed_product_takes_the_blocked_driver(k, m, n, rng, driver):
                                    err_msg=str(n_threads))
 
 
+@pytest.mark.parametrize("k,m,n1,n2", [(1792, 512, 128, 28), (1100, 37, 37, 5),
+                                        (1030, 9, 9, 40)])
+def test_pair_product_splits_one_blocked_product(k, m, n1, n2, rng, driver):
+    # matmul_pair: a^T [b1 | b2] as one tn product (a panel may hold columns of both
+    # parts), split back into a @ b1 and a @ b2, against float64 and the two-product
+    # reference; the operation takes the Numba route only where both products would
+    from minidl.kernels import gemm
+    a = rng.standard_normal((k, m)).astype(np.float32).T
+    b1 = rng.standard_normal((k, n1)).astype(np.float32)
+    b2 = rng.standard_normal((k, n2)).astype(np.float32)
+    assert gemm.pair_applies(a, b1, b2)
+    assert kernels.matmul_pair.pick(a, b1, b2) is not None
+    got = kernels.matmul_pair_numba(a, b1, b2)
+    for part, b in zip(got, (b1, b2)):
+        assert part.flags.c_contiguous and part.shape == (m, b.shape[1])
+        np.testing.assert_allclose(part, a.astype(np.float64) @ b.astype(np.float64),
+                                   rtol=1e-5, atol=np.sqrt(k) * 1e-5)
+    assert not gemm.pair_applies(np.ascontiguousarray(a), b1, b2)      # not transposed
+    assert not gemm.pair_applies(a[:, :1000], b1[:1000], b2[:1000])    # short contraction
+
+
 def test_matmul_numba_propagates_nan_and_inf(rng):
     a, b = _operands(rng, 16, 40, 70, "plain")
     a[3, 5] = np.nan
