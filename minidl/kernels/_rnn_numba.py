@@ -194,10 +194,13 @@ def gru_cell_backward_numba(dh, gates, hg_n, h_prev):
 #             cell(xg_t, hg, state)  unit by unit  (fused gates + state update)
 #
 # and backward ``for t = T-1..0: cell backward; dh_{t-1} = da^hh_t W_hh (+ dh z)``.  The
-# batch rows are independent through time, so on several threads each thread runs the
-# whole loop for its own block of rows (``prange`` over row blocks): one launch per
-# sequence, no synchronisation per step.  The input projection ``x W_ih^T`` of all
-# steps and the weight gradients stay big products in the layer (``nn.rnn``).
+# batch rows are independent through time, so the batch is cut into blocks of rows
+# (``_row_blocks``: one per thread, at most ``MAX_BLOCK_ROWS`` each), and each block runs
+# the whole loop (``prange`` over the blocks): one launch per sequence, no
+# synchronisation per step.  From the layers (``recurrent_layer_forward_numba``) the
+# input projection ``x_t W_ih^T`` is a product of the block's rows inside the loop too;
+# the weight gradients stay big products after it (``rnn.hidden_weight_grads``,
+# ``rnn.shared_weight_grads``).
 #
 # exp and tanh: Numba calls libm's scalar functions, which lose to NumPy's SIMD loops
 # (see ``rnn.forward_twins``).  For float32 the loops below use ``_exp``/``_tanh``,
