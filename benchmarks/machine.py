@@ -177,5 +177,6 @@ def machine_markdown(info: dict) -> str:
             + (f"environment {' '.join(f'{k}={v}' for k, v in env.items())}, " if env else "")
             + f"{info['cpus_usable']} usable cores, "
             f"Python {info['python']}, NumPy {info['numpy']} ({blas_txt}), "
-            f"Numba {info.get('numba')}, PyTorch {info.get('torch')}, "
-            f"minidl commit {info.get('minidl_commit')}, {info['date']}.")
+            f"Numba {info.get('numba')}, "
+            + (f"PyTorch {info['torch']}, " if info.get("torch") else "")
+            + f"minidl commit {info.get('minidl_commit')}, {info['date']}.")
