@@ -371,3 +371,29 @@ def test_vector_lstm_cell_gives_the_unit_routes_bits(rng, H):
         results.append(outs)
     for a, b in zip(*results):
         assert np.array_equal(a.view(np.int32), b.view(np.int32))
+
+
+def test_packed_rows_pad_the_last_tile_with_zeros(rng):
+    """The loops' packed scratch pads a partial last block of rows with zeros, never with
+    leftover memory: those rows are multiplied too (results dropped), and leftover
+    denormals made an LSTM's forward loop twice as slow (``_rnn_numba._packed_rows``)."""
+    import numba
+    import minidl.kernels._rnn_numba as twins
+    from minidl.kernels._gemm_numba import NN_ROWS, _pack_rows
+
+    @numba.njit
+    def dirty_then_packed(m, k):
+        # a block of the same size filled with denormals and freed (Numba's allocator is
+        # malloc, which hands the block out again), then the scratch
+        junk = np.empty(-(-m // NN_ROWS) * NN_ROWS * k, np.float32)
+        junk[:] = np.float32(1e-40)
+        s = junk[0]
+        junk = None
+        return twins._packed_rows(m, k), s
+
+    m, k = 2 * NN_ROWS + 1, 37
+    packed, _ = dirty_then_packed(m, k)
+    _pack_rows(rng.standard_normal((m, k)).astype(np.float32), packed, k, 0)
+    index = np.arange(packed.size)
+    rows = index // (k * NN_ROWS) * NN_ROWS + index % NN_ROWS
+    assert np.all(packed[rows >= m] == 0) and np.all(packed[rows < m] != 0)
