@@ -320,7 +320,8 @@ def _packed_rows(m, k):
     zeroed: the rows that pad the last block to a whole tile are multiplied too (their
     results are dropped), and leftover memory there can hold denormals, which cost a
     microcode assist per operation.  LSTM 128 training step, batch 64 (10 blocks of 6
-    rows and one of 4 on the AVX2 route), in the benchmark's worker process: 17.4 ms with
+    rows and one of 4 on the AVX2 route; Intel Xeon compiling for Haswell, one thread, an
+    ad-hoc run of ``benchmarks.training``'s worker, one block of 40 steps): 17.4 ms with
     ``np.empty`` here (the forward loop alone 8.4 ms, against 4.2 ms with denormals
     flushed to zero), 12.7-12.9 ms zeroed."""
     return np.zeros(-(-m // NN_ROWS) * NN_ROWS * k, np.float32)
@@ -492,8 +493,9 @@ def _lstm_cell_overload(p, q, gt, c_prev, c, tc, h, one):
     in one pass over the units: float32 by vectors (``_vmath_numba._vlstm_cell``, the
     last ``H % LANES`` units by its masked twin), the bits ``_lstm_unit`` gives; float64
     unit by unit (``_lstm_unit``, libm).  No call inside the float32 route: a call in
-    the loop over rows, even one never taken, made the row 90 ns slower (the vector
-    constants no longer stayed in registers)."""
+    the loop over rows, even one never taken, made the row about 90 ns slower (the
+    vector constants no longer stayed in registers; Intel Xeon with AVX-512, an ad-hoc
+    test of 64 rows x 28 steps)."""
     if c.dtype == types.float32:
         def vector(p, q, gt, c_prev, c, tc, h, one):
             H = c.shape[0]
