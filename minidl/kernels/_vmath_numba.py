@@ -31,9 +31,13 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from ..cpu import tile_geometry
+from ..cpu import isa, tile_geometry
 
 LANES = tile_geometry()[0]
+# multiply-adds rounded once (``llvm.fma``) where minidl has a vector route: its CPUs all
+# have FMA; elsewhere rounded twice.  ``_rnn_numba._fma32`` reads this, so a lane and the
+# scalar route give the same bits.
+FUSED = isa() is not None
 
 # Cephes expf / tanhf constants: the values of ``_rnn_numba``'s scalar versions
 _F = np.float32
@@ -82,6 +86,17 @@ class _Vec:
     def mul(self, x, y):
         return self.b.fmul(x, y)
 
+    def fma(self, x, y, z):
+        """``x * y + z``, rounded once where ``FUSED``."""
+        if not FUSED:
+            return self.add(self.mul(x, y), z)
+        return self.b.call(self._intrinsic3(f"llvm.fma.v{LANES}f32"), [x, y, z])
+
+    def _intrinsic3(self, name):
+        module = self.b.module
+        return module.globals.get(name) or ir.Function(
+            module, ir.FunctionType(self.vty, [self.vty] * 3), name)
+
     def div(self, x, y):
         return self.b.fdiv(x, y)
 
@@ -106,16 +121,16 @@ class _Vec:
         """Cephes expf, operation by operation as ``_rnn_numba._exp32``."""
         c = self.const
         y = self.clamp(x, EXP_MIN, EXP_MAX)
-        n = self.floor(self.add(self.mul(y, c(LOG2E)), c(HALF)))
-        r = self.sub(self.sub(y, self.mul(n, c(LN2_HI))), self.mul(n, c(LN2_LO)))
+        n = self.floor(self.fma(y, c(LOG2E), c(HALF)))
+        r = self.fma(n, c(-LN2_LO), self.fma(n, c(-LN2_HI), y))
         p = c(EXP_P[0])
         for coefficient in EXP_P[1:]:
-            p = self.add(self.mul(p, r), c(coefficient))
+            p = self.fma(p, r, c(coefficient))
         bits = self.b.fptosi(n, self.ity)
         bits = self.b.shl(self.b.add(bits, ir.Constant(self.ity, [127] * LANES)),
                           ir.Constant(self.ity, [23] * LANES))
         scale = self.b.bitcast(bits, self.vty)
-        e = self.mul(self.add(self.add(self.mul(self.mul(p, r), r), r), c(ONE)), scale)
+        e = self.mul(self.add(self.fma(self.mul(p, r), r, r), c(ONE)), scale)
         e = self.select(self.cmp(">", x, c(OVERFLOW)), c(np.inf), e)
         e = self.select(self.cmp("<", x, c(UNDERFLOW)), c(0.0), e)
         return self.select(self.is_nan(x), x, e)
@@ -132,8 +147,8 @@ class _Vec:
         z = self.mul(x, x)
         p = c(TANH_P[0])
         for coefficient in TANH_P[1:]:
-            p = self.add(self.mul(p, z), c(coefficient))
-        small = self.add(self.mul(self.mul(p, z), x), x)
+            p = self.fma(p, z, c(coefficient))
+        small = self.fma(self.mul(p, z), x, x)
         big = self.sub(c(ONE), self.div(c(TWO), self.add(self.exp(self.mul(c(TWO), a)),
                                                          c(ONE))))
         big = self.select(self.cmp(">=", x, c(0.0)), big, self.b.fneg(big))
