@@ -31,6 +31,10 @@ interleaved (``common.interleaved``: the order rotates every round), median of
    (``_pack_rows``) and the weight packed once per sequence into panels
    (``_pack_b``, ``_nn_panels``).
 
+7. **The LSTM cell** (1 thread, the cells of one block of ``MAX_BLOCK_ROWS`` = 128 rows
+   over 28 steps, as in inference at batch 1000): the vector cell rounding every
+   multiply-add twice against fused multiply-adds (``_vmath_numba.FUSED``).
+
 Writes ``rnn_parts.md`` and ``rnn_parts.json`` to ``--out`` (default
 ``benchmarks/results/rnn/``).
 """
@@ -262,6 +266,36 @@ def _step_product_parts(rng):
             "backward: rows by vectors, weight in panels": lambda: backward_now(das, w_hh, dh)}
 
 
+def _cell_parts(rng):
+    from numba import njit
+
+    from minidl.kernels._rnn_numba import MAX_BLOCK_ROWS
+    from minidl.kernels._vmath_numba import LANES, _lstm_cell_intrinsic, _vlstm_cell
+    rounded_twice = _lstm_cell_intrinsic(masked=False, fused=False)
+    m, G = MAX_BLOCK_ROWS, 4 * H
+
+    def cells(fused):
+        @njit(error_model="numpy")
+        def run(u, b, gt, cs, tc, hs):
+            for t in range(T):
+                for r in range(m):
+                    c_prev, c = cs[t % 2, r], cs[(t + 1) % 2, r]
+                    for j in range(0, H, LANES):
+                        if fused:
+                            _vlstm_cell(u[r], b, gt, c_prev, c, tc, hs[t + 1, r], j, LANES)
+                        else:
+                            rounded_twice(u[r], b, gt, c_prev, c, tc, hs[t + 1, r], j, LANES)
+        return run
+
+    hs = rng.standard_normal((T + 1, m, H)).astype(np.float32)
+    u = rng.standard_normal((m, G)).astype(np.float32)
+    b, gt = np.zeros(G, np.float32), np.empty(G, np.float32)
+    cs, tc = np.zeros((2, m, H), np.float32), np.empty(H, np.float32)
+    twice, fused = cells(False), cells(True)
+    return {"cell: every multiply-add rounded twice": lambda: twice(u, b, gt, cs, tc, hs),
+            "cell: fused multiply-adds (now)": lambda: fused(u, b, gt, cs, tc, hs)}
+
+
 def _measure(parts: dict, rounds: int, quick: bool, block_s: float) -> dict:
     samplers = {name: _timed(fn, block_s, quick) for name, fn in parts.items()}
     samples = common.interleaved(samplers, rounds)
@@ -295,6 +329,8 @@ def main(argv=None) -> int:
         _measure(_block_parts(rng), rounds, args.quick, block_s)
     results[f"the loops' step products, batch 64, {T} steps, 1 thread"] = _measure(
         _step_product_parts(rng), rounds, args.quick, block_s)
+    results[f"the LSTM cells of a block of 128 rows, {T} steps, 1 thread"] = _measure(
+        _cell_parts(rng), rounds, args.quick, block_s)
     import numba
     two = min(2, numba.config.NUMBA_NUM_THREADS)     # 1 where Numba was limited to one
     minidl.set_num_threads(two)

@@ -103,32 +103,27 @@ def _array_ptr(context, builder, ty, value):
     return context.make_array(ty)(context, builder, value).data
 
 
-def _emit_nn_tile(builder, a_ptr, a_off, k_len, b_ptr, b_row, store, rows=None):
+def _emit_nn_tile(builder, a_ptr, a_off, k_len, b_ptr, b_row, store):
     """IR of the 8 x 32 tile ``sum_k A_pack[a_off + 8k + r] * B[b_row(k) + q]``: 16 vector
     accumulators in registers over the ``k`` loop, then ``store(r, v, vector)`` for each
-    row ``r`` and 16-lane half ``v`` of the tile.  ``rows``, where given, lists each tile
-    row's offset from ``a_off`` instead of ``r`` (a taller tile over several packed
-    blocks: ``_nn_tall_tile``)."""
+    row ``r`` and 16-lane half ``v`` of the tile."""
     vty, fma = _vector_helpers(builder)
     i64 = ir.IntType(64)
-    rows = list(range(NN_ROWS)) if rows is None else rows
     accs = [[cgutils.alloca_once_value(builder, ir.Constant(vty, [0.0] * LANES))
-             for _ in range(NN_VECTORS)] for _ in rows]
+             for _ in range(NN_VECTORS)] for _ in range(NN_ROWS)]
     with cgutils.for_range(builder, k_len) as loop:
         k = loop.index
         row = b_row(k)
         b_vecs = [_load_vector(builder, b_ptr, builder.add(row, ir.Constant(i64, v * LANES)), vty)
                   for v in range(NN_VECTORS)]
         a_col = builder.add(a_off, builder.mul(k, ir.Constant(i64, NN_ROWS)))
-        for r, offset in enumerate(rows):
-            a_val = builder.load(builder.gep(a_ptr, [builder.add(a_col, offset
-                                                                 if isinstance(offset, ir.Value)
-                                                                 else ir.Constant(i64, offset))]))
+        for r in range(NN_ROWS):
+            a_val = builder.load(builder.gep(a_ptr, [builder.add(a_col, ir.Constant(i64, r))]))
             a_vec = _broadcast(builder, a_val, vty)
             for v in range(NN_VECTORS):
                 acc = builder.load(accs[r][v])
                 builder.store(builder.call(fma, [a_vec, b_vecs[v], acc]), accs[r][v])
-    for r in range(len(rows)):
+    for r in range(NN_ROWS):
         for v in range(NN_VECTORS):
             store(r, v, builder.load(accs[r][v]))
 
@@ -522,99 +517,19 @@ def _pack_rows(a, packed, k_total, col0):
                 packed[base + kk * NN_ROWS + r] = row[kk]
 
 
-def _tile_at(height, first):
-    """An intrinsic ``(a_pack, b, c, a_off, block, b_off, c_off, ldc, k_len)``: the tile of
-    ``height`` rows whose row ``r`` is row ``first + r`` counted from the start of the
-    packed block at ``a_off`` (blocks of ``NN_ROWS`` rows, ``block`` floats apart), the
-    rest as ``_nn_tile`` with ``b`` in panels (``ldb = NN_COLS``)."""
-
-    @intrinsic
-    def kernel(typingctx, a_pack, b, c, a_off, block, b_off, c_off, ldc, k_len):
-        sig = types.void(a_pack, b, c, types.intp, types.intp, types.intp, types.intp,
-                         types.intp, types.intp)
-
-        def codegen(context, builder, signature, args):
-            a_arr, b_arr, c_arr, a_off, block, b_off, c_off, ldc, k_len = args
-            a_ptr, b_ptr, c_ptr = (_array_ptr(context, builder, t, v)
-                                   for t, v in zip(signature.args[:3], args[:3]))
-            vty, _ = _vector_helpers(builder)
-            i64 = ir.IntType(64)
-            rows = [builder.add(builder.mul(block, ir.Constant(i64, (first + r) // NN_ROWS)),
-                                ir.Constant(i64, (first + r) % NN_ROWS))
-                    for r in range(height)]
-
-            def b_row(kk):
-                return builder.add(b_off, builder.mul(kk, ir.Constant(i64, NN_COLS)))
-
-            def store(r, v, vec):
-                index = builder.add(builder.add(c_off, builder.mul(ir.Constant(i64, r), ldc)),
-                                    ir.Constant(i64, v * LANES))
-                _store_vector(builder, vec, c_ptr, index, vty)
-
-            _emit_nn_tile(builder, a_ptr, a_off, k_len, b_ptr, b_row, store, rows)
-            return context.get_dummy_value()
-
-        return sig, codegen
-
-    return kernel
-
-
-# Taller tiles where the registers allow (AVX-512's 32: 12 x 2 accumulators + 2 + 1): per
-# ``k``, 14 loads for 24 multiply-adds instead of 10 for 16.  A tile of 12 rows spans one
-# packed block and half of the next (``_tile_at``), so ``_pack_rows``' 8-row layout serves
-# both heights, and each value is the same sum in the same order as with 8-row tiles.
-# ``(128 x 156) @ (156 x 512)``, an LSTM 128 step's joint product for a block of rows, one
-# thread, Intel Xeon with AVX-512: 8-row tiles 167-176 GFLOP/s, 12-row 176-182 (ad hoc,
-# interleaved, medians of 7).  AVX2's 16 registers hold no taller tile than its 6 rows.
-TALL_ROWS = NN_ROWS + NN_ROWS // 2 if LANES == 16 else 0
-_tall_even = _tile_at(TALL_ROWS or NN_ROWS, 0)              # rows 0-7 and 0-3 of the next
-_tall_odd = _tile_at(TALL_ROWS or NN_ROWS, NN_ROWS // 2)    # rows 4-7 and 0-7 of the next
-_half_odd = _tile_at(NN_ROWS // 2, NN_ROWS // 2)            # rows 4-7 of a block
-
-
-@njit(cache=True)
-def _tall_rows(packed, m, k, panels, p, c, ldc):
-    """Panel ``p``'s columns of ``c`` for the rows that whole tall tiles cover (then a
-    half-block tile to the next block's start where it fits); returns the first row
-    left, a multiple of ``NN_ROWS``."""
-    block = k * NN_ROWS
-    half = NN_ROWS // 2
-    b_off = p * k * NN_COLS
-    j = p * NN_COLS
-    tall = m // TALL_ROWS
-    for t in range(tall):
-        i0 = t * TALL_ROWS
-        if t % 2 == 0:
-            _tall_even(packed, panels, c, i0 // NN_ROWS * block, block, b_off, i0 * ldc + j,
-                       ldc, k)
-        else:
-            _tall_odd(packed, panels, c, i0 // NN_ROWS * block, block, b_off, i0 * ldc + j,
-                      ldc, k)
-    i0 = tall * TALL_ROWS
-    if i0 % NN_ROWS == 0:
-        return i0
-    if i0 + half > m:
-        return i0 - half                  # the last rows from a whole 8-row tile
-    _half_odd(packed, panels, c, i0 // NN_ROWS * block, block, b_off, i0 * ldc + j, ldc, k)
-    return i0 + half
-
-
 @njit(cache=True)
 def _nn_panels(packed, m, k, panels, c):
     """``c`` (M, N), unit column stride, ``= A B`` for ``A`` packed (``_pack_a`` /
     ``_pack_rows``, M rows, K columns) and ``B`` packed into panels (``_pack_b``).  Panel
-    by panel, each through every row block while it is in L1: tall tiles where there are
-    any (``TALL_ROWS``), then 8-row tiles; edge tiles through a scratch tile."""
+    by panel, each through every row block while it is in L1; edge tiles through a
+    scratch tile."""
     n = c.shape[1]
     ldc = c.strides[0] // 4
     scratch = np.empty(NN_ROWS * NN_COLS, np.float32)
     for p in range(-(-n // NN_COLS)):
         j = p * NN_COLS
         width = min(NN_COLS, n - j)
-        first = 0
-        if TALL_ROWS and width == NN_COLS:
-            first = _tall_rows(packed, m, k, panels, p, c, ldc)
-        for blk in range(first // NN_ROWS, -(-m // NN_ROWS)):
+        for blk in range(-(-m // NN_ROWS)):
             i0 = blk * NN_ROWS
             rows = min(NN_ROWS, m - i0)
             if rows == NN_ROWS and width == NN_COLS:

@@ -212,7 +212,8 @@ from numba import prange, types
 from numba.extending import intrinsic, overload
 
 from ._gemm_numba import NN_ROWS, _nn_panels, _pack_b, _pack_rows
-from ._vmath_numba import FUSED, LANES as VLANES, _vlstm_cell, _vlstm_cell_tail, _vsigmoid, _vtanh
+from ._vmath_numba import (FUSED, LANES as VLANES, _vlstm_cell, _vlstm_cell_tail, _vsigmoid,
+                           _vtanh)
 from ._parallel import pick
 from ..threads import numba_threads
 
@@ -269,7 +270,8 @@ def _exp32(x):
     ``e^x = 2^n p(r)``, 2^n built from its IEEE bits.  Within [-87, 88] about 2 ulp
     (measured: 1.2e-7 relative); beyond, e^x is taken at the nearer end (off by at most
     a factor e^0.72 there, which changes a sigmoid or tanh by under 1e-38), inf past
-    88.72, 0 below -103.97; NaN stays NaN."""
+    88.72, 0 below -103.97; NaN stays NaN.  The reduction's and the polynomial's
+    multiply-adds by ``_fma32`` (one rounding where the CPU has FMA)."""
     y = min(max(x, _EXP_MIN), _EXP_MAX)
     n = np.floor(_fma32(y, _LOG2E, _HALF))
     r = _fma32(n, -_LN2_LO, _fma32(n, -_LN2_HI, y))
@@ -346,37 +348,24 @@ def _packed_rows(m, k):
     return np.zeros(-(-m // NN_ROWS) * NN_ROWS * k, np.float32)
 
 
-def _row_scratch(w, m):
-    return np.empty(0, w.dtype)
-
-
-@overload(_row_scratch)
-def _row_scratch_overload(w, m):
-    """Scratch for ``m`` rows packed for a product with the weight ``w`` (K, n), made once
-    per block of rows and reused at every step (the padding rows, never written by the
-    packing, stay zero): float32 ``_packed_rows(m, K)``, float64 nothing."""
-    if w.dtype == types.float32:
-        return lambda w, m: _packed_rows(m, w.shape[0])
-    return lambda w, m: np.empty(0, w.dtype)
-
-
-def _hidden_product(h, w, panels, packed, out):
+def _hidden_product(h, w, panels, out):
     out[...] = h @ w
 
 
 @overload(_hidden_product)
-def _hidden_product_overload(h, w, panels, packed, out):
+def _hidden_product_overload(h, w, panels, out):
     """``out = h @ w`` for ``h`` (m, K) rows, ``w`` (K, n) C-contiguous: float32 by
     minidl's GEMM micro-kernel on ``w``'s panels (``_weight_panels``; ``_gemm_numba``),
-    ``h`` packed into ``packed`` (``_row_scratch``), float64 by plain loops."""
+    float64 by plain loops."""
     if h.dtype == types.float32:
-        def tiles(h, w, panels, packed, out):
+        def tiles(h, w, panels, out):
             m, k = h.shape
+            packed = _packed_rows(m, k)
             _pack_rows(h, packed, k, 0)
             _nn_panels(packed, m, k, panels, out)
         return tiles
 
-    def loops(h, w, panels, packed, out):
+    def loops(h, w, panels, out):
         m, k = h.shape
         n = w.shape[1]
         for i in range(m):
@@ -390,25 +379,26 @@ def _hidden_product_overload(h, w, panels, packed, out):
     return loops
 
 
-def _joint_product(h, x, w, panels, packed, out):
+def _joint_product(h, x, w, panels, out):
     out[...] = np.concatenate((h, x), axis=1) @ w
 
 
 @overload(_joint_product)
-def _joint_product_overload(h, x, w, panels, packed, out):
+def _joint_product_overload(h, x, w, panels, out):
     """``out = [h | x] @ w`` for rows ``h`` (m, H), ``x`` (m, I) and ``w`` (H + I, n)
     C-contiguous: one product for a step's hidden and input parts (``_hidden_product``'s
     routes; float32 packs ``h`` and ``x`` side by side)."""
     if h.dtype == types.float32:
-        def tiles(h, x, w, panels, packed, out):
+        def tiles(h, x, w, panels, out):
             m, kh = h.shape
             k = kh + x.shape[1]
+            packed = _packed_rows(m, k)
             _pack_rows(h, packed, k, 0)
             _pack_rows(x, packed, k, kh)
             _nn_panels(packed, m, k, panels, out)
         return tiles
 
-    def loops(h, x, w, panels, packed, out):
+    def loops(h, x, w, panels, out):
         m, kh = h.shape
         n = w.shape[1]
         for i in range(m):
@@ -573,9 +563,9 @@ def _lstm_seq_forward_rows(xg, w_t, b_hh, hs, cs, gates, tcs, hg_all, lo, hi, ke
     T = xg.shape[0]
     G = w_t.shape[1]
     hg = hg_all[lo:hi]                                   # scratch: this step's h W_hh^T
-    panels, packed = _weight_panels(w_t), _row_scratch(w_t, hi - lo)
+    panels = _weight_panels(w_t)
     for t in range(T):
-        _hidden_product(hs[t, lo:hi], w_t, panels, packed, hg)
+        _hidden_product(hs[t, lo:hi], w_t, panels, hg)
         for r in range(hi - lo):
             n = lo + r
             u = hg[r]
@@ -607,9 +597,9 @@ def _lstm_layer_forward_rows(x, w_cat, b, hs, cs, gates, tcs, hg_all, lo, hi, ke
     and ``b = b_ih + b_hh``, so the ``(T, N, G)`` projection is never written or read."""
     T = x.shape[0]
     hg = hg_all[lo:hi]                                   # scratch: this step's products
-    panels, packed = _weight_panels(w_cat), _row_scratch(w_cat, hi - lo)
+    panels = _weight_panels(w_cat)
     for t in range(T):
-        _joint_product(hs[t, lo:hi], x[t, lo:hi], w_cat, panels, packed, hg)
+        _joint_product(hs[t, lo:hi], x[t, lo:hi], w_cat, panels, hg)
         for r in range(hi - lo):
             n = lo + r
             _lstm_cell_step(hg[r], b, gates, cs, tcs, hs, t, n, lo, keep, one)
@@ -642,7 +632,7 @@ def _lstm_seq_backward_rows(d_hs, has_d_hs, dh_n, dc_n, w_hh, cs, gates, tcs,
     dh, dc = dh0[lo:hi], dc0[lo:hi]
     dh[:] = dh_n[lo:hi]
     dc[:] = dc_n[lo:hi]
-    panels, packed = _weight_panels(w_hh), _row_scratch(w_hh, m)
+    panels = _weight_panels(w_hh)
     for t in range(T - 1, -1, -1):
         for r in range(m):
             n = lo + r
@@ -660,7 +650,7 @@ def _lstm_seq_backward_rows(d_hs, has_d_hs, dh_n, dc_n, w_hh, cs, gates, tcs,
                 dac[j] = dct * i * (one - g * g)
                 dao[j] = dhj * kj * o * (one - o)
                 dcr[j] = dct * f
-        _hidden_product(dxg[t, lo:hi], w_hh, panels, packed, dh)  # dh_{t-1} = da_t W_hh
+        _hidden_product(dxg[t, lo:hi], w_hh, panels, dh)  # dh_{t-1} = da_t W_hh
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -698,12 +688,12 @@ def _gru_seq_forward_rows(xg, proj, w_t, b_hh, hs, gates, hg_ns, hg_all, lo, hi,
     H = G // 3
     hg = hg_all[lo:hi]                                   # scratch: this step's h W_hh^T
     xs = xs_all[lo:hi]                                   # scratch: this step's x W_ih^T
-    panels, packed = _weight_panels(w_t), _row_scratch(w_t, hi - lo)
-    ih_panels, ih_packed = _weight_panels(w_ih_t), _row_scratch(w_ih_t, hi - lo)
+    panels = _weight_panels(w_t)
+    ih_panels = _weight_panels(w_ih_t)
     for t in range(T):
-        _hidden_product(hs[t, lo:hi], w_t, panels, packed, hg)
+        _hidden_product(hs[t, lo:hi], w_t, panels, hg)
         if project:
-            _hidden_product(x[t, lo:hi], w_ih_t, ih_panels, ih_packed, xs)
+            _hidden_product(x[t, lo:hi], w_ih_t, ih_panels, xs)
         for r in range(hi - lo):
             n = lo + r
             u, h = hg[r], hs[t + 1, n]
@@ -755,7 +745,7 @@ def _gru_seq_backward_rows(d_hs, has_d_hs, dh_n, w_hh, hs, gates, hg_ns, dxg, dh
     dh = dh0[lo:hi]                      # the running dL/dh of these rows
     dh[:] = dh_n[lo:hi]
     carried = carried_all[lo:hi]         # scratch: dh z, the direct path to h_{t-1}
-    panels, packed = _weight_panels(w_hh), _row_scratch(w_hh, m)
+    panels = _weight_panels(w_hh)
     for t in range(T - 1, -1, -1):
         for r in range(m):
             n = lo + r
@@ -779,8 +769,7 @@ def _gru_seq_backward_rows(d_hs, has_d_hs, dh_n, w_hh, hs, gates, hg_ns, dxg, dh
                 duz[j] = da_z
                 dun[j] = da_n * rr
                 dcar[j] = dhj * z
-        # dh_{t-1} = dh z + da^hh_t W_hh
-        _hidden_product(dhg[t, lo:hi], w_hh, panels, packed, dh)
+        _hidden_product(dhg[t, lo:hi], w_hh, panels, dh)  # dh_{t-1} = dh z + da^hh_t W_hh
         dh += carried
 
 

@@ -86,12 +86,13 @@ def test_threading_quick(tmp_path):
 def test_rnn_parts_quick(tmp_path):
     _run_quick("rnn_parts", tmp_path)
     data = json.loads((tmp_path / "rnn_parts.json").read_text())["results"]
-    assert len(data) == 6
+    assert len(data) == 7
     for rows in data.values():
         assert len(rows) >= 2 and all(_finite_positive(r["median"]) for r in rows.values())
     text = (tmp_path / "rnn_parts.md").read_text()
     assert "projection inside the loop" in text and "weight in panels" in text
     assert "GRU: projection inside the loop" in text
+    assert "cell: fused multiply-adds (now)" in text
 
 
 def test_training_quick(tmp_path, torch):

@@ -544,9 +544,8 @@ def test_packed_weight_product_gives_the_column_routes_bits(m, k, n, rng):
     # the recurrent loops' product: rows packed by whole vectors (_pack_rows, here from a
     # view whose rows are spaced wider than they are long, and in two parts side by side
     # as [h | x]) must equal _pack_a's packing, and the panel-major product on the packed
-    # weight must give _nn_columns' bits (the same k order, whatever the tile heights:
-    # AVX-512's 12-row tiles span one and a half packed blocks); rows and columns off the
-    # tile grid end in edge tiles
+    # weight must give _nn_columns' bits (the same tiles, the same k order); rows and
+    # columns off the tile grid end in edge tiles
     from minidl.kernels import _gemm_numba as g
     wide = rng.standard_normal((m, k + 7)).astype(np.float32)
     a = wide[:, 3:3 + k]
