@@ -32,8 +32,9 @@ interleaved (``common.interleaved``: the order rotates every round), median of
    (``_pack_b``, ``_nn_panels``).
 
 7. **The LSTM cell** (1 thread, the cells of one block of ``MAX_BLOCK_ROWS`` = 128 rows
-   over 28 steps, as in inference at batch 1000): the vector cell rounding every
-   multiply-add twice against fused multiply-adds (``_vmath_numba.FUSED``).
+   over 28 steps, as in inference at batch 1000): one vector a call, every multiply-add
+   rounded twice (before); one vector a call with fused multiply-adds
+   (``_vmath_numba.FUSED``); ``CELL_LANES`` = 32 floats a call, fused (now).
 
 Writes ``rnn_parts.md`` and ``rnn_parts.json`` to ``--out`` (default
 ``benchmarks/results/rnn/``).
@@ -270,30 +271,37 @@ def _cell_parts(rng):
     from numba import njit
 
     from minidl.kernels._rnn_numba import MAX_BLOCK_ROWS
-    from minidl.kernels._vmath_numba import LANES, _lstm_cell_intrinsic, _vlstm_cell
+    from minidl.kernels._vmath_numba import CELL_LANES, LANES, _lstm_cell_intrinsic
     rounded_twice = _lstm_cell_intrinsic(masked=False, fused=False)
+    fused_one_vector = _lstm_cell_intrinsic(masked=False)
+    wide = _lstm_cell_intrinsic(masked=False, lanes=CELL_LANES)
     m, G = MAX_BLOCK_ROWS, 4 * H
 
-    def cells(fused):
+    def cells(kind):
+        step = CELL_LANES if kind == 2 else LANES
+
         @njit(error_model="numpy")
         def run(u, b, gt, cs, tc, hs):
             for t in range(T):
                 for r in range(m):
-                    c_prev, c = cs[t % 2, r], cs[(t + 1) % 2, r]
-                    for j in range(0, H, LANES):
-                        if fused:
-                            _vlstm_cell(u[r], b, gt, c_prev, c, tc, hs[t + 1, r], j, LANES)
+                    c_prev, c, h = cs[t % 2, r], cs[(t + 1) % 2, r], hs[t + 1, r]
+                    for j in range(0, H, step):
+                        if kind == 0:
+                            rounded_twice(u[r], b, gt, c_prev, c, tc, h, j, step)
+                        elif kind == 1:
+                            fused_one_vector(u[r], b, gt, c_prev, c, tc, h, j, step)
                         else:
-                            rounded_twice(u[r], b, gt, c_prev, c, tc, hs[t + 1, r], j, LANES)
+                            wide(u[r], b, gt, c_prev, c, tc, h, j, step)
         return run
 
     hs = rng.standard_normal((T + 1, m, H)).astype(np.float32)
     u = rng.standard_normal((m, G)).astype(np.float32)
     b, gt = np.zeros(G, np.float32), np.empty(G, np.float32)
     cs, tc = np.zeros((2, m, H), np.float32), np.empty(H, np.float32)
-    twice, fused = cells(False), cells(True)
-    return {"cell: every multiply-add rounded twice": lambda: twice(u, b, gt, cs, tc, hs),
-            "cell: fused multiply-adds (now)": lambda: fused(u, b, gt, cs, tc, hs)}
+    runs = [cells(kind) for kind in range(3)]
+    names = ["one vector a call, rounded twice", "one vector a call, fused",
+             f"{CELL_LANES} floats a call, fused (now)"]
+    return {name: (lambda run=run: run(u, b, gt, cs, tc, hs)) for name, run in zip(names, runs)}
 
 
 def _measure(parts: dict, rounds: int, quick: bool, block_s: float) -> dict:

@@ -212,8 +212,8 @@ from numba import prange, types
 from numba.extending import intrinsic, overload
 
 from ._gemm_numba import NN_ROWS, _nn_panels, _pack_b, _pack_rows
-from ._vmath_numba import (FUSED, LANES as VLANES, _vlstm_cell, _vlstm_cell_tail, _vsigmoid,
-                           _vtanh)
+from ._vmath_numba import (CELL_LANES, FUSED, LANES as VLANES, _vlstm_cell, _vlstm_cell_tail,
+                           _vsigmoid, _vtanh)
 from ._parallel import pick
 from ..threads import numba_threads
 
@@ -511,8 +511,9 @@ def _lstm_cell_overload(p, q, gt, c_prev, c, tc, h, one):
         i, f, o = sigma(a_i), sigma(a_f), sigma(a_o);  g = tanh(a_g)    -> gt
         c = f c_prev + i g;  tc = tanh(c);  h = o tc
 
-    in one pass over the units: float32 by vectors (``_vmath_numba._vlstm_cell``, the
-    last ``H % LANES`` units by its masked twin), the bits ``_lstm_unit`` gives; float64
+    in one pass over the units: float32 by vectors, ``CELL_LANES`` units a call
+    (``_vmath_numba._vlstm_cell``, the last ``H % CELL_LANES`` by its masked twin), the
+    bits ``_lstm_unit`` gives; float64
     unit by unit (``_lstm_unit``, libm).  No call inside the float32 route: a call in
     the loop over rows, even one never taken, made the row about 90 ns slower (the
     vector constants no longer stayed in registers; Intel Xeon with AVX-512, an ad-hoc
@@ -520,9 +521,9 @@ def _lstm_cell_overload(p, q, gt, c_prev, c, tc, h, one):
     if c.dtype == types.float32:
         def vector(p, q, gt, c_prev, c, tc, h, one):
             H = c.shape[0]
-            top = H // VLANES * VLANES
-            for j in range(0, top, VLANES):
-                _vlstm_cell(p, q, gt, c_prev, c, tc, h, j, VLANES)
+            top = H // CELL_LANES * CELL_LANES
+            for j in range(0, top, CELL_LANES):
+                _vlstm_cell(p, q, gt, c_prev, c, tc, h, j, CELL_LANES)
             if top < H:
                 _vlstm_cell_tail(p, q, gt, c_prev, c, tc, h, top, H - top)
         return vector

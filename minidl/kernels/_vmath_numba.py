@@ -15,10 +15,11 @@ full-width registers:
 * ``_vsigmoid(src, s, dst, d)``: ``dst[d + l] = 1 / (1 + e^{-src[s + l]})``;
 * ``_vtanh(src, s, dst, d)``: ``dst[d + l] = tanh(src[s + l])``;
 * ``_vlstm_cell(p, q, gt, c_prev, c, tc, h, j, count)``: an LSTM cell for units
-  ``j + l`` in one pass (``_rnn_numba._lstm_cell``'s math); ``_vlstm_cell_tail`` the same
-  for the lanes ``l < count`` only;
+  ``j + l``, ``l < CELL_LANES`` (several vectors), in one pass
+  (``_rnn_numba._lstm_cell``'s math); ``_vlstm_cell_tail`` the same for the lanes
+  ``l < count`` only;
 
-for ``l < LANES``, on flat float32 arrays, with no bounds checks (callers keep the
+for ``l < LANES`` unless said, on flat float32 arrays, with no bounds checks (callers keep the
 indices inside).  Every operation is the scalar one's, in the same order, with the same
 rounding (a multiply-add rounded once where ``FUSED``, as ``_rnn_numba._fma32`` does it;
 no reciprocal estimate), so a lane gives the bits ``_sig``/``_tanh32`` give for that
@@ -61,15 +62,16 @@ TANH_SMALL = 0.625
 class _Vec:
     """IR helpers on ``<LANES x float>`` values for one builder."""
 
-    def __init__(self, builder, fused=None):
+    def __init__(self, builder, fused=None, lanes=LANES):
         self.b = builder
         self.fused = FUSED if fused is None else fused
+        self.lanes = lanes
         self.f32 = ir.FloatType()
-        self.vty = ir.VectorType(self.f32, LANES)
-        self.ity = ir.VectorType(ir.IntType(32), LANES)
+        self.vty = ir.VectorType(self.f32, lanes)
+        self.ity = ir.VectorType(ir.IntType(32), lanes)
 
     def const(self, value):
-        return ir.Constant(self.vty, [float(_F(value))] * LANES)
+        return ir.Constant(self.vty, [float(_F(value))] * self.lanes)
 
     def _intrinsic(self, name, ty):
         module = self.b.module
@@ -79,10 +81,10 @@ class _Vec:
         return fn
 
     def floor(self, x):
-        return self.b.call(self._intrinsic(f"llvm.floor.v{LANES}f32", self.vty), [x])
+        return self.b.call(self._intrinsic(f"llvm.floor.v{self.lanes}f32", self.vty), [x])
 
     def fabs(self, x):
-        return self.b.call(self._intrinsic(f"llvm.fabs.v{LANES}f32", self.vty), [x])
+        return self.b.call(self._intrinsic(f"llvm.fabs.v{self.lanes}f32", self.vty), [x])
 
     def add(self, x, y):
         return self.b.fadd(x, y)
@@ -97,7 +99,7 @@ class _Vec:
         """``x * y + z``, rounded once where ``fused`` (``FUSED`` unless told)."""
         if not self.fused:
             return self.add(self.mul(x, y), z)
-        return self.b.call(self._intrinsic3(f"llvm.fma.v{LANES}f32"), [x, y, z])
+        return self.b.call(self._intrinsic3(f"llvm.fma.v{self.lanes}f32"), [x, y, z])
 
     def _intrinsic3(self, name):
         module = self.b.module
@@ -134,8 +136,8 @@ class _Vec:
         for coefficient in EXP_P[1:]:
             p = self.fma(p, r, c(coefficient))
         bits = self.b.fptosi(n, self.ity)
-        bits = self.b.shl(self.b.add(bits, ir.Constant(self.ity, [127] * LANES)),
-                          ir.Constant(self.ity, [23] * LANES))
+        bits = self.b.shl(self.b.add(bits, ir.Constant(self.ity, [127] * self.lanes)),
+                          ir.Constant(self.ity, [23] * self.lanes))
         scale = self.b.bitcast(bits, self.vty)
         e = self.mul(self.add(self.fma(self.mul(p, r), r, r), c(ONE)), scale)
         e = self.select(self.cmp(">", x, c(OVERFLOW)), c(np.inf), e)
@@ -190,7 +192,7 @@ _vsigmoid = _unary(lambda vec, x: vec.sigmoid(x))
 _vtanh = _unary(lambda vec, x: vec.tanh(x))
 
 
-def _lstm_cell_intrinsic(masked: bool, fused: bool | None = None):
+def _lstm_cell_intrinsic(masked: bool, fused: bool | None = None, lanes: int = LANES):
     """``_vlstm_cell`` (whole vectors) or, ``masked``, ``_vlstm_cell_tail`` (the lanes
     ``l < count`` only: masked loads and stores, nothing read or written past them).
     ``fused=False`` rounds every multiply-add twice (the cell before fused multiply-adds,
@@ -201,7 +203,7 @@ def _lstm_cell_intrinsic(masked: bool, fused: bool | None = None):
         sig = types.void(p, q, gt, c_prev, c, tc, h, types.intp, types.intp)
 
         def codegen(context, builder, signature, args):
-            vec = _Vec(builder, fused)
+            vec = _Vec(builder, fused, lanes)
             arrays = [context.make_array(ty)(context, builder, value)
                       for ty, value in zip(signature.args[:7], args[:7])]
             p_ptr, q_ptr, gt_ptr, cp_ptr, c_ptr, tc_ptr, h_ptr = (a.data for a in arrays)
@@ -211,19 +213,20 @@ def _lstm_cell_intrinsic(masked: bool, fused: bool | None = None):
             i32 = ir.IntType(32)
             align = ir.Constant(i32, 4)
             if masked:
-                mty = ir.VectorType(ir.IntType(1), LANES)
-                ity = ir.VectorType(count.type, LANES)
-                lanes = ir.Constant(ity, list(range(LANES)))
+                width = vec.lanes
+                mty = ir.VectorType(ir.IntType(1), width)
+                ity = ir.VectorType(count.type, width)
                 first = builder.insert_element(ir.Constant(ity, ir.Undefined), count,
                                                ir.Constant(i32, 0))
-                mask = builder.icmp_signed("<", lanes, builder.shuffle_vector(
+                mask = builder.icmp_signed("<", ir.Constant(ity, list(range(width))),
+                                           builder.shuffle_vector(
                     first, ir.Constant(ity, ir.Undefined),
-                    ir.Constant(ir.VectorType(i32, LANES), [0] * LANES)))
+                    ir.Constant(ir.VectorType(i32, width), [0] * width)))
                 ptr_ty = vec.vty.as_pointer()
-                name = f"llvm.masked.load.v{LANES}f32.p0"
+                name = f"llvm.masked.load.v{width}f32.p0"
                 m_load = module.globals.get(name) or ir.Function(
                     module, ir.FunctionType(vec.vty, [ptr_ty, i32, mty, vec.vty]), name)
-                name = f"llvm.masked.store.v{LANES}f32.p0"
+                name = f"llvm.masked.store.v{width}f32.p0"
                 m_store = module.globals.get(name) or ir.Function(
                     module, ir.FunctionType(ir.VoidType(), [vec.vty, ptr_ty, i32, mty]), name)
 
@@ -261,7 +264,15 @@ def _lstm_cell_intrinsic(masked: bool, fused: bool | None = None):
     return kernel
 
 
-# The LSTM cell of units ``u = j + l`` (``l < LANES``, and ``l < count`` for the tail;
+# Floats per LSTM cell call: 2 AVX-512 vectors, 4 AVX2 ones.  A cell is five exp chains of
+# some twenty dependent operations each; with several vectors per call their operations
+# interleave and the core overlaps their latencies.  LSTM 128, the cells of 128 rows over
+# 28 steps, one thread, Intel Xeon (ad hoc, interleaved, medians of 7): AVX-512 one vector
+# 1.39 ms, two 1.16, four 1.19; AVX2 (Numba compiling for Haswell) one vector 1.91 ms, two
+# 1.38, four 1.16.  ``python -m benchmarks.rnn_parts`` part 7 times one against 32.
+CELL_LANES = 32
+
+# The LSTM cell of units ``u = j + l`` (``l < CELL_LANES``, and ``l < count`` for the tail;
 # ``H = len(c)`` units, gate blocks i, f, g, o at offsets 0, H, 2H, 3H of the rows ``p``,
 # ``q``, ``gt``)::
 #
@@ -272,5 +283,5 @@ def _lstm_cell_intrinsic(masked: bool, fused: bool | None = None):
 # the operations of ``_rnn_numba._lstm_unit``, in its order (products and sum rounded one
 # by one), so every lane gives the scalar route's bits.  ``(p, q, gt, c_prev, c, tc, h,
 # j, count)``; ``_vlstm_cell`` ignores ``count``.
-_vlstm_cell = _lstm_cell_intrinsic(masked=False)
-_vlstm_cell_tail = _lstm_cell_intrinsic(masked=True)
+_vlstm_cell = _lstm_cell_intrinsic(masked=False, lanes=CELL_LANES)
+_vlstm_cell_tail = _lstm_cell_intrinsic(masked=True, lanes=CELL_LANES)

@@ -92,7 +92,7 @@ def test_rnn_parts_quick(tmp_path):
     text = (tmp_path / "rnn_parts.md").read_text()
     assert "projection inside the loop" in text and "weight in panels" in text
     assert "GRU: projection inside the loop" in text
-    assert "cell: fused multiply-adds (now)" in text
+    assert "floats a call, fused (now)" in text
 
 
 def test_training_quick(tmp_path, torch):

@@ -335,10 +335,11 @@ def test_vector_sigmoid_and_tanh_give_the_scalar_bits():
     assert np.array_equal(vt.view(np.int32), st.view(np.int32))
 
 
-@pytest.mark.parametrize("H", [1, 5, 16, 37, 128])
+@pytest.mark.parametrize("H", [1, 5, 16, 37, 71, 128])
 def test_vector_lstm_cell_gives_the_unit_routes_bits(rng, H):
-    """The float32 LSTM cell of the one-kernel loops (``_lstm_cell``: whole vectors, then
-    the masked tail of ``H % LANES`` units) gives exactly the bits of ``_lstm_unit``,
+    """The float32 LSTM cell of the one-kernel loops (``_lstm_cell``: ``CELL_LANES`` units
+    a call, then the masked tail of ``H % CELL_LANES``; multiply-adds fused or not as
+    the scalar route's) gives exactly the bits of ``_lstm_unit``,
     unit by unit, and writes nothing past the row's units (guard values after each
     array stay).  Pre-activations include +-inf, NaN and values around tanh's switch."""
     import numba
