@@ -268,10 +268,10 @@ _I127, _I23 = np.int32(127), np.int32(23)
 def _exp32(x):
     """e^x for float32 x (Cephes expf): ``x = n ln2 + r``, ``|r| <= ln2/2``,
     ``e^x = 2^n p(r)``, 2^n built from its IEEE bits.  Within [-87, 88] about 2 ulp
-    (measured: 1.2e-7 relative); beyond, e^x is taken at the nearer end (off by at most
-    a factor e^0.72 there, which changes a sigmoid or tanh by under 1e-38), inf past
-    88.72, 0 below -103.97; NaN stays NaN.  The reduction's and the polynomial's
-    multiply-adds by ``_fma32`` (one rounding where the CPU has FMA)."""
+    (measured with FMA on 4,000,001 points: 8.4e-8 relative); beyond, e^x is taken at
+    the nearer end (off by at most a factor e^0.72 there, which changes a sigmoid or tanh
+    by under 1e-38), inf past 88.72, 0 below -103.97; NaN stays NaN.  The reduction's and
+    the polynomial's multiply-adds by ``_fma32`` (one rounding where the CPU has FMA)."""
     y = min(max(x, _EXP_MIN), _EXP_MAX)
     n = np.floor(_fma32(y, _LOG2E, _HALF))
     r = _fma32(n, -_LN2_LO, _fma32(n, -_LN2_HI, y))
