@@ -61,11 +61,13 @@ class _Runner:
         wall = self.inner.train(steps)
         return wall, (time.process_time() - c0) / steps
 
-    def op_times(self, steps: int) -> dict:
-        """Seconds of each operation in each of ``steps`` training steps:
-        ``{"wall": {name: [seconds per step]}, "cpu": {...}}`` (``cpu`` empty on more
-        than one thread); names as ``model_ops``'s, plus minidl's recurrent kernels and
-        the instrumented step's total."""
+    def op_times(self, steps: int, warm: int = 0) -> dict:
+        """Seconds of each operation in each of ``steps`` training steps, after ``warm``
+        untimed ones: ``{"wall": {name: [seconds per step]}, "cpu": {...}}`` (``cpu``
+        empty on more than one thread); names as ``model_ops``'s, plus minidl's recurrent
+        kernels and the instrumented step's total."""
+        if warm:
+            self.inner.train(warm)
         timer = _Timer(cpu=self.threads == 1)
         if self.framework == "minidl":
             self._minidl_op_times(steps, timer)
@@ -197,6 +199,9 @@ class _Runner:
             raise RuntimeError(f"torch: non-finite loss {value}")
 
 
+OP_WARM_S = 0.1         # untimed training steps before each block of per-operation timing
+
+
 def Worker(framework: str) -> common.Worker:
     return common.Worker(_Runner, framework, name=f"{framework} roofline worker")
 
@@ -222,10 +227,16 @@ def measure_model(name: str, threads: int, workers: dict, args, log) -> dict:
     per_op = {fw: {"wall": {}, "cpu": {}} for fw in fws}
     blocks = max(1, args.op_blocks)
     per_block = max(1, math.ceil(args.op_steps / blocks))
+    # each block of timed steps follows OP_WARM_S of untimed ones: after the settle pause
+    # the first steps run slower (the lab MLP 256 on two threads: 1.44 ms per instrumented
+    # step in blocks of 10 steps, 0.77 ms in one block of 200, against 0.81-0.84 ms for
+    # the plain step; minidl alone)
+    warm = {fw: 0 if args.quick else max(3, int(OP_WARM_S / max(probe[fw], 1e-6)))
+            for fw in fws}
     for b in range(blocks):
         for fw in fws[b % len(fws):] + fws[:b % len(fws)]:
             time.sleep(common.SETTLE_S)
-            for clock, recs in workers[fw].call("op_times", per_block).items():
+            for clock, recs in workers[fw].call("op_times", per_block, warm[fw]).items():
                 for k, v in recs.items():
                     per_op[fw][clock].setdefault(k, []).extend(v)
     out = {"setup": setup, "steps_per_block": steps}
