@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import common, machine
 from .ops import op_bound
+from .steps import OP_WARM_S
 
 
 def _fmt_x(x):
@@ -207,7 +208,8 @@ def render(args, info, info_end, uptimes, limits_raw, limits, rows) -> str:
             f"Step: interleaved blocks of ~{args.block_seconds:g} s alternating between "
             f"the frameworks (each in its own process), median over the rounds "
             f"(*runs×steps*). Per operation: median over N = {args.op_steps} timed steps "
-            f"per framework (in {args.op_blocks} alternating blocks). **Clock**: on one "
+            f"per framework (in {args.op_blocks} alternating blocks, each after "
+            f"{OP_WARM_S:g} s of untimed steps). **Clock**: on one "
             "thread the process's CPU time (`time.process_time`, every thread of the "
             "worker: the work runs on the calling thread, so this is the time it held a "
             "core, whatever other processes did meanwhile); on two threads the wall clock "
