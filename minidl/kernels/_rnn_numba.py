@@ -513,8 +513,7 @@ def _lstm_cell_overload(p, q, gt, c_prev, c, tc, h, one):
 
     in one pass over the units: float32 by vectors, ``CELL_LANES`` units a call
     (``_vmath_numba._vlstm_cell``, the last ``H % CELL_LANES`` by its masked twin), the
-    bits ``_lstm_unit`` gives; float64
-    unit by unit (``_lstm_unit``, libm).  No call inside the float32 route: a call in
+    bits ``_lstm_unit`` gives; float64 unit by unit (``_lstm_unit``, libm).  No call inside the float32 route: a call in
     the loop over rows, even one never taken, made the row about 90 ns slower (the
     vector constants no longer stayed in registers; Intel Xeon with AVX-512, an ad-hoc
     test of 64 rows x 28 steps)."""

@@ -60,7 +60,8 @@ TANH_SMALL = 0.625
 
 
 class _Vec:
-    """IR helpers on ``<LANES x float>`` values for one builder."""
+    """IR helpers on ``<lanes x float>`` values (``LANES`` unless told) for one builder;
+    multiply-adds fused where ``fused`` (``FUSED`` unless told)."""
 
     def __init__(self, builder, fused=None, lanes=LANES):
         self.b = builder
@@ -73,11 +74,11 @@ class _Vec:
     def const(self, value):
         return ir.Constant(self.vty, [float(_F(value))] * self.lanes)
 
-    def _intrinsic(self, name, ty):
+    def _intrinsic(self, name, ty, arity=1):
         module = self.b.module
         fn = module.globals.get(name)
         if fn is None:
-            fn = ir.Function(module, ir.FunctionType(ty, [ty]), name)
+            fn = ir.Function(module, ir.FunctionType(ty, [ty] * arity), name)
         return fn
 
     def floor(self, x):
@@ -96,15 +97,11 @@ class _Vec:
         return self.b.fmul(x, y)
 
     def fma(self, x, y, z):
-        """``x * y + z``, rounded once where ``fused`` (``FUSED`` unless told)."""
+        """``x * y + z``, rounded once where ``self.fused``."""
         if not self.fused:
             return self.add(self.mul(x, y), z)
-        return self.b.call(self._intrinsic3(f"llvm.fma.v{self.lanes}f32"), [x, y, z])
-
-    def _intrinsic3(self, name):
-        module = self.b.module
-        return module.globals.get(name) or ir.Function(
-            module, ir.FunctionType(self.vty, [self.vty] * 3), name)
+        return self.b.call(self._intrinsic(f"llvm.fma.v{self.lanes}f32", self.vty, 3),
+                           [x, y, z])
 
     def div(self, x, y):
         return self.b.fdiv(x, y)

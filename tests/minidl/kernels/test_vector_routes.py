@@ -82,9 +82,10 @@ for force in ("serial", "parallel"):
         exact = a.astype(np.float64) @ b.astype(np.float64)
         bound = np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64)
         worst = max(worst, float((np.abs(got - exact) / bound).max()))
-    # the recurrent loops' LSTM cell: whole vectors and the masked tail (H % lanes units)
+    # the recurrent loops' LSTM cell: whole calls of CELL_LANES floats and the masked tail
     from minidl.kernels import _rnn_numba
-    T, N, I, H = 3, 11, 5, 2 * lanes + 3
+    from minidl.kernels._vmath_numba import CELL_LANES
+    T, N, I, H = 3, 11, 5, CELL_LANES + lanes + 3
     x = rng.standard_normal((T, N, I))
     w_ih, w_hh = rng.standard_normal((4 * H, I)) * 0.3, rng.standard_normal((4 * H, H)) * 0.3
     b, h0, c0 = rng.standard_normal(4 * H), rng.standard_normal((N, H)), rng.standard_normal((N, H))
